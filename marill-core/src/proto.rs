@@ -1,0 +1,149 @@
+//! The `Protocol` seam between the MPC settings and everything above them.
+//!
+//! Every method works on whole slices, so one call is one set of rounds for all of its
+//! elements. A shared vector of `n` elements is `n · PLANES` words in the layout of
+//! [`share`](crate::share). Every method checks all lengths (and asks its scratch for
+//! memory) **before** sending anything: a local mistake is an error at this party and
+//! never leaves the parties out of step. The program every party runs must be the same
+//! sequence of calls with the same public arguments (shapes, shifts, owners) — the
+//! protocols are data-oblivious, and the seeded generators advance in lockstep.
+//!
+//! Implementations: [`dealer::Dealer2pc`] (2PC with a dealer, additive shares) and
+//! [`rep3::Rep3`] (3PC replicated, ABY3). [`assist`] is the 2-of-2 engine with a helper
+//! third party that both use for truncation, comparison and boolean circuits.
+//!
+//! Boolean shares ([`Protocol::and_bits`], [`Protocol::b2a`]) are packed 2-of-2 XOR
+//! shares between parties 0 and 1 in every setting; party 2 holds zeros and deals.
+
+use crate::channel::PartyId;
+use crate::error::{Result, ensure_shape};
+use crate::ring::{self, MatDims};
+
+pub mod assist;
+pub mod dealer;
+pub mod rep3;
+pub mod setup;
+
+/// Offset added before truncation and comparison so that `|x| < 2^62` maps into `[0, 2^63)`.
+pub const RANGE_OFFSET: u64 = 1 << 62;
+
+/// The operations of an MPC setting over Z_2^64.
+pub trait Protocol {
+    /// Words per shared element: 1 for additive, 2 for replicated shares.
+    const PLANES: usize;
+
+    /// This party's id.
+    fn party(&self) -> PartyId;
+
+    /// The plane of this party's shares that absorbs public constants, or `None` if this
+    /// party adds nothing when a public value is added to a shared one.
+    fn public_plane(&self) -> Option<usize>;
+
+    /// Party `owner` secret-shares its `values`; every party receives its shares in `out`
+    /// (`n · PLANES` words). Only the owner passes `Some(values)` (`n` words).
+    fn input(&mut self, owner: PartyId, values: Option<&[u64]>, out: &mut [u64]) -> Result<()>;
+
+    /// Every computing party learns the value of `x` in `out` (`n` words). In 2PC-Dealer the
+    /// dealer takes part in no opening and its `out` is zeroed.
+    fn open(&mut self, x: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// Party `to` learns `x` in `out`; every other party's `out` is zeroed.
+    fn reveal_to(&mut self, to: PartyId, x: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// `out = x · y` elementwise (no truncation). One round.
+    fn mul(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// `out = x²` elementwise (no truncation). One round.
+    fn square(&mut self, x: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// `out = x · y` for shared row-major `x (m×n)`, `y (n×k)` (no truncation).
+    fn matmul(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims) -> Result<()>;
+
+    /// `out = ⌊x / 2^shift⌋` or one more, for every `x` with `-2^62 ≤ x < 2^62`: never a
+    /// gross error in that range.
+    fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()>;
+
+    /// `trunc(x · y, shift)`, fused where the setting allows it.
+    fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()>;
+
+    /// Arithmetic shares of `[x < 0]` (the sign bit, 0 or 1) for any `x` in the ring.
+    fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// `out = x ∧ y` over packed 2-of-2 boolean shares (`bit_words(n)` words each). One round.
+    fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// Arithmetic shares (`n · PLANES` words) of the `n` bits in packed boolean shares.
+    fn b2a(&mut self, bits: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// `out = x + y` (local).
+    fn add(&self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
+        ring::add(x, y, out)
+    }
+
+    /// `out = x - y` (local).
+    fn sub(&self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
+        ring::sub(x, y, out)
+    }
+
+    /// `out = -x` (local).
+    fn neg(&self, x: &[u64], out: &mut [u64]) -> Result<()> {
+        ring::neg(x, out)
+    }
+
+    /// `out = x + c` for public `c` (`n` words; local).
+    fn add_public(&self, x: &[u64], c: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = c.len();
+        ensure_shape(x.len() == n * Self::PLANES && out.len() == x.len())?;
+        out.copy_from_slice(x);
+        if let Some(p) = self.public_plane() {
+            ring::add_assign(&mut out[p * n..(p + 1) * n], c)?;
+        }
+        Ok(())
+    }
+
+    /// `out = x + c` for one public constant `c` (local).
+    fn add_public_scalar(&self, x: &[u64], c: u64, out: &mut [u64]) -> Result<()> {
+        ensure_shape(out.len() == x.len() && x.len() % Self::PLANES == 0)?;
+        out.copy_from_slice(x);
+        if let Some(p) = self.public_plane() {
+            let n = x.len() / Self::PLANES;
+            for v in &mut out[p * n..(p + 1) * n] {
+                *v = v.wrapping_add(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// `out = x ⊙ c` for public `c` (`n` words; local, no truncation).
+    fn mul_public(&self, x: &[u64], c: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = c.len();
+        ensure_shape(x.len() == n * Self::PLANES && out.len() == x.len())?;
+        for p in 0..Self::PLANES {
+            ring::mul(&x[p * n..(p + 1) * n], c, &mut out[p * n..(p + 1) * n])?;
+        }
+        Ok(())
+    }
+
+    /// `out = c · x` for one public constant (local, no truncation).
+    fn scale(&self, x: &[u64], c: u64, out: &mut [u64]) -> Result<()> {
+        ring::scale(x, c, out)
+    }
+
+    /// `out = x · w` for shared `x (m×n)` and public `w (n×k)` (local, no truncation).
+    fn matmul_public(&self, x: &[u64], w: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
+        let (mn, mk) = match (d.lhs(), d.out()) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(crate::Error::ShapeMismatch),
+        };
+        ensure_shape(x.len() == mn * Self::PLANES && out.len() == mk * Self::PLANES)?;
+        for p in 0..Self::PLANES {
+            ring::matmul(&x[p * mn..(p + 1) * mn], w, &mut out[p * mk..(p + 1) * mk], d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `shift` is a valid truncation shift (`1..=62`).
+pub(crate) fn check_shift(shift: u32) -> Result<()> {
+    if (1..=62).contains(&shift) { Ok(()) } else { Err(crate::Error::InvalidArgument) }
+}

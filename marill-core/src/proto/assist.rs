@@ -1,0 +1,608 @@
+//! The 2-of-2 engine with a helper: parties A and B hold additive shares, party D deals.
+//!
+//! 2PC-Dealer is this engine with D the dealer; 3PC converts replicated shares to 2-of-2
+//! (locally), runs the engine with party 2 as D for truncation, comparison and boolean
+//! circuits, and converts back (one round). D never sees anything that depends on data
+//! except, in 3PC's fused multiply-truncate, its own masked product share.
+//!
+//! **Correlations.** A shares a ChaCha12 seed with D, B another. Whatever is random is
+//! drawn by both holders of a seed in the same order; a value D derives from the randoms
+//! (a triple's product, a table) reaches B as a *correction* — B's share of the value —
+//! which is the only data D sends. A gets its share of everything from its seed alone.
+//! Compute parties read D's corrections after their own exchange in each round, so
+//! corrections never lengthen the critical path.
+//!
+//! | op | rounds | bytes A / B send | bytes D sends (to B) |
+//! |---|---|---|---|
+//! | `mul` n | 1 | 16n / 16n | 8n |
+//! | `square` n | 1 | 8n / 8n | 8n |
+//! | `matmul` m×n×k | 1 | 8(mn+nk) each | 8mk |
+//! | `trunc` n | 1 | 8n each | 16n |
+//! | `and` L words | 1 | 16L each | 8L |
+//! | `b2a` n bits | 1 | 8⌈n/64⌉ each | 8n |
+//! | `ltz` n | 6 | 8n + 8·53⌈n/64⌉ each | 8·(4n + 1·⌈n/64⌉) + 8·26⌈n/64⌉ + 8n |
+//!
+//! **Truncation** (exact range). To truncate `x` with `-2^62 ≤ x < 2^62`, A and B open
+//! `c = y + r` where `y = x + 2^62 ∈ [0, 2^63)` and `r` is uniform. Then
+//! `y = c − r + w·2^64` with the wrap bit `w = msb(r)·(1 − msb(c))` (if `msb(r) = 0` no
+//! wrap is possible; if `msb(r) = 1` a wrap happened exactly when `msb(c) = 0`), which is
+//! linear in dealt shares of `msb(r)` once `c` is public. With dealt shares of `r ≫ s`,
+//! `(c ≫ s) − (r ≫ s) + w·2^(64−s) − 2^(62−s)` equals `⌊x/2^s⌋ + [c mod 2^s < r mod 2^s]`:
+//! the floor, or one more. No gross error is possible in the range; outside it the result
+//! is wrong, so callers keep products below 2^62 (2^30 in real value at 16 fractional bits).
+//!
+//! **Comparison** (`ltz`, all of Z_2^64). Open `c = x + r`. Then
+//! `msb(x) = msb(c) ⊕ msb(r) ⊕ [c' < r']` with `c', r'` the low 63 bits. D deals, for each
+//! 4-bit chunk `j` of `r'` (16 chunks, the top one 3 bits), boolean shares of the
+//! thermometer table `T_j[v] = [v < r'_j]` (16 bits), so `[c'_j < r'_j] = T_j[c'_j]` and
+//! `[c'_j = r'_j] = T_j[c'_j − 1] ⊕ T_j[c'_j]` are local. A 4-level tree of ANDs
+//! (`lt = lt_hi ⊕ eq_hi·lt_lo`, `eq = eq_hi·eq_lo`, 26 ANDs, the lowest group's `eq` is
+//! never needed) gives the borrow; one more round converts the bit to arithmetic shares.
+//! Rounds: 1 (open) + 4 (tree) + 1 (b2a) = 6.
+
+use crate::channel::{Channel, PartyId, recv_words, send_words};
+use crate::error::{Error, Result};
+use crate::prg::{Prg, Seed, Stream};
+use crate::ring::{self, MatDims};
+use crate::scratch::carve;
+use crate::share::bit_words;
+
+use super::RANGE_OFFSET;
+
+/// Which part a party plays in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// First share holder (adds public constants).
+    A,
+    /// Second share holder (receives corrections).
+    B,
+    /// The helper that deals.
+    D,
+}
+
+/// Engine state of one party.
+pub struct Assist {
+    role: Role,
+    /// Party ids of A, B, D.
+    ids: [PartyId; 3],
+    /// A: shared with D. B: shared with D. D: the one shared with A.
+    prg: Prg,
+    /// D only: the seed shared with B.
+    prg_b: Option<Prg>,
+}
+
+/// Chunks of the 63-bit comparison.
+const CHUNKS: usize = 16;
+/// ANDs in the comparison tree: 15 + 7 + 3 + 1.
+const TREE_ANDS: usize = 26;
+
+impl Assist {
+    /// Engine for A or B (`seed` shared with D) or for D (`seed` shared with A, `seed_b`
+    /// shared with B). `ids` are the party ids of A, B and D.
+    pub fn new(role: Role, ids: [PartyId; 3], seed: Seed, seed_b: Option<Seed>) -> Result<Self> {
+        let prg_b = match (role, seed_b) {
+            (Role::D, Some(s)) => Some(Prg::new(s, Stream::Deal)),
+            (Role::D, None) => return Err(Error::InvalidArgument),
+            _ => None,
+        };
+        Ok(Self { role, ids, prg: Prg::new(seed, Stream::Deal), prg_b })
+    }
+
+    /// This party's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    fn a(&self) -> PartyId {
+        self.ids[0]
+    }
+    fn b(&self) -> PartyId {
+        self.ids[1]
+    }
+    fn d(&self) -> PartyId {
+        self.ids[2]
+    }
+    fn other(&self) -> PartyId {
+        if self.role == Role::A { self.b() } else { self.a() }
+    }
+    fn is_a(&self) -> u64 {
+        u64::from(self.role == Role::A)
+    }
+
+    fn prg_b(&mut self) -> &mut Prg {
+        // `new` guarantees D has it; A and B never call this.
+        self.prg_b.get_or_insert_with(|| Prg::new([0; 32], Stream::Deal))
+    }
+
+    /// A and B: send `msg` to each other and receive the peer's into `rcv`.
+    fn exchange<C: Channel>(&self, ch: &mut C, msg: &[u64], rcv: &mut [u64]) -> Result<()> {
+        send_words(ch, self.other(), msg)?;
+        recv_words(ch, self.other(), rcv)
+    }
+
+    // ---- elementwise multiplication -------------------------------------------------
+
+    /// Scratch words for [`mul`](Self::mul) of `n` elements.
+    pub const fn mul_scratch(n: usize) -> usize {
+        7 * n
+    }
+
+    /// Beaver multiplication of 2-of-2 shares.
+    pub fn mul<C: Channel>(&mut self, ch: &mut C, x: &[u64], y: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        match self.role {
+            Role::D => {
+                let [aa, ba, ca, ab, bb] = carve(buf, [n; 5]);
+                self.prg.fill(aa);
+                self.prg.fill(ba);
+                self.prg.fill(ca);
+                let pb = self.prg_b();
+                pb.fill(ab);
+                pb.fill(bb);
+                for e in 0..n {
+                    let a = aa[e].wrapping_add(ab[e]);
+                    let b = ba[e].wrapping_add(bb[e]);
+                    ca[e] = a.wrapping_mul(b).wrapping_sub(ca[e]);
+                }
+                send_words(ch, self.b(), ca)?;
+                out.fill(0);
+                Ok(())
+            }
+            _ => {
+                let [a, b, c, msg, rcv] = carve(buf, [n, n, n, 2 * n, 2 * n]);
+                self.prg.fill(a);
+                self.prg.fill(b);
+                if self.role == Role::A {
+                    self.prg.fill(c);
+                }
+                ring::sub(x, a, &mut msg[..n])?;
+                ring::sub(y, b, &mut msg[n..])?;
+                self.exchange(ch, msg, rcv)?;
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), c)?;
+                }
+                ring::add_assign(rcv, msg)?; // rcv = [d | e]
+                let (d, e) = rcv.split_at(n);
+                let is_a = self.is_a();
+                for i in 0..n {
+                    out[i] = c[i]
+                        .wrapping_add(d[i].wrapping_mul(b[i]))
+                        .wrapping_add(e[i].wrapping_mul(a[i]))
+                        .wrapping_add(is_a.wrapping_mul(d[i].wrapping_mul(e[i])));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Scratch words for [`square`](Self::square) of `n` elements.
+    pub const fn square_scratch(n: usize) -> usize {
+        4 * n
+    }
+
+    /// Squaring with a dealt pair `(a, a²)`.
+    pub fn square<C: Channel>(&mut self, ch: &mut C, x: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        match self.role {
+            Role::D => {
+                let [aa, ca, ab] = carve(buf, [n; 3]);
+                self.prg.fill(aa);
+                self.prg.fill(ca);
+                self.prg_b().fill(ab);
+                for e in 0..n {
+                    let a = aa[e].wrapping_add(ab[e]);
+                    ca[e] = a.wrapping_mul(a).wrapping_sub(ca[e]);
+                }
+                send_words(ch, self.b(), ca)?;
+                out.fill(0);
+                Ok(())
+            }
+            _ => {
+                let [a, c, msg, rcv] = carve(buf, [n; 4]);
+                self.prg.fill(a);
+                if self.role == Role::A {
+                    self.prg.fill(c);
+                }
+                ring::sub(x, a, msg)?;
+                self.exchange(ch, msg, rcv)?;
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), c)?;
+                }
+                ring::add_assign(rcv, msg)?;
+                let is_a = self.is_a();
+                for i in 0..n {
+                    let d = rcv[i];
+                    out[i] = c[i]
+                        .wrapping_add(d.wrapping_mul(a[i]).wrapping_mul(2))
+                        .wrapping_add(is_a.wrapping_mul(d.wrapping_mul(d)));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- matrix multiplication ------------------------------------------------------
+
+    /// Scratch words for [`matmul`](Self::matmul).
+    pub const fn matmul_scratch(d: MatDims) -> usize {
+        let (mn, nk, mk) = (d.m * d.n, d.n * d.k, d.m * d.k);
+        3 * mn + 4 * nk + mk
+    }
+
+    /// Shared × shared matrix product with a dealt matrix triple `(A, B, A·B)`.
+    pub fn matmul<C: Channel>(&mut self, ch: &mut C, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims, buf: &mut [u64]) -> Result<()> {
+        let (mn, nk, mk) = (d.m * d.n, d.n * d.k, d.m * d.k);
+        match self.role {
+            Role::D => {
+                let [aa, ba, ca, ab, bb] = carve(buf, [mn, nk, mk, mn, nk]);
+                self.prg.fill(aa);
+                self.prg.fill(ba);
+                self.prg.fill(ca);
+                let pb = self.prg_b();
+                pb.fill(ab);
+                pb.fill(bb);
+                ring::add_assign(ab, aa)?;
+                ring::add_assign(bb, ba)?;
+                ring::matmul(ab, bb, out, d)?; // out = A·B (D's own scratch use of `out`)
+                ring::sub_assign(out, ca)?;
+                send_words(ch, self.b(), out)?;
+                out.fill(0);
+                Ok(())
+            }
+            _ => {
+                let [a, b, msg, rcv, tmp] = carve(buf, [mn, nk, mn + nk, mn + nk, nk]);
+                self.prg.fill(a);
+                self.prg.fill(b);
+                if self.role == Role::A {
+                    self.prg.fill(out); // C_A
+                }
+                ring::sub(x, a, &mut msg[..mn])?;
+                ring::sub(y, b, &mut msg[mn..])?;
+                self.exchange(ch, msg, rcv)?;
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), out)?; // C_B
+                }
+                ring::add_assign(rcv, msg)?; // [D | E] opened
+                let (dm, em) = rcv.split_at(mn);
+                // A: C + D·(B_A + E) + A_A·E ;  B: C + D·B_B + A_B·E
+                tmp.copy_from_slice(b);
+                if self.role == Role::A {
+                    ring::add_assign(tmp, em)?;
+                }
+                ring::matmul_acc(dm, tmp, out, d)?;
+                ring::matmul_acc(a, em, out, d)?;
+                Ok(())
+            }
+        }
+    }
+
+    // ---- truncation -----------------------------------------------------------------
+
+    /// Scratch words for [`trunc`](Self::trunc) of `n` elements.
+    pub const fn trunc_scratch(n: usize) -> usize {
+        6 * n
+    }
+
+    /// Exact-range truncation (see the module docs). In 3PC's fused multiply-truncate D
+    /// also holds a third additive part `helper` of `x`, which it sends to A and B in the
+    /// same round (it is masked by the 3PC zero share); A and B then pass `helper = true`.
+    pub fn trunc<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        shift: u32,
+        out: &mut [u64],
+        buf: &mut [u64],
+        helper: Helper<'_>,
+    ) -> Result<()> {
+        let n = out.len();
+        match self.role {
+            Role::D => {
+                let [ra, rb, hi, m, corr] = carve(buf, [n, n, n, n, 2 * n]);
+                if let Helper::Send(part) = helper {
+                    send_words(ch, self.a(), part)?;
+                    send_words(ch, self.b(), part)?;
+                }
+                self.prg.fill(ra);
+                self.prg_b().fill(rb);
+                self.prg.fill(hi);
+                self.prg.fill(m);
+                let (ch_hi, ch_m) = corr.split_at_mut(n);
+                for e in 0..n {
+                    let r = ra[e].wrapping_add(rb[e]);
+                    ch_hi[e] = (r >> shift).wrapping_sub(hi[e]);
+                    ch_m[e] = (r >> 63).wrapping_sub(m[e]);
+                }
+                send_words(ch, self.b(), corr)?;
+                out.fill(0);
+                Ok(())
+            }
+            _ => {
+                let [r, hm, msg, rcv, extra] = carve(buf, [n, 2 * n, n, n, n]);
+                self.prg.fill(r);
+                if self.role == Role::A {
+                    self.prg.fill(hm);
+                }
+                ring::add(x, r, msg)?;
+                if self.role == Role::A {
+                    for v in msg.iter_mut() {
+                        *v = v.wrapping_add(RANGE_OFFSET);
+                    }
+                }
+                self.exchange(ch, msg, rcv)?;
+                if matches!(helper, Helper::Receive) {
+                    recv_words(ch, self.d(), extra)?;
+                    ring::add_assign(rcv, extra)?;
+                }
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), hm)?;
+                }
+                ring::add_assign(rcv, msg)?; // c
+                let (hi, m) = hm.split_at(n);
+                let top = if shift == 0 { 0 } else { 1u64 << (64 - shift) };
+                let off = RANGE_OFFSET >> shift;
+                let is_a = self.is_a();
+                for e in 0..n {
+                    let c = rcv[e];
+                    let not_msb_c = 1 - (c >> 63);
+                    let mut v = m[e].wrapping_mul(not_msb_c).wrapping_mul(top).wrapping_sub(hi[e]);
+                    v = v.wrapping_add(is_a.wrapping_mul((c >> shift).wrapping_sub(off)));
+                    out[e] = v;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- boolean AND ----------------------------------------------------------------
+
+    /// Scratch words for [`and`](Self::and) of `l` packed words.
+    pub const fn and_scratch(l: usize) -> usize {
+        7 * l
+    }
+
+    /// `out = x ∧ y` on packed XOR shares, with dealt boolean triples.
+    pub fn and<C: Channel>(&mut self, ch: &mut C, x: &[u64], y: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+        let l = out.len();
+        match self.role {
+            Role::D => {
+                let [aa, ba, ca, ab, bb] = carve(buf, [l; 5]);
+                self.prg.fill(aa);
+                self.prg.fill(ba);
+                self.prg.fill(ca);
+                let pb = self.prg_b();
+                pb.fill(ab);
+                pb.fill(bb);
+                for i in 0..l {
+                    ca[i] ^= (aa[i] ^ ab[i]) & (ba[i] ^ bb[i]);
+                }
+                send_words(ch, self.b(), ca)?;
+                out.fill(0);
+                Ok(())
+            }
+            _ => {
+                let [a, b, c, msg, rcv] = carve(buf, [l, l, l, 2 * l, 2 * l]);
+                self.prg.fill(a);
+                self.prg.fill(b);
+                if self.role == Role::A {
+                    self.prg.fill(c);
+                }
+                for i in 0..l {
+                    msg[i] = x[i] ^ a[i];
+                    msg[l + i] = y[i] ^ b[i];
+                }
+                self.exchange(ch, msg, rcv)?;
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), c)?;
+                }
+                let mask_a = 0u64.wrapping_sub(self.is_a());
+                for i in 0..l {
+                    let d = msg[i] ^ rcv[i];
+                    let e = msg[l + i] ^ rcv[l + i];
+                    out[i] = c[i] ^ (d & b[i]) ^ (e & a[i]) ^ (mask_a & d & e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- boolean to arithmetic ------------------------------------------------------
+
+    /// Scratch words for [`b2a`](Self::b2a) of `n` bits.
+    pub const fn b2a_scratch(n: usize) -> usize {
+        4 * bit_words(n) + 2 * n
+    }
+
+    /// Arithmetic 2-of-2 shares (`n` words) of `n` packed boolean shares, with a dealt
+    /// random bit shared both ways.
+    pub fn b2a<C: Channel>(&mut self, ch: &mut C, bits: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        let w = bit_words(n);
+        match self.role {
+            Role::D => {
+                let [pa, pb_bits, ra, corr] = carve(buf, [w, w, n, n]);
+                self.prg.fill(pa);
+                self.prg_b().fill(pb_bits);
+                self.prg.fill(ra);
+                for e in 0..n {
+                    let rho = ((pa[e / 64] ^ pb_bits[e / 64]) >> (e % 64)) & 1;
+                    corr[e] = rho.wrapping_sub(ra[e]);
+                }
+                send_words(ch, self.b(), corr)?;
+                out.fill(0);
+                Ok(())
+            }
+            _ => {
+                let [rho, msg, rcv, _spare, ra] = carve(buf, [w, w, w, w, n]);
+                self.prg.fill(rho);
+                if self.role == Role::A {
+                    self.prg.fill(ra);
+                }
+                for i in 0..w {
+                    msg[i] = bits[i] ^ rho[i];
+                }
+                mask_tail(msg, n);
+                self.exchange(ch, msg, rcv)?;
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), ra)?;
+                }
+                let is_a = self.is_a();
+                for e in 0..n {
+                    let ebit = ((msg[e / 64] ^ rcv[e / 64]) >> (e % 64)) & 1;
+                    // b = e + ρ − 2eρ = e + ρ(1 − 2e)
+                    let sign = 1u64.wrapping_sub(ebit.wrapping_mul(2));
+                    out[e] = is_a.wrapping_mul(ebit).wrapping_add(ra[e].wrapping_mul(sign));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- comparison -----------------------------------------------------------------
+
+    /// Scratch words for [`ltz`](Self::ltz) of `n` elements.
+    pub const fn ltz_scratch(n: usize) -> usize {
+        let w = bit_words(n);
+        // r, c-exchange (3n); tables (4n) + r63 (w); lt, eq planes (32w); tree operands
+        // and results (3·15w); the largest sub-op scratch (AND of 15w words, or b2a).
+        let sub = max(max(Self::and_scratch(15 * w), Self::b2a_scratch(n)), 4 * n + w);
+        3 * n + 4 * n + w + 32 * w + 45 * w + w + sub
+    }
+
+    /// Arithmetic 2-of-2 shares of `[x < 0]` (see the module docs).
+    pub fn ltz<C: Channel>(&mut self, ch: &mut C, x: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        let w = bit_words(n);
+        let [r, msg, rcv, tables, r63, lt, eq, ops, bits, sub] =
+            carve(buf, [n, n, n, 4 * n, w, 16 * w, 16 * w, 45 * w, w, Self::ltz_scratch(n) - (7 * n + 79 * w)]);
+        // 1. open c = x + r (D: draw both masks and keep r).
+        if self.role == Role::D {
+            self.prg.fill(r);
+            self.prg_b().fill(rcv);
+            ring::add_assign(r, rcv)?;
+        } else {
+            self.prg.fill(r);
+            ring::add(x, r, msg)?;
+            self.exchange(ch, msg, rcv)?;
+            ring::add_assign(rcv, msg)?; // rcv = c
+        }
+        // 2. tables T_j[v] = [v < r'_j] and msb(r), dealt.
+        if self.role == Role::D {
+            let [ta, r63a] = carve(sub, [4 * n, w]);
+            self.prg.fill(ta);
+            self.prg.fill(r63a);
+            {
+                let t16: &mut [u16] = bytemuck::cast_slice_mut(tables);
+                let ta16: &[u16] = bytemuck::cast_slice(ta);
+                for e in 0..n {
+                    let low = r[e] & (u64::MAX >> 1);
+                    for j in 0..CHUNKS {
+                        let rj = ((low >> (4 * j)) & 15) as u32;
+                        let table = ((1u32 << rj) - 1) as u16;
+                        t16[e * CHUNKS + j] = table ^ ta16[e * CHUNKS + j];
+                    }
+                }
+            }
+            for i in 0..w {
+                r63[i] = r63a[i];
+            }
+            for e in 0..n {
+                r63[e / 64] ^= (r[e] >> 63) << (e % 64);
+            }
+            send_words(ch, self.b(), tables)?;
+            send_words(ch, self.b(), r63)?;
+        } else if self.role == Role::A {
+            self.prg.fill(tables);
+            self.prg.fill(r63);
+        } else {
+            recv_words(ch, self.d(), tables)?;
+            recv_words(ch, self.d(), r63)?;
+        }
+        // 3. leaves: lt_j and eq_j planes (A and B; D's stay zero).
+        lt.fill(0);
+        eq.fill(0);
+        if self.role != Role::D {
+            let t16: &[u16] = bytemuck::cast_slice(tables);
+            let is_a = self.is_a() as u16;
+            for e in 0..n {
+                let cl = rcv[e] & (u64::MAX >> 1);
+                let (word, bit) = (e / 64, e % 64);
+                for j in 0..CHUNKS {
+                    let v = ((cl >> (4 * j)) & 15) as u32;
+                    let t = t16[e * CHUNKS + j];
+                    let ltb = (t >> v) & 1;
+                    let below = if v == 0 { is_a } else { (t >> (v - 1)) & 1 };
+                    lt[j * w + word] |= u64::from(ltb) << bit;
+                    eq[j * w + word] |= u64::from(below ^ ltb) << bit;
+                }
+            }
+        }
+        // 4. the tree: groups g = 16, 8, 4, 2 → halves; `lt`/`eq` planes compact in place.
+        let mut groups = CHUNKS;
+        while groups > 1 {
+            let parents = groups / 2;
+            let ands = parents + (parents - 1);
+            let [xs, ys, zs] = carve(ops, [15 * w, 15 * w, 15 * w]);
+            for p in 0..parents {
+                let (hi, lo) = (2 * p + 1, 2 * p);
+                xs[p * w..(p + 1) * w].copy_from_slice(&eq[hi * w..(hi + 1) * w]);
+                ys[p * w..(p + 1) * w].copy_from_slice(&lt[lo * w..(lo + 1) * w]);
+            }
+            for p in 1..parents {
+                let (hi, lo) = (2 * p + 1, 2 * p);
+                let slot = parents + p - 1;
+                xs[slot * w..(slot + 1) * w].copy_from_slice(&eq[hi * w..(hi + 1) * w]);
+                ys[slot * w..(slot + 1) * w].copy_from_slice(&eq[lo * w..(lo + 1) * w]);
+            }
+            let l = ands * w;
+            self.and(ch, &xs[..l], &ys[..l], &mut zs[..l], sub)?;
+            for p in 0..parents {
+                let hi = 2 * p + 1;
+                for i in 0..w {
+                    lt[p * w + i] = lt[hi * w + i] ^ zs[p * w + i];
+                }
+            }
+            for p in 1..parents {
+                let slot = parents + p - 1;
+                eq[p * w..(p + 1) * w].copy_from_slice(&zs[slot * w..(slot + 1) * w]);
+            }
+            groups = parents;
+        }
+        // 5. msb(x) = msb(c) ⊕ msb(r) ⊕ borrow.
+        for i in 0..w {
+            bits[i] = lt[i] ^ r63[i];
+        }
+        if self.role == Role::A {
+            for e in 0..n {
+                bits[e / 64] ^= (rcv[e] >> 63) << (e % 64);
+            }
+        }
+        debug_assert_eq!(TREE_ANDS, 15 + 7 + 3 + 1);
+        // 6. to arithmetic.
+        self.b2a(ch, bits, out, sub)
+    }
+}
+
+/// The third additive part D holds in 3PC's fused multiply-truncate.
+#[derive(Clone, Copy)]
+pub enum Helper<'a> {
+    /// Plain 2-of-2 truncation.
+    None,
+    /// D sends this part to A and B.
+    Send(&'a [u64]),
+    /// A or B receives D's part.
+    Receive,
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// Zero the bits past `n` in the last word of a packed vector, so no stale bit is sent.
+fn mask_tail(bits: &mut [u64], n: usize) {
+    if n % 64 != 0 {
+        if let Some(last) = bits.last_mut() {
+            *last &= (1u64 << (n % 64)) - 1;
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! 2PC-Dealer: parties 0 and 1 hold additive shares; party 2 is a trusted dealer that
+//! runs the same program and sends only corrections, to party 1.
+//!
+//! Costs per call (bytes each compute party sends; the dealer's, to party 1, after `/`):
+//!
+//! | op | rounds | bytes |
+//! |---|---|---|
+//! | `input` by party 0 or 1 | 0 | 0 (the other party's share comes from their shared seed) |
+//! | `open` | 1 | 8n |
+//! | `reveal_to` | 1 | 8n (sender only) |
+//! | `mul` | 1 | 16n / 8n |
+//! | `square` | 1 | 8n / 8n |
+//! | `matmul` m×n×k | 1 | 8(mn+nk) / 8mk |
+//! | `trunc` | 1 | 8n / 16n |
+//! | `mul_trunc` | 2 | 24n / 24n |
+//! | `ltz` | 6 | see [`assist`](super::assist) |
+//!
+//! Scratch: each op asks for the words its `*_scratch` function (in `assist`) gives; a
+//! [`Scratch`] that cannot provide them fails the call before anything is sent.
+
+use crate::channel::{Channel, PartyId, recv_words, send_words};
+use crate::error::{Error, Result, ensure_shape};
+use crate::prg::{Prg, Stream};
+use crate::ring::{self, MatDims};
+use crate::scratch::Scratch;
+use crate::share::bit_words;
+
+use super::Protocol;
+use super::assist::{Assist, Helper, Role};
+use super::check_shift;
+use super::setup::DealerSeeds;
+
+/// One party of 2PC-Dealer.
+pub struct Dealer2pc<C, S> {
+    ch: C,
+    scratch: S,
+    party: PartyId,
+    eng: Assist,
+    /// Parties 0/1: the peer seed's input stream. Dealer: unused.
+    input_peer: Option<Prg>,
+    /// Party 0 and the dealer: the input stream of the seed they share.
+    input_a: Option<Prg>,
+}
+
+impl<C: Channel, S: Scratch> Dealer2pc<C, S> {
+    /// A party from its seeds (see [`setup::dealer_setup`](super::setup::dealer_setup)).
+    pub fn new(ch: C, scratch: S, seeds: DealerSeeds) -> Result<Self> {
+        let party = ch.id();
+        let ids = [0, 1, 2];
+        let (eng, input_peer, input_a) = match (party, seeds) {
+            (0, DealerSeeds::Compute { dealer, peer }) => (
+                Assist::new(Role::A, ids, dealer, None)?,
+                Some(Prg::new(peer, Stream::Input)),
+                Some(Prg::new(dealer, Stream::Input)),
+            ),
+            (1, DealerSeeds::Compute { dealer, peer }) => {
+                (Assist::new(Role::B, ids, dealer, None)?, Some(Prg::new(peer, Stream::Input)), None)
+            }
+            (2, DealerSeeds::Dealer { a, b }) => (Assist::new(Role::D, ids, a, Some(b))?, None, Some(Prg::new(a, Stream::Input))),
+            _ => return Err(Error::InvalidArgument),
+        };
+        Ok(Self { ch, scratch, party, eng, input_peer, input_a })
+    }
+
+    /// The channel (for its costs, say).
+    pub fn channel(&self) -> &C {
+        &self.ch
+    }
+
+    /// The channel, mutably.
+    pub fn channel_mut(&mut self) -> &mut C {
+        &mut self.ch
+    }
+
+    fn is_dealer(&self) -> bool {
+        self.party == 2
+    }
+}
+
+impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
+    const PLANES: usize = 1;
+
+    fn party(&self) -> PartyId {
+        self.party
+    }
+
+    fn public_plane(&self) -> Option<usize> {
+        (self.party == 0).then_some(0)
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[u64]>, out: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        ensure_shape(owner <= 2)?;
+        ensure_shape((owner == self.party) == values.is_some())?;
+        if let Some(v) = values {
+            ensure_shape(v.len() == n)?;
+        }
+        match owner {
+            0 | 1 => {
+                if self.is_dealer() {
+                    out.fill(0);
+                    return Ok(());
+                }
+                let prg = self.input_peer.as_mut().ok_or(Error::Protocol)?;
+                prg.fill(out);
+                if let Some(v) = values {
+                    // owner: x − ρ (the peer holds ρ)
+                    for (o, x) in out.iter_mut().zip(v) {
+                        *o = x.wrapping_sub(*o);
+                    }
+                }
+                Ok(())
+            }
+            _ => match self.party {
+                0 => {
+                    self.input_a.as_mut().ok_or(Error::Protocol)?.fill(out);
+                    Ok(())
+                }
+                1 => recv_words(&mut self.ch, 2, out),
+                _ => {
+                    let v = values.ok_or(Error::Protocol)?;
+                    self.input_a.as_mut().ok_or(Error::Protocol)?.fill(out);
+                    for (o, x) in out.iter_mut().zip(v) {
+                        *o = x.wrapping_sub(*o);
+                    }
+                    send_words(&mut self.ch, 1, out)?;
+                    out.fill(0);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    fn open(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(x.len() == out.len())?;
+        if self.is_dealer() {
+            out.fill(0);
+            return Ok(());
+        }
+        let other = 1 - self.party;
+        send_words(&mut self.ch, other, x)?;
+        recv_words(&mut self.ch, other, out)?;
+        ring::add_assign(out, x)
+    }
+
+    fn reveal_to(&mut self, to: PartyId, x: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(x.len() == out.len())?;
+        if to > 1 {
+            return Err(Error::InvalidArgument);
+        }
+        if self.party == to {
+            recv_words(&mut self.ch, 1 - to, out)?;
+            ring::add_assign(out, x)
+        } else {
+            if !self.is_dealer() {
+                send_words(&mut self.ch, to, x)?;
+            }
+            out.fill(0);
+            Ok(())
+        }
+    }
+
+    fn mul(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        ensure_shape(x.len() == n && y.len() == n)?;
+        let buf = self.scratch.words(Assist::mul_scratch(n))?;
+        self.eng.mul(&mut self.ch, x, y, out, buf)
+    }
+
+    fn square(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        ensure_shape(x.len() == n)?;
+        let buf = self.scratch.words(Assist::square_scratch(n))?;
+        self.eng.square(&mut self.ch, x, out, buf)
+    }
+
+    fn matmul(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
+        d.check(x.len(), y.len(), out.len())?;
+        let buf = self.scratch.words(Assist::matmul_scratch(d))?;
+        self.eng.matmul(&mut self.ch, x, y, out, d, buf)
+    }
+
+    fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
+        check_shift(shift)?;
+        ensure_shape(x.len() == out.len())?;
+        let buf = self.scratch.words(Assist::trunc_scratch(out.len()))?;
+        self.eng.trunc(&mut self.ch, x, shift, out, buf, Helper::None)
+    }
+
+    fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
+        check_shift(shift)?;
+        let n = out.len();
+        ensure_shape(x.len() == n && y.len() == n)?;
+        let need = n + Assist::mul_scratch(n).max(Assist::trunc_scratch(n));
+        let buf = self.scratch.words(need)?;
+        let (z, rest) = buf.split_at_mut(n);
+        self.eng.mul(&mut self.ch, x, y, z, rest)?;
+        self.eng.trunc(&mut self.ch, z, shift, out, rest, Helper::None)
+    }
+
+    fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(x.len() == out.len())?;
+        let buf = self.scratch.words(Assist::ltz_scratch(out.len()))?;
+        self.eng.ltz(&mut self.ch, x, out, buf)
+    }
+
+    fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(x.len() == out.len() && y.len() == out.len())?;
+        let buf = self.scratch.words(Assist::and_scratch(out.len()))?;
+        self.eng.and(&mut self.ch, x, y, out, buf)
+    }
+
+    fn b2a(&mut self, bits: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(bits.len() == bit_words(out.len()))?;
+        let buf = self.scratch.words(Assist::b2a_scratch(out.len()))?;
+        self.eng.b2a(&mut self.ch, bits, out, buf)
+    }
+}
