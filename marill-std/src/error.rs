@@ -1,0 +1,32 @@
+//! Errors of the std layer: the core's error, or an IO failure with its context.
+
+use marill_core::Error as CoreError;
+
+/// Errors of marill-std.
+#[derive(Debug, thiserror::Error)]
+pub enum StdError {
+    /// An error from the core (protocol, shape, transport as seen by the core).
+    #[error("{0}")]
+    Core(#[from] CoreError),
+    /// An IO error while setting up a transport.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A peer's handshake did not match this party's expectations.
+    #[error("handshake: {0}")]
+    Handshake(String),
+    /// A party thread panicked (a bug; reported instead of propagating the panic).
+    #[error("party {0} panicked")]
+    Panicked(usize),
+}
+
+impl StdError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StdError::Io { context: context.into(), source }
+    }
+}

@@ -1,0 +1,92 @@
+//! Running every party of a session at once, in threads: for tests, benches and the demo.
+//!
+//! A [`Program`] is the code every party runs (generic over the protocol, so one program
+//! runs in every setting). [`run_mem`] connects the parties in memory, [`run_tcp`] over
+//! loopback TCP; both return each party's output and what it spent *after* set-up.
+
+use std::net::SocketAddr;
+
+use marill_core::cost::{Cost, Metered};
+use marill_core::proto::Protocol;
+use marill_core::{Channel, Error};
+
+use crate::session::{dealer_party, rep3_party};
+use crate::transport::{mem, tcp};
+use crate::{Setting, StdError};
+
+/// Code that every party runs.
+pub trait Program: Sync {
+    /// What each party returns.
+    type Output: Send;
+    /// Run at one party.
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error>;
+}
+
+/// One party's result: its output and its costs after set-up.
+pub type PartyResult<T> = (T, Cost);
+
+fn party<C: Channel, G: Program>(setting: Setting, ch: C, prog: &G) -> Result<PartyResult<G::Output>, Error> {
+    let ch = Metered::new(ch);
+    match setting {
+        Setting::Dealer => {
+            let mut p = dealer_party(ch)?;
+            let before = p.channel().cost();
+            let out = prog.run(&mut p)?;
+            Ok((out, p.channel().cost().since(&before)))
+        }
+        Setting::Rep3 => {
+            let mut p = rep3_party(ch)?;
+            let before = p.channel().cost();
+            let out = prog.run(&mut p)?;
+            Ok((out, p.channel().cost().since(&before)))
+        }
+    }
+}
+
+fn join_all<T: Send, F>(n: usize, f: F) -> Result<Vec<Result<T, Error>>, StdError>
+where
+    F: Fn(usize) -> Result<T, Error> + Sync,
+{
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = (0..n).map(|i| s.spawn(move || f(i))).collect();
+        let mut out = Vec::with_capacity(n);
+        for (i, h) in handles.into_iter().enumerate() {
+            out.push(h.join().map_err(|_| StdError::Panicked(i))?);
+        }
+        Ok(out)
+    })
+}
+
+/// Run `prog` at the three parties of `setting`, connected in memory. The first party
+/// error, if any, is returned (the others then fail with `PeerClosed` or `Timeout`).
+pub fn run_mem<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult<G::Output>>, StdError> {
+    let chans = std::sync::Mutex::new(mem::mesh(3).into_iter().map(Some).collect::<Vec<_>>());
+    let results = join_all(3, |i| {
+        let ch = chans.lock().map_err(|_| Error::Protocol)?[i].take().ok_or(Error::Protocol)?;
+        party(setting, ch, prog)
+    })?;
+    collect(results)
+}
+
+/// Run `prog` at the three parties of `setting`, connected over loopback TCP.
+pub fn run_tcp<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult<G::Output>>, StdError> {
+    let any: SocketAddr = "127.0.0.1:0".parse().map_err(|_| StdError::Handshake("address".into()))?;
+    let listeners = [tcp::listen(any)?, tcp::listen(any)?];
+    let mut addrs = Vec::new();
+    for l in &listeners {
+        addrs.push(l.local_addr().map_err(|e| StdError::io("local addr", e))?);
+    }
+    addrs.push(any); // party 2 listens for nobody
+    let listeners = std::sync::Mutex::new(listeners.map(Some));
+    let results = join_all(3, |i| {
+        let l = if i < 2 { listeners.lock().map_err(|_| Error::Protocol)?[i].take() } else { None };
+        let ch = tcp::establish(i, l, &addrs, tcp::TcpConfig::default()).map_err(|_| Error::Io)?;
+        party(setting, ch, prog)
+    })?;
+    collect(results)
+}
+
+fn collect<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, StdError> {
+    results.into_iter().map(|r| r.map_err(StdError::Core)).collect()
+}

@@ -1,0 +1,57 @@
+//! Building a party of a session: OS entropy, seed distribution, the protocol object.
+
+use marill_core::cost::Metered;
+use marill_core::proto::dealer::Dealer2pc;
+use marill_core::proto::rep3::Rep3;
+use marill_core::proto::setup::{dealer_setup, rep3_setup};
+use marill_core::{Channel, Error};
+
+use crate::HeapScratch;
+
+/// The MPC settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// 2PC with a trusted dealer (party 2 deals).
+    Dealer,
+    /// 3PC honest majority, replicated shares.
+    Rep3,
+}
+
+impl Setting {
+    /// The name the command line and the cost harness use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Dealer => "dealer",
+            Setting::Rep3 => "rep3",
+        }
+    }
+    /// Parse [`name`](Self::name).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dealer" => Some(Setting::Dealer),
+            "rep3" => Some(Setting::Rep3),
+            _ => None,
+        }
+    }
+}
+
+/// 32 bytes from the operating system's generator.
+pub fn entropy() -> Result<[u8; 32], Error> {
+    let mut s = [0u8; 32];
+    getrandom::fill(&mut s).map_err(|_| Error::Io)?;
+    Ok(s)
+}
+
+/// A 2PC-Dealer party over `ch` (seeds distributed over `ch` first).
+pub fn dealer_party<C: Channel>(mut ch: Metered<C>) -> Result<Dealer2pc<Metered<C>, HeapScratch>, Error> {
+    let id = ch.id();
+    let seeds = dealer_setup(&mut ch, id, entropy()?)?;
+    Dealer2pc::new(ch, HeapScratch::new(), seeds)
+}
+
+/// A 3PC party over `ch` (seeds distributed over `ch` first).
+pub fn rep3_party<C: Channel>(mut ch: Metered<C>) -> Result<Rep3<Metered<C>, HeapScratch>, Error> {
+    let id = ch.id();
+    let seeds = rep3_setup(&mut ch, id, entropy()?)?;
+    Rep3::new(ch, HeapScratch::new(), seeds)
+}

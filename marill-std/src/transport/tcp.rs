@@ -1,0 +1,281 @@
+//! TCP transport between parties as processes (or threads), over loopback or a LAN.
+//!
+//! * **Mesh.** Party `i` accepts connections from parties `j > i` and connects to parties
+//!   `j < i`, retrying until the connect timeout. The connecting side opens with a hello
+//!   (`MARILL\0\x01`, its id, the id it expects to reach); anything else is refused.
+//! * **Framing.** A message is a sequence of frames `[len: u32 LE][last: u8][len bytes]`
+//!   with `len ≤ 1 MiB`. The receiver knows the length it expects and refuses a frame that
+//!   would run past it, or a last frame that ends short of it: a peer's length field never
+//!   sizes an allocation.
+//! * **No deadlock.** Sends go to a writer thread per peer through a queue, so a send never
+//!   waits for the peer to read: two parties may both send a large message and then both
+//!   receive. The queue holds only this party's own messages.
+//! * **Timeouts.** Reads and writes time out (`io_timeout`), and connecting gives up after
+//!   `connect_timeout`: a peer that dies or stalls ends this party with an error.
+//!   `TCP_NODELAY` is set: protocol messages are latency-bound.
+
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use marill_core::{Channel, Error, PartyId};
+
+use super::DEFAULT_TIMEOUT;
+use crate::StdError;
+
+/// Largest frame payload.
+pub const MAX_FRAME: usize = 1 << 20;
+const HELLO_MAGIC: [u8; 8] = *b"MARILL\0\x01";
+
+/// Timeouts of a TCP mesh.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpConfig {
+    /// How long to keep retrying to reach a peer that is not listening yet.
+    pub connect_timeout: Duration,
+    /// How long one read or write may block.
+    pub io_timeout: Duration,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(30), io_timeout: DEFAULT_TIMEOUT }
+    }
+}
+
+struct Peer {
+    reader: BufReader<TcpStream>,
+    queue: Option<Sender<Vec<u8>>>,
+    writer: Option<JoinHandle<()>>,
+    stream: TcpStream,
+}
+
+/// One party's end of a TCP mesh.
+pub struct TcpChannel {
+    id: PartyId,
+    peers: Vec<Option<Peer>>,
+}
+
+/// Bind party `id`'s listening socket (needed if any party has a larger id).
+pub fn listen(addr: SocketAddr) -> Result<TcpListener, StdError> {
+    TcpListener::bind(addr).map_err(|e| StdError::io(format!("bind {addr}"), e))
+}
+
+/// Join the mesh as party `id`. `addrs[j]` is party `j`'s listening address; `listener`
+/// is this party's own (from [`listen`]), required when `id < addrs.len() - 1`.
+pub fn establish(id: PartyId, listener: Option<TcpListener>, addrs: &[SocketAddr], cfg: TcpConfig) -> Result<TcpChannel, StdError> {
+    let n = addrs.len();
+    if id >= n {
+        return Err(StdError::Handshake(format!("party id {id} out of range for {n} parties")));
+    }
+    let mut streams: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    // Connect to lower ids.
+    for (j, addr) in addrs.iter().enumerate().take(id) {
+        let deadline = Instant::now() + cfg.connect_timeout;
+        let stream = loop {
+            match TcpStream::connect_timeout(addr, cfg.connect_timeout) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(StdError::io(format!("party {id}: connect to party {j} at {addr}"), e)),
+            }
+        };
+        configure(&stream, cfg)?;
+        let mut hello = [0u8; 16];
+        hello[..8].copy_from_slice(&HELLO_MAGIC);
+        hello[8..12].copy_from_slice(&(id as u32).to_le_bytes());
+        hello[12..16].copy_from_slice(&(j as u32).to_le_bytes());
+        (&stream).write_all(&hello).map_err(|e| StdError::io(format!("party {id}: hello to party {j}"), e))?;
+        streams[j] = Some(stream);
+    }
+    // Accept higher ids.
+    if id + 1 < n {
+        let listener = listener.ok_or_else(|| StdError::Handshake(format!("party {id} needs a listener")))?;
+        listener.set_nonblocking(true).map_err(|e| StdError::io("listener", e))?;
+        let deadline = Instant::now() + cfg.connect_timeout;
+        let mut missing = n - id - 1;
+        while missing > 0 {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).map_err(|e| StdError::io("accept", e))?;
+                    configure(&stream, cfg)?;
+                    let mut hello = [0u8; 16];
+                    (&stream).read_exact(&mut hello).map_err(|e| StdError::io(format!("party {id}: read hello"), e))?;
+                    let from = u32::from_le_bytes([hello[8], hello[9], hello[10], hello[11]]) as usize;
+                    let to = u32::from_le_bytes([hello[12], hello[13], hello[14], hello[15]]) as usize;
+                    if hello[..8] != HELLO_MAGIC || to != id || from <= id || from >= n || streams[from].is_some() {
+                        // Not one of ours: drop it and keep waiting for the real peers.
+                        continue;
+                    }
+                    streams[from] = Some(stream);
+                    missing -= 1;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(StdError::Handshake(format!("party {id}: {missing} peer(s) did not connect in time")));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(StdError::io("accept", e)),
+            }
+        }
+    }
+    let mut peers = Vec::with_capacity(n);
+    for (j, s) in streams.into_iter().enumerate() {
+        peers.push(match s {
+            None => None,
+            Some(stream) => Some(spawn_peer(id, j, stream)?),
+        });
+    }
+    Ok(TcpChannel { id, peers })
+}
+
+fn configure(s: &TcpStream, cfg: TcpConfig) -> Result<(), StdError> {
+    s.set_nodelay(true).map_err(|e| StdError::io("set TCP_NODELAY", e))?;
+    s.set_read_timeout(Some(cfg.io_timeout)).map_err(|e| StdError::io("set read timeout", e))?;
+    s.set_write_timeout(Some(cfg.io_timeout)).map_err(|e| StdError::io("set write timeout", e))?;
+    Ok(())
+}
+
+fn spawn_peer(id: PartyId, j: PartyId, stream: TcpStream) -> Result<Peer, StdError> {
+    let wstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
+    let rstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
+    let (tx, rx) = channel::<Vec<u8>>();
+    let writer = std::thread::Builder::new()
+        .name(format!("marill-tcp-w{id}->{j}"))
+        .spawn(move || {
+            let mut w = BufWriter::with_capacity(MAX_FRAME + 5, wstream);
+            for msg in rx {
+                if write_message(&mut w, &msg).is_err() {
+                    // The peer is gone or stalled: stop; later sends see a closed queue.
+                    return;
+                }
+            }
+            let _ = w.flush();
+        })
+        .map_err(|e| StdError::io("spawn writer", e))?;
+    Ok(Peer { reader: BufReader::with_capacity(1 << 16, rstream), queue: Some(tx), writer: Some(writer), stream })
+}
+
+fn write_message(w: &mut impl Write, msg: &[u8]) -> std::io::Result<()> {
+    let mut chunks = msg.chunks(MAX_FRAME).peekable();
+    if chunks.peek().is_none() {
+        w.write_all(&[0, 0, 0, 0, 1])?;
+    }
+    while let Some(c) = chunks.next() {
+        let last = u8::from(chunks.peek().is_none());
+        let mut h = [0u8; 5];
+        h[..4].copy_from_slice(&(c.len() as u32).to_le_bytes());
+        h[4] = last;
+        w.write_all(&h)?;
+        w.write_all(c)?;
+    }
+    w.flush()
+}
+
+fn map_read_err(e: std::io::Error) -> Error {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout,
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            Error::PeerClosed
+        }
+        _ => Error::Io,
+    }
+}
+
+/// Read one framed message of exactly `buf.len()` bytes.
+pub fn read_message(r: &mut impl Read, buf: &mut [u8]) -> Result<(), Error> {
+    let mut off = 0;
+    loop {
+        let mut h = [0u8; 5];
+        r.read_exact(&mut h).map_err(map_read_err)?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let last = match h[4] {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::Malformed),
+        };
+        if len > MAX_FRAME || len > buf.len() - off {
+            return Err(Error::Malformed);
+        }
+        r.read_exact(&mut buf[off..off + len]).map_err(map_read_err)?;
+        off += len;
+        if last {
+            return if off == buf.len() { Ok(()) } else { Err(Error::Malformed) };
+        }
+        if len == 0 {
+            // Empty non-final frames would let a peer keep us busy forever.
+            return Err(Error::Malformed);
+        }
+    }
+}
+
+impl Channel for TcpChannel {
+    fn id(&self) -> PartyId {
+        self.id
+    }
+
+    fn send(&mut self, to: PartyId, bytes: &[u8]) -> Result<(), Error> {
+        let p = self.peers.get(to).and_then(Option::as_ref).ok_or(Error::InvalidArgument)?;
+        let q = p.queue.as_ref().ok_or(Error::PeerClosed)?;
+        q.send(bytes.to_vec()).map_err(|_| Error::PeerClosed)
+    }
+
+    fn recv(&mut self, from: PartyId, bytes: &mut [u8]) -> Result<(), Error> {
+        let p = self.peers.get_mut(from).and_then(Option::as_mut).ok_or(Error::InvalidArgument)?;
+        read_message(&mut p.reader, bytes)
+    }
+}
+
+impl Drop for TcpChannel {
+    fn drop(&mut self) {
+        for p in self.peers.iter_mut().flatten() {
+            // Closing the queue lets the writer drain what is queued and exit; its write
+            // timeout bounds the wait if the peer stopped reading.
+            p.queue.take();
+            if let Some(w) = p.writer.take() {
+                let _ = w.join();
+            }
+            let _ = p.stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_reject_bad_lengths() {
+        for len in [0usize, 1, MAX_FRAME - 1, MAX_FRAME, MAX_FRAME + 1, 3 * MAX_FRAME + 7] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+            let mut wire = Vec::new();
+            write_message(&mut wire, &msg).unwrap();
+            let mut out = vec![0u8; len];
+            read_message(&mut wire.as_slice(), &mut out).unwrap();
+            assert_eq!(out, msg);
+            // Expecting one byte more: the last frame ends short.
+            let mut longer = vec![0u8; len + 1];
+            assert_eq!(read_message(&mut wire.as_slice(), &mut longer), Err(Error::Malformed));
+            // Expecting one byte less: a frame runs past the buffer.
+            if len > 0 {
+                let mut shorter = vec![0u8; len - 1];
+                assert_eq!(read_message(&mut wire.as_slice(), &mut shorter), Err(Error::Malformed));
+            }
+            // Truncated stream: peer closed.
+            if !wire.is_empty() {
+                let cut = &wire[..wire.len() - 1];
+                let mut out = vec![0u8; len];
+                let r = read_message(&mut &cut[..], &mut out);
+                assert!(r == Err(Error::PeerClosed) || r == Err(Error::Malformed));
+            }
+        }
+        // A huge length field is refused without allocating.
+        let wire = [0xff, 0xff, 0xff, 0x7f, 1];
+        let mut out = vec![0u8; 8];
+        assert_eq!(read_message(&mut &wire[..], &mut out), Err(Error::Malformed));
+    }
+}
