@@ -1,0 +1,132 @@
+//! Bytes sent per party and rounds of every op equal the formulas in the protocol docs
+//! (`marill_core::proto::{assist, dealer, rep3}`). Costs do not depend on share values, so
+//! parties use local junk as shares; set-up is excluded.
+
+use marill_core::Error;
+use marill_core::proto::Protocol;
+use marill_core::ring::MatDims;
+use marill_core::share::bit_words;
+use marill_std::Setting;
+use marill_std::run::{Program, run_mem};
+
+const N: usize = 1000;
+const D: MatDims = MatDims { m: 5, n: 300, k: 7 };
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Input,
+    Open,
+    Reveal,
+    Mul,
+    Square,
+    Matmul,
+    Trunc,
+    MulTrunc,
+    Ltz,
+    And,
+    B2a,
+}
+
+struct One(Op);
+
+impl Program for One {
+    type Output = ();
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+        let pl = P::PLANES;
+        let x = vec![3u64; N * pl];
+        let mut o = vec![0u64; N * pl];
+        let mut plain = vec![0u64; N];
+        match self.0 {
+            Op::Input => {
+                let v = vec![1u64; N];
+                p.input(0, (p.party() == 0).then_some(&v[..]), &mut o)
+            }
+            Op::Open => p.open(&x, &mut plain),
+            Op::Reveal => p.reveal_to(0, &x, &mut plain),
+            Op::Mul => p.mul(&x, &x, &mut o),
+            Op::Square => p.square(&x, &mut o),
+            Op::Matmul => {
+                let a = vec![1u64; D.m * D.n * pl];
+                let b = vec![2u64; D.n * D.k * pl];
+                let mut c = vec![0u64; D.m * D.k * pl];
+                p.matmul(&a, &b, &mut c, D)
+            }
+            Op::Trunc => p.trunc(&x, 16, &mut o),
+            Op::MulTrunc => p.mul_trunc(&x, &x, 16, &mut o),
+            Op::Ltz => p.ltz(&x, &mut o),
+            Op::And => {
+                let b = vec![5u64; bit_words(N)];
+                let mut z = vec![0u64; bit_words(N)];
+                p.and_bits(&b, &b, &mut z)
+            }
+            Op::B2a => {
+                let b = vec![5u64; bit_words(N)];
+                p.b2a(&b, &mut o)
+            }
+        }
+    }
+}
+
+/// (bytes sent by parties 0, 1, 2; rounds)
+fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
+    let n = N as u64;
+    let w = bit_words(N) as u64;
+    let (mn, nk, mk) = ((D.m * D.n) as u64, (D.n * D.k) as u64, (D.m * D.k) as u64);
+    match (s, op) {
+        (Setting::Dealer, Op::Input) => ([0, 0, 0], 0),
+        (Setting::Dealer, Op::Open) => ([8 * n, 8 * n, 0], 1),
+        (Setting::Dealer, Op::Reveal) => ([0, 8 * n, 0], 1),
+        (Setting::Dealer, Op::Mul) => ([16 * n, 16 * n, 8 * n], 1),
+        (Setting::Dealer, Op::Square) => ([8 * n, 8 * n, 8 * n], 1),
+        (Setting::Dealer, Op::Matmul) => ([8 * (mn + nk), 8 * (mn + nk), 8 * mk], 1),
+        (Setting::Dealer, Op::Trunc) => ([8 * n, 8 * n, 16 * n], 1),
+        (Setting::Dealer, Op::MulTrunc) => ([24 * n, 24 * n, 24 * n], 2),
+        (Setting::Dealer, Op::Ltz) => ([8 * n + 424 * w, 8 * n + 424 * w, 40 * n + 216 * w], 6),
+        (Setting::Dealer, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
+        (Setting::Dealer, Op::B2a) => ([8 * w, 8 * w, 8 * n], 1),
+        (Setting::Rep3, Op::Input) => ([8 * n, 0, 0], 1),
+        (Setting::Rep3, Op::Open) => ([8 * n, 8 * n, 8 * n], 1),
+        (Setting::Rep3, Op::Reveal) => ([0, 0, 8 * n], 1),
+        (Setting::Rep3, Op::Mul | Op::Square) => ([8 * n, 8 * n, 8 * n], 1),
+        (Setting::Rep3, Op::Matmul) => ([8 * mk, 8 * mk, 8 * mk], 1),
+        (Setting::Rep3, Op::Trunc) => ([16 * n, 16 * n, 16 * n], 2),
+        (Setting::Rep3, Op::MulTrunc) => ([16 * n, 16 * n, 32 * n], 2),
+        (Setting::Rep3, Op::Ltz) => ([16 * n + 424 * w, 16 * n + 424 * w, 40 * n + 216 * w], 7),
+        (Setting::Rep3, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
+        (Setting::Rep3, Op::B2a) => ([8 * w + 8 * n, 8 * w + 8 * n, 8 * n], 2),
+    }
+}
+
+#[test]
+fn bytes_and_rounds_match_the_formulas() {
+    let ops = [Op::Input, Op::Open, Op::Reveal, Op::Mul, Op::Square, Op::Matmul, Op::Trunc, Op::MulTrunc, Op::Ltz, Op::And, Op::B2a];
+    for s in [Setting::Dealer, Setting::Rep3] {
+        for op in ops {
+            let r = run_mem(s, &One(op)).unwrap();
+            let bytes = [r[0].1.bytes_sent, r[1].1.bytes_sent, r[2].1.bytes_sent];
+            let rounds = r.iter().map(|(_, c)| c.rounds).max().unwrap();
+            assert_eq!((bytes, rounds), expected(s, op), "{s:?} {op:?}");
+        }
+    }
+}
+
+#[test]
+fn rep3_matmul_traffic_is_independent_of_the_inner_dimension() {
+    struct Mm(usize);
+    impl Program for Mm {
+        type Output = ();
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+            let d = MatDims::new(4, self.0, 6);
+            let a = vec![1u64; 4 * self.0 * P::PLANES];
+            let b = vec![1u64; self.0 * 6 * P::PLANES];
+            let mut c = vec![0u64; 24 * P::PLANES];
+            p.matmul(&a, &b, &mut c, d)
+        }
+    }
+    let small = run_mem(Setting::Rep3, &Mm(3)).unwrap();
+    let large = run_mem(Setting::Rep3, &Mm(3000)).unwrap();
+    for i in 0..3 {
+        assert_eq!(small[i].1.bytes_sent, 8 * 24);
+        assert_eq!(large[i].1.bytes_sent, 8 * 24);
+    }
+}

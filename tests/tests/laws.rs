@@ -1,0 +1,77 @@
+//! Algebraic laws as properties: shared matmul equals the plaintext wrapping matmul for
+//! random shapes; mul_trunc stays within one unit in the last place of the fixed-point
+//! product (error bound: result − ⌊xy/2^f⌋ ∈ {0, 1}) for any f in 1..=30.
+
+use marill_core::Error;
+use marill_core::proto::Protocol;
+use marill_core::ring::MatDims;
+use marill_std::Setting;
+use marill_std::run::{Program, run_mem};
+use marill_tests::{matmul_plain, signed, words};
+use proptest::prelude::*;
+
+struct Mm {
+    a: Vec<u64>,
+    b: Vec<u64>,
+    d: MatDims,
+}
+
+impl Program for Mm {
+    type Output = Vec<u64>;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+        let pl = P::PLANES;
+        let (mut a, mut b) = (vec![0; self.a.len() * pl], vec![0; self.b.len() * pl]);
+        p.input(0, (p.party() == 0).then_some(&self.a[..]), &mut a)?;
+        p.input(1, (p.party() == 1).then_some(&self.b[..]), &mut b)?;
+        let mut c = vec![0; self.d.m * self.d.k * pl];
+        p.matmul(&a, &b, &mut c, self.d)?;
+        let mut out = vec![0; self.d.m * self.d.k];
+        p.open(&c, &mut out)?;
+        Ok(out)
+    }
+}
+
+struct MulTrunc {
+    x: Vec<u64>,
+    y: Vec<u64>,
+    f: u32,
+}
+
+impl Program for MulTrunc {
+    type Output = Vec<u64>;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+        let n = self.x.len();
+        let (mut x, mut y, mut z) = (vec![0; n * P::PLANES], vec![0; n * P::PLANES], vec![0; n * P::PLANES]);
+        p.input(0, (p.party() == 0).then_some(&self.x[..]), &mut x)?;
+        p.input(1, (p.party() == 1).then_some(&self.y[..]), &mut y)?;
+        p.mul_trunc(&x, &y, self.f, &mut z)?;
+        let mut out = vec![0; n];
+        p.open(&z, &mut out)?;
+        Ok(out)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn shared_matmul_is_plain_matmul(m in 1usize..20, n in 1usize..40, k in 1usize..40, seed in 0u8..200, rep3 in any::<bool>()) {
+        let (a, b) = (words(m * n, seed), words(n * k, seed.wrapping_add(1)));
+        let want = matmul_plain(&a, &b, m, n, k);
+        let s = if rep3 { Setting::Rep3 } else { Setting::Dealer };
+        let r = run_mem(s, &Mm { a, b, d: MatDims::new(m, n, k) }).unwrap();
+        prop_assert_eq!(&r[0].0, &want);
+    }
+
+    #[test]
+    fn mul_trunc_within_one_ulp(f in 1u32..=30, seed in 0u8..200, rep3 in any::<bool>()) {
+        // |x|, |y| < 2^30 so |xy| < 2^60 < 2^62.
+        let (x, y) = (signed(257, 30, seed), signed(257, 29, seed.wrapping_add(7)));
+        let s = if rep3 { Setting::Rep3 } else { Setting::Dealer };
+        let r = run_mem(s, &MulTrunc { x: x.clone(), y: y.clone(), f }).unwrap();
+        for i in 0..x.len() {
+            let want = marill_core::fixed::trunc(x[i].wrapping_mul(y[i]), f);
+            prop_assert!(r[0].0[i].wrapping_sub(want) <= 1);
+        }
+    }
+}
