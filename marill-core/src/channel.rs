@@ -23,6 +23,10 @@ pub trait Channel {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
+    /// What this channel has metered so far, if it meters ([`Metered`](crate::cost::Metered)).
+    fn cost(&self) -> Option<crate::cost::Cost> {
+        None
+    }
 }
 
 impl<C: Channel + ?Sized> Channel for &mut C {
@@ -37,6 +41,9 @@ impl<C: Channel + ?Sized> Channel for &mut C {
     }
     fn flush(&mut self) -> Result<()> {
         (**self).flush()
+    }
+    fn cost(&self) -> Option<crate::cost::Cost> {
+        (**self).cost()
     }
 }
 

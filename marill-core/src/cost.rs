@@ -97,4 +97,7 @@ impl<C: Channel> Channel for Metered<C> {
     fn flush(&mut self) -> Result<()> {
         self.inner.flush()
     }
+    fn cost(&self) -> Option<Cost> {
+        Some(self.cost)
+    }
 }

@@ -35,6 +35,9 @@ pub trait Protocol {
     /// This party's id.
     fn party(&self) -> PartyId;
 
+    /// What this party's channel has metered so far, if it is metered.
+    fn cost(&self) -> Option<crate::cost::Cost>;
+
     /// The plane of this party's shares that absorbs public constants, or `None` if this
     /// party adds nothing when a public value is added to a shared one.
     fn public_plane(&self) -> Option<usize>;
@@ -103,7 +106,7 @@ pub trait Protocol {
 
     /// `out = x + c` for one public constant `c` (local).
     fn add_public_scalar(&self, x: &[u64], c: u64, out: &mut [u64]) -> Result<()> {
-        ensure_shape(out.len() == x.len() && x.len() % Self::PLANES == 0)?;
+        ensure_shape(out.len() == x.len() && x.len().is_multiple_of(Self::PLANES))?;
         out.copy_from_slice(x);
         if let Some(p) = self.public_plane() {
             let n = x.len() / Self::PLANES;

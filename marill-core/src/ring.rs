@@ -12,9 +12,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::{Result, ensure_shape};
 
-pub mod portable;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod portable;
 
 /// Shape of a matrix product `(m×n) · (n×k)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,8 @@
 //! (`marill_core::proto::{assist, dealer, rep3}`). Costs do not depend on share values, so
 //! parties use local junk as shares; set-up is excluded.
 
+#![allow(clippy::unwrap_used)]
+
 use marill_core::Error;
 use marill_core::proto::Protocol;
 use marill_core::ring::MatDims;
@@ -99,7 +101,19 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
 
 #[test]
 fn bytes_and_rounds_match_the_formulas() {
-    let ops = [Op::Input, Op::Open, Op::Reveal, Op::Mul, Op::Square, Op::Matmul, Op::Trunc, Op::MulTrunc, Op::Ltz, Op::And, Op::B2a];
+    let ops = [
+        Op::Input,
+        Op::Open,
+        Op::Reveal,
+        Op::Mul,
+        Op::Square,
+        Op::Matmul,
+        Op::Trunc,
+        Op::MulTrunc,
+        Op::Ltz,
+        Op::And,
+        Op::B2a,
+    ];
     for s in [Setting::Dealer, Setting::Rep3] {
         for op in ops {
             let r = run_mem(s, &One(op)).unwrap();

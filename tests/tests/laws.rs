@@ -2,6 +2,8 @@
 //! random shapes; mul_trunc stays within one unit in the last place of the fixed-point
 //! product (error bound: result − ⌊xy/2^f⌋ ∈ {0, 1}) for any f in 1..=30.
 
+#![allow(clippy::unwrap_used)]
+
 use marill_core::Error;
 use marill_core::proto::Protocol;
 use marill_core::ring::MatDims;

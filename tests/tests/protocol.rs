@@ -4,6 +4,8 @@
 //! are exact. `trunc` and `mul_trunc` return ⌊v/2^s⌋ or ⌊v/2^s⌋ + 1 for every
 //! -2^62 ≤ v < 2^62: the test asserts exactly that (error in [0, 1] units in the last place).
 
+#![allow(clippy::unwrap_used)]
+
 use marill_core::proto::Protocol;
 use marill_core::ring::MatDims;
 use marill_core::share::{bit_words, get_bit};

@@ -2,6 +2,8 @@
 //! behaviour on bad input: local errors before any byte is sent, a desynchronised or
 //! vanished peer is an error, never a hang.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use marill_core::cost::Metered;

@@ -5,6 +5,8 @@
 //! asserted: every result is ⌊v/2^16⌋ or ⌊v/2^16⌋ + 1 — an error above one unit in the
 //! last place in any of the 10^7 elements fails the test.
 
+#![allow(clippy::unwrap_used)]
+
 use marill_core::proto::Protocol;
 use marill_core::{Error, fixed};
 use marill_std::Setting;
@@ -29,7 +31,8 @@ impl Program for Stress {
             p.trunc(&x, 16, &mut t)?;
             p.open(&t, &mut opened)?;
             if p.party() == 0 {
-                gross += v.iter().zip(&opened).filter(|(v, o)| o.wrapping_sub(fixed::trunc(**v, 16)) > 1).count() as u64;
+                gross +=
+                    v.iter().zip(&opened).filter(|(v, o)| o.wrapping_sub(fixed::trunc(**v, 16)) > 1).count() as u64;
             }
         }
         Ok(gross)

@@ -128,7 +128,14 @@ impl Assist {
     }
 
     /// Beaver multiplication of 2-of-2 shares.
-    pub fn mul<C: Channel>(&mut self, ch: &mut C, x: &[u64], y: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+    pub fn mul<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        y: &[u64],
+        out: &mut [u64],
+        buf: &mut [u64],
+    ) -> Result<()> {
         let n = out.len();
         match self.role {
             Role::D => {
@@ -230,7 +237,15 @@ impl Assist {
     }
 
     /// Shared × shared matrix product with a dealt matrix triple `(A, B, A·B)`.
-    pub fn matmul<C: Channel>(&mut self, ch: &mut C, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims, buf: &mut [u64]) -> Result<()> {
+    pub fn matmul<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        y: &[u64],
+        out: &mut [u64],
+        d: MatDims,
+        buf: &mut [u64],
+    ) -> Result<()> {
         let (mn, nk, mk) = (d.m * d.n, d.n * d.k, d.m * d.k);
         match self.role {
             Role::D => {
@@ -362,7 +377,14 @@ impl Assist {
     }
 
     /// `out = x ∧ y` on packed XOR shares, with dealt boolean triples.
-    pub fn and<C: Channel>(&mut self, ch: &mut C, x: &[u64], y: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+    pub fn and<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        y: &[u64],
+        out: &mut [u64],
+        buf: &mut [u64],
+    ) -> Result<()> {
         let l = out.len();
         match self.role {
             Role::D => {
@@ -503,9 +525,7 @@ impl Assist {
                     }
                 }
             }
-            for i in 0..w {
-                r63[i] = r63a[i];
-            }
+            r63.copy_from_slice(r63a);
             for e in 0..n {
                 r63[e / 64] ^= (r[e] >> 63) << (e % 64);
             }
@@ -600,9 +620,7 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// Zero the bits past `n` in the last word of a packed vector, so no stale bit is sent.
 fn mask_tail(bits: &mut [u64], n: usize) {
-    if n % 64 != 0 {
-        if let Some(last) = bits.last_mut() {
-            *last &= (1u64 << (n % 64)) - 1;
-        }
+    if let (false, Some(last)) = (n.is_multiple_of(64), bits.last_mut()) {
+        *last &= (1u64 << (n % 64)) - 1;
     }
 }

@@ -56,7 +56,9 @@ impl<C: Channel, S: Scratch> Dealer2pc<C, S> {
             (1, DealerSeeds::Compute { dealer, peer }) => {
                 (Assist::new(Role::B, ids, dealer, None)?, Some(Prg::new(peer, Stream::Input)), None)
             }
-            (2, DealerSeeds::Dealer { a, b }) => (Assist::new(Role::D, ids, a, Some(b))?, None, Some(Prg::new(a, Stream::Input))),
+            (2, DealerSeeds::Dealer { a, b }) => {
+                (Assist::new(Role::D, ids, a, Some(b))?, None, Some(Prg::new(a, Stream::Input)))
+            }
             _ => return Err(Error::InvalidArgument),
         };
         Ok(Self { ch, scratch, party, eng, input_peer, input_a })
@@ -82,6 +84,10 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
 
     fn party(&self) -> PartyId {
         self.party
+    }
+
+    fn cost(&self) -> Option<crate::cost::Cost> {
+        self.ch.cost()
     }
 
     fn public_plane(&self) -> Option<usize> {

@@ -69,16 +69,16 @@ impl<C: Channel, S: Scratch> Rep3<C, S> {
         Ok(Self {
             scratch,
             st: State {
-            ch,
-            party,
-            zero_own: Prg::new(seeds.own, Stream::Zero),
-            zero_next: Prg::new(seeds.next, Stream::Zero),
-            input_own: Prg::new(seeds.own, Stream::Input),
-            input_next: Prg::new(seeds.next, Stream::Input),
-            input_all: Prg::new(seeds.all, Stream::Input),
-            reshare_own: Prg::new(seeds.own, Stream::Reshare),
-            reshare_next: Prg::new(seeds.next, Stream::Reshare),
-            eng,
+                ch,
+                party,
+                zero_own: Prg::new(seeds.own, Stream::Zero),
+                zero_next: Prg::new(seeds.next, Stream::Zero),
+                input_own: Prg::new(seeds.own, Stream::Input),
+                input_next: Prg::new(seeds.next, Stream::Input),
+                input_all: Prg::new(seeds.all, Stream::Input),
+                reshare_own: Prg::new(seeds.own, Stream::Reshare),
+                reshare_next: Prg::new(seeds.next, Stream::Reshare),
+                eng,
             },
         })
     }
@@ -95,7 +95,6 @@ impl<C: Channel, S: Scratch> Rep3<C, S> {
 }
 
 impl<C: Channel> State<C> {
-
     /// `z += α_i`, a fresh zero share.
     fn add_zero_share(zero_own: &mut Prg, zero_next: &mut Prg, z: &mut [u64], tmp: &mut [u64]) -> Result<()> {
         zero_own.fill(tmp);
@@ -113,7 +112,7 @@ impl<C: Channel> State<C> {
     }
 
     /// Replicated → 2-of-2 between parties 0 and 1 (local).
-    fn to_2of2(&self, x: &[u64], v: &mut [u64]) -> Result<()> {
+    fn to_additive(&self, x: &[u64], v: &mut [u64]) -> Result<()> {
         let n = v.len();
         match self.party {
             0 => ring::add(&x[..n], &x[n..], v),
@@ -129,7 +128,7 @@ impl<C: Channel> State<C> {
     }
 
     /// 2-of-2 between parties 0 and 1 → replicated (one round).
-    fn from_2of2(&mut self, v: &[u64], out: &mut [u64], tmp: &mut [u64]) -> Result<()> {
+    fn reshare_additive(&mut self, v: &[u64], out: &mut [u64], tmp: &mut [u64]) -> Result<()> {
         let n = v.len();
         match self.party {
             0 => {
@@ -188,6 +187,10 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.party
     }
 
+    fn cost(&self) -> Option<crate::cost::Cost> {
+        self.st.ch.cost()
+    }
+
     fn public_plane(&self) -> Option<usize> {
         // t0 is plane 0 at party 0 and plane 1 at party 2.
         match self.st.party {
@@ -198,7 +201,7 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
     }
 
     fn input(&mut self, owner: PartyId, values: Option<&[u64]>, out: &mut [u64]) -> Result<()> {
-        ensure_shape(owner <= 2 && out.len() % 2 == 0)?;
+        ensure_shape(owner <= 2 && out.len().is_multiple_of(2))?;
         let n = out.len() / 2;
         ensure_shape((owner == self.st.party) == values.is_some())?;
         if let Some(v) = values {
@@ -255,7 +258,7 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
     }
 
     fn mul(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
-        ensure_shape(out.len() % 2 == 0 && x.len() == out.len() && y.len() == out.len())?;
+        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len() && y.len() == out.len())?;
         let n = out.len() / 2;
         let buf = self.scratch.words(2 * n)?;
         let (z, tmp) = buf.split_at_mut(n);
@@ -264,7 +267,7 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
     }
 
     fn square(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
-        ensure_shape(out.len() % 2 == 0 && x.len() == out.len())?;
+        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len())?;
         let buf = self.scratch.words(out.len())?;
         self.st.square(x, out, buf)
     }
@@ -289,20 +292,20 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
 
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         check_shift(shift)?;
-        ensure_shape(out.len() % 2 == 0 && x.len() == out.len())?;
+        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len())?;
         let n = out.len() / 2;
         let buf = self.scratch.words(3 * n + Assist::trunc_scratch(n))?;
         let (v, rest) = buf.split_at_mut(n);
         let (w, rest) = rest.split_at_mut(n);
         let (tmp, eng_buf) = rest.split_at_mut(n);
-        self.st.to_2of2(x, v)?;
+        self.st.to_additive(x, v)?;
         self.st.eng.trunc(&mut self.st.ch, v, shift, w, eng_buf, Helper::None)?;
-        self.st.from_2of2(w, out, tmp)
+        self.st.reshare_additive(w, out, tmp)
     }
 
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         check_shift(shift)?;
-        ensure_shape(out.len() % 2 == 0 && x.len() == out.len() && y.len() == out.len())?;
+        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len() && y.len() == out.len())?;
         let n = out.len() / 2;
         let buf = self.scratch.words(3 * n + Assist::trunc_scratch(n))?;
         let (z, rest) = buf.split_at_mut(n);
@@ -313,19 +316,19 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         // z_0 + z_1 + z_2 as a 2-of-2 value in one round.
         let helper = if self.st.party == 2 { Helper::Send(z) } else { Helper::Receive };
         self.st.eng.trunc(&mut self.st.ch, if self.st.party == 2 { &[] } else { z }, shift, w, eng_buf, helper)?;
-        self.st.from_2of2(w, out, tmp)
+        self.st.reshare_additive(w, out, tmp)
     }
 
     fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
-        ensure_shape(out.len() % 2 == 0 && x.len() == out.len())?;
+        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len())?;
         let n = out.len() / 2;
         let buf = self.scratch.words(3 * n + Assist::ltz_scratch(n))?;
         let (v, rest) = buf.split_at_mut(n);
         let (w, rest) = rest.split_at_mut(n);
         let (tmp, eng_buf) = rest.split_at_mut(n);
-        self.st.to_2of2(x, v)?;
+        self.st.to_additive(x, v)?;
         self.st.eng.ltz(&mut self.st.ch, v, w, eng_buf)?;
-        self.st.from_2of2(w, out, tmp)
+        self.st.reshare_additive(w, out, tmp)
     }
 
     fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
@@ -335,17 +338,16 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
     }
 
     fn b2a(&mut self, bits: &[u64], out: &mut [u64]) -> Result<()> {
-        ensure_shape(out.len() % 2 == 0)?;
+        ensure_shape(out.len().is_multiple_of(2))?;
         let n = out.len() / 2;
         ensure_shape(bits.len() == bit_words(n))?;
         let buf = self.scratch.words(2 * n + Assist::b2a_scratch(n))?;
         let (w, rest) = buf.split_at_mut(n);
         let (tmp, eng_buf) = rest.split_at_mut(n);
         self.st.eng.b2a(&mut self.st.ch, bits, w, eng_buf)?;
-        self.st.from_2of2(w, out, tmp)
+        self.st.reshare_additive(w, out, tmp)
     }
 }
-
 
 fn next_of(p: PartyId) -> PartyId {
     (p + 1) % 3

@@ -33,11 +33,7 @@ pub fn mesh_with_timeout(n: usize, timeout: Duration) -> Vec<MemChannel> {
             }
         }
     }
-    to.into_iter()
-        .zip(from)
-        .enumerate()
-        .map(|(id, (to, from))| MemChannel { id, to, from, timeout })
-        .collect()
+    to.into_iter().zip(from).enumerate().map(|(id, (to, from))| MemChannel { id, to, from, timeout }).collect()
 }
 
 impl Channel for MemChannel {

@@ -64,7 +64,12 @@ pub fn listen(addr: SocketAddr) -> Result<TcpListener, StdError> {
 
 /// Join the mesh as party `id`. `addrs[j]` is party `j`'s listening address; `listener`
 /// is this party's own (from [`listen`]), required when `id < addrs.len() - 1`.
-pub fn establish(id: PartyId, listener: Option<TcpListener>, addrs: &[SocketAddr], cfg: TcpConfig) -> Result<TcpChannel, StdError> {
+pub fn establish(
+    id: PartyId,
+    listener: Option<TcpListener>,
+    addrs: &[SocketAddr],
+    cfg: TcpConfig,
+) -> Result<TcpChannel, StdError> {
     let n = addrs.len();
     if id >= n {
         return Err(StdError::Handshake(format!("party id {id} out of range for {n} parties")));
@@ -115,7 +120,9 @@ pub fn establish(id: PartyId, listener: Option<TcpListener>, addrs: &[SocketAddr
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     if Instant::now() >= deadline {
-                        return Err(StdError::Handshake(format!("party {id}: {missing} peer(s) did not connect in time")));
+                        return Err(StdError::Handshake(format!(
+                            "party {id}: {missing} peer(s) did not connect in time"
+                        )));
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -179,9 +186,10 @@ fn write_message(w: &mut impl Write, msg: &[u8]) -> std::io::Result<()> {
 fn map_read_err(e: std::io::Error) -> Error {
     match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout,
-        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
-            Error::PeerClosed
-        }
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe => Error::PeerClosed,
         _ => Error::Io,
     }
 }

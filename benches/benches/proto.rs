@@ -1,0 +1,28 @@
+//! Every harness op in both settings, all parties in-process: criterion's view of what
+//! `cost` reports (the time includes party threads starting and seed set-up, a few
+//! hundred microseconds; use the `cost` binary for op-only figures, bytes and rounds).
+
+#![allow(clippy::unwrap_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use marill_benches::{Case, Op, Shape};
+use marill_core::MatDims;
+use marill_std::Setting;
+
+fn ops(c: &mut Criterion) {
+    let mut g = c.benchmark_group("proto");
+    g.sample_size(10);
+    for setting in [Setting::Dealer, Setting::Rep3] {
+        for op in Op::ALL {
+            let shape = if op.is_matrix() { Shape::Mat(MatDims::new(128, 768, 768)) } else { Shape::Elems(100_000) };
+            let case = Case::new(op, shape, 16).unwrap();
+            g.bench_function(format!("{}/{}/{}", setting.name(), op.name(), shape.text()), |b| {
+                b.iter(|| case.measure(setting).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ops);
+criterion_main!(benches);
