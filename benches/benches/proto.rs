@@ -1,6 +1,6 @@
 //! Every harness op in both settings, all parties in-process: criterion's view of what
-//! `cost` reports (the time includes party threads starting and seed set-up, a few
-//! hundred microseconds; use the `cost` binary for op-only figures, bytes and rounds).
+//! `cost` reports (each iteration is a whole session: threads, seed set-up, a warm-up run
+//! and a measured run; use the `cost` binary for op-only figures, bytes and rounds).
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,7 +17,7 @@ fn ops(c: &mut Criterion) {
             let shape = if op.is_matrix() { Shape::Mat(MatDims::new(128, 768, 768)) } else { Shape::Elems(100_000) };
             let case = Case::new(op, shape, 16).unwrap();
             g.bench_function(format!("{}/{}/{}", setting.name(), op.name(), shape.text()), |b| {
-                b.iter(|| case.measure(setting).unwrap())
+                b.iter(|| case.measure(setting, 1).unwrap())
             });
         }
     }

@@ -198,77 +198,86 @@ impl Case {
         }
     }
 
-    /// Run once at all parties in memory and measure.
-    pub fn measure(&self, setting: Setting) -> Result<Measured, String> {
-        let r = run_mem(setting, self).map_err(|e| e.to_string())?;
-        let wall = r.iter().map(|((t, _, _), _)| *t).max().unwrap_or_default();
-        let opened = &r[0].0.2;
+    /// Run at all parties in memory: one warm-up, then `runs` measured repetitions in the
+    /// same session (scratch memory and buffers warm, as in a long-lived deployment).
+    pub fn measure(&self, setting: Setting, runs: usize) -> Result<Vec<Measured>, String> {
+        let prog = Repeat { case: self, runs };
+        let r = run_mem(setting, &prog).map_err(|e| e.to_string())?;
+        let opened = &r[0].0.1;
         let reference = self.reference();
         let decode = |v: u64| if self.op == Op::Ltz { v as i64 as f64 } else { self.fp.decode(v) };
         let max_abs_err = opened.iter().zip(&reference).map(|(o, r)| (decode(*o) - r).abs()).fold(0.0, f64::max);
-        Ok(Measured {
-            wall,
-            bytes_sent: [r[0].0.1.bytes_sent, r[1].0.1.bytes_sent, r[2].0.1.bytes_sent],
-            rounds: r.iter().map(|((_, c, _), _)| c.rounds).max().unwrap_or(0),
-            max_abs_err,
-        })
+        Ok((0..runs)
+            .map(|i| Measured {
+                wall: r.iter().map(|((s, _), _)| s[i].0).max().unwrap_or_default(),
+                bytes_sent: [r[0].0.0[i].1.bytes_sent, r[1].0.0[i].1.bytes_sent, r[2].0.0[i].1.bytes_sent],
+                rounds: r.iter().map(|((s, _), _)| s[i].1.rounds).max().unwrap_or(0),
+                max_abs_err,
+            })
+            .collect())
+    }
+
+    /// One execution of the op on this party's shares; `out` receives the result.
+    fn once<P: Protocol>(
+        &self,
+        p: &mut P,
+        x: &[u64],
+        y: &[u64],
+        out: &mut [u64],
+        raw: &mut [u64],
+    ) -> Result<(), Error> {
+        let f = self.fp.frac_bits;
+        match (self.op, self.shape) {
+            (Op::Mul, _) => p.mul_trunc(x, y, f, out),
+            (Op::Matmul, Shape::Mat(d)) => {
+                p.matmul(x, y, raw, d)?;
+                p.trunc(raw, f, out)
+            }
+            (Op::MatmulPublic, Shape::Mat(d)) => {
+                p.matmul_public(x, &self.ye, raw, d)?;
+                p.trunc(raw, f, out)
+            }
+            (Op::Trunc, _) => p.trunc(x, f, out),
+            (Op::Ltz, _) => p.ltz(x, out),
+            _ => Err(Error::ShapeMismatch),
+        }
     }
 }
 
-impl Program for Case {
-    type Output = (Duration, Cost, Vec<u64>);
+/// A case run `runs` times after a warm-up, in one session.
+struct Repeat<'a> {
+    case: &'a Case,
+    runs: usize,
+}
+
+impl Program for Repeat<'_> {
+    /// Per repetition (time in the op, cost of the op), and the revealed last result.
+    type Output = (Vec<(Duration, Cost)>, Vec<u64>);
 
     fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        let c = self.case;
         let pl = P::PLANES;
-        let f = self.fp.frac_bits;
-        let x = local_shares(p, &self.xe, 1);
-        let (out_len, t0);
-        let c0 = p.cost().unwrap_or_default();
-        let mut out;
-        match (self.op, self.shape) {
-            (Op::Mul, _) => {
-                let y = local_shares(p, &self.ye, 2);
-                out = vec![0; x.len()];
-                out_len = x.len() / pl;
-                t0 = Instant::now();
-                p.mul_trunc(&x, &y, f, &mut out)?;
+        let x = local_shares(p, &c.xe, 1);
+        let y = if c.op == Op::Mul || c.op == Op::Matmul { local_shares(p, &c.ye, 2) } else { Vec::new() };
+        let out_len = match c.shape {
+            Shape::Mat(d) => d.m * d.k,
+            Shape::Elems(n) => n,
+        };
+        let mut out = vec![0; out_len * pl];
+        let mut raw = vec![0; out_len * pl];
+        let mut samples = Vec::with_capacity(self.runs);
+        for i in 0..=self.runs {
+            let c0 = p.cost().unwrap_or_default();
+            let t0 = Instant::now();
+            c.once(p, &x, &y, &mut out, &mut raw)?;
+            let wall = t0.elapsed();
+            if i > 0 {
+                samples.push((wall, p.cost().unwrap_or_default().since(&c0)));
             }
-            (Op::Matmul, Shape::Mat(d)) => {
-                let y = local_shares(p, &self.ye, 2);
-                out_len = d.m * d.k;
-                out = vec![0; out_len * pl];
-                let mut raw = vec![0; out_len * pl];
-                t0 = Instant::now();
-                p.matmul(&x, &y, &mut raw, d)?;
-                p.trunc(&raw, f, &mut out)?;
-            }
-            (Op::MatmulPublic, Shape::Mat(d)) => {
-                out_len = d.m * d.k;
-                out = vec![0; out_len * pl];
-                let mut raw = vec![0; out_len * pl];
-                t0 = Instant::now();
-                p.matmul_public(&x, &self.ye, &mut raw, d)?;
-                p.trunc(&raw, f, &mut out)?;
-            }
-            (Op::Trunc, _) => {
-                out = vec![0; x.len()];
-                out_len = x.len() / pl;
-                t0 = Instant::now();
-                p.trunc(&x, f, &mut out)?;
-            }
-            (Op::Ltz, _) => {
-                out = vec![0; x.len()];
-                out_len = x.len() / pl;
-                t0 = Instant::now();
-                p.ltz(&x, &mut out)?;
-            }
-            _ => return Err(Error::ShapeMismatch),
         }
-        let wall = t0.elapsed();
-        let cost = p.cost().unwrap_or_default().since(&c0);
         // Revealed for the error check, outside the measured time and bytes.
         let mut opened = vec![0; out_len];
         p.reveal_to(0, &out, &mut opened)?;
-        Ok((wall, cost, opened))
+        Ok((samples, opened))
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! With `--json`, one JSON line per case:
 //! `{"protocol","op","shape","frac_bits","wall_s","bytes_sent_per_party":[p0,p1,p2],"rounds","max_abs_err"}`.
-//! `wall_s` is the median of `R ≥ 3` runs after one warm-up, all parties in-process (one
-//! thread each, in-memory channels); it is the longest time any party spends in the op.
+//! `wall_s` is the median of `R ≥ 3` runs after one warm-up, all in one session with all
+//! parties in-process (one thread each, in-memory channels, scratch memory kept between
+//! runs as a long-lived party keeps it); it is the longest time any party spends in the op.
 //! `max_abs_err` is against a float64 reference on random inputs. Shapes: `n=COUNT` for
 //! elementwise ops, `MxNxK` for matrix products. Field names are a contract: extend, never
 //! rename or drop.
@@ -88,11 +89,7 @@ fn run() -> Result<(), String> {
                 _ => default_shape(op),
             };
             let case = Case::new(op, sh, frac_bits)?;
-            case.measure(setting)?; // warm-up
-            let mut samples = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                samples.push(case.measure(setting)?);
-            }
+            let samples = case.measure(setting, runs)?;
             let mut walls: Vec<f64> = samples.iter().map(|m| m.wall.as_secs_f64()).collect();
             walls.sort_by(f64::total_cmp);
             let median = walls[walls.len() / 2];
