@@ -11,6 +11,8 @@
 //! * [`prg`]: the ChaCha12 generator that expands seeds into correlated randomness.
 //! * [`proto`]: the [`Protocol`](proto::Protocol) trait and its implementations,
 //!   2PC with a dealer ([`proto::dealer`]) and 3PC replicated ([`proto::rep3`]).
+//! * [`nonlinear`]: exp, reciprocal, rsqrt, RMSNorm, softmax (and 2ReLU), SiLU, GeLU,
+//!   ReLU, row max and argmax, written once over any protocol.
 //!
 //! Nothing here allocates: callers pass every buffer, and temporary memory comes from a
 //! [`Scratch`](scratch::Scratch) the caller provides. Sizes are checked before any byte is
@@ -26,6 +28,7 @@ pub mod channel;
 pub mod cost;
 pub mod error;
 pub mod fixed;
+pub mod nonlinear;
 pub mod prg;
 pub mod proto;
 pub mod ring;

@@ -69,6 +69,17 @@ pub trait Protocol {
     /// `trunc(x · y, shift)`, fused where the setting allows it.
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()>;
 
+    /// `trunc(x², shift)`. The default squares, then truncates; 3PC fuses the two.
+    fn square_trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
+        check_shift(shift)?;
+        ensure_shape(x.len() == out.len())?;
+        self.square(x, out)?;
+        self.trunc_in_place(out, shift)
+    }
+
+    /// `x = trunc(x, shift)` in place (uses the protocol's scratch for a copy).
+    fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()>;
+
     /// Arithmetic shares of `[x < 0]` (the sign bit, 0 or 1) for any `x` in the ring.
     fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()>;
 

@@ -193,6 +193,15 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         self.eng.trunc(&mut self.ch, x, shift, out, buf, Helper::None)
     }
 
+    fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
+        check_shift(shift)?;
+        let n = x.len();
+        let buf = self.scratch.words(n + Assist::trunc_scratch(n))?;
+        let (copy, rest) = buf.split_at_mut(n);
+        copy.copy_from_slice(x);
+        self.eng.trunc(&mut self.ch, copy, shift, x, rest, Helper::None)
+    }
+
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         check_shift(shift)?;
         let n = out.len();

@@ -167,15 +167,21 @@ impl<C: Channel> State<C> {
         Self::add_zero_share(&mut self.zero_own, &mut self.zero_next, z, tmp)
     }
 
-    /// `x²`: `z_i = x_i² + 2·x_i·x_{i+1} + α_i`, then reshare.
-    fn square(&mut self, x: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
-        let n = out.len() / 2;
-        let (z, tmp) = buf.split_at_mut(n);
+    /// `z_i = x_i² + 2·x_i·x_{i+1} + α_i` (3-of-3 additive share of `x²`).
+    fn local_square(&mut self, x: &[u64], z: &mut [u64], tmp: &mut [u64]) -> Result<()> {
+        let n = z.len();
         let (x0, x1) = x.split_at(n);
         for e in 0..n {
             z[e] = x0[e].wrapping_mul(x0[e].wrapping_add(x1[e].wrapping_mul(2)));
         }
-        Self::add_zero_share(&mut self.zero_own, &mut self.zero_next, z, tmp)?;
+        Self::add_zero_share(&mut self.zero_own, &mut self.zero_next, z, tmp)
+    }
+
+    /// `x²`, reshared.
+    fn square(&mut self, x: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
+        let n = out.len() / 2;
+        let (z, tmp) = buf.split_at_mut(n);
+        self.local_square(x, z, tmp)?;
         self.reshare_3of3(z, out)
     }
 }
@@ -314,6 +320,33 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.local_product(x, y, z, tmp)?;
         // Party 2's product share is the helper's third part; parties 0 and 1 truncate
         // z_0 + z_1 + z_2 as a 2-of-2 value in one round.
+        let helper = if self.st.party == 2 { Helper::Send(z) } else { Helper::Receive };
+        self.st.eng.trunc(&mut self.st.ch, if self.st.party == 2 { &[] } else { z }, shift, w, eng_buf, helper)?;
+        self.st.reshare_additive(w, out, tmp)
+    }
+
+    fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
+        check_shift(shift)?;
+        ensure_shape(x.len().is_multiple_of(2))?;
+        let n = x.len() / 2;
+        let buf = self.scratch.words(3 * n + Assist::trunc_scratch(n))?;
+        let (v, rest) = buf.split_at_mut(n);
+        let (w, rest) = rest.split_at_mut(n);
+        let (tmp, eng_buf) = rest.split_at_mut(n);
+        self.st.to_additive(x, v)?;
+        self.st.eng.trunc(&mut self.st.ch, v, shift, w, eng_buf, Helper::None)?;
+        self.st.reshare_additive(w, x, tmp)
+    }
+
+    fn square_trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
+        check_shift(shift)?;
+        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len())?;
+        let n = out.len() / 2;
+        let buf = self.scratch.words(3 * n + Assist::trunc_scratch(n))?;
+        let (z, rest) = buf.split_at_mut(n);
+        let (w, rest) = rest.split_at_mut(n);
+        let (tmp, eng_buf) = rest.split_at_mut(n);
+        self.st.local_square(x, z, tmp)?;
         let helper = if self.st.party == 2 { Helper::Send(z) } else { Helper::Receive };
         self.st.eng.trunc(&mut self.st.ch, if self.st.party == 2 { &[] } else { z }, shift, w, eng_buf, helper)?;
         self.st.reshare_additive(w, out, tmp)

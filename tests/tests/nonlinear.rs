@@ -1,0 +1,296 @@
+//! The non-linear library in both settings against float64, each with the bound:
+//! exp on [−16, 0] ≤ 1.5e-3 abs; reciprocal on [1, 1000] ≤ 1e-3 relative; rsqrt on
+//! [0.01, 100] ≤ 1e-3 relative; softmax (rows of 128, scores N(0, 2²), with and without a
+//! causal mask) ≤ 5e-3; SiLU on [−10, 10] ≤ 3e-3; GeLU on [−10, 10] ≤ 5e-3; ReLU and argmax
+//! exact; RMSNorm ≤ 2e-3 (|x| < 4, gains in [0.5, 1.5]).
+
+#![allow(clippy::unwrap_used)]
+
+use marill_core::nonlinear::{self as nl, Gain};
+use marill_core::proto::Protocol;
+use marill_core::{Error, FixedPoint};
+use marill_std::Setting;
+use marill_std::run::{Program, run_mem};
+use marill_tests::words;
+
+const FP: FixedPoint = FixedPoint { frac_bits: 16 };
+
+fn uniform(n: usize, lo: f64, hi: f64, seed: u8) -> Vec<f64> {
+    words(n, seed).into_iter().map(|w| lo + (hi - lo) * ((w >> 11) as f64 / (1u64 << 53) as f64)).collect()
+}
+
+fn normal(n: usize, sd: f64, seed: u8) -> Vec<f64> {
+    let u = uniform(2 * n, 1e-12, 1.0, seed);
+    (0..n).map(|i| sd * (-2.0 * u[2 * i].ln()).sqrt() * (std::f64::consts::TAU * u[2 * i + 1]).cos()).collect()
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Exp,
+    Recip,
+    Rsqrt,
+    Softmax { rows: usize, cols: usize, causal: Option<usize> },
+    Softmax2Relu { rows: usize, cols: usize },
+    Silu,
+    Gelu,
+    Relu,
+    Argmax { rows: usize, cols: usize },
+    RmsNorm { rows: usize, d: usize, shared: bool },
+}
+
+struct Case {
+    op: Op,
+    x: Vec<f64>,
+    gain: Vec<f64>,
+}
+
+fn input<P: Protocol>(p: &mut P, v: &[u64]) -> Result<Vec<u64>, Error> {
+    let mut s = vec![0; v.len() * P::PLANES];
+    p.input(0, (p.party() == 0).then_some(v), &mut s)?;
+    Ok(s)
+}
+
+impl Program for Case {
+    /// Opened outputs as (ring words, the fractional bits they are at).
+    type Output = (Vec<u64>, u32);
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        let pl = P::PLANES;
+        let enc: Vec<u64> = self.x.iter().map(|v| FP.encode(*v)).collect();
+        let x = input(p, &enc)?;
+        let n = self.x.len();
+        let mut out = vec![0; n * pl];
+        let mut bits = 16;
+        let mut out_len = n;
+        match self.op {
+            Op::Exp => nl::exp(p, &x, &mut out, &mut vec![0; nl::exp_scratch(n, pl)], FP)?,
+            Op::Recip => {
+                bits = 32;
+                nl::reciprocal(p, &x, &mut out, &mut vec![0; nl::normalised_scratch(n, pl, 0, 10)], FP, 0, 10, 32)?
+            }
+            Op::Rsqrt => {
+                bits = 24;
+                nl::rsqrt(p, &x, &mut out, &mut vec![0; nl::normalised_scratch(n, pl, -7, 7)], FP, -7, 7, 24)?
+            }
+            Op::Softmax { rows, cols, causal } => {
+                let mut s = vec![0; nl::softmax_scratch(rows, cols, pl)];
+                nl::softmax(p, &x, rows, cols, causal, &mut out, &mut s, FP)?
+            }
+            Op::Softmax2Relu { rows, cols } => {
+                let mut s = vec![0; nl::softmax_scratch(rows, cols, pl)];
+                nl::softmax_2relu(p, &x, rows, cols, None, &mut out, &mut s, FP)?
+            }
+            Op::Silu => nl::silu(p, &x, &mut out, &mut vec![0; nl::act_scratch(n, pl)], FP)?,
+            Op::Gelu => nl::gelu(p, &x, &mut out, &mut vec![0; nl::act_scratch(n, pl)], FP)?,
+            Op::Relu => nl::relu(p, &x, &mut out, &mut vec![0; nl::relu_scratch(n, pl)])?,
+            Op::Argmax { rows, cols } => {
+                let (mut idx, mut mx) = (vec![0; rows * pl], vec![0; rows * pl]);
+                nl::argmax(p, &x, rows, cols, &mut idx, &mut mx, &mut vec![0; nl::tree_scratch(rows, cols, pl)])?;
+                out[..rows * pl].copy_from_slice(&idx);
+                out[rows * pl..2 * rows * pl].copy_from_slice(&mx);
+                // open as 2·rows elements: [idx | max] per plane is not the layout; open each
+                let mut o1 = vec![0; rows];
+                let mut o2 = vec![0; rows];
+                p.open(&idx, &mut o1)?;
+                p.open(&mx, &mut o2)?;
+                o1.extend(o2);
+                return Ok((o1, 16));
+            }
+            Op::RmsNorm { rows, d, shared } => {
+                let g: Vec<u64> = self.gain.iter().map(|v| FP.encode(*v)).collect();
+                let mut s = vec![0; nl::rms_norm_scratch(rows, d, pl)];
+                if shared {
+                    let gs = input(p, &g)?;
+                    nl::rms_norm(p, &x, rows, d, Gain::Shared(&gs), 1e-5, &mut out, &mut s, FP)?
+                } else {
+                    nl::rms_norm(p, &x, rows, d, Gain::Public(&g), 1e-5, &mut out, &mut s, FP)?
+                }
+                out_len = n;
+            }
+        }
+        let mut opened = vec![0; out_len];
+        p.open(&out[..out_len * pl], &mut opened)?;
+        Ok((opened, bits))
+    }
+}
+
+fn decode(v: u64, bits: u32) -> f64 {
+    v as i64 as f64 / (1u64 << bits) as f64
+}
+
+/// Run in both settings; returns the decoded outputs of each.
+fn both(case: &Case) -> Vec<Vec<f64>> {
+    [Setting::Dealer, Setting::Rep3]
+        .into_iter()
+        .map(|s| {
+            let r = run_mem(s, case).unwrap();
+            let (words, bits) = &r[0].0;
+            words.iter().map(|w| decode(*w, *bits)).collect()
+        })
+        .collect()
+}
+
+fn max_abs(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+fn max_rel(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) / y).abs()).fold(0.0, f64::max)
+}
+
+#[test]
+fn exp_on_minus_16_to_0() {
+    let mut x = uniform(3000, -16.0, 0.0, 1);
+    x.extend([0.0, -16.0, -1e-5, -3.0]);
+    let want: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v)).exp()).collect();
+    for got in both(&Case { op: Op::Exp, x: x.clone(), gain: vec![] }) {
+        let e = max_abs(&got, &want);
+        assert!(e <= 1.5e-3, "exp error {e}");
+    }
+    // The whole documented domain keeps the bound.
+    let x = uniform(2000, nl::EXP_MIN, 0.0, 2);
+    let want: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v)).exp()).collect();
+    for got in both(&Case { op: Op::Exp, x, gain: vec![] }) {
+        assert!(max_abs(&got, &want) <= 1.5e-3);
+    }
+}
+
+#[test]
+fn reciprocal_on_1_to_1000() {
+    let mut x = uniform(3000, 1.0, 1000.0, 3);
+    x.extend([1.0, 2.0, 1000.0, 511.99, 512.0]);
+    let want: Vec<f64> = x.iter().map(|v| 1.0 / FP.decode(FP.encode(*v))).collect();
+    for got in both(&Case { op: Op::Recip, x: x.clone(), gain: vec![] }) {
+        let e = max_rel(&got, &want);
+        assert!(e <= 1e-3, "reciprocal relative error {e}");
+    }
+}
+
+#[test]
+fn rsqrt_on_hundredth_to_100() {
+    let mut x = uniform(3000, 0.01, 100.0, 4);
+    x.extend([0.01, 0.015, 0.25, 1.0, 99.9]);
+    let want: Vec<f64> = x.iter().map(|v| 1.0 / FP.decode(FP.encode(*v)).sqrt()).collect();
+    for got in both(&Case { op: Op::Rsqrt, x: x.clone(), gain: vec![] }) {
+        let e = max_rel(&got, &want);
+        assert!(e <= 1e-3, "rsqrt relative error {e}");
+    }
+}
+
+fn softmax_ref(x: &[f64], rows: usize, cols: usize, causal: Option<usize>) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for r in 0..rows {
+        let vis = |j: usize| causal.is_none_or(|q| j + q <= r % q + cols);
+        let row = &x[r * cols..(r + 1) * cols];
+        let m = (0..cols).filter(|j| vis(*j)).map(|j| row[j]).fold(f64::MIN, f64::max);
+        let s: f64 = (0..cols).filter(|j| vis(*j)).map(|j| (row[j] - m).exp()).sum();
+        for j in 0..cols {
+            out[r * cols + j] = if vis(j) { (row[j] - m).exp() / s } else { 0.0 };
+        }
+    }
+    out
+}
+
+#[test]
+fn softmax_rows_of_128() {
+    let (rows, cols) = (6, 128);
+    let x: Vec<f64> = normal(rows * cols, 2.0, 5).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    for causal in [None, Some(6)] {
+        let want = softmax_ref(&x, rows, cols, causal);
+        for got in both(&Case { op: Op::Softmax { rows, cols, causal }, x: x.clone(), gain: vec![] }) {
+            let e = max_abs(&got, &want);
+            assert!(e <= 5e-3, "softmax ({causal:?}) error {e}");
+            for (g, w) in got.iter().zip(&want) {
+                if *w == 0.0 {
+                    assert_eq!(*g, 0.0, "a masked entry must be exactly 0");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_2relu_matches_its_formula() {
+    let (rows, cols) = (4, 64);
+    let x: Vec<f64> = normal(rows * cols, 2.0, 6).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let mut want = vec![0.0; x.len()];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let s: f64 = row.iter().map(|v| v.max(0.0)).sum::<f64>() + 2f64.powi(-8);
+        for j in 0..cols {
+            want[r * cols + j] = row[j].max(0.0) / s;
+        }
+    }
+    for got in both(&Case { op: Op::Softmax2Relu { rows, cols }, x: x.clone(), gain: vec![] }) {
+        let e = max_abs(&got, &want);
+        assert!(e <= 5e-3, "2relu softmax error {e}");
+    }
+}
+
+#[test]
+fn silu_and_gelu_on_minus_10_to_10() {
+    let mut x = uniform(4000, -10.0, 10.0, 7);
+    x.extend([0.0, -8.0, 8.0, -7.999, -4.0, 4.0, -10.0, 10.0, -1.28]);
+    let xq: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let silu: Vec<f64> = xq.iter().map(|v| v / (1.0 + (-v).exp())).collect();
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    let gelu: Vec<f64> = xq.iter().map(|v| 0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())).collect();
+    for got in both(&Case { op: Op::Silu, x: x.clone(), gain: vec![] }) {
+        let e = max_abs(&got, &silu);
+        assert!(e <= 3e-3, "silu error {e}");
+    }
+    for got in both(&Case { op: Op::Gelu, x: x.clone(), gain: vec![] }) {
+        let e = max_abs(&got, &gelu);
+        assert!(e <= 5e-3, "gelu error {e}");
+    }
+}
+
+#[test]
+fn relu_is_exact() {
+    let mut x = uniform(2000, -1000.0, 1000.0, 8);
+    x.extend([0.0, -0.0, 1e-5, -1e-5]);
+    let want: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v)).max(0.0)).collect();
+    for got in both(&Case { op: Op::Relu, x, gain: vec![] }) {
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn argmax_is_exact() {
+    let (rows, cols) = (3, 1000);
+    // Distinct values; the maximum at the ends and the middle.
+    let mut x: Vec<f64> = (0..rows * cols).map(|i| ((i * 7919) % 100_003) as f64 / 64.0 - 700.0).collect();
+    x[999] = 5000.0; // row 0: last
+    x[1000] = 5000.0; // row 1: first
+    x[2500] = 5000.0; // row 2: middle
+    for got in both(&Case { op: Op::Argmax { rows, cols }, x: x.clone(), gain: vec![] }) {
+        let idx: Vec<f64> = got[..rows].iter().map(|v| v * 65536.0).collect();
+        assert_eq!(idx, vec![999.0, 0.0, 500.0]);
+        assert_eq!(&got[rows..], &[5000.0; 3]);
+    }
+    // Ties: the lowest index wins.
+    let x = vec![1.0, 3.0, 3.0, 2.0, 3.0];
+    for got in both(&Case { op: Op::Argmax { rows: 1, cols: 5 }, x: x.clone(), gain: vec![] }) {
+        assert_eq!(got[0] * 65536.0, 1.0);
+    }
+}
+
+#[test]
+fn rms_norm_public_and_shared_gain() {
+    let (rows, d) = (5, 64);
+    let x: Vec<f64> = uniform(rows * d, -4.0, 4.0, 9).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let gain: Vec<f64> = uniform(d, 0.5, 1.5, 10).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let mut want = vec![0.0; x.len()];
+    for r in 0..rows {
+        let row = &x[r * d..(r + 1) * d];
+        let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
+        for j in 0..d {
+            want[r * d + j] = row[j] / (ms + 1e-5).sqrt() * gain[j];
+        }
+    }
+    for shared in [false, true] {
+        for got in both(&Case { op: Op::RmsNorm { rows, d, shared }, x: x.clone(), gain: gain.clone() }) {
+            let e = max_abs(&got, &want);
+            assert!(e <= 2e-3, "rmsnorm (shared gain: {shared}) error {e}");
+        }
+    }
+}
