@@ -236,7 +236,15 @@ pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u6
 
 /// Thresholds `2^j`, `lo < j < hi`, compared in one batch: `bits[(j-lo-1)·n + e] = [x_e ≥ 2^j]`
 /// as arithmetic shares. Returns the number of thresholds.
-fn thermometer<P: Protocol>(p: &mut P, x: &[u64], f: u32, lo: i32, hi: i32, bits: &mut [u64], tmp: &mut [u64]) -> Result<usize> {
+fn thermometer<P: Protocol>(
+    p: &mut P,
+    x: &[u64],
+    f: u32,
+    lo: i32,
+    hi: i32,
+    bits: &mut [u64],
+    tmp: &mut [u64],
+) -> Result<usize> {
     let pl = P::PLANES;
     let n = x.len() / pl;
     let t = (hi - lo - 1) as usize;
@@ -254,7 +262,16 @@ fn thermometer<P: Protocol>(p: &mut P, x: &[u64], f: u32, lo: i32, hi: i32, bits
 
 /// `out = g(k)` as shares at `bits` fractional bits, for thermometer `b` of `t` thresholds
 /// (`lo+1..hi`) over `n` elements: `g(lo) + Σ_j b_j (g(j) − g(j−1))`.
-fn from_thermometer<P: Protocol>(p: &P, b: &[u64], n: usize, lo: i32, t: usize, g: impl Fn(i32) -> f64, bits: u32, out: &mut [u64]) -> Result<()> {
+fn from_thermometer<P: Protocol>(
+    p: &P,
+    b: &[u64],
+    n: usize,
+    lo: i32,
+    t: usize,
+    g: impl Fn(i32) -> f64,
+    bits: u32,
+    out: &mut [u64],
+) -> Result<()> {
     let pl = P::PLANES;
     out.fill(0);
     for k in 0..t {
@@ -471,14 +488,15 @@ pub fn rms_norm<P: Protocol>(
         Gain::Public(g) => ensure_shape(g.len() == d)?,
         Gain::Shared(g) => ensure_shape(g.len() == d * pl)?,
     }
-    if !(eps > 0.0) {
+    if eps.is_nan() || eps <= 0.0 {
         return Err(Error::InvalidArgument);
     }
     let floor = floor_log2_f64(d as f64 * eps);
     let lo = floor.max(-24);
     check_range(lo, RMS_SUM_LOG2_MAX, f)?;
     check_scratch(scratch, rms_norm_scratch(rows, d, pl))?;
-    let [sq, y, g2, ssum, r, rest] = carve(scratch, [len, len, len, rows * pl, rows * pl, normalised_scratch(rows, pl, lo, RMS_SUM_LOG2_MAX)]);
+    let [sq, y, g2, ssum, r, rest] =
+        carve(scratch, [len, len, len, rows * pl, rows * pl, normalised_scratch(rows, pl, lo, RMS_SUM_LOG2_MAX)]);
     p.square_trunc(x, f, sq)?;
     row_sums(pl, sq, rows, d, ssum);
     add_scalar_in_place(p, ssum, enc(d as f64 * eps, f))?;
@@ -513,7 +531,14 @@ pub const fn tree_scratch(rows: usize, cols: usize, planes: usize) -> usize {
 /// Row-wise maximum of `rows × cols` into `out` (`rows` elements). Exact. A tournament:
 /// each level compares neighbours in one batched `ltz` and selects with one product,
 /// `⌈log2 cols⌉` levels of 7 / 8 rounds.
-pub fn row_max<P: Protocol>(p: &mut P, x: &[u64], rows: usize, cols: usize, out: &mut [u64], scratch: &mut [u64]) -> Result<()> {
+pub fn row_max<P: Protocol>(
+    p: &mut P,
+    x: &[u64],
+    rows: usize,
+    cols: usize,
+    out: &mut [u64],
+    scratch: &mut [u64],
+) -> Result<()> {
     tree(p, x, rows, cols, out, None, scratch)
 }
 
@@ -538,7 +563,7 @@ fn tree<P: Protocol>(
     rows: usize,
     cols: usize,
     max: &mut [u64],
-    mut index: Option<&mut [u64]>,
+    index: Option<&mut [u64]>,
     scratch: &mut [u64],
 ) -> Result<()> {
     let pl = P::PLANES;
@@ -627,7 +652,7 @@ fn tree<P: Protocol>(
         w = nw;
     }
     max.copy_from_slice(&cv[..rows * pl]);
-    if let Some(ix) = index.as_deref_mut() {
+    if let Some(ix) = index {
         ix.copy_from_slice(&ci[..rows * pl]);
     }
     Ok(())
@@ -645,7 +670,11 @@ fn ceil_log2(v: usize) -> i32 {
 /// Scratch words for [`softmax`] and [`softmax_2relu`] over `rows × cols`.
 pub const fn softmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
     let n = rows * cols;
-    5 * n * planes + 2 * n + 2 * rows * planes + tree_scratch(rows, cols, planes) + normalised_scratch(rows, planes, -8, 40)
+    5 * n * planes
+        + 2 * n
+        + 2 * rows * planes
+        + tree_scratch(rows, cols, planes)
+        + normalised_scratch(rows, planes, -8, 40)
 }
 
 /// Whether entry `(r, j)` is visible: with `causal = Some(q)`, rows come in blocks of `q`
@@ -699,7 +728,17 @@ pub fn softmax<P: Protocol>(
     let hi = ceil_log2(cols) + 1;
     let [xm, d, ex, es, mask, fill, mx, r, rest] = carve(
         scratch,
-        [len, len, len, 2 * len, n, n, rows * pl, rows * pl, tree_scratch(rows, cols, pl) + normalised_scratch(rows, pl, -8, 40)],
+        [
+            len,
+            len,
+            len,
+            2 * len,
+            n,
+            n,
+            rows * pl,
+            rows * pl,
+            tree_scratch(rows, cols, pl) + normalised_scratch(rows, pl, -8, 40),
+        ],
     );
     mask_vectors(rows, cols, causal, f, mask, fill);
     p.mul_public(x, mask, &mut es[..len])?;
@@ -761,8 +800,19 @@ pub fn softmax_2relu<P: Protocol>(
     check_causal(rows, cols, causal)?;
     check_scratch(scratch, softmax_scratch(rows, cols, pl))?;
     let hi = (ceil_log2(cols) + 12).min(40 - f as i32);
-    let [rl, e, t, mask, fill, sums, r, rest] =
-        carve(scratch, [len, len, 3 * len, n, n, rows * pl, rows * pl, tree_scratch(rows, cols, pl) + normalised_scratch(rows, pl, -8, 40)]);
+    let [rl, e, t, mask, fill, sums, r, rest] = carve(
+        scratch,
+        [
+            len,
+            len,
+            3 * len,
+            n,
+            n,
+            rows * pl,
+            rows * pl,
+            tree_scratch(rows, cols, pl) + normalised_scratch(rows, pl, -8, 40),
+        ],
+    );
     mask_vectors(rows, cols, causal, f, mask, fill);
     relu(p, x, rl, &mut t[..len])?;
     p.mul_public(rl, mask, e)?;

@@ -2,7 +2,7 @@
 //! exp on [−16, 0] ≤ 1.5e-3 abs; reciprocal on [1, 1000] ≤ 1e-3 relative; rsqrt on
 //! [0.01, 100] ≤ 1e-3 relative; softmax (rows of 128, scores N(0, 2²), with and without a
 //! causal mask) ≤ 5e-3; SiLU on [−10, 10] ≤ 3e-3; GeLU on [−10, 10] ≤ 5e-3; ReLU and argmax
-//! exact; RMSNorm ≤ 2e-3 (|x| < 4, gains in [0.5, 1.5]).
+//! exact; RMSNorm ≤ 1e-3 (|x| < 4, gains in [0.5, 1.5]).
 
 #![allow(clippy::unwrap_used)]
 
@@ -144,6 +144,7 @@ fn exp_on_minus_16_to_0() {
     let want: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v)).exp()).collect();
     for got in both(&Case { op: Op::Exp, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &want);
+        eprintln!("{}: measured {e:.2e} (bound 1.5e-3)", "exp error");
         assert!(e <= 1.5e-3, "exp error {e}");
     }
     // The whole documented domain keeps the bound.
@@ -161,6 +162,7 @@ fn reciprocal_on_1_to_1000() {
     let want: Vec<f64> = x.iter().map(|v| 1.0 / FP.decode(FP.encode(*v))).collect();
     for got in both(&Case { op: Op::Recip, x: x.clone(), gain: vec![] }) {
         let e = max_rel(&got, &want);
+        eprintln!("{}: measured {e:.2e} (bound 1e-3)", "reciprocal relative error");
         assert!(e <= 1e-3, "reciprocal relative error {e}");
     }
 }
@@ -172,6 +174,7 @@ fn rsqrt_on_hundredth_to_100() {
     let want: Vec<f64> = x.iter().map(|v| 1.0 / FP.decode(FP.encode(*v)).sqrt()).collect();
     for got in both(&Case { op: Op::Rsqrt, x: x.clone(), gain: vec![] }) {
         let e = max_rel(&got, &want);
+        eprintln!("{}: measured {e:.2e} (bound 1e-3)", "rsqrt relative error");
         assert!(e <= 1e-3, "rsqrt relative error {e}");
     }
 }
@@ -198,6 +201,7 @@ fn softmax_rows_of_128() {
         let want = softmax_ref(&x, rows, cols, causal);
         for got in both(&Case { op: Op::Softmax { rows, cols, causal }, x: x.clone(), gain: vec![] }) {
             let e = max_abs(&got, &want);
+            eprintln!("{}: measured {e:.2e} (bound 5e-3)", "softmax error");
             assert!(e <= 5e-3, "softmax ({causal:?}) error {e}");
             for (g, w) in got.iter().zip(&want) {
                 if *w == 0.0 {
@@ -222,6 +226,7 @@ fn softmax_2relu_matches_its_formula() {
     }
     for got in both(&Case { op: Op::Softmax2Relu { rows, cols }, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &want);
+        eprintln!("{}: measured {e:.2e} (bound 5e-3)", "2relu softmax error");
         assert!(e <= 5e-3, "2relu softmax error {e}");
     }
 }
@@ -236,10 +241,12 @@ fn silu_and_gelu_on_minus_10_to_10() {
     let gelu: Vec<f64> = xq.iter().map(|v| 0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())).collect();
     for got in both(&Case { op: Op::Silu, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &silu);
+        eprintln!("{}: measured {e:.2e} (bound 3e-3)", "silu error");
         assert!(e <= 3e-3, "silu error {e}");
     }
     for got in both(&Case { op: Op::Gelu, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &gelu);
+        eprintln!("{}: measured {e:.2e} (bound 5e-3)", "gelu error");
         assert!(e <= 5e-3, "gelu error {e}");
     }
 }
@@ -290,7 +297,8 @@ fn rms_norm_public_and_shared_gain() {
     for shared in [false, true] {
         for got in both(&Case { op: Op::RmsNorm { rows, d, shared }, x: x.clone(), gain: gain.clone() }) {
             let e = max_abs(&got, &want);
-            assert!(e <= 2e-3, "rmsnorm (shared gain: {shared}) error {e}");
+            eprintln!("{}: measured {e:.2e} (bound 1e-3)", "rmsnorm error");
+            assert!(e <= 1e-3, "rmsnorm (shared gain: {shared}) error {e}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p marill-benches --bin cost -- \
-//!     --protocol {dealer|rep3|all} --op {mul|matmul|matmul_public|trunc|ltz|all} \
+//!     --protocol {dealer|rep3|all} --op {OP|all|base|nonlinear} \
 //!     [--shape SHAPE] [--frac-bits F] [--runs R] [--json]
 //! ```
 //!
@@ -11,8 +11,12 @@
 //! `wall_s` is the median of `R ≥ 3` runs after one warm-up, all in one session with all
 //! parties in-process (one thread each, in-memory channels, scratch memory kept between
 //! runs as a long-lived party keeps it); it is the longest time any party spends in the op.
-//! `max_abs_err` is against a float64 reference on random inputs. Shapes: `n=COUNT` for
-//! elementwise ops, `MxNxK` for matrix products. Field names are a contract: extend, never
+//! `max_abs_err` is against a float64 reference on random inputs (for `argmax`, the index
+//! error; for `reciprocal` and `rsqrt`, absolute on outputs of up to 1 and 10). Shapes:
+//! `n=COUNT` for elementwise ops, `MxNxK` for matrix products, `HxRxC` for row-wise ops
+//! (`H` blocks of `R` rows of length `C`). Ops: the protocol ops `mul matmul matmul_public
+//! trunc ltz` and the non-linear library `exp reciprocal rsqrt rmsnorm softmax softmax_2relu
+//! silu gelu relu argmax`. Field names are a contract: extend, never
 //! rename or drop.
 
 use std::process::ExitCode;
@@ -20,12 +24,10 @@ use std::process::ExitCode;
 use marill_benches::{Case, Op, Shape};
 use marill_std::Setting;
 
-const USAGE: &str = "usage: cost --protocol {dealer|rep3|all} --op {mul|matmul|matmul_public|trunc|ltz|all} \
-[--shape n=COUNT|MxNxK] [--frac-bits F] [--runs R] [--json]";
-
-fn default_shape(op: Op) -> Shape {
-    if op.is_matrix() { Shape::Mat(marill_core::MatDims::new(128, 768, 768)) } else { Shape::Elems(1_000_000) }
-}
+const USAGE: &str = "usage: cost --protocol {dealer|rep3|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
+[--runs R] [--json]
+  OP: mul matmul matmul_public trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
+      or all (every op at its default shape), or base (the first five), or nonlinear (the last ten)";
 
 fn main() -> ExitCode {
     match run() {
@@ -59,6 +61,8 @@ fn run() -> Result<(), String> {
                 let v = val()?;
                 ops = match v.as_str() {
                     "all" => Op::ALL.to_vec(),
+                    "base" => Op::ALL[..5].to_vec(),
+                    "nonlinear" => Op::ALL[5..].to_vec(),
                     s => vec![Op::parse(s).ok_or_else(|| format!("unknown op {s}"))?],
                 };
             }
@@ -86,7 +90,7 @@ fn run() -> Result<(), String> {
         for &op in &ops {
             let sh = match shape {
                 Some(s) if ops.len() == 1 => s,
-                _ => default_shape(op),
+                _ => op.default_shape(),
             };
             let case = Case::new(op, sh, frac_bits)?;
             let samples = case.measure(setting, runs)?;
