@@ -144,7 +144,7 @@ fn exp_on_minus_16_to_0() {
     let want: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v)).exp()).collect();
     for got in both(&Case { op: Op::Exp, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &want);
-        eprintln!("{}: measured {e:.2e} (bound 1.5e-3)", "exp error");
+        eprintln!("exp error: measured {e:.2e} (bound 1.5e-3)");
         assert!(e <= 1.5e-3, "exp error {e}");
     }
     // The whole documented domain keeps the bound.
@@ -162,7 +162,7 @@ fn reciprocal_on_1_to_1000() {
     let want: Vec<f64> = x.iter().map(|v| 1.0 / FP.decode(FP.encode(*v))).collect();
     for got in both(&Case { op: Op::Recip, x: x.clone(), gain: vec![] }) {
         let e = max_rel(&got, &want);
-        eprintln!("{}: measured {e:.2e} (bound 1e-3)", "reciprocal relative error");
+        eprintln!("reciprocal relative error: measured {e:.2e} (bound 1e-3)");
         assert!(e <= 1e-3, "reciprocal relative error {e}");
     }
 }
@@ -174,7 +174,7 @@ fn rsqrt_on_hundredth_to_100() {
     let want: Vec<f64> = x.iter().map(|v| 1.0 / FP.decode(FP.encode(*v)).sqrt()).collect();
     for got in both(&Case { op: Op::Rsqrt, x: x.clone(), gain: vec![] }) {
         let e = max_rel(&got, &want);
-        eprintln!("{}: measured {e:.2e} (bound 1e-3)", "rsqrt relative error");
+        eprintln!("rsqrt relative error: measured {e:.2e} (bound 1e-3)");
         assert!(e <= 1e-3, "rsqrt relative error {e}");
     }
 }
@@ -201,7 +201,7 @@ fn softmax_rows_of_128() {
         let want = softmax_ref(&x, rows, cols, causal);
         for got in both(&Case { op: Op::Softmax { rows, cols, causal }, x: x.clone(), gain: vec![] }) {
             let e = max_abs(&got, &want);
-            eprintln!("{}: measured {e:.2e} (bound 5e-3)", "softmax error");
+            eprintln!("softmax error: measured {e:.2e} (bound 5e-3)");
             assert!(e <= 5e-3, "softmax ({causal:?}) error {e}");
             for (g, w) in got.iter().zip(&want) {
                 if *w == 0.0 {
@@ -226,7 +226,7 @@ fn softmax_2relu_matches_its_formula() {
     }
     for got in both(&Case { op: Op::Softmax2Relu { rows, cols }, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &want);
-        eprintln!("{}: measured {e:.2e} (bound 5e-3)", "2relu softmax error");
+        eprintln!("2relu softmax error: measured {e:.2e} (bound 5e-3)");
         assert!(e <= 5e-3, "2relu softmax error {e}");
     }
 }
@@ -241,12 +241,12 @@ fn silu_and_gelu_on_minus_10_to_10() {
     let gelu: Vec<f64> = xq.iter().map(|v| 0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())).collect();
     for got in both(&Case { op: Op::Silu, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &silu);
-        eprintln!("{}: measured {e:.2e} (bound 3e-3)", "silu error");
+        eprintln!("silu error: measured {e:.2e} (bound 3e-3)");
         assert!(e <= 3e-3, "silu error {e}");
     }
     for got in both(&Case { op: Op::Gelu, x: x.clone(), gain: vec![] }) {
         let e = max_abs(&got, &gelu);
-        eprintln!("{}: measured {e:.2e} (bound 5e-3)", "gelu error");
+        eprintln!("gelu error: measured {e:.2e} (bound 5e-3)");
         assert!(e <= 5e-3, "gelu error {e}");
     }
 }
@@ -297,7 +297,7 @@ fn rms_norm_public_and_shared_gain() {
     for shared in [false, true] {
         for got in both(&Case { op: Op::RmsNorm { rows, d, shared }, x: x.clone(), gain: gain.clone() }) {
             let e = max_abs(&got, &want);
-            eprintln!("{}: measured {e:.2e} (bound 1e-3)", "rmsnorm error");
+            eprintln!("rmsnorm error: measured {e:.2e} (bound 1e-3)");
             assert!(e <= 1e-3, "rmsnorm (shared gain: {shared}) error {e}");
         }
     }
