@@ -234,8 +234,8 @@ pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u6
 
 // ---- normalisation ----------------------------------------------------------------------
 
-/// Thresholds `2^j`, `lo < j < hi`, compared in one batch: `bits[(j-lo-1)·n + e] = [x_e ≥ 2^j]`
-/// as arithmetic shares. Returns the number of thresholds.
+/// Thresholds `2^j`, `lo < j < hi`, compared in one call (one opening, shared tables):
+/// `bits[(j-lo-1)·n + e] = [x_e ≥ 2^j]` as arithmetic shares. Returns the number of thresholds.
 fn thermometer<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -245,17 +245,13 @@ fn thermometer<P: Protocol>(
     bits: &mut [u64],
     tmp: &mut [u64],
 ) -> Result<usize> {
-    let pl = P::PLANES;
-    let n = x.len() / pl;
     let t = (hi - lo - 1) as usize;
-    let len = n * pl;
+    let total = t * x.len();
+    let mut offsets = [0u64; 64];
     for (k, j) in (lo + 1..hi).enumerate() {
-        // x − 2^j
-        p.add_public_scalar(x, enc(-(pow2i(j)), f), &mut tmp[..len])?;
-        put(pl, &tmp[..len], n, bits, t * n, k * n);
+        offsets[k] = enc(pow2i(j), f);
     }
-    let total = t * len;
-    p.ltz(&bits[..total], &mut tmp[..total])?;
+    p.ltz_many(x, &offsets[..t], &mut tmp[..total])?;
     rsub_public(p, 1, &tmp[..total], &mut bits[..total])?; // b = 1 − [x < 2^j]
     Ok(t)
 }
@@ -296,7 +292,7 @@ pub const fn normalised_scratch(n: usize, planes: usize, lo: i32, hi: i32) -> us
 
 fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
     // Thresholds must be representable at f bits, and x·2^-(k+1) must stay in range.
-    if hi <= lo || lo < -(f as i32) + 2 || hi > 46 - f as i32 {
+    if hi <= lo || hi - lo > 64 || lo < -(f as i32) + 2 || hi > 46 - f as i32 {
         return Err(Error::InvalidArgument);
     }
     Ok(())
@@ -854,13 +850,8 @@ fn act_poly<P: Protocol>(
     let [cmp, lt, two_x, two_f, ra, pw, cat_a, cat_b, lv, win, hp] =
         carve(scratch, [3 * len, 3 * len, 2 * len, 2 * len, 2 * len, 8 * len, 4 * len, 4 * len, 4 * len, len, len]);
     let cut = enc(pow2i(cut_log2 as i32), f);
-    // One batch: [x − cut | x + cut | x] → [x < cut], [x < −cut], [x < 0].
-    p.add_public_scalar(x, cut.wrapping_neg(), &mut two_x[..len])?;
-    put(pl, &two_x[..len], n, cmp, 3 * n, 0);
-    p.add_public_scalar(x, cut, &mut two_x[..len])?;
-    put(pl, &two_x[..len], n, cmp, 3 * n, n);
-    put(pl, x, n, cmp, 3 * n, 2 * n);
-    p.ltz(cmp, lt)?;
+    // One comparison call: [x < cut], [x < −cut], [x < 0].
+    p.ltz_many(x, &[cut, cut.wrapping_neg(), 0], lt)?;
     // Window [−cut ≤ x < cut] = [x < cut] − [x < −cut]; sign s = [x < 0].
     for q in 0..pl {
         for e in 0..n {

@@ -83,6 +83,11 @@ pub trait Protocol {
     /// Arithmetic shares of `[x < 0]` (the sign bit, 0 or 1) for any `x` in the ring.
     fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()>;
 
+    /// `out[i·n + e] = [x_e − θ_i < 0]` for public offsets `θ` (`out` holds `k·n` elements,
+    /// offset-major); one comparison's rounds for all offsets, sharing the opening and the
+    /// dealt tables across them.
+    fn ltz_many(&mut self, x: &[u64], offsets: &[u64], out: &mut [u64]) -> Result<()>;
+
     /// `out = x ∧ y` over packed 2-of-2 boolean shares (`bit_words(n)` words each). One round.
     fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()>;
 

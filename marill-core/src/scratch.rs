@@ -23,8 +23,10 @@ impl Scratch for &mut [u64] {
 }
 
 /// Split `buf` into consecutive slices of the given lengths (an allocation-free
-/// `split_at_mut` chain). Panics never: the caller requested `sum(lens)` words.
+/// `split_at_mut` chain). Callers size `buf` with the op's `*_scratch` function; a short
+/// buffer yields short trailing slices (and fails a debug assertion in tests).
 pub(crate) fn carve<'a, const K: usize>(mut buf: &'a mut [u64], lens: [usize; K]) -> [&'a mut [u64]; K] {
+    debug_assert!(lens.iter().sum::<usize>() <= buf.len(), "scratch carved beyond its size");
     let mut out: [&'a mut [u64]; K] = core::array::from_fn(|_| <&mut [u64]>::default());
     for (slot, len) in out.iter_mut().zip(lens) {
         let take = len.min(buf.len());

@@ -25,6 +25,7 @@ enum Op {
     Trunc,
     MulTrunc,
     Ltz,
+    LtzMany,
     And,
     B2a,
 }
@@ -56,6 +57,10 @@ impl Program for One {
             Op::Trunc => p.trunc(&x, 16, &mut o),
             Op::MulTrunc => p.mul_trunc(&x, &x, 16, &mut o),
             Op::Ltz => p.ltz(&x, &mut o),
+            Op::LtzMany => {
+                let mut o3 = vec![0u64; 3 * N * pl];
+                p.ltz_many(&x, &[1, 2, 3], &mut o3)
+            }
             Op::And => {
                 let b = vec![5u64; bit_words(N)];
                 let mut z = vec![0u64; bit_words(N)];
@@ -84,6 +89,10 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Dealer, Op::Trunc) => ([8 * n, 8 * n, 16 * n], 1),
         (Setting::Dealer, Op::MulTrunc) => ([24 * n, 24 * n, 24 * n], 2),
         (Setting::Dealer, Op::Ltz) => ([8 * n + 424 * w, 8 * n + 424 * w, 40 * n + 216 * w], 6),
+        (Setting::Dealer, Op::LtzMany) => {
+            let w3 = bit_words(3 * N) as u64;
+            ([8 * n + 424 * w3, 8 * n + 424 * w3, 32 * n + 8 * w + 208 * w3 + 24 * n], 6)
+        }
         (Setting::Dealer, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
         (Setting::Dealer, Op::B2a) => ([8 * w, 8 * w, 8 * n], 1),
         (Setting::Rep3, Op::Input) => ([8 * n, 0, 0], 1),
@@ -94,6 +103,10 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Rep3, Op::Trunc) => ([16 * n, 16 * n, 16 * n], 2),
         (Setting::Rep3, Op::MulTrunc) => ([16 * n, 16 * n, 32 * n], 2),
         (Setting::Rep3, Op::Ltz) => ([16 * n + 424 * w, 16 * n + 424 * w, 40 * n + 216 * w], 7),
+        (Setting::Rep3, Op::LtzMany) => {
+            let w3 = bit_words(3 * N) as u64;
+            ([8 * n + 424 * w3 + 24 * n, 8 * n + 424 * w3 + 24 * n, 32 * n + 8 * w + 208 * w3 + 24 * n], 7)
+        }
         (Setting::Rep3, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
         (Setting::Rep3, Op::B2a) => ([8 * w + 8 * n, 8 * w + 8 * n, 8 * n], 2),
     }
@@ -111,6 +124,7 @@ fn bytes_and_rounds_match_the_formulas() {
         Op::Trunc,
         Op::MulTrunc,
         Op::Ltz,
+        Op::LtzMany,
         Op::And,
         Op::B2a,
     ];

@@ -15,6 +15,8 @@ use marill_std::run::{Program, run_mem, run_tcp};
 use marill_tests::{matmul_plain, signed, words};
 
 const N: usize = 1000;
+/// Public offsets for `ltz_many`: `[x − θ < 0]` for each.
+const OFFSETS: [u64; 4] = [0, 5, (-7i64) as u64, 1 << 62];
 const D: MatDims = MatDims { m: 7, n: 13, k: 19 };
 
 struct AllOps {
@@ -45,6 +47,7 @@ struct Opened {
     trunc: Vec<u64>,
     mul_trunc: Vec<u64>,
     ltz: Vec<u64>,
+    ltz_many: Vec<u64>,
     and: Vec<u64>,
     b2a: Vec<u64>,
     revealed_to_1: Vec<u64>,
@@ -107,6 +110,9 @@ impl Program for AllOps {
         let cmp = shares(p, 0, &self.cmp)?;
         p.ltz(&cmp, &mut t)?;
         o.ltz = open(p, &t)?;
+        let mut many = vec![0; OFFSETS.len() * n * pl];
+        p.ltz_many(&cmp, &OFFSETS, &mut many)?;
+        o.ltz_many = open(p, &many)?;
         let bx = bool_shares(p, &self.bx);
         let by = bool_shares(p, &self.by);
         let mut bz = vec![0; bx.len()];
@@ -174,6 +180,9 @@ fn check(c: &AllOps, results: &[(Opened, marill_core::cost::Cost)], setting: Set
         let diff = o.mul_trunc[i].wrapping_sub(fixed::trunc(prod, 16));
         assert!(diff <= 1, "{setting:?} mul_trunc of element {i}: off by {}", diff as i64);
         assert_eq!(o.ltz[i], c.cmp[i] >> 63, "{setting:?} ltz of {:#x}", c.cmp[i]);
+        for (k, theta) in OFFSETS.iter().enumerate() {
+            assert_eq!(o.ltz_many[k * n + i], c.cmp[i].wrapping_sub(*theta) >> 63, "{setting:?} ltz_many");
+        }
         assert_eq!(o.b2a[i], get_bit(&c.bx, i) & get_bit(&c.by, i));
     }
     // Boolean AND shares of parties 0 and 1 XOR to the AND.

@@ -20,7 +20,8 @@
 //! | `trunc` n | 1 | 8n each | 16n |
 //! | `and` L words | 1 | 16L each | 8L |
 //! | `b2a` n bits | 1 | 8⌈n/64⌉ each | 8n |
-//! | `ltz` n | 6 | 8n + 8·53⌈n/64⌉ each | 8·(4n + 1·⌈n/64⌉) + 8·26⌈n/64⌉ + 8n |
+//! | `ltz` n | 6 | 8n + 8·53⌈n/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·26⌈n/64⌉ + 8n |
+//! | `ltz` n × k offsets | 6 | 8n + 8·53⌈kn/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·26⌈kn/64⌉ + 8kn |
 //!
 //! **Truncation** (exact range). To truncate `x` with `-2^62 ≤ x < 2^62`, A and B open
 //! `c = y + r` where `y = x + 2^62 ∈ [0, 2^63)` and `r` is uniform. Then
@@ -38,7 +39,9 @@
 //! `[c'_j = r'_j] = T_j[c'_j − 1] ⊕ T_j[c'_j]` are local. A 4-level tree of ANDs
 //! (`lt = lt_hi ⊕ eq_hi·lt_lo`, `eq = eq_hi·eq_lo`, 26 ANDs, the lowest group's `eq` is
 //! never needed) gives the borrow; one more round converts the bit to arithmetic shares.
-//! Rounds: 1 (open) + 4 (tree) + 1 (b2a) = 6.
+//! Rounds: 1 (open) + 4 (tree) + 1 (b2a) = 6. Comparing one `x` against several public
+//! offsets (`[x < θ_i]`, as range normalisation and activation windows do) reuses the
+//! opening and the tables: each offset adds only its tree and conversion.
 
 use crate::channel::{Channel, PartyId, recv_words, send_words};
 use crate::error::{Error, Result};
@@ -482,21 +485,40 @@ impl Assist {
 
     // ---- comparison -----------------------------------------------------------------
 
-    /// Scratch words for [`ltz`](Self::ltz) of `n` elements.
-    pub const fn ltz_scratch(n: usize) -> usize {
-        let w = bit_words(n);
-        // r, c-exchange (3n); tables (4n) + r63 (w); lt, eq planes (32w); tree operands
-        // and results (3·15w); the largest sub-op scratch (AND of 15w words, or b2a).
-        let sub = max(max(Self::and_scratch(15 * w), Self::b2a_scratch(n)), 4 * n + w);
-        3 * n + 4 * n + w + 32 * w + 45 * w + w + sub
+    /// Scratch words for [`ltz`](Self::ltz) of `n` elements against `k` offsets.
+    pub const fn ltz_scratch(n: usize, k: usize) -> usize {
+        let wn = bit_words(n);
+        let m = n * k;
+        let w = bit_words(m);
+        // r, c-exchange (3n); tables (4n) + msb(r) (wn); lt, eq planes (32w); tree operands
+        // and results (3·15w); the result bits (w); the largest sub-op scratch.
+        let sub = max(max(Self::and_scratch(15 * w), Self::b2a_scratch(m)), 4 * n + wn);
+        3 * n + 4 * n + wn + 32 * w + 45 * w + w + sub
     }
 
-    /// Arithmetic 2-of-2 shares of `[x < 0]` (see the module docs).
-    pub fn ltz<C: Channel>(&mut self, ch: &mut C, x: &[u64], out: &mut [u64], buf: &mut [u64]) -> Result<()> {
-        let n = out.len();
-        let w = bit_words(n);
+    /// Arithmetic 2-of-2 shares of `[x − θ_i < 0]` for every public offset `θ_i`
+    /// (`out` is `k·n` words, offset-major), see the module docs. The opening `c = x + r` and
+    /// the dealt tables depend on `x` and `r` only, so every offset reuses them: a further
+    /// offset costs only its AND tree and its conversion to arithmetic shares.
+    pub fn ltz<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        offsets: &[u64],
+        out: &mut [u64],
+        buf: &mut [u64],
+    ) -> Result<()> {
+        let n = x.len();
+        let k = offsets.len();
+        let m = out.len();
+        if m != n * k || k == 0 {
+            return Err(Error::ShapeMismatch);
+        }
+        let wn = bit_words(n);
+        let w = bit_words(m);
+        let fixed = 7 * n + wn + 78 * w;
         let [r, msg, rcv, tables, r63, lt, eq, ops, bits, sub] =
-            carve(buf, [n, n, n, 4 * n, w, 16 * w, 16 * w, 45 * w, w, Self::ltz_scratch(n) - (7 * n + 79 * w)]);
+            carve(buf, [n, n, n, 4 * n, wn, 16 * w, 16 * w, 45 * w, w, Self::ltz_scratch(n, k) - fixed]);
         // 1. open c = x + r (D: draw both masks and keep r).
         if self.role == Role::D {
             self.prg.fill(r);
@@ -508,9 +530,9 @@ impl Assist {
             self.exchange(ch, msg, rcv)?;
             ring::add_assign(rcv, msg)?; // rcv = c
         }
-        // 2. tables T_j[v] = [v < r'_j] and msb(r), dealt.
+        // 2. tables T_j[v] = [v < r'_j] and msb(r), dealt once for all offsets.
         if self.role == Role::D {
-            let [ta, r63a] = carve(sub, [4 * n, w]);
+            let [ta, r63a] = carve(sub, [4 * n, wn]);
             self.prg.fill(ta);
             self.prg.fill(r63a);
             {
@@ -538,26 +560,34 @@ impl Assist {
             recv_words(ch, self.d(), tables)?;
             recv_words(ch, self.d(), r63)?;
         }
-        // 3. leaves: lt_j and eq_j planes (A and B; D's stay zero).
+        // 3. leaves for comparison i·n + e: the public value is c_e − θ_i.
         lt.fill(0);
         eq.fill(0);
+        bits.fill(0);
         if self.role != Role::D {
             let t16: &[u16] = bytemuck::cast_slice(tables);
             let is_a = self.is_a() as u16;
-            for e in 0..n {
-                let cl = rcv[e] & (u64::MAX >> 1);
-                let (word, bit) = (e / 64, e % 64);
-                for j in 0..CHUNKS {
-                    let v = ((cl >> (4 * j)) & 15) as u32;
-                    let t = t16[e * CHUNKS + j];
-                    let ltb = (t >> v) & 1;
-                    let below = if v == 0 { is_a } else { (t >> (v - 1)) & 1 };
-                    lt[j * w + word] |= u64::from(ltb) << bit;
-                    eq[j * w + word] |= u64::from(below ^ ltb) << bit;
+            for (i, theta) in offsets.iter().enumerate() {
+                for e in 0..n {
+                    let c = rcv[e].wrapping_sub(*theta);
+                    let cl = c & (u64::MAX >> 1);
+                    let v_idx = i * n + e;
+                    let (word, bit) = (v_idx / 64, v_idx % 64);
+                    for j in 0..CHUNKS {
+                        let v = ((cl >> (4 * j)) & 15) as u32;
+                        let t = t16[e * CHUNKS + j];
+                        let ltb = (t >> v) & 1;
+                        let below = if v == 0 { is_a } else { (t >> (v - 1)) & 1 };
+                        lt[j * w + word] |= u64::from(ltb) << bit;
+                        eq[j * w + word] |= u64::from(below ^ ltb) << bit;
+                    }
+                    // msb(c − θ) (A only) ⊕ msb(r): the terms of msb(x − θ) besides the borrow.
+                    let r63b = (r63[e / 64] >> (e % 64)) & 1;
+                    bits[word] |= ((u64::from(is_a) & (c >> 63)) ^ r63b) << bit;
                 }
             }
         }
-        // 4. the tree: groups g = 16, 8, 4, 2 → halves; `lt`/`eq` planes compact in place.
+        // 4. the tree: groups 16, 8, 4, 2 → halves; `lt`/`eq` planes compact in place.
         let mut groups = CHUNKS;
         while groups > 1 {
             let parents = groups / 2;
@@ -588,16 +618,11 @@ impl Assist {
             }
             groups = parents;
         }
-        // 5. msb(x) = msb(c) ⊕ msb(r) ⊕ borrow.
-        for i in 0..w {
-            bits[i] = lt[i] ^ r63[i];
-        }
-        if self.role == Role::A {
-            for e in 0..n {
-                bits[e / 64] ^= (rcv[e] >> 63) << (e % 64);
-            }
-        }
         debug_assert_eq!(TREE_ANDS, 15 + 7 + 3 + 1);
+        // 5. msb(x − θ) = msb(c − θ) ⊕ msb(r) ⊕ borrow.
+        for i in 0..w {
+            bits[i] ^= lt[i];
+        }
         // 6. to arithmetic.
         self.b2a(ch, bits, out, sub)
     }

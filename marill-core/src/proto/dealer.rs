@@ -215,8 +215,14 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
 
     fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
         ensure_shape(x.len() == out.len())?;
-        let buf = self.scratch.words(Assist::ltz_scratch(out.len()))?;
-        self.eng.ltz(&mut self.ch, x, out, buf)
+        let buf = self.scratch.words(Assist::ltz_scratch(out.len(), 1))?;
+        self.eng.ltz(&mut self.ch, x, &[0], out, buf)
+    }
+
+    fn ltz_many(&mut self, x: &[u64], offsets: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(!offsets.is_empty() && out.len() == x.len() * offsets.len())?;
+        let buf = self.scratch.words(Assist::ltz_scratch(x.len(), offsets.len()))?;
+        self.eng.ltz(&mut self.ch, x, offsets, out, buf)
     }
 
     fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {

@@ -353,14 +353,20 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
     }
 
     fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
-        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len())?;
-        let n = out.len() / 2;
-        let buf = self.scratch.words(3 * n + Assist::ltz_scratch(n))?;
+        self.ltz_many(x, &[0], out)
+    }
+
+    fn ltz_many(&mut self, x: &[u64], offsets: &[u64], out: &mut [u64]) -> Result<()> {
+        let k = offsets.len();
+        ensure_shape(k > 0 && x.len().is_multiple_of(2) && out.len() == x.len() * k)?;
+        let n = x.len() / 2;
+        let m = n * k;
+        let buf = self.scratch.words(n + 2 * m + Assist::ltz_scratch(n, k))?;
         let (v, rest) = buf.split_at_mut(n);
-        let (w, rest) = rest.split_at_mut(n);
-        let (tmp, eng_buf) = rest.split_at_mut(n);
+        let (w, rest) = rest.split_at_mut(m);
+        let (tmp, eng_buf) = rest.split_at_mut(m);
         self.st.to_additive(x, v)?;
-        self.st.eng.ltz(&mut self.st.ch, v, w, eng_buf)?;
+        self.st.eng.ltz(&mut self.st.ch, v, offsets, w, eng_buf)?;
         self.st.reshare_additive(w, out, tmp)
     }
 
