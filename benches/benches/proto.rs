@@ -1,4 +1,4 @@
-//! Every harness op in both settings, all parties in-process: criterion's view of what
+//! Every harness op (the protocol ops and the non-linear library) in both settings, all parties in-process: criterion's view of what
 //! `cost` reports (each iteration is a whole session: threads, seed set-up, a warm-up run
 //! and a measured run; use the `cost` binary for op-only figures, bytes and rounds).
 
@@ -14,7 +14,13 @@ fn ops(c: &mut Criterion) {
     g.sample_size(10);
     for setting in [Setting::Dealer, Setting::Rep3] {
         for op in Op::ALL {
-            let shape = if op.is_matrix() { Shape::Mat(MatDims::new(128, 768, 768)) } else { Shape::Elems(100_000) };
+            let shape = if op.is_rowwise() {
+                Shape::Mat(MatDims::new(4, 32, 128))
+            } else if op.is_matrix() {
+                Shape::Mat(MatDims::new(128, 768, 768))
+            } else {
+                Shape::Elems(10_000)
+            };
             let case = Case::new(op, shape, 16).unwrap();
             g.bench_function(format!("{}/{}/{}", setting.name(), op.name(), shape.text()), |b| {
                 b.iter(|| case.measure(setting, 1).unwrap())

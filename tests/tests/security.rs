@@ -87,6 +87,38 @@ fn local_errors_are_caught_before_any_byte_is_sent() {
 }
 
 #[test]
+fn nonlinear_buffer_errors_come_before_any_byte() {
+    use marill_core::FixedPoint;
+    use marill_core::nonlinear as nl;
+    let mut big = vec![0u64; 1 << 16];
+    let mut p = lone_dealer_party(&mut big);
+    let fp = FixedPoint::default();
+    let x = vec![1u64; 4 * 32];
+    let mut out = vec![0u64; 4 * 32];
+    let need = nl::softmax_scratch(4, 32, 1);
+    let mut scratch = vec![0u64; need - 1];
+    assert_eq!(
+        nl::softmax(&mut p, &x, 4, 32, None, &mut out, &mut scratch, fp),
+        Err(Error::BufferTooSmall { required: need })
+    );
+    let mut scratch = vec![0u64; need];
+    assert_eq!(nl::softmax(&mut p, &x, 4, 31, None, &mut out, &mut scratch, fp), Err(Error::ShapeMismatch));
+    assert_eq!(nl::softmax(&mut p, &x, 4, 32, Some(5), &mut out, &mut scratch, fp), Err(Error::ShapeMismatch));
+    let mut small = vec![0u64; nl::exp_scratch(128, 1) - 1];
+    assert_eq!(
+        nl::exp(&mut p, &x, &mut out, &mut small, fp),
+        Err(Error::BufferTooSmall { required: nl::exp_scratch(128, 1) })
+    );
+    assert_eq!(nl::silu(&mut p, &x, &mut out[..5], &mut small, fp), Err(Error::ShapeMismatch));
+    let mut s2 = vec![0u64; nl::normalised_scratch(128, 1, 0, 10)];
+    assert_eq!(nl::reciprocal(&mut p, &x, &mut out, &mut s2, fp, 10, 0, 32), Err(Error::InvalidArgument));
+    let (mut i, mut m) = (vec![0u64; 3], vec![0u64; 4]);
+    let mut s3 = vec![0u64; nl::tree_scratch(4, 32, 1)];
+    assert_eq!(nl::argmax(&mut p, &x, 4, 32, &mut i, &mut m, &mut s3), Err(Error::ShapeMismatch));
+    assert_eq!(p.channel().cost().bytes_sent, 0);
+}
+
+#[test]
 fn a_message_of_the_wrong_length_is_malformed() {
     let mut m = mem::mesh(2);
     let mut b = m.pop().unwrap();
