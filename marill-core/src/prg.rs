@@ -47,9 +47,16 @@ pub struct Prg {
 impl Prg {
     /// The `stream` of `seed`.
     pub fn new(seed: Seed, stream: Stream) -> Self {
+        Self::with_index(seed, stream, 0)
+    }
+
+    /// Instance `index` of the `stream` of `seed` (for uses that run side by side, such as
+    /// the three helper rotations of 3PC): `(stream, index)` pairs are independent.
+    pub fn with_index(seed: Seed, stream: Stream, index: u32) -> Self {
         let mut key = [0u8; 16];
         key.copy_from_slice(&seed[..16]);
-        Self { cipher: Aes128::new(&Array::from(key)), stream: stream as u64, counter: 0, spare: None }
+        let id = stream as u64 | (u64::from(index) << 32);
+        Self { cipher: Aes128::new(&Array::from(key)), stream: id, counter: 0, spare: None }
     }
 
     /// Fill `out` with uniform words.

@@ -81,14 +81,15 @@ const TREE_ANDS: usize = 26;
 
 impl Assist {
     /// Engine for A or B (`seed` shared with D) or for D (`seed` shared with A, `seed_b`
-    /// shared with B). `ids` are the party ids of A, B and D.
-    pub fn new(role: Role, ids: [PartyId; 3], seed: Seed, seed_b: Option<Seed>) -> Result<Self> {
+    /// shared with B). `ids` are the party ids of A, B and D; `index` separates engines that
+    /// draw from the same seeds side by side.
+    pub fn new(role: Role, ids: [PartyId; 3], seed: Seed, seed_b: Option<Seed>, index: u32) -> Result<Self> {
         let prg_b = match (role, seed_b) {
-            (Role::D, Some(s)) => Some(Prg::new(s, Stream::Deal)),
+            (Role::D, Some(s)) => Some(Prg::with_index(s, Stream::Deal, index)),
             (Role::D, None) => return Err(Error::InvalidArgument),
             _ => None,
         };
-        Ok(Self { role, ids, prg: Prg::new(seed, Stream::Deal), prg_b })
+        Ok(Self { role, ids, prg: Prg::with_index(seed, Stream::Deal, index), prg_b })
     }
 
     /// This party's role.

@@ -49,15 +49,15 @@ impl<C: Channel, S: Scratch> Dealer2pc<C, S> {
         let ids = [0, 1, 2];
         let (eng, input_peer, input_a) = match (party, seeds) {
             (0, DealerSeeds::Compute { dealer, peer }) => (
-                Assist::new(Role::A, ids, dealer, None)?,
+                Assist::new(Role::A, ids, dealer, None, 0)?,
                 Some(Prg::new(peer, Stream::Input)),
                 Some(Prg::new(dealer, Stream::Input)),
             ),
             (1, DealerSeeds::Compute { dealer, peer }) => {
-                (Assist::new(Role::B, ids, dealer, None)?, Some(Prg::new(peer, Stream::Input)), None)
+                (Assist::new(Role::B, ids, dealer, None, 0)?, Some(Prg::new(peer, Stream::Input)), None)
             }
             (2, DealerSeeds::Dealer { a, b }) => {
-                (Assist::new(Role::D, ids, a, Some(b))?, None, Some(Prg::new(a, Stream::Input)))
+                (Assist::new(Role::D, ids, a, Some(b), 0)?, None, Some(Prg::new(a, Stream::Input)))
             }
             _ => return Err(Error::InvalidArgument),
         };

@@ -5,11 +5,13 @@
 //! (`Σα_i = 0`) drawn anew for every product, so a reshared product share is uniformly
 //! masked to the party that receives it.
 //!
-//! Truncation, comparison and boolean circuits run on 2-of-2 shares between parties 0 and
-//! 1 with party 2 as helper ([`assist`](super::assist)): replicated → 2-of-2 is local
-//! (party 0 takes `t0 + t1`, party 1 takes `t2`), and 2-of-2 → replicated takes one round
-//! (`t0`, `t2` from the seeds party 2 shares with parties 0 and 1; parties 0 and 1 swap
-//! `v − t` to learn `t1`).
+//! Truncation and comparison run on 2-of-2 shares between two parties with the third as
+//! helper ([`assist`](super::assist)); the helper rotates from op to op (2, 0, 1, ...), so
+//! its extra traffic — corrections and comparison tables — is spread over all three. With
+//! helper `j`, replicated → 2-of-2 is local (party `j+1` takes `t_{j+1} + t_{j+2}`, party
+//! `j+2` takes `t_j`), and 2-of-2 → replicated takes one round (`t_{j+1}`, `t_j` from the
+//! seeds the helper shares with each; the two swap `v − t` to learn `t_{j+2}`). Boolean
+//! shares (`and_bits`, `b2a`) stay between parties 0 and 1 with party 2 as helper.
 //!
 //! | op | rounds | bytes each party sends (party 2 after `/` where different) |
 //! |---|---|---|
@@ -21,6 +23,9 @@
 //! | `trunc` | 2 | 16n / 16n |
 //! | `mul_trunc` | 2 | 16n / 32n |
 //! | `ltz` | 7 | as 2PC-Dealer's `ltz` plus 8n for the reshare (parties 0, 1) |
+//!
+//! (The helper's column is for the first engine op of a session, whose helper is party 2;
+//! later ops rotate the roles.)
 
 use crate::channel::{Channel, PartyId, recv_words, send_words};
 use crate::error::{Error, Result, ensure_shape};
@@ -49,23 +54,36 @@ struct State<C> {
     input_own: Prg,
     input_next: Prg,
     input_all: Prg,
-    reshare_own: Prg,
-    reshare_next: Prg,
-    eng: Assist,
+    /// Per helper `j`: the reshare streams of `k_i` and `k_{i+1}`.
+    reshare_own: [Prg; 3],
+    reshare_next: [Prg; 3],
+    /// Per helper `j`: this party's engine when party `j` is the helper.
+    engines: [Assist; 3],
+    /// Engine ops so far: the helper rotates 2, 0, 1, 2, ... so the helper's extra
+    /// traffic (corrections, tables) is spread over the three parties.
+    rot: usize,
 }
 
 impl<C: Channel, S: Scratch> Rep3<C, S> {
     /// A party from its seeds (see [`setup::rep3_setup`](super::setup::rep3_setup)).
     pub fn new(ch: C, scratch: S, seeds: Rep3Seeds) -> Result<Self> {
         let party = ch.id();
-        let ids = [0, 1, 2];
-        // The helper engine: party 0 (A) and 2 share k0; party 1 (B) and 2 share k2.
-        let eng = match party {
-            0 => Assist::new(Role::A, ids, seeds.own, None)?,
-            1 => Assist::new(Role::B, ids, seeds.next, None)?,
-            2 => Assist::new(Role::D, ids, seeds.next, Some(seeds.own))?,
-            _ => return Err(Error::InvalidArgument),
+        if party > 2 {
+            return Err(Error::InvalidArgument);
+        }
+        // With helper j, A = j+1 and B = j+2; A shares k_{j+1} with the helper (A's own, the
+        // helper's next) and B shares k_j (B's next, the helper's own).
+        let engine = |j: usize| -> Result<Assist> {
+            let ids = [(j + 1) % 3, (j + 2) % 3, j];
+            let idx = j as u32;
+            match (party + 3 - j) % 3 {
+                1 => Assist::new(Role::A, ids, seeds.own, None, idx),
+                2 => Assist::new(Role::B, ids, seeds.next, None, idx),
+                _ => Assist::new(Role::D, ids, seeds.next, Some(seeds.own), idx),
+            }
         };
+        let engines = [engine(0)?, engine(1)?, engine(2)?];
+        let streams = |seed| [0, 1, 2].map(|j| Prg::with_index(seed, Stream::Reshare, j));
         Ok(Self {
             scratch,
             st: State {
@@ -76,9 +94,10 @@ impl<C: Channel, S: Scratch> Rep3<C, S> {
                 input_own: Prg::new(seeds.own, Stream::Input),
                 input_next: Prg::new(seeds.next, Stream::Input),
                 input_all: Prg::new(seeds.all, Stream::Input),
-                reshare_own: Prg::new(seeds.own, Stream::Reshare),
-                reshare_next: Prg::new(seeds.next, Stream::Reshare),
-                eng,
+                reshare_own: streams(seeds.own),
+                reshare_next: streams(seeds.next),
+                engines,
+                rot: 0,
             },
         })
     }
@@ -111,12 +130,20 @@ impl<C: Channel> State<C> {
         recv_words(&mut self.ch, next_of(self.party), &mut out[n..])
     }
 
-    /// Replicated → 2-of-2 between parties 0 and 1 (local).
-    fn to_additive(&self, x: &[u64], v: &mut [u64]) -> Result<()> {
+    /// The helper of the next engine op (2, 0, 1, 2, ...).
+    fn next_helper(&mut self) -> usize {
+        let j = [2, 0, 1][self.rot % 3];
+        self.rot += 1;
+        j
+    }
+
+    /// Replicated → 2-of-2 between A = j+1 and B = j+2 for helper `j` (local): A takes
+    /// `t_{j+1} + t_{j+2}`, B takes `t_j`, the helper holds nothing.
+    fn to_additive(&self, j: usize, x: &[u64], v: &mut [u64]) -> Result<()> {
         let n = v.len();
-        match self.party {
-            0 => ring::add(&x[..n], &x[n..], v),
-            1 => {
+        match (self.party + 3 - j) % 3 {
+            1 => ring::add(&x[..n], &x[n..], v),
+            2 => {
                 v.copy_from_slice(&x[n..]);
                 Ok(())
             }
@@ -127,30 +154,33 @@ impl<C: Channel> State<C> {
         }
     }
 
-    /// 2-of-2 between parties 0 and 1 → replicated (one round).
-    fn reshare_additive(&mut self, v: &[u64], out: &mut [u64], tmp: &mut [u64]) -> Result<()> {
+    /// 2-of-2 between A = j+1 and B = j+2 → replicated (one round): `t_{j+1}` and `t_j`
+    /// come from the seeds the helper shares with A and with B; A and B swap `v − t` to
+    /// learn `t_{j+2}`.
+    fn reshare_additive(&mut self, j: usize, v: &[u64], out: &mut [u64], tmp: &mut [u64]) -> Result<()> {
         let n = v.len();
-        match self.party {
-            0 => {
-                let (t0, t1) = out.split_at_mut(n);
-                self.reshare_own.fill(t0);
-                ring::sub(v, t0, tmp)?;
-                send_words(&mut self.ch, 1, tmp)?;
-                recv_words(&mut self.ch, 1, t1)?;
-                ring::add_assign(t1, tmp)
-            }
+        let (a, b) = ((j + 1) % 3, (j + 2) % 3);
+        match (self.party + 3 - j) % 3 {
             1 => {
-                let (t1, t2) = out.split_at_mut(n);
-                self.reshare_next.fill(t2);
-                ring::sub(v, t2, tmp)?;
-                send_words(&mut self.ch, 0, tmp)?;
-                recv_words(&mut self.ch, 0, t1)?;
-                ring::add_assign(t1, tmp)
+                let (t_a, t_b) = out.split_at_mut(n); // (t_{j+1}, t_{j+2})
+                self.reshare_own[j].fill(t_a);
+                ring::sub(v, t_a, tmp)?;
+                send_words(&mut self.ch, b, tmp)?;
+                recv_words(&mut self.ch, b, t_b)?;
+                ring::add_assign(t_b, tmp)
+            }
+            2 => {
+                let (t_b, t_j) = out.split_at_mut(n); // (t_{j+2}, t_j)
+                self.reshare_next[j].fill(t_j);
+                ring::sub(v, t_j, tmp)?;
+                send_words(&mut self.ch, a, tmp)?;
+                recv_words(&mut self.ch, a, t_b)?;
+                ring::add_assign(t_b, tmp)
             }
             _ => {
-                let (t2, t0) = out.split_at_mut(n);
-                self.reshare_own.fill(t2);
-                self.reshare_next.fill(t0);
+                let (t_j, t_a) = out.split_at_mut(n); // (t_j, t_{j+1})
+                self.reshare_own[j].fill(t_j);
+                self.reshare_next[j].fill(t_a);
                 Ok(())
             }
         }
@@ -304,9 +334,10 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let (v, rest) = buf.split_at_mut(n);
         let (w, rest) = rest.split_at_mut(n);
         let (tmp, eng_buf) = rest.split_at_mut(n);
-        self.st.to_additive(x, v)?;
-        self.st.eng.trunc(&mut self.st.ch, v, shift, w, eng_buf, Helper::None)?;
-        self.st.reshare_additive(w, out, tmp)
+        let j = self.st.next_helper();
+        self.st.to_additive(j, x, v)?;
+        self.st.engines[j].trunc(&mut self.st.ch, v, shift, w, eng_buf, Helper::None)?;
+        self.st.reshare_additive(j, w, out, tmp)
     }
 
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
@@ -320,9 +351,17 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.local_product(x, y, z, tmp)?;
         // Party 2's product share is the helper's third part; parties 0 and 1 truncate
         // z_0 + z_1 + z_2 as a 2-of-2 value in one round.
-        let helper = if self.st.party == 2 { Helper::Send(z) } else { Helper::Receive };
-        self.st.eng.trunc(&mut self.st.ch, if self.st.party == 2 { &[] } else { z }, shift, w, eng_buf, helper)?;
-        self.st.reshare_additive(w, out, tmp)
+        let j = self.st.next_helper();
+        let helper = if self.st.party == j { Helper::Send(z) } else { Helper::Receive };
+        self.st.engines[j].trunc(
+            &mut self.st.ch,
+            if self.st.party == j { &[] } else { z },
+            shift,
+            w,
+            eng_buf,
+            helper,
+        )?;
+        self.st.reshare_additive(j, w, out, tmp)
     }
 
     fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
@@ -333,9 +372,10 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let (v, rest) = buf.split_at_mut(n);
         let (w, rest) = rest.split_at_mut(n);
         let (tmp, eng_buf) = rest.split_at_mut(n);
-        self.st.to_additive(x, v)?;
-        self.st.eng.trunc(&mut self.st.ch, v, shift, w, eng_buf, Helper::None)?;
-        self.st.reshare_additive(w, x, tmp)
+        let j = self.st.next_helper();
+        self.st.to_additive(j, x, v)?;
+        self.st.engines[j].trunc(&mut self.st.ch, v, shift, w, eng_buf, Helper::None)?;
+        self.st.reshare_additive(j, w, x, tmp)
     }
 
     fn square_trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
@@ -347,9 +387,17 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let (w, rest) = rest.split_at_mut(n);
         let (tmp, eng_buf) = rest.split_at_mut(n);
         self.st.local_square(x, z, tmp)?;
-        let helper = if self.st.party == 2 { Helper::Send(z) } else { Helper::Receive };
-        self.st.eng.trunc(&mut self.st.ch, if self.st.party == 2 { &[] } else { z }, shift, w, eng_buf, helper)?;
-        self.st.reshare_additive(w, out, tmp)
+        let j = self.st.next_helper();
+        let helper = if self.st.party == j { Helper::Send(z) } else { Helper::Receive };
+        self.st.engines[j].trunc(
+            &mut self.st.ch,
+            if self.st.party == j { &[] } else { z },
+            shift,
+            w,
+            eng_buf,
+            helper,
+        )?;
+        self.st.reshare_additive(j, w, out, tmp)
     }
 
     fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
@@ -365,15 +413,17 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let (v, rest) = buf.split_at_mut(n);
         let (w, rest) = rest.split_at_mut(m);
         let (tmp, eng_buf) = rest.split_at_mut(m);
-        self.st.to_additive(x, v)?;
-        self.st.eng.ltz(&mut self.st.ch, v, offsets, w, eng_buf)?;
-        self.st.reshare_additive(w, out, tmp)
+        let j = self.st.next_helper();
+        self.st.to_additive(j, x, v)?;
+        self.st.engines[j].ltz(&mut self.st.ch, v, offsets, w, eng_buf)?;
+        self.st.reshare_additive(j, w, out, tmp)
     }
 
     fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
         ensure_shape(x.len() == out.len() && y.len() == out.len())?;
         let buf = self.scratch.words(Assist::and_scratch(out.len()))?;
-        self.st.eng.and(&mut self.st.ch, x, y, out, buf)
+        // Boolean shares live between parties 0 and 1: party 2 is always their helper.
+        self.st.engines[2].and(&mut self.st.ch, x, y, out, buf)
     }
 
     fn b2a(&mut self, bits: &[u64], out: &mut [u64]) -> Result<()> {
@@ -383,8 +433,8 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let buf = self.scratch.words(2 * n + Assist::b2a_scratch(n))?;
         let (w, rest) = buf.split_at_mut(n);
         let (tmp, eng_buf) = rest.split_at_mut(n);
-        self.st.eng.b2a(&mut self.st.ch, bits, w, eng_buf)?;
-        self.st.reshare_additive(w, out, tmp)
+        self.st.engines[2].b2a(&mut self.st.ch, bits, w, eng_buf)?;
+        self.st.reshare_additive(2, w, out, tmp)
     }
 }
 
