@@ -394,7 +394,11 @@ impl Case {
             .map(|i| Measured {
                 wall: r.iter().map(|((s, _), _)| s[i].0).max().unwrap_or_default(),
                 bytes_sent: [r[0].0.0[i].1.bytes_sent, r[1].0.0[i].1.bytes_sent, r[2].0.0[i].1.bytes_sent],
-                rounds: r.iter().map(|((s, _), _)| s[i].1.rounds).max().unwrap_or(0),
+                // The depth this run added to the message DAG: the largest clock after it
+                // minus the largest before it (a party's own clock difference can include
+                // catching up with the others, for example after it was the helper).
+                rounds: r.iter().map(|((s, _), _)| s[i].2.1).max().unwrap_or(0)
+                    - r.iter().map(|((s, _), _)| s[i].2.0).max().unwrap_or(0),
                 max_abs_err,
             })
             .collect())
@@ -447,8 +451,9 @@ struct Repeat<'a> {
 }
 
 impl Program for Repeat<'_> {
-    /// Per repetition (time in the op, cost of the op), and the revealed last result.
-    type Output = (Vec<(Duration, Cost)>, Vec<u64>);
+    /// Per repetition (time in the op, cost of the op, this party's clock before and
+    /// after), and the revealed last result.
+    type Output = (Vec<(Duration, Cost, (u64, u64))>, Vec<u64>);
 
     fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
         let c = self.case;
@@ -466,7 +471,8 @@ impl Program for Repeat<'_> {
             c.once(p, &x, &y, &mut out, &mut raw, &mut scratch)?;
             let wall = t0.elapsed();
             if i > 0 {
-                samples.push((wall, p.cost().unwrap_or_default().since(&c0)));
+                let c1 = p.cost().unwrap_or_default();
+                samples.push((wall, c1.since(&c0), (c0.rounds, c1.rounds)));
             }
         }
         // Revealed for the error check, outside the measured time and bytes.
