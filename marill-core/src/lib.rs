@@ -11,6 +11,7 @@
 //! * [`prg`]: the ChaCha12 generator that expands seeds into correlated randomness.
 //! * [`proto`]: the [`Protocol`](proto::Protocol) trait and its implementations,
 //!   2PC with a dealer ([`proto::dealer`]) and 3PC replicated ([`proto::rep3`]).
+//! * [`format`]: zero-copy, validating parser of the split-model file.
 //! * [`nonlinear`]: exp, reciprocal, rsqrt, RMSNorm, softmax (and 2ReLU), SiLU, GeLU,
 //!   ReLU, row max and argmax, written once over any protocol.
 //!
@@ -28,6 +29,7 @@ pub mod channel;
 pub mod cost;
 pub mod error;
 pub mod fixed;
+pub mod format;
 pub mod nonlinear;
 pub mod prg;
 pub mod proto;

@@ -20,13 +20,20 @@ pub enum StdError {
     /// A peer's handshake did not match this party's expectations.
     #[error("handshake: {0}")]
     Handshake(String),
+    /// A split-model file was refused.
+    #[error("{0}")]
+    Format(#[from] marill_core::format::FormatError),
+    /// A model could not be written or its metadata decoded.
+    #[error("model file: {0}")]
+    Model(String),
     /// A party thread panicked (a bug; reported instead of propagating the panic).
     #[error("party {0} panicked")]
     Panicked(usize),
 }
 
 impl StdError {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    /// An IO error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         StdError::Io { context: context.into(), source }
     }
 }
