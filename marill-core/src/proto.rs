@@ -60,7 +60,14 @@ pub trait Protocol {
     fn square(&mut self, x: &[u64], out: &mut [u64]) -> Result<()>;
 
     /// `out = x · y` for shared row-major `x (m×n)`, `y (n×k)` (no truncation).
-    fn matmul(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims) -> Result<()>;
+    fn matmul(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
+        self.matmul_many(x, y, out, d, 1)
+    }
+
+    /// `count` independent products `x_c · y_c` in one round: `x` holds `count` blocks of
+    /// m×n elements (per plane, concatenated), `y` `count` blocks of n×k, `out` `count`
+    /// blocks of m×k. Attention uses it for all heads at once.
+    fn matmul_many(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims, count: usize) -> Result<()>;
 
     /// `out = ⌊x / 2^shift⌋` or one more, for every `x` with `-2^62 ≤ x < 2^62`: never a
     /// gross error in that range.

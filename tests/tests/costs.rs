@@ -22,6 +22,7 @@ enum Op {
     Mul,
     Square,
     Matmul,
+    MatmulMany,
     Trunc,
     MulTrunc,
     Ltz,
@@ -53,6 +54,12 @@ impl Program for One {
                 let b = vec![2u64; D.n * D.k * pl];
                 let mut c = vec![0u64; D.m * D.k * pl];
                 p.matmul(&a, &b, &mut c, D)
+            }
+            Op::MatmulMany => {
+                let a = vec![1u64; 3 * D.m * D.n * pl];
+                let b = vec![2u64; 3 * D.n * D.k * pl];
+                let mut c = vec![0u64; 3 * D.m * D.k * pl];
+                p.matmul_many(&a, &b, &mut c, D, 3)
             }
             Op::Trunc => p.trunc(&x, 16, &mut o),
             Op::MulTrunc => p.mul_trunc(&x, &x, 16, &mut o),
@@ -86,6 +93,7 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Dealer, Op::Mul) => ([16 * n, 16 * n, 8 * n], 1),
         (Setting::Dealer, Op::Square) => ([8 * n, 8 * n, 8 * n], 1),
         (Setting::Dealer, Op::Matmul) => ([8 * (mn + nk), 8 * (mn + nk), 8 * mk], 1),
+        (Setting::Dealer, Op::MatmulMany) => ([24 * (mn + nk), 24 * (mn + nk), 24 * mk], 1),
         (Setting::Dealer, Op::Trunc) => ([8 * n, 8 * n, 16 * n], 1),
         (Setting::Dealer, Op::MulTrunc) => ([24 * n, 24 * n, 24 * n], 2),
         (Setting::Dealer, Op::Ltz) => ([8 * n + 424 * w, 8 * n + 424 * w, 40 * n + 216 * w], 6),
@@ -100,6 +108,7 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Rep3, Op::Reveal) => ([0, 0, 8 * n], 1),
         (Setting::Rep3, Op::Mul | Op::Square) => ([8 * n, 8 * n, 8 * n], 1),
         (Setting::Rep3, Op::Matmul) => ([8 * mk, 8 * mk, 8 * mk], 1),
+        (Setting::Rep3, Op::MatmulMany) => ([24 * mk, 24 * mk, 24 * mk], 1),
         (Setting::Rep3, Op::Trunc) => ([16 * n, 16 * n, 16 * n], 2),
         (Setting::Rep3, Op::MulTrunc) => ([16 * n, 16 * n, 32 * n], 2),
         (Setting::Rep3, Op::Ltz) => ([16 * n + 424 * w, 16 * n + 424 * w, 40 * n + 216 * w], 7),
@@ -121,6 +130,7 @@ fn bytes_and_rounds_match_the_formulas() {
         Op::Mul,
         Op::Square,
         Op::Matmul,
+        Op::MatmulMany,
         Op::Trunc,
         Op::MulTrunc,
         Op::Ltz,

@@ -77,3 +77,41 @@ proptest! {
         }
     }
 }
+
+struct MmMany {
+    a: Vec<u64>,
+    b: Vec<u64>,
+    d: MatDims,
+    count: usize,
+}
+
+impl Program for MmMany {
+    type Output = Vec<u64>;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+        let pl = P::PLANES;
+        let (mut a, mut b) = (vec![0; self.a.len() * pl], vec![0; self.b.len() * pl]);
+        p.input(0, (p.party() == 0).then_some(&self.a[..]), &mut a)?;
+        p.input(1, (p.party() == 1).then_some(&self.b[..]), &mut b)?;
+        let mk = self.d.m * self.d.k * self.count;
+        let mut c = vec![0; mk * pl];
+        p.matmul_many(&a, &b, &mut c, self.d, self.count)?;
+        let mut out = vec![0; mk];
+        p.open(&c, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// `count` products in one call equal `count` plaintext products (exact).
+#[test]
+fn batched_matmul_is_blockwise_plain_matmul() {
+    let (m, n, k, count) = (3, 5, 4, 6);
+    let (a, b) = (words(m * n * count, 40), words(n * k * count, 41));
+    let mut want = Vec::new();
+    for c in 0..count {
+        want.extend(matmul_plain(&a[c * m * n..(c + 1) * m * n], &b[c * n * k..(c + 1) * n * k], m, n, k));
+    }
+    for s in [Setting::Dealer, Setting::Rep3] {
+        let r = run_mem(s, &MmMany { a: a.clone(), b: b.clone(), d: MatDims::new(m, n, k), count }).unwrap();
+        assert_eq!(r[0].0, want, "{s:?}");
+    }
+}

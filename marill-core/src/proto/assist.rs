@@ -16,7 +16,7 @@
 //! |---|---|---|---|
 //! | `mul` n | 1 | 16n / 16n | 8n |
 //! | `square` n | 1 | 8n / 8n | 8n |
-//! | `matmul` m×n×k | 1 | 8(mn+nk) each | 8mk |
+//! | `matmul` m×n×k (× count) | 1 | 8(mn+nk)·count each | 8mk·count |
 //! | `trunc` n | 1 | 8n each | 16n |
 //! | `and` L words | 1 | 16L each | 8L |
 //! | `b2a` n bits | 1 | 8⌈n/64⌉ each | 8n |
@@ -235,12 +235,14 @@ impl Assist {
     // ---- matrix multiplication ------------------------------------------------------
 
     /// Scratch words for [`matmul`](Self::matmul).
-    pub const fn matmul_scratch(d: MatDims) -> usize {
-        let (mn, nk, mk) = (d.m * d.n, d.n * d.k, d.m * d.k);
+    pub const fn matmul_scratch(d: MatDims, count: usize) -> usize {
+        let (mn, nk, mk) = (d.m * d.n * count, d.n * d.k * count, d.m * d.k * count);
         3 * mn + 4 * nk + mk
     }
 
-    /// Shared × shared matrix product with a dealt matrix triple `(A, B, A·B)`.
+    /// `count` independent shared × shared products in one round (blocks concatenated:
+    /// `x` holds `count` m×n blocks, `y` `count` n×k blocks, `out` `count` m×k blocks), with
+    /// dealt matrix triples `(A, B, A·B)`.
     pub fn matmul<C: Channel>(
         &mut self,
         ch: &mut C,
@@ -248,9 +250,11 @@ impl Assist {
         y: &[u64],
         out: &mut [u64],
         d: MatDims,
+        count: usize,
         buf: &mut [u64],
     ) -> Result<()> {
-        let (mn, nk, mk) = (d.m * d.n, d.n * d.k, d.m * d.k);
+        let (bmn, bnk, bmk) = (d.m * d.n, d.n * d.k, d.m * d.k);
+        let (mn, nk, mk) = (bmn * count, bnk * count, bmk * count);
         match self.role {
             Role::D => {
                 let [aa, ba, ca, ab, bb] = carve(buf, [mn, nk, mk, mn, nk]);
@@ -262,7 +266,15 @@ impl Assist {
                 pb.fill(bb);
                 ring::add_assign(ab, aa)?;
                 ring::add_assign(bb, ba)?;
-                ring::matmul(ab, bb, out, d)?; // out = A·B (D's own scratch use of `out`)
+                for c in 0..count {
+                    // out = A·B (D's own use of `out` as scratch)
+                    ring::matmul(
+                        &ab[c * bmn..(c + 1) * bmn],
+                        &bb[c * bnk..(c + 1) * bnk],
+                        &mut out[c * bmk..(c + 1) * bmk],
+                        d,
+                    )?;
+                }
                 ring::sub_assign(out, ca)?;
                 send_words(ch, self.b(), out)?;
                 out.fill(0);
@@ -288,8 +300,11 @@ impl Assist {
                 if self.role == Role::A {
                     ring::add_assign(tmp, em)?;
                 }
-                ring::matmul_acc(dm, tmp, out, d)?;
-                ring::matmul_acc(a, em, out, d)?;
+                for c in 0..count {
+                    let o = &mut out[c * bmk..(c + 1) * bmk];
+                    ring::matmul_acc(&dm[c * bmn..(c + 1) * bmn], &tmp[c * bnk..(c + 1) * bnk], o, d)?;
+                    ring::matmul_acc(&a[c * bmn..(c + 1) * bmn], &em[c * bnk..(c + 1) * bnk], o, d)?;
+                }
                 Ok(())
             }
         }

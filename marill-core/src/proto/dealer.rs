@@ -180,10 +180,15 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         self.eng.square(&mut self.ch, x, out, buf)
     }
 
-    fn matmul(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
-        d.check(x.len(), y.len(), out.len())?;
-        let buf = self.scratch.words(Assist::matmul_scratch(d))?;
-        self.eng.matmul(&mut self.ch, x, y, out, d, buf)
+    fn matmul_many(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims, count: usize) -> Result<()> {
+        let (mn, nk, mk) = match (d.lhs(), d.rhs(), d.out()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => return Err(Error::ShapeMismatch),
+        };
+        let total = |v: usize| v.checked_mul(count).ok_or(Error::ShapeMismatch);
+        ensure_shape(x.len() == total(mn)? && y.len() == total(nk)? && out.len() == total(mk)?)?;
+        let buf = self.scratch.words(Assist::matmul_scratch(d, count))?;
+        self.eng.matmul(&mut self.ch, x, y, out, d, count, buf)
     }
 
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {

@@ -308,18 +308,24 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.square(x, out, buf)
     }
 
-    fn matmul(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
-        let (mn, nk, mk) = match (d.lhs(), d.rhs(), d.out()) {
+    fn matmul_many(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims, count: usize) -> Result<()> {
+        let (bmn, bnk, bmk) = match (d.lhs(), d.rhs(), d.out()) {
             (Some(a), Some(b), Some(c)) => (a, b, c),
             _ => return Err(Error::ShapeMismatch),
         };
+        let total = |v: usize| v.checked_mul(count).ok_or(Error::ShapeMismatch);
+        let (mn, nk, mk) = (total(bmn)?, total(bnk)?, total(bmk)?);
         ensure_shape(x.len() == 2 * mn && y.len() == 2 * nk && out.len() == 2 * mk)?;
         let buf = self.scratch.words(nk + 2 * mk)?;
         let (ysum, rest) = buf.split_at_mut(nk);
         let (z, tmp) = rest.split_at_mut(mk);
         ring::add(&y[..nk], &y[nk..], ysum)?;
-        ring::matmul(&x[..mn], ysum, z, d)?;
-        ring::matmul_acc(&x[mn..], &y[..nk], z, d)?;
+        // Z_i = X_i·(Y_i + Y_{i+1}) + X_{i+1}·Y_i per block, then one reshare for all.
+        for c in 0..count {
+            let zc = &mut z[c * bmk..(c + 1) * bmk];
+            ring::matmul(&x[c * bmn..(c + 1) * bmn], &ysum[c * bnk..(c + 1) * bnk], zc, d)?;
+            ring::matmul_acc(&x[mn + c * bmn..mn + (c + 1) * bmn], &y[c * bnk..(c + 1) * bnk], zc, d)?;
+        }
         State::<C>::add_zero_share(&mut self.st.zero_own, &mut self.st.zero_next, z, tmp)?;
         send_words(&mut self.st.ch, prev_of(self.st.party), z)?;
         out[..mk].copy_from_slice(z);

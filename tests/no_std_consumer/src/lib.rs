@@ -4,6 +4,7 @@
 use marill_core::proto::Protocol;
 use marill_core::proto::dealer::Dealer2pc;
 use marill_core::proto::setup::DealerSeeds;
+use marill_core::format::ModelFile;
 use marill_core::{Channel, Error, PartyId, ring};
 
 /// A channel with nobody on the other side.
@@ -40,6 +41,20 @@ pub extern "C" fn marill_no_std_probe(a: *const u64, b: *const u64, out: *mut u6
     match p.ltz(a, out) {
         Err(Error::PeerClosed) => 0,
         _ => -4,
+    }
+}
+
+/// Validates a split-model file in place; returns its tensor count or -1.
+#[unsafe(no_mangle)]
+pub extern "C" fn marill_no_std_parse(bytes: *const u8, len: usize) -> i64 {
+    if bytes.is_null() {
+        return -1;
+    }
+    // SAFETY: the caller passes a valid buffer of `len` bytes.
+    let b = unsafe { core::slice::from_raw_parts(bytes, len) };
+    match ModelFile::parse(b) {
+        Ok(f) => f.tensors().count() as i64,
+        Err(_) => -1,
     }
 }
 
