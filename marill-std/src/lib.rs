@@ -7,6 +7,7 @@
 //! loader and client extraction ([`model_file`]).
 
 pub mod error;
+pub mod model;
 pub mod model_file;
 pub mod run;
 pub mod scratch;

@@ -1,0 +1,303 @@
+//! The plaintext LLaMA forward: the client's public layers, and the reference that secure
+//! inference is tested against.
+//!
+//! Weights are read from a split-model file in place: `f32` tensors of a memory-mapped file
+//! are borrowed (64-byte aligned), other dtypes are widened once at load.
+
+use std::borrow::Cow;
+
+use marill_core::format::{ModelFile, TensorView};
+
+use super::{Arch, names};
+use crate::StdError;
+
+/// A tensor as `f32`, borrowed from the file when it already is `f32` and aligned.
+pub fn weights<'a>(t: &TensorView<'a>) -> Result<Cow<'a, [f32]>, StdError> {
+    if let Some(s) = t.as_f32() {
+        return Ok(Cow::Borrowed(s));
+    }
+    let n = t.numel() as usize;
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        v.push(t.get_f32(i).ok_or_else(|| StdError::Model(format!("{}: not a float tensor", t.name)))?);
+    }
+    Ok(Cow::Owned(v))
+}
+
+/// Weights as `f32`, borrowed from the file or widened at load.
+pub type Weights<'a> = Cow<'a, [f32]>;
+
+/// LoRA `A` `[r, in]`, `B` `[out, r]` and the scale `α/r`.
+pub type LoraPair<'a> = (Weights<'a>, Weights<'a>, f32);
+
+/// One linear map `y = x·Wᵀ (+ (α/r)·(x·Aᵀ)·Bᵀ)`, `W` stored `[out, in]` as in Hugging Face.
+pub struct Linear<'a> {
+    /// `[out, in]`.
+    pub w: Cow<'a, [f32]>,
+    /// LoRA `A` `[r, in]` and `B` `[out, r]`, with the scale `α/r`.
+    pub lora: Option<LoraPair<'a>>,
+    /// Output features.
+    pub out: usize,
+    /// Input features.
+    pub inp: usize,
+}
+
+impl Linear<'_> {
+    /// `x` is `m × inp`; returns `m × out`.
+    pub fn apply(&self, x: &[f64], m: usize) -> Vec<f64> {
+        let mut y = vec![0.0; m * self.out];
+        for i in 0..m {
+            let xi = &x[i * self.inp..(i + 1) * self.inp];
+            for o in 0..self.out {
+                let w = &self.w[o * self.inp..(o + 1) * self.inp];
+                y[i * self.out + o] = xi.iter().zip(w).map(|(a, b)| a * f64::from(*b)).sum();
+            }
+        }
+        if let Some((a, b, scale)) = &self.lora {
+            let r = a.len() / self.inp;
+            for i in 0..m {
+                let xi = &x[i * self.inp..(i + 1) * self.inp];
+                let u: Vec<f64> = (0..r)
+                    .map(|k| xi.iter().zip(&a[k * self.inp..(k + 1) * self.inp]).map(|(p, q)| p * f64::from(*q)).sum())
+                    .collect();
+                for o in 0..self.out {
+                    let s: f64 = (0..r).map(|k| u[k] * f64::from(b[o * r + k])).sum();
+                    y[i * self.out + o] += f64::from(*scale) * s;
+                }
+            }
+        }
+        y
+    }
+}
+
+/// The weights of one layer.
+pub struct Layer<'a> {
+    /// Attention norm gain.
+    pub attn_norm: Cow<'a, [f32]>,
+    /// Projections.
+    pub q: Linear<'a>,
+    /// Projections.
+    pub k: Linear<'a>,
+    /// Projections.
+    pub v: Linear<'a>,
+    /// Projections.
+    pub o: Linear<'a>,
+    /// MLP norm gain.
+    pub mlp_norm: Cow<'a, [f32]>,
+    /// MLP.
+    pub gate: Linear<'a>,
+    /// MLP.
+    pub up: Linear<'a>,
+    /// MLP.
+    pub down: Linear<'a>,
+}
+
+fn linear<'a>(f: &ModelFile<'a>, arch: &Arch, layer: usize, proj: &str) -> Result<Linear<'a>, StdError> {
+    let name = names::proj(layer, proj);
+    let t = f.tensor(&name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
+    let (out, inp) = arch.proj_shape(proj);
+    if t.dims() != [out as u64, inp as u64] {
+        return Err(StdError::Model(format!("{name}: shape {:?}, expected [{out}, {inp}]", t.dims())));
+    }
+    let lora = match (
+        f.tensor(&format!("{}.lora_a", names::proj_base(layer, proj))),
+        f.tensor(&format!("{}.lora_b", names::proj_base(layer, proj))),
+    ) {
+        (Some(a), Some(b)) => {
+            let r = arch.lora_rank;
+            if a.dims() != [r as u64, inp as u64] || b.dims() != [out as u64, r as u64] {
+                return Err(StdError::Model(format!("{name}: LoRA shapes {:?} {:?}", a.dims(), b.dims())));
+            }
+            Some((weights(&a)?, weights(&b)?, arch.lora_scale()))
+        }
+        _ => None,
+    };
+    Ok(Linear { w: weights(&t)?, lora, out, inp })
+}
+
+fn vector<'a>(f: &ModelFile<'a>, name: &str, len: usize) -> Result<Cow<'a, [f32]>, StdError> {
+    let t = f.tensor(name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
+    if t.numel() != len as u64 {
+        return Err(StdError::Model(format!("{name}: {} elements, expected {len}", t.numel())));
+    }
+    weights(&t)
+}
+
+impl<'a> Layer<'a> {
+    /// Load layer `l` from `f` (which must hold all of its tensors).
+    pub fn load(f: &ModelFile<'a>, arch: &Arch, l: usize) -> Result<Self, StdError> {
+        Ok(Self {
+            attn_norm: vector(f, &names::attn_norm(l), arch.d)?,
+            q: linear(f, arch, l, "q")?,
+            k: linear(f, arch, l, "k")?,
+            v: linear(f, arch, l, "v")?,
+            o: linear(f, arch, l, "o")?,
+            mlp_norm: vector(f, &names::mlp_norm(l), arch.d)?,
+            gate: linear(f, arch, l, "gate")?,
+            up: linear(f, arch, l, "up")?,
+            down: linear(f, arch, l, "down")?,
+        })
+    }
+}
+
+/// A plaintext model over layers `[first, last)`, with its own KV cache.
+pub struct PlainModel<'a> {
+    /// The architecture.
+    pub arch: Arch,
+    embed: Cow<'a, [f32]>,
+    layers: Vec<Layer<'a>>,
+    first: usize,
+    /// Final norm gain and lm head.
+    head: Option<(Weights<'a>, Weights<'a>)>,
+    /// Per layer: cached keys and values, `T × kv_dim` each.
+    cache: Vec<(Vec<f64>, Vec<f64>)>,
+    pos: usize,
+}
+
+/// RMSNorm of each row of `x` (`m × d`) with gain `g`.
+pub fn rms_norm(x: &[f64], g: &[f32], eps: f64) -> Vec<f64> {
+    let d = g.len();
+    let mut y = x.to_vec();
+    for row in y.chunks_mut(d) {
+        let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
+        let r = 1.0 / (ms + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(g) {
+            *v *= r * f64::from(*w);
+        }
+    }
+    y
+}
+
+/// RoPE on `x` (`m × heads·hd`) at positions `pos0..`, rotating each original head of
+/// `rope_dim` dimensions (half-split pairs, as Hugging Face LLaMA); `scale` multiplies the
+/// result (1/√hd for queries).
+pub fn rope(x: &mut [f64], m: usize, width: usize, rope_dim: usize, pos0: usize, base: f64, scale: f64) {
+    let half = rope_dim / 2;
+    for i in 0..m {
+        let pos = (pos0 + i) as f64;
+        for chunk in x[i * width..(i + 1) * width].chunks_mut(rope_dim) {
+            for j in 0..half {
+                let theta = pos * base.powf(-(2.0 * j as f64) / rope_dim as f64);
+                let (c, s) = (theta.cos() * scale, theta.sin() * scale);
+                let (a, b) = (chunk[j], chunk[j + half]);
+                chunk[j] = a * c - b * s;
+                chunk[j + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+impl<'a> PlainModel<'a> {
+    /// Layers `[first, last)` of `f`; with `with_head` also the final norm and lm head.
+    pub fn load(f: &ModelFile<'a>, arch: Arch, first: usize, last: usize, with_head: bool) -> Result<Self, StdError> {
+        let embed = vector(f, names::EMBED, arch.vocab * arch.d)?;
+        let layers = (first..last).map(|l| Layer::load(f, &arch, l)).collect::<Result<Vec<_>, _>>()?;
+        let head = if with_head {
+            let norm = vector(f, names::NORM, arch.d)?;
+            let lm = if arch.tie_embeddings { embed.clone() } else { vector(f, names::LM_HEAD, arch.vocab * arch.d)? };
+            Some((norm, lm))
+        } else {
+            None
+        };
+        let cache = vec![(Vec::new(), Vec::new()); last - first];
+        Ok(Self { arch, embed, layers, first, head, cache, pos: 0 })
+    }
+
+    /// Embedding rows of `tokens`.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f64>, StdError> {
+        let d = self.arch.d;
+        let mut h = Vec::with_capacity(tokens.len() * d);
+        for t in tokens {
+            let t = *t as usize;
+            if t >= self.arch.vocab {
+                return Err(StdError::Model(format!("token {t} outside the vocabulary")));
+            }
+            h.extend(self.embed[t * d..(t + 1) * d].iter().map(|v| f64::from(*v)));
+        }
+        Ok(h)
+    }
+
+    /// Run the layers on `m` new rows `h`, extending the cache.
+    pub fn layers(&mut self, h: &mut [f64], m: usize) {
+        let a = self.arch.clone();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let x = rms_norm(h, &layer.attn_norm, a.rms_eps);
+            let mut q = layer.q.apply(&x, m);
+            let mut k = layer.k.apply(&x, m);
+            let v = layer.v.apply(&x, m);
+            rope(&mut q, m, a.q_dim(), a.rope_dim(), self.pos, a.rope_base, 1.0 / (a.head_dim as f64).sqrt());
+            rope(&mut k, m, a.kv_dim(), a.rope_dim(), self.pos, a.rope_base, 1.0);
+            let (kc, vc) = &mut self.cache[li];
+            kc.extend_from_slice(&k);
+            vc.extend_from_slice(&v);
+            let t_len = kc.len() / a.kv_dim();
+            let mut attn = vec![0.0; m * a.q_dim()];
+            let group = a.n_heads / a.n_kv_heads;
+            for hh in 0..a.n_heads {
+                let kvh = hh / group;
+                for i in 0..m {
+                    let qrow = &q[i * a.q_dim() + hh * a.head_dim..i * a.q_dim() + (hh + 1) * a.head_dim];
+                    let visible = t_len - m + i + 1;
+                    let scores: Vec<f64> = (0..visible)
+                        .map(|t| {
+                            let krow = &kc[t * a.kv_dim() + kvh * a.head_dim..t * a.kv_dim() + (kvh + 1) * a.head_dim];
+                            qrow.iter().zip(krow).map(|(x, y)| x * y).sum()
+                        })
+                        .collect();
+                    let probs = a.normalise(&scores);
+                    for (t, pr) in probs.iter().enumerate() {
+                        let vrow = &vc[t * a.kv_dim() + kvh * a.head_dim..t * a.kv_dim() + (kvh + 1) * a.head_dim];
+                        for (j, vv) in vrow.iter().enumerate() {
+                            attn[i * a.q_dim() + hh * a.head_dim + j] += pr * vv;
+                        }
+                    }
+                }
+            }
+            let o = layer.o.apply(&attn, m);
+            for (hv, ov) in h.iter_mut().zip(&o) {
+                *hv += ov;
+            }
+            let x = rms_norm(h, &layer.mlp_norm, a.rms_eps);
+            let g = layer.gate.apply(&x, m);
+            let u = layer.up.apply(&x, m);
+            let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| a.activate(*g) * u).collect();
+            let dn = layer.down.apply(&act, m);
+            for (hv, dv) in h.iter_mut().zip(&dn) {
+                *hv += dv;
+            }
+        }
+        self.pos += m;
+    }
+
+    /// Logits of the last row of `h` (requires the head).
+    pub fn logits(&self, h: &[f64]) -> Result<Vec<f64>, StdError> {
+        let (norm, lm) = self.head.as_ref().ok_or_else(|| StdError::Model("no lm head loaded".into()))?;
+        let d = self.arch.d;
+        let last = &h[h.len() - d..];
+        let x = rms_norm(last, norm, self.arch.rms_eps);
+        Ok((0..self.arch.vocab)
+            .map(|t| x.iter().zip(&lm[t * d..(t + 1) * d]).map(|(a, b)| a * f64::from(*b)).sum())
+            .collect())
+    }
+
+    /// Position of the next token.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The first layer this model runs.
+    pub fn first_layer(&self) -> usize {
+        self.first
+    }
+}
+
+/// Index of the largest value (lowest index on ties, as the secure argmax).
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

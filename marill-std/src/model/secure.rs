@@ -1,0 +1,457 @@
+//! The private layers in MPC, over any [`Protocol`].
+//!
+//! Parties: 0 is the client (it holds the prompt, runs the public layers in plaintext,
+//! shares their output and alone learns each generated token), 1 the server (it holds the
+//! private weights and secret-shares them once per session), 2 the dealer or helper.
+//! Every party holds the public part of the model (a client file).
+//!
+//! Per private layer, on `m` new rows of hidden state (shares at `f` fractional bits):
+//! RMSNorm (public or shared gain) → q, k, v (public `W`: a local product; private `W`: a
+//! shared product; LoRA: `(x·Aᵀ)·(α/r·B)ᵀ` in the same truncation) → RoPE with public
+//! cos/sin, `1/√d_head` folded into the queries' → keys and values appended to the
+//! secret-shared KV cache → all heads' scores in one batched product → softmax (or 2ReLU)
+//! with the causal mask → all heads' `P·V` in one batched product → o → residual →
+//! RMSNorm → gate, up → SiLU (or ReLU) ⊙ up → down → residual. Then the final norm and the lm
+//! head on the last row, argmax, and the index revealed to the client. Decoding a token
+//! costs one row: the cache holds every earlier key and value.
+
+use marill_core::FixedPoint;
+use marill_core::format::ModelFile;
+use marill_core::nonlinear::{self as nl, Gain};
+use marill_core::proto::Protocol;
+use marill_core::ring::MatDims;
+use marill_core::{Error, PartyId};
+
+use super::plain::{PlainModel, weights};
+use super::{Arch, PROJECTIONS, names};
+use crate::StdError;
+
+/// The client's party id.
+pub const CLIENT: PartyId = 0;
+/// The server's party id.
+pub const SERVER: PartyId = 1;
+
+/// A weight matrix stored transposed, `[in, out]`, for `x·W`.
+enum Mat {
+    /// Known to every party (encoded ring elements).
+    Public(Vec<u64>),
+    /// This party's shares.
+    Shared(Vec<u64>),
+}
+
+struct SecLinear {
+    w: Mat,
+    /// Shares of `Aᵀ` `[in, r]` and of `(α/r·B)ᵀ` `[r, out]`.
+    lora: Option<(Vec<u64>, Vec<u64>)>,
+    inp: usize,
+    out: usize,
+}
+
+enum Vect {
+    Public(Vec<u64>),
+    Shared(Vec<u64>),
+}
+
+impl Vect {
+    fn gain(&self) -> Gain<'_> {
+        match self {
+            Vect::Public(v) => Gain::Public(v),
+            Vect::Shared(v) => Gain::Shared(v),
+        }
+    }
+}
+
+struct SecLayer {
+    attn_norm: Vect,
+    proj: Vec<SecLinear>,
+    mlp_norm: Vect,
+}
+
+/// Per plane: rows of `T × kv_dim` shares.
+type CachePlanes = Vec<Vec<u64>>;
+
+/// The secure part of a model at one party.
+pub struct SecureModel {
+    arch: Arch,
+    fp: FixedPoint,
+    layers: Vec<SecLayer>,
+    norm: Vect,
+    head: Mat,
+    /// Per layer, per plane: keys and values, `T × kv_dim` rows.
+    cache: Vec<(CachePlanes, CachePlanes)>,
+    pos: usize,
+    /// Largest sequence this session accepts (bounds the cache).
+    pub max_seq: usize,
+}
+
+fn encode(fp: FixedPoint, v: &[f32]) -> Vec<u64> {
+    v.iter().map(|x| fp.encode(f64::from(*x))).collect()
+}
+
+/// `[out, in]` → `[in, out]`, scaled.
+fn transpose(w: &[f32], out: usize, inp: usize, scale: f32) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = w[o * inp + i] * scale;
+        }
+    }
+    t
+}
+
+/// A tensor of the public part (a server file's private tensors are not public).
+fn public_tensor<'a>(f: &ModelFile<'a>, name: &str) -> Option<marill_core::format::TensorView<'a>> {
+    f.tensor(name).filter(|t| !t.private)
+}
+
+fn core(e: Error) -> StdError {
+    StdError::Core(e)
+}
+
+/// The server's plaintext for a private tensor, or `None` at other parties.
+fn server_values(server: Option<&ModelFile<'_>>, name: &str, len: usize) -> Result<Option<Vec<f32>>, StdError> {
+    let Some(f) = server else { return Ok(None) };
+    let t = f.tensor(name).ok_or_else(|| StdError::Model(format!("server file lacks {name}")))?;
+    if t.numel() != len as u64 {
+        return Err(StdError::Model(format!("{name}: {} elements, expected {len}", t.numel())));
+    }
+    Ok(Some(weights(&t)?.into_owned()))
+}
+
+fn share_from_server<P: Protocol>(
+    p: &mut P,
+    fp: FixedPoint,
+    vals: Option<Vec<f32>>,
+    len: usize,
+) -> Result<Vec<u64>, StdError> {
+    let enc = vals.map(|v| encode(fp, &v));
+    let mut out = vec![0; len * P::PLANES];
+    p.input(SERVER, enc.as_deref(), &mut out).map_err(core)?;
+    Ok(out)
+}
+
+impl SecureModel {
+    /// Set up at every party: public weights from `public` (a client file, or the server's
+    /// own file), private weights secret-shared by the server from `server` (its file;
+    /// `None` at the other parties). The server's weights enter once and serve every
+    /// request of the session.
+    pub fn setup<P: Protocol>(
+        p: &mut P,
+        public: &ModelFile<'_>,
+        server: Option<&ModelFile<'_>>,
+        arch: Arch,
+    ) -> Result<Self, StdError> {
+        if (p.party() == SERVER) != server.is_some() {
+            return Err(StdError::Model("exactly the server passes its model file".into()));
+        }
+        let fp = FixedPoint::new(arch.frac_bits).ok_or_else(|| StdError::Model("frac_bits".into()))?;
+        let mut layers = Vec::new();
+        for l in arch.n_public..arch.n_layers {
+            let mut proj = Vec::new();
+            for name in PROJECTIONS {
+                let (out, inp) = arch.proj_shape(name);
+                let wname = names::proj(l, name);
+                let w = match public_tensor(public, &wname) {
+                    Some(t) => Mat::Public(encode(fp, &transpose(&weights(&t)?, out, inp, 1.0))),
+                    None => {
+                        let v = server_values(server, &wname, out * inp)?.map(|w| transpose(&w, out, inp, 1.0));
+                        Mat::Shared(share_from_server(p, fp, v, out * inp)?)
+                    }
+                };
+                let lora = if arch.has_lora(name) {
+                    let r = arch.lora_rank;
+                    let base = names::proj_base(l, name);
+                    let a =
+                        server_values(server, &format!("{base}.lora_a"), r * inp)?.map(|a| transpose(&a, r, inp, 1.0));
+                    let b = server_values(server, &format!("{base}.lora_b"), out * r)?
+                        .map(|b| transpose(&b, out, r, arch.lora_scale()));
+                    Some((share_from_server(p, fp, a, inp * r)?, share_from_server(p, fp, b, r * out)?))
+                } else {
+                    None
+                };
+                proj.push(SecLinear { w, lora, inp, out });
+            }
+            let attn_norm = Self::vect(p, fp, public, server, &names::attn_norm(l), arch.d)?;
+            let mlp_norm = Self::vect(p, fp, public, server, &names::mlp_norm(l), arch.d)?;
+            layers.push(SecLayer { attn_norm, proj, mlp_norm });
+        }
+        let norm = Self::vect(p, fp, public, server, names::NORM, arch.d)?;
+        let head_name = if arch.tie_embeddings { names::EMBED } else { names::LM_HEAD };
+        let head = match public_tensor(public, head_name) {
+            Some(t) => Mat::Public(encode(fp, &transpose(&weights(&t)?, arch.vocab, arch.d, 1.0))),
+            None => {
+                let v = server_values(server, head_name, arch.vocab * arch.d)?
+                    .map(|w| transpose(&w, arch.vocab, arch.d, 1.0));
+                Mat::Shared(share_from_server(p, fp, v, arch.vocab * arch.d)?)
+            }
+        };
+        let n = layers.len();
+        Ok(Self {
+            arch,
+            fp,
+            layers,
+            norm,
+            head,
+            cache: (0..n).map(|_| (vec![Vec::new(); P::PLANES], vec![Vec::new(); P::PLANES])).collect(),
+            pos: 0,
+            max_seq: 4096,
+        })
+    }
+
+    fn vect<P: Protocol>(
+        p: &mut P,
+        fp: FixedPoint,
+        public: &ModelFile<'_>,
+        server: Option<&ModelFile<'_>>,
+        name: &str,
+        len: usize,
+    ) -> Result<Vect, StdError> {
+        Ok(match public_tensor(public, name) {
+            Some(t) => Vect::Public(encode(fp, &weights(&t)?)),
+            None => Vect::Shared(share_from_server(p, fp, server_values(server, name, len)?, len)?),
+        })
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    /// `y = x·W (+ LoRA)`, truncated: `x` is `m × inp` shares.
+    fn linear<P: Protocol>(&self, p: &mut P, lin: &SecLinear, x: &[u64], m: usize) -> Result<Vec<u64>, Error> {
+        let pl = P::PLANES;
+        let d = MatDims::new(m, lin.inp, lin.out);
+        let mut raw = vec![0; m * lin.out * pl];
+        match &lin.w {
+            Mat::Public(w) => p.matmul_public(x, w, &mut raw, d)?,
+            Mat::Shared(w) => p.matmul(x, w, &mut raw, d)?,
+        }
+        if let Some((a, b)) = &lin.lora {
+            let r = self.arch.lora_rank;
+            let mut u = vec![0; m * r * pl];
+            p.matmul(x, a, &mut u, MatDims::new(m, lin.inp, r))?;
+            p.trunc_in_place(&mut u, self.fp.frac_bits)?;
+            let mut v = vec![0; m * lin.out * pl];
+            p.matmul(&u, b, &mut v, MatDims::new(m, r, lin.out))?;
+            p.add(&raw.clone(), &v, &mut raw)?;
+        }
+        p.trunc_in_place(&mut raw, self.fp.frac_bits)?;
+        Ok(raw)
+    }
+
+    /// RoPE on `x` (`m × width` shares) at positions `pos..`, times `scale`, truncated.
+    fn rope<P: Protocol>(&self, p: &mut P, x: &mut [u64], m: usize, width: usize, scale: f64) -> Result<(), Error> {
+        let pl = P::PLANES;
+        let n = m * width;
+        let rd = self.arch.rope_dim();
+        let half = rd / 2;
+        let mut out = vec![0u64; n * pl];
+        for i in 0..m {
+            let pos = (self.pos + i) as f64;
+            for j in 0..half {
+                let theta = pos * self.arch.rope_base.powf(-(2.0 * j as f64) / rd as f64);
+                let c = self.fp.encode(theta.cos() * scale);
+                let s = self.fp.encode(theta.sin() * scale);
+                for chunk in 0..width / rd {
+                    let (ia, ib) = (i * width + chunk * rd + j, i * width + chunk * rd + j + half);
+                    for q in 0..pl {
+                        let (a, b) = (x[q * n + ia], x[q * n + ib]);
+                        out[q * n + ia] = a.wrapping_mul(c).wrapping_sub(b.wrapping_mul(s));
+                        out[q * n + ib] = b.wrapping_mul(c).wrapping_add(a.wrapping_mul(s));
+                    }
+                }
+            }
+        }
+        p.trunc(&out, self.fp.frac_bits, x)
+    }
+
+    fn residual<P: Protocol>(p: &mut P, h: &mut [u64], add: &[u64]) -> Result<(), Error> {
+        let old = h.to_vec();
+        p.add(&old, add, h)
+    }
+
+    /// One step: `m` new rows of hidden state `h` (shares) through the private layers, the
+    /// head and argmax. Returns this party's shares of the token index.
+    pub fn step<P: Protocol>(&mut self, p: &mut P, h: &mut [u64], m: usize) -> Result<Vec<u64>, StdError> {
+        let a = self.arch.clone();
+        let pl = P::PLANES;
+        let f = self.fp;
+        if m == 0 || h.len() != m * a.d * pl {
+            return Err(StdError::Core(Error::ShapeMismatch));
+        }
+        if self.pos + m > self.max_seq {
+            return Err(StdError::Model(format!(
+                "sequence longer than the session's limit of {} tokens",
+                self.max_seq
+            )));
+        }
+        let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
+        let group = a.n_heads / a.n_kv_heads;
+        for li in 0..self.layers.len() {
+            // attention
+            let mut x = vec![0; h.len()];
+            let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
+            nl::rms_norm(p, h, m, a.d, self.layers[li].attn_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
+            let mut q = self.linear(p, &self.layers[li].proj[0], &x, m).map_err(core)?;
+            let mut k = self.linear(p, &self.layers[li].proj[1], &x, m).map_err(core)?;
+            let v = self.linear(p, &self.layers[li].proj[2], &x, m).map_err(core)?;
+            self.rope(p, &mut q, m, qd, 1.0 / (hd as f64).sqrt()).map_err(core)?;
+            self.rope(p, &mut k, m, kvd, 1.0).map_err(core)?;
+            let (kc, vc) = &mut self.cache[li];
+            for qq in 0..pl {
+                kc[qq].extend_from_slice(&k[qq * m * kvd..(qq + 1) * m * kvd]);
+                vc[qq].extend_from_slice(&v[qq * m * kvd..(qq + 1) * m * kvd]);
+            }
+            let t = kc[0].len() / kvd;
+            // All heads' Q (m × hd) and Kᵀ (hd × T) blocks.
+            let (qb, kb) = (m * hd, hd * t);
+            let mut qs = vec![0; nh * qb * pl];
+            let mut ks = vec![0; nh * kb * pl];
+            for qq in 0..pl {
+                for hh in 0..nh {
+                    let kvh = hh / group;
+                    for i in 0..m {
+                        for j in 0..hd {
+                            qs[qq * nh * qb + hh * qb + i * hd + j] = q[qq * m * qd + i * qd + hh * hd + j];
+                        }
+                    }
+                    for j in 0..hd {
+                        for tt in 0..t {
+                            ks[qq * nh * kb + hh * kb + j * t + tt] = kc[qq][tt * kvd + kvh * hd + j];
+                        }
+                    }
+                }
+            }
+            let mut scores = vec![0; nh * m * t * pl];
+            p.matmul_many(&qs, &ks, &mut scores, MatDims::new(m, hd, t), nh).map_err(core)?;
+            p.trunc_in_place(&mut scores, f.frac_bits).map_err(core)?;
+            let rows = nh * m;
+            let mut probs = vec![0; scores.len()];
+            let mut s = vec![0; nl::softmax_scratch(rows, t, pl)];
+            if a.two_relu {
+                nl::softmax_2relu(p, &scores, rows, t, Some(m), &mut probs, &mut s, f).map_err(core)?;
+            } else {
+                nl::softmax(p, &scores, rows, t, Some(m), &mut probs, &mut s, f).map_err(core)?;
+            }
+            let vb = t * hd;
+            let mut vs = vec![0; nh * vb * pl];
+            for qq in 0..pl {
+                for hh in 0..nh {
+                    let kvh = hh / group;
+                    for tt in 0..t {
+                        for j in 0..hd {
+                            vs[qq * nh * vb + hh * vb + tt * hd + j] = vc[qq][tt * kvd + kvh * hd + j];
+                        }
+                    }
+                }
+            }
+            let mut heads = vec![0; nh * m * hd * pl];
+            p.matmul_many(&probs, &vs, &mut heads, MatDims::new(m, t, hd), nh).map_err(core)?;
+            p.trunc_in_place(&mut heads, f.frac_bits).map_err(core)?;
+            let mut attn = vec![0; m * qd * pl];
+            for qq in 0..pl {
+                for hh in 0..nh {
+                    for i in 0..m {
+                        for j in 0..hd {
+                            attn[qq * m * qd + i * qd + hh * hd + j] =
+                                heads[qq * nh * m * hd + hh * m * hd + i * hd + j];
+                        }
+                    }
+                }
+            }
+            let o = self.linear(p, &self.layers[li].proj[3], &attn, m).map_err(core)?;
+            Self::residual(p, h, &o).map_err(core)?;
+            // MLP
+            let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
+            nl::rms_norm(p, h, m, a.d, self.layers[li].mlp_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
+            let g = self.linear(p, &self.layers[li].proj[4], &x, m).map_err(core)?;
+            let u = self.linear(p, &self.layers[li].proj[5], &x, m).map_err(core)?;
+            let mut act = vec![0; g.len()];
+            if a.relu {
+                let mut s = vec![0; nl::relu_scratch(m * a.ffn, pl)];
+                nl::relu(p, &g, &mut act, &mut s).map_err(core)?;
+            } else {
+                let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
+                nl::silu(p, &g, &mut act, &mut s, f).map_err(core)?;
+            }
+            let mut gu = vec![0; g.len()];
+            p.mul_trunc(&act, &u, f.frac_bits, &mut gu).map_err(core)?;
+            let dn = self.linear(p, &self.layers[li].proj[6], &gu, m).map_err(core)?;
+            Self::residual(p, h, &dn).map_err(core)?;
+        }
+        self.pos += m;
+        // Head on the last row.
+        let mut last = vec![0; a.d * pl];
+        for qq in 0..pl {
+            last[qq * a.d..(qq + 1) * a.d].copy_from_slice(&h[qq * m * a.d + (m - 1) * a.d..qq * m * a.d + m * a.d]);
+        }
+        let mut xn = vec![0; last.len()];
+        let mut s = vec![0; nl::rms_norm_scratch(1, a.d, pl)];
+        nl::rms_norm(p, &last, 1, a.d, self.norm.gain(), a.rms_eps, &mut xn, &mut s, f).map_err(core)?;
+        let head = SecLinear {
+            w: std::mem::replace(&mut self.head, Mat::Public(Vec::new())),
+            lora: None,
+            inp: a.d,
+            out: a.vocab,
+        };
+        let logits = self.linear(p, &head, &xn, 1);
+        self.head = head.w;
+        let logits = logits.map_err(core)?;
+        let (mut idx, mut mx) = (vec![0; pl], vec![0; pl]);
+        let mut s = vec![0; nl::tree_scratch(1, a.vocab, pl)];
+        nl::argmax(p, &logits, 1, a.vocab, &mut idx, &mut mx, &mut s).map_err(core)?;
+        Ok(idx)
+    }
+
+    /// Position of the next token.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+/// Greedy generation: the client (party 0) passes its public model and the prompt; every
+/// party passes the prompt length (public) and the number of tokens. Returns the generated
+/// tokens at the client, an empty vector elsewhere.
+pub fn generate<P: Protocol>(
+    p: &mut P,
+    model: &mut SecureModel,
+    mut client: Option<(&mut PlainModel<'_>, &[u32])>,
+    prompt_len: usize,
+    new_tokens: usize,
+) -> Result<Vec<u32>, StdError> {
+    let is_client = p.party() == CLIENT;
+    if is_client != client.is_some() {
+        return Err(StdError::Model("exactly the client passes the prompt".into()));
+    }
+    if client.as_ref().is_some_and(|(_, prompt)| prompt.len() != prompt_len) {
+        return Err(StdError::Model("prompt length differs from the announced one".into()));
+    }
+    let d = model.arch().d;
+    let fp = model.fp;
+    let pl = P::PLANES;
+    let mut out = Vec::new();
+    let mut feed: Vec<u32> = client.as_ref().map(|(_, pr)| pr.to_vec()).unwrap_or_default();
+    let mut m = prompt_len;
+    for _ in 0..new_tokens {
+        let plain = match client.as_mut() {
+            Some((public, _)) => {
+                let mut h = public.embed(&feed)?;
+                public.layers(&mut h, m);
+                Some(h.iter().map(|v| fp.encode(*v)).collect::<Vec<u64>>())
+            }
+            None => None,
+        };
+        let mut h = vec![0; m * d * pl];
+        p.input(CLIENT, plain.as_deref(), &mut h).map_err(core)?;
+        let idx = model.step(p, &mut h, m)?;
+        let mut tok = [0u64];
+        p.reveal_to(CLIENT, &idx, &mut tok).map_err(core)?;
+        if is_client {
+            let t = u32::try_from(tok[0]).map_err(|_| StdError::Model("token out of range".into()))?;
+            out.push(t);
+            feed = vec![t];
+        }
+        m = 1;
+    }
+    Ok(out)
+}
