@@ -481,3 +481,142 @@ impl Program for Repeat<'_> {
         Ok((samples, opened))
     }
 }
+
+/// A secure-generation case for `--op model`: prefill of a prompt, then decode steps.
+pub mod model_case {
+    use std::time::{Duration, Instant};
+
+    use marill_core::Error;
+    use marill_core::cost::Cost;
+    use marill_core::format::{ModelFile, SectionKind};
+    use marill_core::proto::Protocol;
+    use marill_std::Setting;
+    use marill_std::model::Arch;
+    use marill_std::model::plain::PlainModel;
+    use marill_std::model::secure::{CLIENT, SecureModel};
+    use marill_std::model_file::{ModelMeta, decode_postcard, extract_public};
+    use marill_std::run::{Program, run_mem};
+
+    /// A model and a generation length.
+    pub struct ModelCase {
+        server: Vec<u8>,
+        client: Vec<u8>,
+        prompt_len: usize,
+        new_tokens: usize,
+    }
+
+    /// Measured steps: index 0 is the prefill, then one per decoded token.
+    pub struct Steps {
+        /// Per step: longest time any party spent.
+        pub wall: Vec<Duration>,
+        /// Per step: bytes each party sent.
+        pub bytes: Vec<[u64; 3]>,
+        /// Per step: rounds added.
+        pub rounds: Vec<u64>,
+        /// Tokens the client received.
+        pub tokens: Vec<u32>,
+        /// Tokens where the plaintext model disagrees (teacher-forced).
+        pub mismatches: usize,
+    }
+
+    fn arch_of(f: &ModelFile<'_>) -> Result<Arch, String> {
+        let sec = f.find_section(SectionKind::Metadata, false).ok_or("no metadata")?;
+        let meta: ModelMeta = decode_postcard(sec.bytes).map_err(|e| e.to_string())?;
+        Arch::from_meta(&meta).map_err(|e| e.to_string())
+    }
+
+    impl ModelCase {
+        /// A case over a server file's bytes.
+        pub fn new(server: Vec<u8>, prompt_len: usize, new_tokens: usize) -> Result<Self, String> {
+            let client = extract_public(&server).map_err(|e| e.to_string())?;
+            if prompt_len == 0 || new_tokens == 0 {
+                return Err("--prompt-len and --gen must be positive".into());
+            }
+            Ok(Self { server, client, prompt_len, new_tokens })
+        }
+
+        fn prompt(&self, vocab: usize) -> Vec<u32> {
+            (0..self.prompt_len).map(|i| ((i * 7 + 3) % vocab) as u32).collect()
+        }
+
+        /// Run every party in memory and measure each step.
+        pub fn measure(&self, setting: Setting) -> Result<Steps, String> {
+            let r = run_mem(setting, self).map_err(|e| e.to_string())?;
+            let steps = r[0].0.0.len();
+            let mut out = Steps {
+                wall: Vec::new(),
+                bytes: Vec::new(),
+                rounds: Vec::new(),
+                tokens: r[0].0.1.clone(),
+                mismatches: 0,
+            };
+            for i in 0..steps {
+                out.wall.push(r.iter().map(|((s, _), _)| s[i].0).max().unwrap_or_default());
+                out.bytes.push([r[0].0.0[i].1.bytes_sent, r[1].0.0[i].1.bytes_sent, r[2].0.0[i].1.bytes_sent]);
+                let after = r.iter().map(|((s, _), _)| s[i].2.1).max().unwrap_or(0);
+                let before = r.iter().map(|((s, _), _)| s[i].2.0).max().unwrap_or(0);
+                out.rounds.push(after - before);
+            }
+            // Teacher-forced plaintext check of the tokens.
+            let f = ModelFile::parse(&self.server).map_err(|e| e.to_string())?;
+            let arch = arch_of(&f)?;
+            let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).map_err(|e| e.to_string())?;
+            let mut feed = self.prompt(arch.vocab);
+            for t in &out.tokens {
+                let mut h = plain.embed(&feed).map_err(|e| e.to_string())?;
+                plain.layers(&mut h, feed.len());
+                let logits = plain.logits(&h).map_err(|e| e.to_string())?;
+                if marill_std::model::plain::argmax(&logits) != *t as usize {
+                    out.mismatches += 1;
+                }
+                feed = vec![*t];
+            }
+            Ok(out)
+        }
+    }
+
+    impl Program for ModelCase {
+        /// Per step (time, cost, clocks before/after) and the client's tokens.
+        type Output = (Vec<(Duration, Cost, (u64, u64))>, Vec<u32>);
+
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+            let bad = |_| Error::Protocol;
+            let cf = ModelFile::parse(&self.client).map_err(|_| Error::Malformed)?;
+            let sf = ModelFile::parse(&self.server).map_err(|_| Error::Malformed)?;
+            let arch = arch_of(&cf).map_err(|_| Error::Malformed)?;
+            let server = (p.party() == 1).then_some(&sf);
+            let public = if p.party() == 1 { &sf } else { &cf };
+            let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(bad)?;
+            let mut pm = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false).map_err(bad)?;
+            let fp = marill_core::FixedPoint { frac_bits: arch.frac_bits };
+            let pl = P::PLANES;
+            let mut feed = self.prompt(arch.vocab);
+            let mut m = self.prompt_len;
+            let (mut steps, mut tokens) = (Vec::new(), Vec::new());
+            for _ in 0..self.new_tokens {
+                let c0 = p.cost().unwrap_or_default();
+                let t0 = Instant::now();
+                let plain = if p.party() == CLIENT {
+                    let mut h = pm.embed(&feed).map_err(bad)?;
+                    pm.layers(&mut h, m);
+                    Some(h.iter().map(|v| fp.encode(*v)).collect::<Vec<u64>>())
+                } else {
+                    None
+                };
+                let mut h = vec![0; m * arch.d * pl];
+                p.input(CLIENT, plain.as_deref(), &mut h)?;
+                let idx = model.step(p, &mut h, m).map_err(bad)?;
+                let mut tok = [0u64];
+                p.reveal_to(CLIENT, &idx, &mut tok)?;
+                let c1 = p.cost().unwrap_or_default();
+                steps.push((t0.elapsed(), c1.since(&c0), (c0.rounds, c1.rounds)));
+                if p.party() == CLIENT {
+                    tokens.push(tok[0] as u32);
+                    feed = vec![tok[0] as u32];
+                }
+                m = 1;
+            }
+            Ok((steps, tokens))
+        }
+    }
+}

@@ -6,6 +6,13 @@
 //!     [--shape SHAPE] [--frac-bits F] [--runs R] [--json]
 //! ```
 //!
+//! `--op model` measures secure greedy generation instead: the prefill of a prompt and each
+//! decoded token, on a server file (`--model`) or a random model of a MARILL variant; its
+//! JSON lines carry the contract's fields for the prefill (`max_abs_err` is the number of
+//! tokens that differ from the plaintext model's, teacher-forced) plus `model`,
+//! `decode_wall_s`, `decode_bytes_sent_per_party`, `decode_rounds` (means per token) and
+//! `token_mismatches`.
+//!
 //! With `--json`, one JSON line per case:
 //! `{"protocol","op","shape","frac_bits","wall_s","bytes_sent_per_party":[p0,p1,p2],"rounds","max_abs_err"}`.
 //! `wall_s` is the median of `R ≥ 3` runs after one warm-up, all in one session with all
@@ -21,11 +28,16 @@
 
 use std::process::ExitCode;
 
+use marill_benches::model_case::ModelCase;
 use marill_benches::{Case, Op, Shape};
 use marill_std::Setting;
+use marill_std::model::random::{self, Variant};
 
 const USAGE: &str = "usage: cost --protocol {dealer|rep3|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
 [--runs R] [--json]
+       cost --protocol {dealer|rep3|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N] [--json]
+  V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline lf lora hm lf+hm lf+lora friendly all
+  --op all runs every op at its default shape, then --op model over every variant
   OP: mul matmul matmul_public trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
       or all (every op at its default shape), or base (the first five), or nonlinear (the last ten)";
 
@@ -46,6 +58,12 @@ fn run() -> Result<(), String> {
     let mut frac_bits = marill_core::fixed::DEFAULT_FRAC_BITS;
     let mut runs = 3usize;
     let mut json = false;
+    let mut model: Option<String> = None;
+    let mut variants: Vec<&'static str> = Vec::new();
+    let mut prompt_len = 16usize;
+    let mut gen_tokens = 4usize;
+    let mut model_op = false;
+    let mut all_ops = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -59,6 +77,13 @@ fn run() -> Result<(), String> {
             }
             "--op" => {
                 let v = val()?;
+                if v == "model" {
+                    model_op = true;
+                    continue;
+                }
+                if v == "all" {
+                    all_ops = true;
+                }
                 ops = match v.as_str() {
                     "all" => Op::ALL.to_vec(),
                     "base" => Op::ALL[..5].to_vec(),
@@ -73,12 +98,34 @@ fn run() -> Result<(), String> {
             "--frac-bits" => frac_bits = val()?.parse().map_err(|_| "bad --frac-bits".to_string())?,
             "--runs" => runs = val()?.parse().map_err(|_| "bad --runs".to_string())?,
             "--json" => json = true,
+            "--model" => model = Some(val()?),
+            "--variant" => {
+                let v = val()?;
+                variants = match v.as_str() {
+                    "all" => VARIANTS.iter().map(|(n, _)| *n).collect(),
+                    s => vec![
+                        VARIANTS
+                            .iter()
+                            .find(|(n, _)| *n == s)
+                            .map(|(n, _)| *n)
+                            .ok_or_else(|| format!("unknown variant {s}"))?,
+                    ],
+                };
+            }
+            "--prompt-len" => prompt_len = val()?.parse().map_err(|_| "bad --prompt-len".to_string())?,
+            "--gen" => gen_tokens = val()?.parse().map_err(|_| "bad --gen".to_string())?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if model_op {
+        if protocols.is_empty() {
+            return Err("--protocol is required".into());
+        }
+        return run_model(&protocols, model, variants, prompt_len, gen_tokens, json);
     }
     if protocols.is_empty() || ops.is_empty() {
         return Err("--protocol and --op are required".into());
@@ -126,6 +173,100 @@ fn run() -> Result<(), String> {
                     mb(last.bytes_sent[2]),
                     last.rounds,
                     err
+                );
+            }
+        }
+    }
+    if all_ops {
+        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, json)?;
+    }
+    Ok(())
+}
+
+/// The random-model variants of `--op model`.
+const VARIANTS: [(&str, Variant); 7] = [
+    ("baseline", Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: false }),
+    ("lf", Variant { public_layers: 2, lora_rank: 0, head_merge: 1, mpc_friendly: false }),
+    ("lora", Variant { public_layers: 0, lora_rank: 8, head_merge: 1, mpc_friendly: false }),
+    ("hm", Variant { public_layers: 0, lora_rank: 0, head_merge: 2, mpc_friendly: false }),
+    ("lf+hm", Variant { public_layers: 2, lora_rank: 0, head_merge: 2, mpc_friendly: false }),
+    ("lf+lora", Variant { public_layers: 2, lora_rank: 8, head_merge: 1, mpc_friendly: false }),
+    ("friendly", Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: true }),
+];
+
+fn mean_u64(v: &[u64]) -> f64 {
+    if v.is_empty() { 0.0 } else { v.iter().sum::<u64>() as f64 / v.len() as f64 }
+}
+
+/// `--op model`: prefill and per-token decode of secure greedy generation.
+fn run_model(
+    protocols: &[Setting],
+    model: Option<String>,
+    mut variants: Vec<&'static str>,
+    prompt_len: usize,
+    gen_tokens: usize,
+    json: bool,
+) -> Result<(), String> {
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(path) = model {
+        let bytes = std::fs::read(&path).map_err(|e| format!("read {path}: {e}"))?;
+        cases.push((path, bytes));
+    } else {
+        if variants.is_empty() {
+            variants = VARIANTS.iter().map(|(n, _)| *n).collect();
+        }
+        for name in variants {
+            let v = VARIANTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or("variant")?;
+            cases.push((format!("random:{name}"), random::model(v, 4, 64, 256, 11).map_err(|e| e.to_string())?));
+        }
+    }
+    for &setting in protocols {
+        for (name, bytes) in &cases {
+            let case = ModelCase::new(bytes.clone(), prompt_len, gen_tokens)?;
+            case.measure(setting)?; // warm-up
+            let m = case.measure(setting)?;
+            let decode = 1..m.wall.len();
+            let dec_wall = if decode.is_empty() {
+                0.0
+            } else {
+                m.wall[decode.clone()].iter().map(|d| d.as_secs_f64()).sum::<f64>() / decode.len() as f64
+            };
+            let dec_bytes: Vec<f64> =
+                (0..3).map(|p| mean_u64(&m.bytes[decode.clone()].iter().map(|b| b[p]).collect::<Vec<_>>())).collect();
+            let dec_rounds = mean_u64(&m.rounds[decode.clone()]);
+            let shape = format!("prompt={prompt_len},gen={gen_tokens}");
+            if json {
+                println!(
+                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{}}}",
+                    setting.name(),
+                    m.wall[0].as_secs_f64(),
+                    m.bytes[0][0],
+                    m.bytes[0][1],
+                    m.bytes[0][2],
+                    m.rounds[0],
+                    m.mismatches,
+                    dec_bytes[0],
+                    dec_bytes[1],
+                    dec_bytes[2],
+                    m.mismatches
+                );
+            } else {
+                let mb = |b: f64| b / 1e6;
+                println!(
+                    "{:<7} {:<18} prefill {:>8.4} s {:>8.2} / {:>8.2} / {:>8.2} MB {:>5} rounds | decode {:>8.4} s {:>7.2} / {:>7.2} / {:>7.2} MB {:>5.0} rounds | mismatches {}",
+                    setting.name(),
+                    name,
+                    m.wall[0].as_secs_f64(),
+                    mb(m.bytes[0][0] as f64),
+                    mb(m.bytes[0][1] as f64),
+                    mb(m.bytes[0][2] as f64),
+                    m.rounds[0],
+                    dec_wall,
+                    mb(dec_bytes[0]),
+                    mb(dec_bytes[1]),
+                    mb(dec_bytes[2]),
+                    dec_rounds,
+                    m.mismatches
                 );
             }
         }
