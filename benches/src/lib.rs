@@ -588,23 +588,14 @@ pub mod model_case {
             let public = if p.party() == 1 { &sf } else { &cf };
             let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(bad)?;
             let mut pm = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false).map_err(bad)?;
-            let fp = marill_core::FixedPoint { frac_bits: arch.frac_bits };
-            let pl = P::PLANES;
             let mut feed = self.prompt(arch.vocab);
             let mut m = self.prompt_len;
             let (mut steps, mut tokens) = (Vec::new(), Vec::new());
             for _ in 0..self.new_tokens {
                 let c0 = p.cost().unwrap_or_default();
                 let t0 = Instant::now();
-                let plain = if p.party() == CLIENT {
-                    let mut h = pm.embed(&feed).map_err(bad)?;
-                    pm.layers(&mut h, m);
-                    Some(h.iter().map(|v| fp.encode(*v)).collect::<Vec<u64>>())
-                } else {
-                    None
-                };
-                let mut h = vec![0; m * arch.d * pl];
-                p.input(CLIENT, plain.as_deref(), &mut h)?;
+                let client = (p.party() == CLIENT).then_some((&mut pm, &feed[..]));
+                let mut h = model.entry(p, m, client).map_err(bad)?;
                 let idx = model.step(p, &mut h, m).map_err(bad)?;
                 let mut tok = [0u64];
                 p.reveal_to(CLIENT, &idx, &mut tok)?;

@@ -210,6 +210,9 @@ pub mod random {
         pub head_merge: usize,
         /// ReLU MLP and 2ReLU attention instead of SiLU and softmax.
         pub mpc_friendly: bool,
+        /// The embedding (and so the tied lm head) is private: the paper's baseline, with
+        /// every layer and the embedding evaluated in MPC (needs `public_layers == 0`).
+        pub private_embedding: bool,
     }
 
     fn uniform(prg: &mut Prg, n: usize, bound: f32) -> Vec<f32> {
@@ -221,6 +224,9 @@ pub mod random {
     /// A model with `layers` layers, `d`, 4 original heads (2 kv heads), ffn `2d`, vocab
     /// `vocab`; returns the server file's bytes.
     pub fn model(v: Variant, layers: usize, d: usize, vocab: usize, seed: u8) -> Result<Vec<u8>, StdError> {
+        if v.private_embedding && v.public_layers > 0 {
+            return Err(StdError::Model("public layers need a public embedding".into()));
+        }
         let mut prg = Prg::new([seed; 32], Stream::Local);
         let heads = 4 / v.head_merge;
         let kv_heads = if v.head_merge == 1 { 2 } else { heads };
@@ -257,7 +263,7 @@ pub mod random {
         let arch = super::Arch::from_meta(&meta)?;
         let mut w = ModelWriter::new();
         w.metadata(false, &meta)?;
-        w.tensor_f32(false, names::EMBED, &[vocab as u64, d as u64], &uniform(&mut prg, vocab * d, 1.0))?;
+        w.tensor_f32(v.private_embedding, names::EMBED, &[vocab as u64, d as u64], &uniform(&mut prg, vocab * d, 1.0))?;
         for l in 0..layers {
             let public_layer = l < v.public_layers;
             let weights_public = public_layer || v.lora_rank > 0;

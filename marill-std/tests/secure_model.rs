@@ -95,36 +95,89 @@ fn run_variant(v: Variant) {
 }
 
 #[test]
-fn baseline_all_layers_private() {
-    run_variant(Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: false });
+fn all_layers_private() {
+    run_variant(Variant {
+        public_layers: 0,
+        lora_rank: 0,
+        head_merge: 1,
+        mpc_friendly: false,
+        private_embedding: false,
+    });
 }
 
 #[test]
 fn layer_freezing_half() {
-    run_variant(Variant { public_layers: 2, lora_rank: 0, head_merge: 1, mpc_friendly: false });
+    run_variant(Variant {
+        public_layers: 2,
+        lora_rank: 0,
+        head_merge: 1,
+        mpc_friendly: false,
+        private_embedding: false,
+    });
 }
 
 #[test]
 fn lora_on_every_private_layer() {
-    run_variant(Variant { public_layers: 0, lora_rank: 4, head_merge: 1, mpc_friendly: false });
+    run_variant(Variant {
+        public_layers: 0,
+        lora_rank: 4,
+        head_merge: 1,
+        mpc_friendly: false,
+        private_embedding: false,
+    });
 }
 
 #[test]
 fn layer_freezing_with_lora() {
-    run_variant(Variant { public_layers: 2, lora_rank: 4, head_merge: 1, mpc_friendly: false });
+    run_variant(Variant {
+        public_layers: 2,
+        lora_rank: 4,
+        head_merge: 1,
+        mpc_friendly: false,
+        private_embedding: false,
+    });
 }
 
 #[test]
 fn head_merging() {
-    run_variant(Variant { public_layers: 0, lora_rank: 0, head_merge: 2, mpc_friendly: false });
+    run_variant(Variant {
+        public_layers: 0,
+        lora_rank: 0,
+        head_merge: 2,
+        mpc_friendly: false,
+        private_embedding: false,
+    });
 }
 
 #[test]
 fn layer_freezing_with_head_merging() {
-    run_variant(Variant { public_layers: 2, lora_rank: 0, head_merge: 2, mpc_friendly: false });
+    run_variant(Variant {
+        public_layers: 2,
+        lora_rank: 0,
+        head_merge: 2,
+        mpc_friendly: false,
+        private_embedding: false,
+    });
 }
 
 #[test]
 fn mpc_friendly_approximations() {
-    run_variant(Variant { public_layers: 2, lora_rank: 0, head_merge: 2, mpc_friendly: true });
+    run_variant(Variant {
+        public_layers: 2,
+        lora_rank: 0,
+        head_merge: 2,
+        mpc_friendly: true,
+        private_embedding: false,
+    });
+}
+
+#[test]
+fn baseline_with_the_embedding_in_mpc() {
+    run_variant(Variant {
+        public_layers: 0,
+        lora_rank: 0,
+        head_merge: 1,
+        mpc_friendly: false,
+        private_embedding: true,
+    });
 }

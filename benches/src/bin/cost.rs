@@ -36,7 +36,8 @@ use marill_std::model::random::{self, Variant};
 const USAGE: &str = "usage: cost --protocol {dealer|rep3|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
 [--runs R] [--json]
        cost --protocol {dealer|rep3|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N] [--json]
-  V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline lf lora hm lf+hm lf+lora friendly all
+  V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline (embedding and every layer in MPC),
+    private (every layer in MPC, public embedding), lf lora hm lf+hm lf+lora friendly, or all
   --op all runs every op at its default shape, then --op model over every variant
   OP: mul matmul matmul_public trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
       or all (every op at its default shape), or base (the first five), or nonlinear (the last ten)";
@@ -184,14 +185,27 @@ fn run() -> Result<(), String> {
 }
 
 /// The random-model variants of `--op model`.
-const VARIANTS: [(&str, Variant); 7] = [
-    ("baseline", Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: false }),
-    ("lf", Variant { public_layers: 2, lora_rank: 0, head_merge: 1, mpc_friendly: false }),
-    ("lora", Variant { public_layers: 0, lora_rank: 8, head_merge: 1, mpc_friendly: false }),
-    ("hm", Variant { public_layers: 0, lora_rank: 0, head_merge: 2, mpc_friendly: false }),
-    ("lf+hm", Variant { public_layers: 2, lora_rank: 0, head_merge: 2, mpc_friendly: false }),
-    ("lf+lora", Variant { public_layers: 2, lora_rank: 8, head_merge: 1, mpc_friendly: false }),
-    ("friendly", Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: true }),
+const VARIANTS: [(&str, Variant); 8] = [
+    (
+        "baseline",
+        Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: true },
+    ),
+    (
+        "private",
+        Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false },
+    ),
+    ("lf", Variant { public_layers: 2, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false }),
+    ("lora", Variant { public_layers: 0, lora_rank: 8, head_merge: 1, mpc_friendly: false, private_embedding: false }),
+    ("hm", Variant { public_layers: 0, lora_rank: 0, head_merge: 2, mpc_friendly: false, private_embedding: false }),
+    ("lf+hm", Variant { public_layers: 2, lora_rank: 0, head_merge: 2, mpc_friendly: false, private_embedding: false }),
+    (
+        "lf+lora",
+        Variant { public_layers: 2, lora_rank: 8, head_merge: 1, mpc_friendly: false, private_embedding: false },
+    ),
+    (
+        "friendly",
+        Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: true, private_embedding: false },
+    ),
 ];
 
 fn mean_u64(v: &[u64]) -> f64 {

@@ -144,7 +144,8 @@ impl<'a> Layer<'a> {
 pub struct PlainModel<'a> {
     /// The architecture.
     pub arch: Arch,
-    embed: Cow<'a, [f32]>,
+    /// `None` when the file has no public embedding (the all-private baseline).
+    embed: Option<Weights<'a>>,
     layers: Vec<Layer<'a>>,
     first: usize,
     /// Final norm gain and lm head.
@@ -190,11 +191,18 @@ pub fn rope(x: &mut [f64], m: usize, width: usize, rope_dim: usize, pos0: usize,
 impl<'a> PlainModel<'a> {
     /// Layers `[first, last)` of `f`; with `with_head` also the final norm and lm head.
     pub fn load(f: &ModelFile<'a>, arch: Arch, first: usize, last: usize, with_head: bool) -> Result<Self, StdError> {
-        let embed = vector(f, names::EMBED, arch.vocab * arch.d)?;
+        // The all-private baseline has no public embedding: the client then runs no layer.
+        let embed = match f.tensor(names::EMBED) {
+            None if first == last && !with_head => None,
+            _ => Some(vector(f, names::EMBED, arch.vocab * arch.d)?),
+        };
         let layers = (first..last).map(|l| Layer::load(f, &arch, l)).collect::<Result<Vec<_>, _>>()?;
         let head = if with_head {
             let norm = vector(f, names::NORM, arch.d)?;
-            let lm = if arch.tie_embeddings { embed.clone() } else { vector(f, names::LM_HEAD, arch.vocab * arch.d)? };
+            let lm = match (&embed, arch.tie_embeddings) {
+                (Some(e), true) => e.clone(),
+                _ => vector(f, if arch.tie_embeddings { names::EMBED } else { names::LM_HEAD }, arch.vocab * arch.d)?,
+            };
             Some((norm, lm))
         } else {
             None
@@ -206,13 +214,14 @@ impl<'a> PlainModel<'a> {
     /// Embedding rows of `tokens`.
     pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f64>, StdError> {
         let d = self.arch.d;
+        let embed = self.embed.as_ref().ok_or_else(|| StdError::Model("no public embedding".into()))?;
         let mut h = Vec::with_capacity(tokens.len() * d);
         for t in tokens {
             let t = *t as usize;
             if t >= self.arch.vocab {
                 return Err(StdError::Model(format!("token {t} outside the vocabulary")));
             }
-            h.extend(self.embed[t * d..(t + 1) * d].iter().map(|v| f64::from(*v)));
+            h.extend(embed[t * d..(t + 1) * d].iter().map(|v| f64::from(*v)));
         }
         Ok(h)
     }
@@ -283,6 +292,11 @@ impl<'a> PlainModel<'a> {
     /// Position of the next token.
     pub fn position(&self) -> usize {
         self.pos
+    }
+
+    /// Whether the file gave this model a public embedding.
+    pub fn has_embedding(&self) -> bool {
+        self.embed.is_some()
     }
 
     /// The first layer this model runs.

@@ -77,6 +77,9 @@ pub struct SecureModel {
     layers: Vec<SecLayer>,
     norm: Vect,
     head: Mat,
+    /// Shares of the embedding `[vocab, d]` when it is private (the all-private baseline:
+    /// the client shares one-hot rows and the lookup is a shared product).
+    embed: Option<Vec<u64>>,
     /// Per layer, per plane: keys and values, `T × kv_dim` rows.
     cache: Vec<(CachePlanes, CachePlanes)>,
     pos: usize,
@@ -185,6 +188,13 @@ impl SecureModel {
                 Mat::Shared(share_from_server(p, fp, v, arch.vocab * arch.d)?)
             }
         };
+        let embed = match public_tensor(public, names::EMBED) {
+            Some(_) => None,
+            None => {
+                let v = server_values(server, names::EMBED, arch.vocab * arch.d)?;
+                Some(share_from_server(p, fp, v, arch.vocab * arch.d)?)
+            }
+        };
         let n = layers.len();
         Ok(Self {
             arch,
@@ -192,6 +202,7 @@ impl SecureModel {
             layers,
             norm,
             head,
+            embed,
             cache: (0..n).map(|_| (vec![Vec::new(); P::PLANES], vec![Vec::new(); P::PLANES])).collect(),
             pos: 0,
             max_seq: 4096,
@@ -407,6 +418,57 @@ impl SecureModel {
     pub fn position(&self) -> usize {
         self.pos
     }
+
+    /// Whether the embedding is private, so tokens enter as shared one-hot rows.
+    pub fn embeds_in_mpc(&self) -> bool {
+        self.embed.is_some()
+    }
+
+    /// Hidden rows for `m` tokens: the client's plaintext hidden state shared, or, for a
+    /// private embedding, shared one-hot rows times the shared embedding (an integer one-hot
+    /// times `f`-bit weights needs no truncation).
+    pub fn entry<P: Protocol>(
+        &self,
+        p: &mut P,
+        m: usize,
+        client: Option<(&mut PlainModel<'_>, &[u32])>,
+    ) -> Result<Vec<u64>, StdError> {
+        let (d, v, pl) = (self.arch.d, self.arch.vocab, P::PLANES);
+        let mut h = vec![0; m * d * pl];
+        match &self.embed {
+            None => {
+                let plain = match client {
+                    Some((public, feed)) => {
+                        let mut x = public.embed(feed)?;
+                        public.layers(&mut x, m);
+                        Some(x.iter().map(|z| self.fp.encode(*z)).collect::<Vec<u64>>())
+                    }
+                    None => None,
+                };
+                p.input(CLIENT, plain.as_deref(), &mut h).map_err(core)?;
+            }
+            Some(e) => {
+                let onehot = match client {
+                    Some((_, feed)) => {
+                        let mut o = vec![0u64; m * v];
+                        for (i, t) in feed.iter().enumerate() {
+                            let t = *t as usize;
+                            if t >= v {
+                                return Err(StdError::Model(format!("token {t} outside the vocabulary")));
+                            }
+                            o[i * v + t] = 1;
+                        }
+                        Some(o)
+                    }
+                    None => None,
+                };
+                let mut oh = vec![0; m * v * pl];
+                p.input(CLIENT, onehot.as_deref(), &mut oh).map_err(core)?;
+                p.matmul(&oh, e, &mut h, MatDims::new(m, v, d)).map_err(core)?;
+            }
+        }
+        Ok(h)
+    }
 }
 
 /// Greedy generation: the client (party 0) passes its public model and the prompt; every
@@ -426,23 +488,12 @@ pub fn generate<P: Protocol>(
     if client.as_ref().is_some_and(|(_, prompt)| prompt.len() != prompt_len) {
         return Err(StdError::Model("prompt length differs from the announced one".into()));
     }
-    let d = model.arch().d;
-    let fp = model.fp;
-    let pl = P::PLANES;
     let mut out = Vec::new();
     let mut feed: Vec<u32> = client.as_ref().map(|(_, pr)| pr.to_vec()).unwrap_or_default();
     let mut m = prompt_len;
     for _ in 0..new_tokens {
-        let plain = match client.as_mut() {
-            Some((public, _)) => {
-                let mut h = public.embed(&feed)?;
-                public.layers(&mut h, m);
-                Some(h.iter().map(|v| fp.encode(*v)).collect::<Vec<u64>>())
-            }
-            None => None,
-        };
-        let mut h = vec![0; m * d * pl];
-        p.input(CLIENT, plain.as_deref(), &mut h).map_err(core)?;
+        let c = client.as_mut().map(|(public, _)| (&mut **public, &feed[..]));
+        let mut h = model.entry(p, m, c)?;
         let idx = model.step(p, &mut h, m)?;
         let mut tok = [0u64];
         p.reveal_to(CLIENT, &idx, &mut tok).map_err(core)?;
