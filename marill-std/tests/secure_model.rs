@@ -1,5 +1,7 @@
 //! Secure greedy generation gives the plaintext model's tokens, for each MARILL variant, in
-//! 2PC-Dealer and 3PC.
+//! 2PC-Dealer and 3PC: 20 prompts × 16 new tokens per variant and setting, on random
+//! 4-layer models laid out as the variant (marill-train's embedded default replaces them
+//! when it exists).
 //!
 //! Tie-breaking: the secure logits carry fixed-point error (measured below 1e-2 here), so
 //! where the plaintext model's two best logits are closer than `TIE` = 0.05 either token is
@@ -80,18 +82,21 @@ fn run_variant(v: Variant) {
     let server = random::model(v, 4, 32, 64, 7).unwrap();
     let client = extract_public(&server).unwrap();
     let mut ties = 0;
+    // 20 prompts of 1 to 20 tokens, 16 new tokens each, in both settings.
+    let prompts: Vec<Vec<u32>> = (0..20u32).map(|i| (0..=i).map(|j| (i * 13 + j * 7 + 1) % 64).collect()).collect();
     for setting in [Setting::Dealer, Setting::Rep3] {
-        for prompt in [vec![1u32, 5, 9, 2, 33], vec![60, 3]] {
-            let s = Session { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 8 };
+        for prompt in &prompts {
+            let s = Session { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 16 };
             let r = run_mem(setting, &s).unwrap();
             let got = &r[0].0;
-            assert_eq!(got.len(), 8);
+            assert_eq!(got.len(), 16);
             assert!(r[1].0.is_empty() && r[2].0.is_empty(), "only the client learns tokens");
-            ties += check(&server, &prompt, got);
+            ties += check(&server, prompt, got);
         }
     }
     eprintln!("{v:?}: {ties} near-ties accepted");
-    assert!(ties <= 2, "{ties} near-ties accepted for {v:?}");
+    // 640 tokens per variant: a handful of near-ties is the most fixed point may cause.
+    assert!(ties <= 6, "{ties} near-ties accepted for {v:?}");
 }
 
 #[test]
