@@ -118,6 +118,16 @@ impl Assist {
         self.prg_b.get_or_insert_with(|| Prg::new([0; 32], Stream::Deal))
     }
 
+    /// D: draw A's `(a, b, c)` and B's `(a, b)` of a triple, as A and B draw them.
+    fn draw_triple(&mut self, aa: &mut [u64], ba: &mut [u64], ca: &mut [u64], ab: &mut [u64], bb: &mut [u64]) {
+        self.prg.fill(aa);
+        self.prg.fill(ba);
+        self.prg.fill(ca);
+        let pb = self.prg_b();
+        pb.fill(ab);
+        pb.fill(bb);
+    }
+
     /// A and B: send `msg` to each other and receive the peer's into `rcv`.
     fn exchange<C: Channel>(&self, ch: &mut C, msg: &[u64], rcv: &mut [u64]) -> Result<()> {
         send_words(ch, self.other(), msg)?;
@@ -144,12 +154,7 @@ impl Assist {
         match self.role {
             Role::D => {
                 let [aa, ba, ca, ab, bb] = carve(buf, [n; 5]);
-                self.prg.fill(aa);
-                self.prg.fill(ba);
-                self.prg.fill(ca);
-                let pb = self.prg_b();
-                pb.fill(ab);
-                pb.fill(bb);
+                self.draw_triple(aa, ba, ca, ab, bb);
                 for e in 0..n {
                     let a = aa[e].wrapping_add(ab[e]);
                     let b = ba[e].wrapping_add(bb[e]);
@@ -258,12 +263,7 @@ impl Assist {
         match self.role {
             Role::D => {
                 let [aa, ba, ca, ab, bb] = carve(buf, [mn, nk, mk, mn, nk]);
-                self.prg.fill(aa);
-                self.prg.fill(ba);
-                self.prg.fill(ca);
-                let pb = self.prg_b();
-                pb.fill(ab);
-                pb.fill(bb);
+                self.draw_triple(aa, ba, ca, ab, bb);
                 ring::add_assign(ab, aa)?;
                 ring::add_assign(bb, ba)?;
                 for c in 0..count {
@@ -408,12 +408,7 @@ impl Assist {
         match self.role {
             Role::D => {
                 let [aa, ba, ca, ab, bb] = carve(buf, [l; 5]);
-                self.prg.fill(aa);
-                self.prg.fill(ba);
-                self.prg.fill(ca);
-                let pb = self.prg_b();
-                pb.fill(ab);
-                pb.fill(bb);
+                self.draw_triple(aa, ba, ca, ab, bb);
                 for i in 0..l {
                     ca[i] ^= (aa[i] ^ ab[i]) & (ba[i] ^ bb[i]);
                 }

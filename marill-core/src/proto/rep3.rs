@@ -186,6 +186,20 @@ impl<C: Channel> State<C> {
         }
     }
 
+    /// Truncate a 3-of-3 product share `z` into replicated `out` in two rounds: the
+    /// helper's share is its third part, sent to the other two in the opening round (it is
+    /// masked by the zero share). `rest` holds `2n + trunc_scratch(n)` words.
+    fn trunc_product(&mut self, z: &[u64], shift: u32, out: &mut [u64], rest: &mut [u64]) -> Result<()> {
+        let n = z.len();
+        let (w, rest) = rest.split_at_mut(n);
+        let (tmp, eng_buf) = rest.split_at_mut(n);
+        let j = self.next_helper();
+        let helper = if self.party == j { Helper::Send(z) } else { Helper::Receive };
+        let own = if self.party == j { &[][..] } else { z };
+        self.engines[j].trunc(&mut self.ch, own, shift, w, eng_buf, helper)?;
+        self.reshare_additive(j, w, out, tmp)
+    }
+
     /// `z_i = x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i + α_i` (3-of-3 additive product share).
     fn local_product(&mut self, x: &[u64], y: &[u64], z: &mut [u64], tmp: &mut [u64]) -> Result<()> {
         let n = z.len();
@@ -335,15 +349,8 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         check_shift(shift)?;
         ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len())?;
-        let n = out.len() / 2;
-        let buf = self.scratch.words(3 * n + Assist::trunc_scratch(n))?;
-        let (v, rest) = buf.split_at_mut(n);
-        let (w, rest) = rest.split_at_mut(n);
-        let (tmp, eng_buf) = rest.split_at_mut(n);
-        let j = self.st.next_helper();
-        self.st.to_additive(j, x, v)?;
-        self.st.engines[j].trunc(&mut self.st.ch, v, shift, w, eng_buf, Helper::None)?;
-        self.st.reshare_additive(j, w, out, tmp)
+        out.copy_from_slice(x);
+        self.trunc_in_place(out, shift)
     }
 
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
@@ -352,22 +359,8 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let n = out.len() / 2;
         let buf = self.scratch.words(3 * n + Assist::trunc_scratch(n))?;
         let (z, rest) = buf.split_at_mut(n);
-        let (w, rest) = rest.split_at_mut(n);
-        let (tmp, eng_buf) = rest.split_at_mut(n);
-        self.st.local_product(x, y, z, tmp)?;
-        // Party 2's product share is the helper's third part; parties 0 and 1 truncate
-        // z_0 + z_1 + z_2 as a 2-of-2 value in one round.
-        let j = self.st.next_helper();
-        let helper = if self.st.party == j { Helper::Send(z) } else { Helper::Receive };
-        self.st.engines[j].trunc(
-            &mut self.st.ch,
-            if self.st.party == j { &[] } else { z },
-            shift,
-            w,
-            eng_buf,
-            helper,
-        )?;
-        self.st.reshare_additive(j, w, out, tmp)
+        self.st.local_product(x, y, z, &mut rest[..n])?;
+        self.st.trunc_product(z, shift, out, rest)
     }
 
     fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
@@ -390,20 +383,8 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let n = out.len() / 2;
         let buf = self.scratch.words(3 * n + Assist::trunc_scratch(n))?;
         let (z, rest) = buf.split_at_mut(n);
-        let (w, rest) = rest.split_at_mut(n);
-        let (tmp, eng_buf) = rest.split_at_mut(n);
-        self.st.local_square(x, z, tmp)?;
-        let j = self.st.next_helper();
-        let helper = if self.st.party == j { Helper::Send(z) } else { Helper::Receive };
-        self.st.engines[j].trunc(
-            &mut self.st.ch,
-            if self.st.party == j { &[] } else { z },
-            shift,
-            w,
-            eng_buf,
-            helper,
-        )?;
-        self.st.reshare_additive(j, w, out, tmp)
+        self.st.local_square(x, z, &mut rest[..n])?;
+        self.st.trunc_product(z, shift, out, rest)
     }
 
     fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
