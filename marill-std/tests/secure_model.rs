@@ -186,3 +186,70 @@ fn baseline_with_the_embedding_in_mpc() {
         private_embedding: true,
     });
 }
+
+/// A party that stops after `after` steps (0: during the prefill's set-up).
+struct Dies<'a> {
+    inner: Session<'a>,
+    party: usize,
+}
+
+impl Program for Dies<'_> {
+    type Output = Vec<u32>;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
+        if p.party() == self.party {
+            // Set up, then vanish before generating: the others are mid-prefill.
+            let cf = ModelFile::parse(self.inner.client).map_err(|_| Error::Malformed)?;
+            let sf = ModelFile::parse(self.inner.server).map_err(|_| Error::Malformed)?;
+            let server = (p.party() == 1).then_some(&sf);
+            let public = if p.party() == 1 { &sf } else { &cf };
+            SecureModel::setup(p, public, server, arch_of(&cf)).map_err(|_| Error::Protocol)?;
+            return Err(Error::Protocol);
+        }
+        self.inner.run(p)
+    }
+}
+
+#[test]
+fn a_party_that_dies_mid_generation_ends_the_others_with_an_error_over_tcp() {
+    use marill_std::run::run_tcp;
+    let v = Variant { public_layers: 2, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false };
+    let server = random::model(v, 4, 32, 64, 7).unwrap();
+    let client = extract_public(&server).unwrap();
+    for setting in [Setting::Dealer, Setting::Rep3] {
+        for party in 0..3 {
+            let t = std::time::Instant::now();
+            let s = Dies {
+                inner: Session { server: &server, client: &client, prompt: vec![1, 2, 3], new_tokens: 4 },
+                party,
+            };
+            assert!(run_tcp(setting, &s).is_err(), "{setting:?}: party {party} died, yet the session succeeded");
+            assert!(t.elapsed() < std::time::Duration::from_secs(20), "{setting:?} party {party}: {:?}", t.elapsed());
+        }
+    }
+}
+
+#[test]
+fn the_sequence_limit_is_enforced_before_any_work() {
+    let v = Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false };
+    let server = random::model(v, 2, 32, 64, 9).unwrap();
+    let client = extract_public(&server).unwrap();
+    struct Long<'a>(&'a [u8], &'a [u8]);
+    impl Program for Long<'_> {
+        type Output = String;
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<String, Error> {
+            let cf = ModelFile::parse(self.1).map_err(|_| Error::Malformed)?;
+            let sf = ModelFile::parse(self.0).map_err(|_| Error::Malformed)?;
+            let server = (p.party() == 1).then_some(&sf);
+            let public = if p.party() == 1 { &sf } else { &cf };
+            let mut m = SecureModel::setup(p, public, server, arch_of(&cf)).map_err(|_| Error::Protocol)?;
+            m.max_seq = 8;
+            let before = p.cost().unwrap().bytes_sent;
+            let mut h = vec![0u64; 9 * 32 * P::PLANES];
+            let e = m.step(p, &mut h, 9).unwrap_err().to_string();
+            assert_eq!(p.cost().unwrap().bytes_sent, before, "nothing sent for a refused step");
+            Ok(e)
+        }
+    }
+    let r = run_mem(Setting::Dealer, &Long(&server, &client)).unwrap();
+    assert!(r[0].0.contains("limit of 8 tokens"), "{}", r[0].0);
+}
