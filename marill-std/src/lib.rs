@@ -9,6 +9,7 @@
 pub mod error;
 pub mod model;
 pub mod model_file;
+pub mod party;
 pub mod run;
 pub mod scratch;
 pub mod session;

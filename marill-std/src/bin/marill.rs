@@ -1,5 +1,5 @@
-//! `marill`: the command line. Today: `inspect` and `extract-public` for split-model files.
-//! (`serve`, `client`, `helper`, `dealer` and `demo` arrive with the secure runtime.)
+//! `marill`: the command line: split-model files (`inspect`, `extract-public`) and the
+//! parties of secure inference as processes (`serve`, `helper`, `dealer`, `client`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +11,14 @@ use marill_std::model_file::{MappedModel, ModelMeta, Recipe, decode_postcard, ex
 const USAGE: &str = "usage:
   marill inspect FILE                      sections, tensors, dtypes, sizes, visibility, digest
   marill extract-public FILE -o CLIENT     write the client file (public sections only)
-  marill --help";
+  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3 [--sessions N] [--max-seq N] [--timeout S]
+  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (3PC)
+  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (2PC-Dealer)
+  marill client --model CLIENT_FILE --server ADDR --helper ADDR --setting dealer|rep3 --prompt \"ID ID ...\" --gen N [--timeout S]
+  marill --help
+
+Parties talk plaintext TCP: run them on loopback or a protected network (TLS is not built yet).
+serve and helper print `listening on ADDR` first; the client prints token ids as they arrive.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,6 +27,7 @@ fn main() -> ExitCode {
         Some("extract-public") if args.len() == 4 && args[2] == "-o" => {
             extract(PathBuf::from(&args[1]), PathBuf::from(&args[3]))
         }
+        Some(role @ ("serve" | "helper" | "dealer" | "client")) => party(role, &args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -113,4 +121,100 @@ fn extract(input: PathBuf, output: PathBuf) -> Result<(), StdError> {
         hex(&f.stored_digest())
     );
     Ok(())
+}
+
+/// `--flag value` pairs.
+fn flags(args: &[String]) -> Result<std::collections::HashMap<String, String>, StdError> {
+    let mut m = std::collections::HashMap::new();
+    let mut it = args.iter();
+    while let Some(k) = it.next() {
+        let Some(name) = k.strip_prefix("--") else {
+            return Err(StdError::Handshake(format!("unexpected argument {k}\n{USAGE}")));
+        };
+        let v = it.next().ok_or_else(|| StdError::Handshake(format!("--{name} needs a value")))?;
+        m.insert(name.to_string(), v.clone());
+    }
+    Ok(m)
+}
+
+fn need<'a>(f: &'a std::collections::HashMap<String, String>, k: &str) -> Result<&'a str, StdError> {
+    f.get(k).map(String::as_str).ok_or_else(|| StdError::Handshake(format!("--{k} is required\n{USAGE}")))
+}
+
+fn addr(s: &str) -> Result<std::net::SocketAddr, StdError> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| StdError::Handshake(format!("bad address {s}")))
+}
+
+fn num(f: &std::collections::HashMap<String, String>, k: &str, default: usize) -> Result<usize, StdError> {
+    match f.get(k) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| StdError::Handshake(format!("--{k}: not a number: {v}"))),
+    }
+}
+
+fn party(role: &str, args: &[String]) -> Result<(), StdError> {
+    use marill_std::Setting;
+    use marill_std::party::{self, PartyConfig};
+    use std::io::Write;
+    let f = flags(args)?;
+    let model = MappedModel::open(std::path::Path::new(need(&f, "model")?))?;
+    let setting = match role {
+        "helper" => Setting::Rep3,
+        "dealer" => Setting::Dealer,
+        _ => Setting::parse(need(&f, "setting")?)
+            .ok_or_else(|| StdError::Handshake("--setting is dealer or rep3".into()))?,
+    };
+    let timeout = std::time::Duration::from_secs(num(&f, "timeout", 60)? as u64);
+    let cfg = PartyConfig {
+        setting,
+        tcp: marill_std::transport::tcp::TcpConfig { connect_timeout: timeout, io_timeout: timeout },
+        max_seq: num(&f, "max-seq", 4096)?,
+    };
+    let sessions = f.get("sessions").map(|_| num(&f, "sessions", 0)).transpose()?;
+    let log = |m: &str| eprintln!("marill {role}: {m}");
+    match role {
+        "serve" | "helper" | "dealer" => {
+            let listener =
+                std::net::TcpListener::bind(addr(need(&f, "listen")?)?).map_err(|e| StdError::io("bind", e))?;
+            let local = listener.local_addr().map_err(|e| StdError::io("local address", e))?;
+            println!("listening on {local}");
+            std::io::stdout().flush().map_err(|e| StdError::io("stdout", e))?;
+            if role == "serve" {
+                party::serve(listener, &model, &cfg, sessions, log)
+            } else {
+                party::helper(listener, addr(need(&f, "server")?)?, &model, &cfg, sessions, log)
+            }
+        }
+        _ => {
+            let prompt: Vec<u32> = need(&f, "prompt")?
+                .split_whitespace()
+                .map(|t| t.parse().map_err(|_| StdError::Handshake(format!("prompt token {t} is not a number"))))
+                .collect::<Result<_, _>>()?;
+            let n = num(&f, "gen", 16)?;
+            let mut out = std::io::stdout();
+            let mut on_token = |t: u32| {
+                let _ = write!(out, "{t} ");
+                let _ = out.flush();
+            };
+            let t0 = std::time::Instant::now();
+            let (_, cost) = party::client(
+                addr(need(&f, "server")?)?,
+                addr(need(&f, "helper")?)?,
+                &model,
+                &cfg,
+                &prompt,
+                n,
+                &mut on_token,
+            )?;
+            println!();
+            eprintln!(
+                "marill client: {n} tokens in {:.3} s; this party sent {} bytes, {} rounds",
+                t0.elapsed().as_secs_f64(),
+                cost.bytes_sent,
+                cost.rounds
+            );
+            Ok(())
+        }
+    }
 }

@@ -477,9 +477,21 @@ impl SecureModel {
 pub fn generate<P: Protocol>(
     p: &mut P,
     model: &mut SecureModel,
+    client: Option<(&mut PlainModel<'_>, &[u32])>,
+    prompt_len: usize,
+    new_tokens: usize,
+) -> Result<Vec<u32>, StdError> {
+    generate_streaming(p, model, client, prompt_len, new_tokens, |_| {})
+}
+
+/// [`generate`], calling `on_token` at the client as each token arrives.
+pub fn generate_streaming<P: Protocol>(
+    p: &mut P,
+    model: &mut SecureModel,
     mut client: Option<(&mut PlainModel<'_>, &[u32])>,
     prompt_len: usize,
     new_tokens: usize,
+    mut on_token: impl FnMut(u32),
 ) -> Result<Vec<u32>, StdError> {
     let is_client = p.party() == CLIENT;
     if is_client != client.is_some() {
@@ -500,6 +512,7 @@ pub fn generate<P: Protocol>(
         if is_client {
             let t = u32::try_from(tok[0]).map_err(|_| StdError::Model("token out of range".into()))?;
             out.push(t);
+            on_token(t);
             feed = vec![t];
         }
         m = 1;

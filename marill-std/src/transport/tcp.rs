@@ -140,6 +140,23 @@ pub fn establish(
     Ok(TcpChannel { id, peers })
 }
 
+/// A channel for party `id` from streams already connected to its peers (`streams[j]`
+/// for each peer `j`, `None` for itself), for callers that set connections up themselves
+/// (the session broker of `marill serve`). The streams are configured with `cfg`.
+pub fn from_streams(id: PartyId, streams: Vec<Option<TcpStream>>, cfg: TcpConfig) -> Result<TcpChannel, StdError> {
+    let mut peers = Vec::with_capacity(streams.len());
+    for (j, s) in streams.into_iter().enumerate() {
+        peers.push(match s {
+            None => None,
+            Some(stream) => {
+                configure(&stream, cfg)?;
+                Some(spawn_peer(id, j, stream)?)
+            }
+        });
+    }
+    Ok(TcpChannel { id, peers })
+}
+
 fn configure(s: &TcpStream, cfg: TcpConfig) -> Result<(), StdError> {
     s.set_nodelay(true).map_err(|e| StdError::io("set TCP_NODELAY", e))?;
     s.set_read_timeout(Some(cfg.io_timeout)).map_err(|e| StdError::io("set read timeout", e))?;

@@ -1,0 +1,380 @@
+//! Parties as processes: `marill serve`, `marill helper` (3PC) / `marill dealer`
+//! (2PC-Dealer) and `marill client`, over TCP.
+//!
+//! **Connections.** The server listens; the helper (or dealer) listens. A client picks a
+//! random session id and connects to both; the helper, on a client's connection, connects
+//! to the server with the same session id; the server pairs a client's and a helper's
+//! connections by session id and serves sessions one after another. Every connection opens
+//! with a 32-byte hello: magic `MARILLP1`, the sender's party id (u32), the sender's role
+//! flags (u32, reserved 0) and the 16-byte session id.
+//!
+//! **Handshake.** Then every pair of parties swaps a 64-byte [`Handshake`] — protocol
+//! version, setting, fixed-point bits, the public part's digest, the session id — and both
+//! refuse a mismatch with an error that names the field, so a client with other public
+//! weights, another setting or another fixed-point format is turned away by every party.
+//! The client then announces its request (prompt length and tokens to generate), which
+//! the others check against their sequence limit.
+//!
+//! **Failures.** Connect and every read or write time out (`TcpConfig`); a party that dies
+//! ends the others with an error; the server logs it and serves the next session.
+//!
+//! The channel is plaintext TCP: seeds and shares travel in the clear between parties, so
+//! use it on loopback or inside a protected network until the TLS transport lands.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use marill_core::cost::Metered;
+use marill_core::format::{ModelFile, SectionKind};
+use marill_core::proto::Protocol;
+use marill_core::{Channel, PartyId};
+
+use crate::model::Arch;
+use crate::model::plain::PlainModel;
+use crate::model::secure::{CLIENT, SERVER, SecureModel, generate_streaming};
+use crate::model_file::{MappedModel, ModelMeta, decode_postcard};
+use crate::session::{dealer_party, entropy, rep3_party};
+use crate::transport::tcp::{self, TcpChannel, TcpConfig};
+use crate::{Setting, StdError};
+
+/// The helper's (or dealer's) party id.
+pub const HELPER: PartyId = 2;
+/// Version of the session protocol (hello, handshake, request).
+pub const SESSION_VERSION: u32 = 1;
+const HELLO_MAGIC: [u8; 8] = *b"MARILLP1";
+
+/// What every pair of parties must agree on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshake {
+    /// [`SESSION_VERSION`].
+    pub version: u32,
+    /// 1 = 2PC-Dealer, 2 = 3PC.
+    pub setting: u32,
+    /// Fixed-point fractional bits.
+    pub frac_bits: u32,
+    /// The sender's party id.
+    pub party: u32,
+    /// The public part's digest.
+    pub digest: [u8; 32],
+    /// The session id.
+    pub session: [u8; 16],
+}
+
+impl Handshake {
+    fn encode(&self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[..4].copy_from_slice(&self.version.to_le_bytes());
+        b[4..8].copy_from_slice(&self.setting.to_le_bytes());
+        b[8..12].copy_from_slice(&self.frac_bits.to_le_bytes());
+        b[12..16].copy_from_slice(&self.party.to_le_bytes());
+        b[16..48].copy_from_slice(&self.digest);
+        b[48..64].copy_from_slice(&self.session);
+        b
+    }
+    fn decode(b: &[u8; 64]) -> Self {
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&b[16..48]);
+        let mut session = [0u8; 16];
+        session.copy_from_slice(&b[48..64]);
+        Self { version: u(0), setting: u(4), frac_bits: u(8), party: u(12), digest, session }
+    }
+    /// The first field in which `peer` differs from what this party expects of party `from`.
+    fn mismatch(&self, peer: &Handshake, from: PartyId) -> Option<String> {
+        if peer.version != self.version {
+            return Some(format!("session protocol version {} (this party speaks {})", peer.version, self.version));
+        }
+        if peer.party as usize != from {
+            return Some(format!("party id {} where party {from} was expected", peer.party));
+        }
+        if peer.setting != self.setting {
+            return Some(format!("setting {} (this party runs {})", peer.setting, self.setting));
+        }
+        if peer.frac_bits != self.frac_bits {
+            return Some(format!("{} fractional bits (this party uses {})", peer.frac_bits, self.frac_bits));
+        }
+        if peer.session != self.session {
+            return Some("another session id".into());
+        }
+        if peer.digest != self.digest {
+            return Some("a different public-model digest: the parties hold different public weights".into());
+        }
+        None
+    }
+}
+
+fn setting_code(s: Setting) -> u32 {
+    match s {
+        Setting::Dealer => 1,
+        Setting::Rep3 => 2,
+    }
+}
+
+/// Swap handshakes with every peer; a mismatch is an error (every party detects it).
+pub fn handshake<C: Channel>(ch: &mut C, mine: &Handshake) -> Result<(), StdError> {
+    let me = ch.id();
+    let enc = mine.encode();
+    for peer in (0..3).filter(|p| *p != me) {
+        ch.send(peer, &enc)?;
+    }
+    ch.flush()?;
+    for peer in (0..3).filter(|p| *p != me) {
+        let mut b = [0u8; 64];
+        ch.recv(peer, &mut b)?;
+        if let Some(why) = mine.mismatch(&Handshake::decode(&b), peer) {
+            return Err(StdError::Handshake(format!("party {peer} has {why}")));
+        }
+    }
+    Ok(())
+}
+
+fn hello(party: PartyId, session: &[u8; 16]) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    h[..8].copy_from_slice(&HELLO_MAGIC);
+    h[8..12].copy_from_slice(&(party as u32).to_le_bytes());
+    h[16..32].copy_from_slice(session);
+    h
+}
+
+fn read_hello(s: &mut TcpStream, timeout: Duration) -> Result<(PartyId, [u8; 16]), StdError> {
+    s.set_read_timeout(Some(timeout)).map_err(|e| StdError::io("set timeout", e))?;
+    let mut h = [0u8; 32];
+    s.read_exact(&mut h).map_err(|e| StdError::io("read hello", e))?;
+    if h[..8] != HELLO_MAGIC || h[12..16] != [0; 4] {
+        return Err(StdError::Handshake("not a marill party (bad hello)".into()));
+    }
+    let party = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    let mut session = [0u8; 16];
+    session.copy_from_slice(&h[16..32]);
+    Ok((party, session))
+}
+
+fn connect(addr: SocketAddr, cfg: TcpConfig) -> Result<TcpStream, StdError> {
+    let deadline = Instant::now() + cfg.connect_timeout;
+    loop {
+        match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= deadline => return Err(StdError::io(format!("connect to {addr}"), e)),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// A model file's public digest, fixed-point bits and architecture.
+fn model_info(f: &ModelFile<'_>) -> Result<([u8; 32], Arch), StdError> {
+    let digest = f.verify_digest()?;
+    let sec =
+        f.find_section(SectionKind::Metadata, false).ok_or_else(|| StdError::Model("no public metadata".into()))?;
+    let meta: ModelMeta = decode_postcard(sec.bytes)?;
+    Ok((digest, Arch::from_meta(&meta)?))
+}
+
+/// The client's request: prompt length and new tokens (public to every party).
+fn send_request<C: Channel>(ch: &mut C, prompt_len: usize, new_tokens: usize) -> Result<(), StdError> {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&(prompt_len as u32).to_le_bytes());
+    b[4..].copy_from_slice(&(new_tokens as u32).to_le_bytes());
+    ch.send(SERVER, &b)?;
+    ch.send(HELPER, &b)?;
+    Ok(ch.flush()?)
+}
+
+fn recv_request<C: Channel>(ch: &mut C, max_seq: usize) -> Result<(usize, usize), StdError> {
+    let mut b = [0u8; 8];
+    ch.recv(CLIENT, &mut b)?;
+    let p = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    let n = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
+    if p == 0 || n == 0 || p.saturating_add(n) > max_seq {
+        return Err(StdError::Model(format!("request of {p} + {n} tokens outside 1..={max_seq}")));
+    }
+    Ok((p, n))
+}
+
+/// The client's side of a session: prompt, tokens to generate, and the token callback.
+type ClientRequest<'a> = (&'a [u32], usize, &'a mut dyn FnMut(u32));
+
+/// Options shared by the roles.
+#[derive(Debug, Clone)]
+pub struct PartyConfig {
+    /// The setting.
+    pub setting: Setting,
+    /// Timeouts.
+    pub tcp: TcpConfig,
+    /// Longest prompt + generation a session may ask for.
+    pub max_seq: usize,
+}
+
+fn run_session(
+    ch: TcpChannel,
+    cfg: &PartyConfig,
+    file: &ModelFile<'_>,
+    session: [u8; 16],
+    client: Option<ClientRequest<'_>>,
+) -> Result<(Vec<u32>, marill_core::cost::Cost), StdError> {
+    let (digest, arch) = model_info(file)?;
+    let me = ch.id();
+    let mut ch = Metered::new(ch);
+    let mine = Handshake {
+        version: SESSION_VERSION,
+        setting: setting_code(cfg.setting),
+        frac_bits: arch.frac_bits,
+        party: me as u32,
+        digest,
+        session,
+    };
+    handshake(&mut ch, &mine)?;
+    let (prompt_len, new_tokens) = match &client {
+        Some((prompt, n, _)) => {
+            send_request(&mut ch, prompt.len(), *n)?;
+            (prompt.len(), *n)
+        }
+        None => recv_request(&mut ch, cfg.max_seq)?,
+    };
+    match cfg.setting {
+        Setting::Dealer => {
+            let mut p = dealer_party(ch)?;
+            let out = drive(&mut p, file, arch, client, prompt_len, new_tokens, cfg.max_seq)?;
+            Ok((out, p.channel().cost()))
+        }
+        Setting::Rep3 => {
+            let mut p = rep3_party(ch)?;
+            let out = drive(&mut p, file, arch, client, prompt_len, new_tokens, cfg.max_seq)?;
+            Ok((out, p.channel().cost()))
+        }
+    }
+}
+
+fn drive<P: Protocol>(
+    p: &mut P,
+    file: &ModelFile<'_>,
+    arch: Arch,
+    client: Option<ClientRequest<'_>>,
+    prompt_len: usize,
+    new_tokens: usize,
+    max_seq: usize,
+) -> Result<Vec<u32>, StdError> {
+    let server = (p.party() == SERVER).then_some(file);
+    let mut model = SecureModel::setup(p, file, server, arch.clone())?;
+    model.max_seq = max_seq;
+    match client {
+        Some((prompt, _, on_token)) => {
+            let mut public = PlainModel::load(file, arch.clone(), 0, arch.n_public, false)?;
+            generate_streaming(p, &mut model, Some((&mut public, prompt)), prompt_len, new_tokens, on_token)
+        }
+        None => generate_streaming(p, &mut model, None, prompt_len, new_tokens, |_| {}),
+    }
+}
+
+/// `marill serve`: serve sessions one after another on `listener`, with the server file
+/// `model`. Runs until `sessions` sessions ended (forever with `None`); each session's
+/// outcome is passed to `log`.
+pub fn serve(
+    listener: TcpListener,
+    model: &MappedModel,
+    cfg: &PartyConfig,
+    sessions: Option<usize>,
+    mut log: impl FnMut(&str),
+) -> Result<(), StdError> {
+    let file = model.file()?;
+    let mut pending: Vec<(PartyId, [u8; 16], TcpStream, Instant)> = Vec::new();
+    let mut served = 0;
+    while sessions.is_none_or(|n| served < n) {
+        let (mut s, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
+        let (party, session) = match read_hello(&mut s, cfg.tcp.io_timeout) {
+            Ok(h) if h.0 == CLIENT || h.0 == HELPER => h,
+            Ok((p, _)) => {
+                log(&format!("refused a connection from {peer}: party id {p}"));
+                continue;
+            }
+            Err(e) => {
+                log(&format!("refused a connection from {peer}: {e}"));
+                continue;
+            }
+        };
+        // Forget half-open sessions older than the connect timeout.
+        pending.retain(|(_, _, _, t)| t.elapsed() < cfg.tcp.connect_timeout);
+        let other = pending.iter().position(|(p, sid, _, _)| *sid == session && *p != party);
+        let Some(i) = other else {
+            pending.push((party, session, s, Instant::now()));
+            continue;
+        };
+        let (op, _, os, _) = pending.swap_remove(i);
+        let mut streams: Vec<Option<TcpStream>> = vec![None, None, None];
+        streams[party] = Some(s);
+        streams[op] = Some(os);
+        let outcome =
+            tcp::from_streams(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, &file, session, None));
+        served += 1;
+        match outcome {
+            Ok((_, cost)) => {
+                log(&format!("session {served}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds))
+            }
+            Err(e) => log(&format!("session {served}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// `marill helper` / `marill dealer`: for each client that connects to `listener`, join
+/// the session at `server` and play party 2.
+pub fn helper(
+    listener: TcpListener,
+    server: SocketAddr,
+    model: &MappedModel,
+    cfg: &PartyConfig,
+    sessions: Option<usize>,
+    mut log: impl FnMut(&str),
+) -> Result<(), StdError> {
+    let file = model.file()?;
+    let mut served = 0;
+    while sessions.is_none_or(|n| served < n) {
+        let (mut c, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
+        let session = match read_hello(&mut c, cfg.tcp.io_timeout) {
+            Ok((CLIENT, sid)) => sid,
+            Ok((p, _)) => {
+                log(&format!("refused a connection from {peer}: party id {p}"));
+                continue;
+            }
+            Err(e) => {
+                log(&format!("refused a connection from {peer}: {e}"));
+                continue;
+            }
+        };
+        served += 1;
+        let outcome = (|| {
+            let mut s = connect(server, cfg.tcp)?;
+            s.write_all(&hello(HELPER, &session)).map_err(|e| StdError::io("hello to server", e))?;
+            let ch = tcp::from_streams(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
+            run_session(ch, cfg, &file, session, None)
+        })();
+        match outcome {
+            Ok((_, cost)) => {
+                log(&format!("session {served}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds))
+            }
+            Err(e) => log(&format!("session {served}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// `marill client`: one session; `on_token` sees each token as it arrives.
+pub fn client(
+    server: SocketAddr,
+    helper: SocketAddr,
+    model: &MappedModel,
+    cfg: &PartyConfig,
+    prompt: &[u32],
+    new_tokens: usize,
+    on_token: &mut dyn FnMut(u32),
+) -> Result<(Vec<u32>, marill_core::cost::Cost), StdError> {
+    let file = model.file()?;
+    let mut session = [0u8; 16];
+    session.copy_from_slice(&entropy()?[..16]);
+    let mut s = connect(server, cfg.tcp)?;
+    s.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to server", e))?;
+    let mut h = connect(helper, cfg.tcp)?;
+    h.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to helper", e))?;
+    let ch = tcp::from_streams(CLIENT, vec![None, Some(s), Some(h)], cfg.tcp)?;
+    run_session(ch, cfg, &file, session, Some((prompt, new_tokens, on_token)))
+}
