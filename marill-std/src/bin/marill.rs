@@ -11,6 +11,10 @@ use marill_std::model_file::{MappedModel, ModelMeta, Recipe, decode_postcard, ex
 const USAGE: &str = "usage:
   marill inspect FILE                      sections, tensors, dtypes, sizes, visibility, digest
   marill extract-public FILE -o CLIENT     write the client file (public sections only)
+  marill random-model --variant V --out DIR [--seed N]
+                                           write DIR/server.marill and DIR/client.marill: a random
+                                           4-layer model (d 64, vocab 256) laid out as variant V,
+                                           one of private lf lora lf+lora hm lf+hm friendly baseline
   marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3 [--sessions N] [--max-seq N] [--timeout S]
   marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (3PC)
   marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (2PC-Dealer)
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
             extract(PathBuf::from(&args[1]), PathBuf::from(&args[3]))
         }
         Some(role @ ("serve" | "helper" | "dealer" | "client")) => party(role, &args[1..]),
+        Some("random-model") => random_model(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -47,25 +52,29 @@ fn main() -> ExitCode {
 }
 
 fn inspect(path: PathBuf) -> Result<(), StdError> {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let m = MappedModel::open(&path)?;
     let f = m.file()?;
     let h = f.header();
-    println!("file      {}", path.display());
-    println!("version   {}.{}", h.version_major.get(), h.version_minor.get());
-    println!("size      {} bytes", f.bytes().len());
-    println!("kind      {}", if f.has_private() { "server (public + private)" } else { "client (public only)" });
+    let _ = writeln!(o, "file      {}", path.display());
+    let _ = writeln!(o, "version   {}.{}", h.version_major.get(), h.version_minor.get());
+    let _ = writeln!(o, "size      {} bytes", f.bytes().len());
+    let _ =
+        writeln!(o, "kind      {}", if f.has_private() { "server (public + private)" } else { "client (public only)" });
     match f.verify_digest() {
-        Ok(d) => println!("digest    {} (verified)", hex(&d)),
-        Err(_) => println!("digest    {} (DOES NOT MATCH the public sections)", hex(&f.stored_digest())),
+        Ok(d) => drop(writeln!(o, "digest    {} (verified)", hex(&d))),
+        Err(_) => drop(writeln!(o, "digest    {} (DOES NOT MATCH the public sections)", hex(&f.stored_digest()))),
     }
-    println!("\nsections");
-    println!("  {:>3}  {:<13} {:<8} {:>12} {:>12}  name", "#", "kind", "access", "offset", "bytes");
+    let _ = writeln!(o, "\nsections");
+    let _ = writeln!(o, "  {:>3}  {:<13} {:<8} {:>12} {:>12}  name", "#", "kind", "access", "offset", "bytes");
     for s in f.sections() {
         let kind = match s.kind {
             SectionKind::Unknown(c) => format!("unknown({c})"),
             k => k.name().to_string(),
         };
-        println!(
+        let _ = writeln!(
+            o,
             "  {:>3}  {:<13} {:<8} {:>12} {:>12}  {}",
             s.index,
             kind,
@@ -78,21 +87,24 @@ fn inspect(path: PathBuf) -> Result<(), StdError> {
     for s in f.sections() {
         match s.kind {
             SectionKind::Metadata => match decode_postcard::<ModelMeta>(s.bytes) {
-                Ok(meta) => println!("\n{} metadata\n  {meta:?}", if s.private { "private" } else { "public" }),
-                Err(e) => println!("\nmetadata section {} does not decode: {e}", s.index),
+                Ok(meta) => {
+                    drop(writeln!(o, "\n{} metadata\n  {meta:?}", if s.private { "private" } else { "public" }))
+                }
+                Err(e) => drop(writeln!(o, "\nmetadata section {} does not decode: {e}", s.index)),
             },
             SectionKind::Recipe => match decode_postcard::<Recipe>(s.bytes) {
-                Ok(r) => println!("\nrecipe\n  {r:?}"),
-                Err(e) => println!("\nrecipe section {} does not decode: {e}", s.index),
+                Ok(r) => drop(writeln!(o, "\nrecipe\n  {r:?}")),
+                Err(e) => drop(writeln!(o, "\nrecipe section {} does not decode: {e}", s.index)),
             },
             _ => {}
         }
     }
     let tensors: Vec<_> = f.tensors().collect();
-    println!("\ntensors ({})", tensors.len());
-    println!("  {:<48} {:<5} {:<22} {:>12}  access", "name", "dtype", "shape", "bytes");
+    let _ = writeln!(o, "\ntensors ({})", tensors.len());
+    let _ = writeln!(o, "  {:<48} {:<5} {:<22} {:>12}  access", "name", "dtype", "shape", "bytes");
     for t in &tensors {
-        println!(
+        let _ = writeln!(
+            o,
             "  {:<48} {:<5} {:<22} {:>12}  {}",
             t.name,
             t.dtype.name(),
@@ -104,8 +116,17 @@ fn inspect(path: PathBuf) -> Result<(), StdError> {
     let (pubb, privb): (usize, usize) = tensors
         .iter()
         .fold((0, 0), |(a, b), t| if t.private { (a, b + t.bytes.len()) } else { (a + t.bytes.len(), b) });
-    println!("\ntensor bytes: {pubb} public, {privb} private");
-    Ok(())
+    let _ = writeln!(o, "\ntensor bytes: {pubb} public, {privb} private");
+    emit(&o)
+}
+
+/// Write to stdout; a closed pipe (`marill inspect F | head`) is not an error.
+fn emit(text: &str) -> Result<(), StdError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(StdError::io("write to stdout", e)),
+        _ => Ok(()),
+    }
 }
 
 fn extract(input: PathBuf, output: PathBuf) -> Result<(), StdError> {
@@ -217,4 +238,38 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             Ok(())
         }
     }
+}
+
+fn random_model(args: &[String]) -> Result<(), StdError> {
+    use marill_std::model::random::{self, Variant};
+    let f = flags(args)?;
+    let v = |public_layers, lora_rank, head_merge, mpc_friendly, private_embedding| Variant {
+        public_layers,
+        lora_rank,
+        head_merge,
+        mpc_friendly,
+        private_embedding,
+    };
+    let variant = match need(&f, "variant")? {
+        "baseline" => v(0, 0, 1, false, true),
+        "private" => v(0, 0, 1, false, false),
+        "lf" => v(2, 0, 1, false, false),
+        "lora" => v(0, 8, 1, false, false),
+        "lf+lora" => v(2, 8, 1, false, false),
+        "hm" => v(0, 0, 2, false, false),
+        "lf+hm" => v(2, 0, 2, false, false),
+        "friendly" => v(0, 0, 1, true, false),
+        other => return Err(StdError::Handshake(format!("unknown variant {other}"))),
+    };
+    let seed = u8::try_from(num(&f, "seed", 11)?).map_err(|_| StdError::Handshake("--seed is 0..=255".into()))?;
+    let dir = PathBuf::from(need(&f, "out")?);
+    std::fs::create_dir_all(&dir).map_err(|e| StdError::io(format!("create {}", dir.display()), e))?;
+    let server = random::model(variant, 4, 64, 256, seed)?;
+    let client = extract_public(&server)?;
+    for (name, bytes) in [("server.marill", &server), ("client.marill", &client)] {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| StdError::io(format!("write {}", p.display()), e))?;
+        println!("wrote {} ({} bytes)", p.display(), bytes.len());
+    }
+    Ok(())
 }
