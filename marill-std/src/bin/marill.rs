@@ -63,8 +63,12 @@ fn inspect(path: PathBuf) -> Result<(), StdError> {
     let _ =
         writeln!(o, "kind      {}", if f.has_private() { "server (public + private)" } else { "client (public only)" });
     match f.verify_digest() {
-        Ok(d) => drop(writeln!(o, "digest    {} (verified)", hex(&d))),
-        Err(_) => drop(writeln!(o, "digest    {} (DOES NOT MATCH the public sections)", hex(&f.stored_digest()))),
+        Ok(d) => {
+            let _ = writeln!(o, "digest    {} (verified)", hex(&d));
+        }
+        Err(_) => {
+            let _ = writeln!(o, "digest    {} (DOES NOT MATCH the public sections)", hex(&f.stored_digest()));
+        }
     }
     let _ = writeln!(o, "\nsections");
     let _ = writeln!(o, "  {:>3}  {:<13} {:<8} {:>12} {:>12}  name", "#", "kind", "access", "offset", "bytes");
@@ -88,13 +92,19 @@ fn inspect(path: PathBuf) -> Result<(), StdError> {
         match s.kind {
             SectionKind::Metadata => match decode_postcard::<ModelMeta>(s.bytes) {
                 Ok(meta) => {
-                    drop(writeln!(o, "\n{} metadata\n  {meta:?}", if s.private { "private" } else { "public" }))
+                    let _ = writeln!(o, "\n{} metadata\n  {meta:?}", if s.private { "private" } else { "public" });
                 }
-                Err(e) => drop(writeln!(o, "\nmetadata section {} does not decode: {e}", s.index)),
+                Err(e) => {
+                    let _ = writeln!(o, "\nmetadata section {} does not decode: {e}", s.index);
+                }
             },
             SectionKind::Recipe => match decode_postcard::<Recipe>(s.bytes) {
-                Ok(r) => drop(writeln!(o, "\nrecipe\n  {r:?}")),
-                Err(e) => drop(writeln!(o, "\nrecipe section {} does not decode: {e}", s.index)),
+                Ok(r) => {
+                    let _ = writeln!(o, "\nrecipe\n  {r:?}");
+                }
+                Err(e) => {
+                    let _ = writeln!(o, "\nrecipe section {} does not decode: {e}", s.index);
+                }
             },
             _ => {}
         }
