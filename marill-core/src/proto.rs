@@ -73,6 +73,38 @@ pub trait Protocol {
     /// gross error in that range.
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()>;
 
+    /// Prepare a weight matrix `w (n×k)` that party `owner` knows in the clear, once per
+    /// session; returns this party's material for [`matmul_weight`](Self::matmul_weight)
+    /// (opaque: its layout is the protocol's). Every party passes the same `owner`, `n`, `k`;
+    /// only the owner passes `Some(w)`. The default secret-shares `w` (`input`).
+    fn share_weight(&mut self, owner: PartyId, w: Option<&[u64]>, n: usize, k: usize) -> Result<WeightShares> {
+        let len = n.checked_mul(k).ok_or(crate::Error::ShapeMismatch)?;
+        ensure_shape(owner <= 2 && (owner == self.party()) == w.is_some())?;
+        if let Some(w) = w {
+            ensure_shape(w.len() == len)?;
+        }
+        Ok(WeightShares { n, k, words: len * Self::PLANES })
+    }
+
+    /// `out = x · W` for shared `x (m×n)` and a weight prepared by
+    /// [`share_weight`](Self::share_weight) (`material` is what it returned; no truncation).
+    fn matmul_weight(&mut self, x: &[u64], material: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
+        self.matmul(x, material, out, d)
+    }
+
+    /// The material of [`share_weight`](Self::share_weight), filled in by
+    /// [`fill_weight`](Self::fill_weight).
+    fn fill_weight(
+        &mut self,
+        owner: PartyId,
+        w: Option<&[u64]>,
+        spec: WeightShares,
+        material: &mut [u64],
+    ) -> Result<()> {
+        ensure_shape(material.len() == spec.words)?;
+        self.input(owner, w, material)
+    }
+
     /// `trunc(x · y, shift)`, fused where the setting allows it.
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()>;
 
@@ -167,6 +199,18 @@ pub trait Protocol {
         }
         Ok(())
     }
+}
+
+/// Size of a party's material for a weight known to one party (see
+/// [`Protocol::share_weight`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightShares {
+    /// Rows of the weight.
+    pub n: usize,
+    /// Columns of the weight.
+    pub k: usize,
+    /// Words of material this party keeps.
+    pub words: usize,
 }
 
 /// Checks that `shift` is a valid truncation shift (`1..=62`).

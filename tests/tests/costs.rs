@@ -23,6 +23,7 @@ enum Op {
     Square,
     Matmul,
     MatmulMany,
+    MatmulWeight,
     Trunc,
     MulTrunc,
     Ltz,
@@ -61,6 +62,16 @@ impl Program for One {
                 let mut c = vec![0u64; 3 * D.m * D.k * pl];
                 p.matmul_many(&a, &b, &mut c, D, 3)
             }
+            Op::MatmulWeight => {
+                let w = vec![2u64; D.n * D.k];
+                let mine = (p.party() == 1).then_some(&w[..]);
+                let spec = p.share_weight(1, mine, D.n, D.k)?;
+                let mut material = vec![0; spec.words];
+                p.fill_weight(1, mine, spec, &mut material)?;
+                let a = vec![1u64; D.m * D.n * pl];
+                let mut c = vec![0u64; D.m * D.k * pl];
+                p.matmul_weight(&a, &material, &mut c, D)
+            }
             Op::Trunc => p.trunc(&x, 16, &mut o),
             Op::MulTrunc => p.mul_trunc(&x, &x, 16, &mut o),
             Op::Ltz => p.ltz(&x, &mut o),
@@ -94,6 +105,8 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Dealer, Op::Square) => ([8 * n, 8 * n, 8 * n], 1),
         (Setting::Dealer, Op::Matmul) => ([8 * (mn + nk), 8 * (mn + nk), 8 * mk], 1),
         (Setting::Dealer, Op::MatmulMany) => ([24 * (mn + nk), 24 * (mn + nk), 24 * mk], 1),
+        // One-time set-up (party 1 sends W − S) and one product (party 0 sends x_0 − R).
+        (Setting::Dealer, Op::MatmulWeight) => ([8 * mn, 8 * nk, 8 * mk], 2),
         (Setting::Dealer, Op::Trunc) => ([8 * n, 8 * n, 16 * n], 1),
         (Setting::Dealer, Op::MulTrunc) => ([24 * n, 24 * n, 24 * n], 2),
         (Setting::Dealer, Op::Ltz) => ([8 * n + 424 * w, 8 * n + 424 * w, 40 * n + 216 * w], 6),
@@ -109,6 +122,7 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Rep3, Op::Mul | Op::Square) => ([8 * n, 8 * n, 8 * n], 1),
         (Setting::Rep3, Op::Matmul) => ([8 * mk, 8 * mk, 8 * mk], 1),
         (Setting::Rep3, Op::MatmulMany) => ([24 * mk, 24 * mk, 24 * mk], 1),
+        (Setting::Rep3, Op::MatmulWeight) => ([8 * mk, 8 * nk + 8 * mk, 8 * mk], 2),
         (Setting::Rep3, Op::Trunc) => ([16 * n, 16 * n, 16 * n], 2),
         (Setting::Rep3, Op::MulTrunc) => ([16 * n, 16 * n, 32 * n], 2),
         (Setting::Rep3, Op::Ltz) => ([16 * n + 424 * w, 16 * n + 424 * w, 40 * n + 216 * w], 7),
@@ -131,6 +145,7 @@ fn bytes_and_rounds_match_the_formulas() {
         Op::Square,
         Op::Matmul,
         Op::MatmulMany,
+        Op::MatmulWeight,
         Op::Trunc,
         Op::MulTrunc,
         Op::Ltz,

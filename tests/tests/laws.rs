@@ -115,3 +115,48 @@ fn batched_matmul_is_blockwise_plain_matmul() {
         assert_eq!(r[0].0, want, "{s:?}");
     }
 }
+
+struct WeightProduct {
+    x: Vec<u64>,
+    w: Vec<u64>,
+    d: MatDims,
+    calls: usize,
+}
+
+impl Program for WeightProduct {
+    type Output = Vec<Vec<u64>>;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<Vec<u64>>, Error> {
+        let pl = P::PLANES;
+        let mine = (p.party() == 1).then_some(&self.w[..]);
+        let spec = p.share_weight(1, mine, self.d.n, self.d.k)?;
+        let mut material = vec![0; spec.words];
+        p.fill_weight(1, mine, spec, &mut material)?;
+        let mut outs = Vec::new();
+        // The one-time set-up serves many products, each with fresh masks.
+        for c in 0..self.calls {
+            let xc: Vec<u64> = self.x.iter().map(|v| v.wrapping_add(c as u64)).collect();
+            let mut x = vec![0; xc.len() * pl];
+            p.input(0, (p.party() == 0).then_some(&xc[..]), &mut x)?;
+            let mut o = vec![0; self.d.m * self.d.k * pl];
+            p.matmul_weight(&x, &material, &mut o, self.d)?;
+            let mut opened = vec![0; self.d.m * self.d.k];
+            p.open(&o, &mut opened)?;
+            outs.push(opened);
+        }
+        Ok(outs)
+    }
+}
+
+/// A weight the server knows, times shares: exact, in both settings, over repeated calls.
+#[test]
+fn products_with_a_weight_one_party_knows_are_exact() {
+    let d = MatDims::new(3, 17, 5);
+    let (x, w) = (words(d.m * d.n, 50), words(d.n * d.k, 51));
+    for s in [Setting::Dealer, Setting::Rep3] {
+        let r = run_mem(s, &WeightProduct { x: x.clone(), w: w.clone(), d, calls: 4 }).unwrap();
+        for (c, got) in r[0].0.iter().enumerate() {
+            let xc: Vec<u64> = x.iter().map(|v| v.wrapping_add(c as u64)).collect();
+            assert_eq!(got, &matmul_plain(&xc, &w, d.m, d.n, d.k), "{s:?} call {c}");
+        }
+    }
+}

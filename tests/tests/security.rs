@@ -155,3 +155,24 @@ fn a_vanished_peer_ends_the_others_with_an_error() {
         assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
     }
 }
+
+/// The client's copy of a server weight (2PC-Dealer's `W − S`) is uniform even for an
+/// all-zero weight: a missing mask would leave it all zero.
+#[test]
+fn the_clients_copy_of_a_server_weight_is_masked() {
+    struct Setup;
+    impl Program for Setup {
+        type Output = Vec<u64>;
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+            let w = vec![0u64; 200 * 100];
+            let mine = (p.party() == 1).then_some(&w[..]);
+            let spec = p.share_weight(1, mine, 200, 100)?;
+            let mut m = vec![0; spec.words];
+            p.fill_weight(1, mine, spec, &mut m)?;
+            Ok(m)
+        }
+    }
+    let r = run_mem(Setting::Dealer, &Setup).unwrap();
+    let bytes: Vec<u8> = r[0].0.iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert!(chi2(&bytes) < 255.0 + 6.0 * 22.6, "client's weight copy is not uniform");
+}

@@ -310,6 +310,82 @@ impl Assist {
         }
     }
 
+    // ---- products with a weight B knows in the clear --------------------------------
+
+    /// One-time set-up of a weight `W (n×k)` that B knows: D and B draw a mask `S` from
+    /// their seed; B sends `F = W − S` to A once. Material kept: A `F`, B `W`, D `S`.
+    pub fn weight_setup<C: Channel>(&mut self, ch: &mut C, w: Option<&[u64]>, material: &mut [u64]) -> Result<()> {
+        match self.role {
+            Role::D => {
+                self.prg_b().fill(material);
+                Ok(())
+            }
+            Role::B => {
+                let w = w.ok_or(Error::Protocol)?;
+                self.prg.fill(material); // S
+                for (m, v) in material.iter_mut().zip(w) {
+                    *m = v.wrapping_sub(*m);
+                }
+                send_words(ch, self.a(), material)?;
+                material.copy_from_slice(w);
+                Ok(())
+            }
+            Role::A => recv_words(ch, self.b(), material),
+        }
+    }
+
+    /// Scratch words for [`weight_matmul`](Self::weight_matmul).
+    pub const fn weight_matmul_scratch(d: MatDims) -> usize {
+        2 * d.m * d.n + d.m * d.k
+    }
+
+    /// `x·W` for 2-of-2 shares `x (m×n)` and a weight set up by
+    /// [`weight_setup`](Self::weight_setup). A draws `R` (with D) and sends `E = x_A − R`
+    /// to B; B computes `(E + x_B)·W + U` with `U` drawn with D; A computes `R·F + T` with
+    /// `T = R·S − U` from D. The shares add to `x·W`; B sees `E` (masked by `R`), A sees
+    /// `F` (masked by `S`, never revealed) and `T` (masked by `U`). One round; A sends `8mn`
+    /// bytes, D sends `8mk`, B nothing — instead of opening the whole weight every call.
+    pub fn weight_matmul<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        material: &[u64],
+        out: &mut [u64],
+        d: MatDims,
+        buf: &mut [u64],
+    ) -> Result<()> {
+        let (mn, mk) = (d.m * d.n, d.m * d.k);
+        match self.role {
+            Role::A => {
+                let [r, e, t] = carve(buf, [mn, mn, mk]);
+                self.prg.fill(r);
+                ring::sub(x, r, e)?;
+                send_words(ch, self.b(), e)?;
+                ring::matmul(r, material, out, d)?;
+                recv_words(ch, self.d(), t)?;
+                ring::add_assign(out, t)
+            }
+            Role::B => {
+                let [e, u] = carve(buf, [mn, mk]);
+                self.prg.fill(u);
+                recv_words(ch, self.a(), e)?;
+                ring::add_assign(e, x)?;
+                ring::matmul(e, material, out, d)?;
+                ring::add_assign(out, u)
+            }
+            Role::D => {
+                let [r, u] = carve(buf, [mn, mk]);
+                self.prg.fill(r);
+                self.prg_b().fill(u);
+                ring::matmul(r, material, out, d)?;
+                ring::sub_assign(out, u)?;
+                send_words(ch, self.a(), out)?;
+                out.fill(0);
+                Ok(())
+            }
+        }
+    }
+
     // ---- truncation -----------------------------------------------------------------
 
     /// Scratch words for [`trunc`](Self::trunc) of `n` elements.

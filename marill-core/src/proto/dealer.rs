@@ -25,10 +25,10 @@ use crate::ring::{self, MatDims};
 use crate::scratch::Scratch;
 use crate::share::bit_words;
 
-use super::Protocol;
 use super::assist::{Assist, Helper, Role};
 use super::check_shift;
 use super::setup::DealerSeeds;
+use super::{Protocol, WeightShares};
 
 /// One party of 2PC-Dealer.
 pub struct Dealer2pc<C, S> {
@@ -189,6 +189,39 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         ensure_shape(x.len() == total(mn)? && y.len() == total(nk)? && out.len() == total(mk)?)?;
         let buf = self.scratch.words(Assist::matmul_scratch(d, count))?;
         self.eng.matmul(&mut self.ch, x, y, out, d, count, buf)
+    }
+
+    /// 2PC-Dealer supports weights known to party 1 (the server) only, with the one-round
+    /// product of [`Assist::weight_matmul`]; material is `n·k` words at every party.
+    fn share_weight(&mut self, owner: PartyId, w: Option<&[u64]>, n: usize, k: usize) -> Result<WeightShares> {
+        let len = n.checked_mul(k).ok_or(Error::ShapeMismatch)?;
+        if owner != 1 || (self.party == 1) != w.is_some() {
+            return Err(Error::InvalidArgument);
+        }
+        if let Some(w) = w {
+            ensure_shape(w.len() == len)?;
+        }
+        Ok(WeightShares { n, k, words: len })
+    }
+
+    fn fill_weight(
+        &mut self,
+        owner: PartyId,
+        w: Option<&[u64]>,
+        spec: WeightShares,
+        material: &mut [u64],
+    ) -> Result<()> {
+        if owner != 1 || (self.party == 1) != w.is_some() {
+            return Err(Error::InvalidArgument);
+        }
+        ensure_shape(material.len() == spec.words && w.is_none_or(|w| w.len() == spec.words))?;
+        self.eng.weight_setup(&mut self.ch, w, material)
+    }
+
+    fn matmul_weight(&mut self, x: &[u64], material: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
+        d.check(x.len(), material.len(), out.len())?;
+        let buf = self.scratch.words(Assist::weight_matmul_scratch(d))?;
+        self.eng.weight_matmul(&mut self.ch, x, material, out, d, buf)
     }
 
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {

@@ -7,7 +7,8 @@
 //!
 //! Per private layer, on `m` new rows of hidden state (shares at `f` fractional bits):
 //! RMSNorm (public or shared gain) → q, k, v (public `W`: a local product; private `W`: a
-//! shared product; LoRA: `(x·Aᵀ)·(α/r·B)ᵀ` in the same truncation) → RoPE with public
+//! product with a weight the server knows, `matmul_weight`; LoRA: `(x·Aᵀ)·(α/r·B)ᵀ` in the
+//! same truncation) → RoPE with public
 //! cos/sin, `1/√d_head` folded into the queries' → keys and values appended to the
 //! secret-shared KV cache → all heads' scores in one batched product → softmax (or 2ReLU)
 //! with the causal mask → all heads' `P·V` in one batched product → o → residual →
@@ -35,13 +36,15 @@ pub const SERVER: PartyId = 1;
 enum Mat {
     /// Known to every party (encoded ring elements).
     Public(Vec<u64>),
-    /// This party's shares.
-    Shared(Vec<u64>),
+    /// This party's `matmul_weight` material for a weight the server knows (2PC-Dealer:
+    /// a one-time masked copy, no per-call opening; 3PC: replicated shares). Only
+    /// `weight_from_server` makes it; plain shares would be misread.
+    Server(Vec<u64>),
 }
 
 struct SecLinear {
     w: Mat,
-    /// Shares of `Aᵀ` `[in, r]` and of `(α/r·B)ᵀ` `[r, out]`.
+    /// `matmul_weight` material of `Aᵀ` `[in, r]` and of `(α/r·B)ᵀ` `[r, out]`.
     lora: Option<(Vec<u64>, Vec<u64>)>,
     inp: usize,
     out: usize,
@@ -121,6 +124,21 @@ fn server_values(server: Option<&ModelFile<'_>>, name: &str, len: usize) -> Resu
     Ok(Some(weights(&t)?.into_owned()))
 }
 
+/// A weight `[n, k]` the server knows, prepared for `matmul_weight` (once per session).
+fn weight_from_server<P: Protocol>(
+    p: &mut P,
+    fp: FixedPoint,
+    vals: Option<Vec<f32>>,
+    n: usize,
+    k: usize,
+) -> Result<Vec<u64>, StdError> {
+    let enc = vals.map(|v| encode(fp, &v));
+    let spec = p.share_weight(SERVER, enc.as_deref(), n, k).map_err(core)?;
+    let mut material = vec![0; spec.words];
+    p.fill_weight(SERVER, enc.as_deref(), spec, &mut material).map_err(core)?;
+    Ok(material)
+}
+
 fn share_from_server<P: Protocol>(
     p: &mut P,
     fp: FixedPoint,
@@ -158,7 +176,7 @@ impl SecureModel {
                     Some(t) => Mat::Public(encode(fp, &transpose(&weights(&t)?, out, inp, 1.0))),
                     None => {
                         let v = server_values(server, &wname, out * inp)?.map(|w| transpose(&w, out, inp, 1.0));
-                        Mat::Shared(share_from_server(p, fp, v, out * inp)?)
+                        Mat::Server(weight_from_server(p, fp, v, inp, out)?)
                     }
                 };
                 let lora = if arch.has_lora(name) {
@@ -168,7 +186,7 @@ impl SecureModel {
                         server_values(server, &format!("{base}.lora_a"), r * inp)?.map(|a| transpose(&a, r, inp, 1.0));
                     let b = server_values(server, &format!("{base}.lora_b"), out * r)?
                         .map(|b| transpose(&b, out, r, arch.lora_scale()));
-                    Some((share_from_server(p, fp, a, inp * r)?, share_from_server(p, fp, b, r * out)?))
+                    Some((weight_from_server(p, fp, a, inp, r)?, weight_from_server(p, fp, b, r, out)?))
                 } else {
                     None
                 };
@@ -185,14 +203,14 @@ impl SecureModel {
             None => {
                 let v = server_values(server, head_name, arch.vocab * arch.d)?
                     .map(|w| transpose(&w, arch.vocab, arch.d, 1.0));
-                Mat::Shared(share_from_server(p, fp, v, arch.vocab * arch.d)?)
+                Mat::Server(weight_from_server(p, fp, v, arch.d, arch.vocab)?)
             }
         };
         let embed = match public_tensor(public, names::EMBED) {
             Some(_) => None,
             None => {
                 let v = server_values(server, names::EMBED, arch.vocab * arch.d)?;
-                Some(share_from_server(p, fp, v, arch.vocab * arch.d)?)
+                Some(weight_from_server(p, fp, v, arch.vocab, arch.d)?)
             }
         };
         let n = layers.len();
@@ -235,15 +253,15 @@ impl SecureModel {
         let mut raw = vec![0; m * lin.out * pl];
         match &lin.w {
             Mat::Public(w) => p.matmul_public(x, w, &mut raw, d)?,
-            Mat::Shared(w) => p.matmul(x, w, &mut raw, d)?,
+            Mat::Server(w) => p.matmul_weight(x, w, &mut raw, d)?,
         }
         if let Some((a, b)) = &lin.lora {
             let r = self.arch.lora_rank;
             let mut u = vec![0; m * r * pl];
-            p.matmul(x, a, &mut u, MatDims::new(m, lin.inp, r))?;
+            p.matmul_weight(x, a, &mut u, MatDims::new(m, lin.inp, r))?;
             p.trunc_in_place(&mut u, self.fp.frac_bits)?;
             let mut v = vec![0; m * lin.out * pl];
-            p.matmul(&u, b, &mut v, MatDims::new(m, r, lin.out))?;
+            p.matmul_weight(&u, b, &mut v, MatDims::new(m, r, lin.out))?;
             p.add(&raw.clone(), &v, &mut raw)?;
         }
         p.trunc_in_place(&mut raw, self.fp.frac_bits)?;
@@ -464,7 +482,7 @@ impl SecureModel {
                 };
                 let mut oh = vec![0; m * v * pl];
                 p.input(CLIENT, onehot.as_deref(), &mut oh).map_err(core)?;
-                p.matmul(&oh, e, &mut h, MatDims::new(m, v, d)).map_err(core)?;
+                p.matmul_weight(&oh, e, &mut h, MatDims::new(m, v, d)).map_err(core)?;
             }
         }
         Ok(h)
