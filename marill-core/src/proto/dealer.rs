@@ -14,6 +14,14 @@
 //! | `trunc` | 1 | 8n / 16n |
 //! | `mul_trunc` | 2 | 24n / 24n |
 //! | `ltz` | 6 | see [`assist`](super::assist) |
+//! | `fill_weight` n×k (once) | 1 | party 1 sends 8nk to party 0 |
+//! | `matmul_weight` m×n×k | 1 | party 0 sends 8mn, party 1 nothing / 8mk |
+//!
+//! **Weights one party knows** (`share_weight`, owner = party 1, the server): the dealer
+//! and the server draw a mask `S`, the client keeps `F = W − S` for the session, and each
+//! product costs one message of masked activations (see `Assist::weight_matmul`). The
+//! client's view is masked as long as the dealer does not collude with it — the trust
+//! assumption of 2PC-Dealer throughout.
 //!
 //! Scratch: each op asks for the words its `*_scratch` function (in `assist`) gives; a
 //! [`Scratch`] that cannot provide them fails the call before anything is sent.
