@@ -24,7 +24,7 @@ use marill_core::ring::MatDims;
 use marill_core::{Error, PartyId};
 
 use super::plain::{PlainModel, weights};
-use super::{Arch, PROJECTIONS, names};
+use super::{Arch, names};
 use crate::StdError;
 
 /// The client's party id.
@@ -44,10 +44,17 @@ enum Mat {
 
 struct SecLinear {
     w: Mat,
-    /// `matmul_weight` material of `Aᵀ` `[in, r]` and of `(α/r·B)ᵀ` `[r, out]`.
+    /// `matmul_weight` material of `Aᵀ` `[in, r]` and of `(α/r·B)ᵀ` `[r, out]` (fused:
+    /// `[in, g·r]` and block-diagonal `[g·r, Σout]`).
     lora: Option<(Vec<u64>, Vec<u64>)>,
     inp: usize,
     out: usize,
+    /// Inner dimension of the LoRA product (`r`, or `g·r` when fused).
+    rank: usize,
+}
+
+fn lora_rank_of(arch: &Arch, lora: bool, members: usize) -> usize {
+    if lora { arch.lora_rank * members } else { 0 }
 }
 
 enum Vect {
@@ -64,10 +71,52 @@ impl Vect {
     }
 }
 
+/// Projections that read the same input run as one product when they agree on being
+/// public or the server's and on carrying LoRA: `q|k|v` and `gate|up` fuse, which saves the
+/// rounds of two (one) separate products and truncations per layer.
+const GROUPS: [&[&str]; 4] = [&["q", "k", "v"], &["o"], &["gate", "up"], &["down"]];
+
+/// A group of projections: one fused linear (`parts.len() == 1`) or one per member.
+struct Group {
+    parts: Vec<SecLinear>,
+    /// Output width of each member.
+    widths: Vec<usize>,
+}
+
 struct SecLayer {
     attn_norm: Vect,
-    proj: Vec<SecLinear>,
+    /// In [`GROUPS`] order.
+    groups: Vec<Group>,
     mlp_norm: Vect,
+}
+
+/// `[rows × Σw]` from row-major pieces `[rows × w_i]`.
+fn concat_cols(pieces: &[Vec<f32>], rows: usize, widths: &[usize]) -> Vec<f32> {
+    let total: usize = widths.iter().sum();
+    let mut out = vec![0.0; rows * total];
+    let mut off = 0;
+    for (piece, w) in pieces.iter().zip(widths) {
+        for r in 0..rows {
+            out[r * total + off..r * total + off + w].copy_from_slice(&piece[r * w..(r + 1) * w]);
+        }
+        off += w;
+    }
+    out
+}
+
+/// Block-diagonal `[(g·r) × Σw]` from pieces `[r × w_i]`.
+fn block_diag(pieces: &[Vec<f32>], r: usize, widths: &[usize]) -> Vec<f32> {
+    let total: usize = widths.iter().sum();
+    let mut out = vec![0.0; pieces.len() * r * total];
+    let mut off = 0;
+    for (i, (piece, w)) in pieces.iter().zip(widths).enumerate() {
+        for row in 0..r {
+            let dst = (i * r + row) * total + off;
+            out[dst..dst + w].copy_from_slice(&piece[row * w..(row + 1) * w]);
+        }
+        off += w;
+    }
+    out
 }
 
 /// Per plane: rows of `T × kv_dim` shares.
@@ -168,33 +217,13 @@ impl SecureModel {
         let fp = FixedPoint::new(arch.frac_bits).ok_or_else(|| StdError::Model("frac_bits".into()))?;
         let mut layers = Vec::new();
         for l in arch.n_public..arch.n_layers {
-            let mut proj = Vec::new();
-            for name in PROJECTIONS {
-                let (out, inp) = arch.proj_shape(name);
-                let wname = names::proj(l, name);
-                let w = match public_tensor(public, &wname) {
-                    Some(t) => Mat::Public(encode(fp, &transpose(&weights(&t)?, out, inp, 1.0))),
-                    None => {
-                        let v = server_values(server, &wname, out * inp)?.map(|w| transpose(&w, out, inp, 1.0));
-                        Mat::Server(weight_from_server(p, fp, v, inp, out)?)
-                    }
-                };
-                let lora = if arch.has_lora(name) {
-                    let r = arch.lora_rank;
-                    let base = names::proj_base(l, name);
-                    let a =
-                        server_values(server, &format!("{base}.lora_a"), r * inp)?.map(|a| transpose(&a, r, inp, 1.0));
-                    let b = server_values(server, &format!("{base}.lora_b"), out * r)?
-                        .map(|b| transpose(&b, out, r, arch.lora_scale()));
-                    Some((weight_from_server(p, fp, a, inp, r)?, weight_from_server(p, fp, b, r, out)?))
-                } else {
-                    None
-                };
-                proj.push(SecLinear { w, lora, inp, out });
+            let mut groups = Vec::new();
+            for members in GROUPS {
+                groups.push(Self::group(p, fp, public, server, &arch, l, members)?);
             }
             let attn_norm = Self::vect(p, fp, public, server, &names::attn_norm(l), arch.d)?;
             let mlp_norm = Self::vect(p, fp, public, server, &names::mlp_norm(l), arch.d)?;
-            layers.push(SecLayer { attn_norm, proj, mlp_norm });
+            layers.push(SecLayer { attn_norm, groups, mlp_norm });
         }
         let norm = Self::vect(p, fp, public, server, names::NORM, arch.d)?;
         let head_name = if arch.tie_embeddings { names::EMBED } else { names::LM_HEAD };
@@ -227,6 +256,98 @@ impl SecureModel {
         })
     }
 
+    /// The projections `members` of layer `l`, fused when they agree.
+    fn group<P: Protocol>(
+        p: &mut P,
+        fp: FixedPoint,
+        public: &ModelFile<'_>,
+        server: Option<&ModelFile<'_>>,
+        arch: &Arch,
+        l: usize,
+        members: &[&str],
+    ) -> Result<Group, StdError> {
+        let shapes: Vec<(usize, usize)> = members.iter().map(|m| arch.proj_shape(m)).collect();
+        let widths: Vec<usize> = shapes.iter().map(|s| s.0).collect();
+        let inp = shapes[0].1;
+        let is_public: Vec<bool> =
+            members.iter().map(|m| public_tensor(public, &names::proj(l, m)).is_some()).collect();
+        let lora: Vec<bool> = members.iter().map(|m| arch.has_lora(m)).collect();
+        let fusable = is_public.iter().all(|v| *v == is_public[0]) && lora.iter().all(|v| *v == lora[0]);
+        if !fusable {
+            // One linear per member (each a group of one, which always "fuses").
+            let mut parts = Vec::new();
+            for m in members {
+                parts.push(Self::group(p, fp, public, server, arch, l, &[m])?.parts.remove(0));
+            }
+            return Ok(Group { parts, widths });
+        }
+        let total: usize = widths.iter().sum();
+        // W as [in × Σout]: each member transposed, side by side.
+        let w = if is_public[0] {
+            let mut pieces = Vec::new();
+            for (m, (out, _)) in members.iter().zip(&shapes) {
+                let t = public_tensor(public, &names::proj(l, m))
+                    .ok_or_else(|| StdError::Model("tensor vanished".into()))?;
+                pieces.push(transpose(&weights(&t)?, *out, inp, 1.0));
+            }
+            Mat::Public(encode(fp, &concat_cols(&pieces, inp, &widths)))
+        } else {
+            let mut pieces = Vec::new();
+            for (m, (out, _)) in members.iter().zip(&shapes) {
+                pieces
+                    .push(server_values(server, &names::proj(l, m), out * inp)?.map(|w| transpose(&w, *out, inp, 1.0)));
+            }
+            let fused = pieces.into_iter().collect::<Option<Vec<_>>>().map(|pc| concat_cols(&pc, inp, &widths));
+            Mat::Server(weight_from_server(p, fp, fused, inp, total)?)
+        };
+        let lora = if lora[0] {
+            let r = arch.lora_rank;
+            let (mut a_pieces, mut b_pieces) = (Vec::new(), Vec::new());
+            for (m, (out, _)) in members.iter().zip(&shapes) {
+                let base = names::proj_base(l, m);
+                a_pieces.push(
+                    server_values(server, &format!("{base}.lora_a"), r * inp)?.map(|a| transpose(&a, r, inp, 1.0)),
+                );
+                b_pieces.push(
+                    server_values(server, &format!("{base}.lora_b"), out * r)?
+                        .map(|b| transpose(&b, *out, r, arch.lora_scale())),
+                );
+            }
+            let g = members.len();
+            let a = a_pieces.into_iter().collect::<Option<Vec<_>>>().map(|pc| concat_cols(&pc, inp, &vec![r; g]));
+            let b = b_pieces.into_iter().collect::<Option<Vec<_>>>().map(|pc| block_diag(&pc, r, &widths));
+            Some((weight_from_server(p, fp, a, inp, g * r)?, weight_from_server(p, fp, b, g * r, total)?))
+        } else {
+            None
+        };
+        let rank = lora_rank_of(arch, lora.is_some(), members.len());
+        Ok(Group { parts: vec![SecLinear { w, lora, inp, out: total, rank }], widths })
+    }
+
+    /// Every member's output (`m × width` shares each) of a group applied to `x`.
+    fn run_group<P: Protocol>(&self, p: &mut P, g: &Group, x: &[u64], m: usize) -> Result<Vec<Vec<u64>>, Error> {
+        let pl = P::PLANES;
+        if g.parts.len() == g.widths.len() {
+            return g.parts.iter().map(|lin| self.linear(p, lin, x, m)).collect();
+        }
+        let y = self.linear(p, &g.parts[0], x, m)?;
+        let total: usize = g.widths.iter().sum();
+        let mut outs = Vec::new();
+        let mut off = 0;
+        for w in &g.widths {
+            let mut o = vec![0; m * w * pl];
+            for q in 0..pl {
+                for r in 0..m {
+                    let src = q * m * total + r * total + off;
+                    o[q * m * w + r * w..q * m * w + (r + 1) * w].copy_from_slice(&y[src..src + w]);
+                }
+            }
+            outs.push(o);
+            off += w;
+        }
+        Ok(outs)
+    }
+
     fn vect<P: Protocol>(
         p: &mut P,
         fp: FixedPoint,
@@ -256,7 +377,7 @@ impl SecureModel {
             Mat::Server(w) => p.matmul_weight(x, w, &mut raw, d)?,
         }
         if let Some((a, b)) = &lin.lora {
-            let r = self.arch.lora_rank;
+            let r = lin.rank;
             let mut u = vec![0; m * r * pl];
             p.matmul_weight(x, a, &mut u, MatDims::new(m, lin.inp, r))?;
             p.trunc_in_place(&mut u, self.fp.frac_bits)?;
@@ -321,9 +442,11 @@ impl SecureModel {
             let mut x = vec![0; h.len()];
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].attn_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
-            let mut q = self.linear(p, &self.layers[li].proj[0], &x, m).map_err(core)?;
-            let mut k = self.linear(p, &self.layers[li].proj[1], &x, m).map_err(core)?;
-            let v = self.linear(p, &self.layers[li].proj[2], &x, m).map_err(core)?;
+            let mut qkv = self.run_group(p, &self.layers[li].groups[0], &x, m).map_err(core)?.into_iter();
+            let (mut q, mut k, v) = match (qkv.next(), qkv.next(), qkv.next()) {
+                (Some(q), Some(k), Some(v)) => (q, k, v),
+                _ => return Err(StdError::Core(Error::Protocol)),
+            };
             self.rope(p, &mut q, m, qd, 1.0 / (hd as f64).sqrt()).map_err(core)?;
             self.rope(p, &mut k, m, kvd, 1.0).map_err(core)?;
             let (kc, vc) = &mut self.cache[li];
@@ -388,13 +511,16 @@ impl SecureModel {
                     }
                 }
             }
-            let o = self.linear(p, &self.layers[li].proj[3], &attn, m).map_err(core)?;
+            let o = self.run_group(p, &self.layers[li].groups[1], &attn, m).map_err(core)?.remove(0);
             Self::residual(p, h, &o).map_err(core)?;
             // MLP
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].mlp_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
-            let g = self.linear(p, &self.layers[li].proj[4], &x, m).map_err(core)?;
-            let u = self.linear(p, &self.layers[li].proj[5], &x, m).map_err(core)?;
+            let mut gu_parts = self.run_group(p, &self.layers[li].groups[2], &x, m).map_err(core)?.into_iter();
+            let (g, u) = match (gu_parts.next(), gu_parts.next()) {
+                (Some(g), Some(u)) => (g, u),
+                _ => return Err(StdError::Core(Error::Protocol)),
+            };
             let mut act = vec![0; g.len()];
             if a.relu {
                 let mut s = vec![0; nl::relu_scratch(m * a.ffn, pl)];
@@ -405,7 +531,7 @@ impl SecureModel {
             }
             let mut gu = vec![0; g.len()];
             p.mul_trunc(&act, &u, f.frac_bits, &mut gu).map_err(core)?;
-            let dn = self.linear(p, &self.layers[li].proj[6], &gu, m).map_err(core)?;
+            let dn = self.run_group(p, &self.layers[li].groups[3], &gu, m).map_err(core)?.remove(0);
             Self::residual(p, h, &dn).map_err(core)?;
         }
         self.pos += m;
@@ -422,6 +548,7 @@ impl SecureModel {
             lora: None,
             inp: a.d,
             out: a.vocab,
+            rank: 0,
         };
         let logits = self.linear(p, &head, &xn, 1);
         self.head = head.w;
