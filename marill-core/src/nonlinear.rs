@@ -20,8 +20,8 @@
 //! | [`relu`] | `x·(1 − [x<0])` | any | exact | 7 / 8 |
 //! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× | `[-115, 0]` | 1.5e-3 abs | 12 / 17 |
 //! | [`reciprocal`] | thermometer normalisation + 2 Newton steps | `[2^lo, 2^hi)` | 1e-3 rel | 18 / 19 |
-//! | [`rsqrt`] | thermometer normalisation + 2 Newton steps | `[2^lo, 2^hi)` | 1e-3 rel | 22 / 23 |
-//! | [`rms_norm`] | Σx², `rsqrt` with `√d` folded in, two products | rows of `d` | 1e-3 | ≈ 28 / 31 |
+//! | [`rsqrt`] | thermometer normalisation + quadratic guess + 1 Newton step | `[2^lo, 2^hi)` | 1e-3 rel | 18 / 19 |
+//! | [`rms_norm`] | Σx², `rsqrt` with `√d` folded in, two products | rows of `d` | 1e-3 | ≈ 24 / 27 |
 //! | [`softmax`] | row max (tree), `exp`, `reciprocal`, product | rows of `C` | 5e-3 | 85 / 95 at `C = 128` |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | ≈ 27 / 29 |
 //! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 15 / 17 |
@@ -287,7 +287,7 @@ fn from_thermometer<P: Protocol>(
 /// Scratch words for [`reciprocal`] / [`rsqrt`] of `n` elements over `[2^lo, 2^hi)`.
 pub const fn normalised_scratch(n: usize, planes: usize, lo: i32, hi: i32) -> usize {
     let t = if hi > lo + 1 { (hi - lo - 1) as usize } else { 0 };
-    (2 * t + 6) * n * planes
+    (2 * t + 18) * n * planes
 }
 
 fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
@@ -320,8 +320,9 @@ pub fn reciprocal<P: Protocol>(
 
 /// `out = 1/√x` at `out_bits` fractional bits for `x ∈ [2^lo, 2^hi)`: relative error ≤ 1e-3
 /// (tested on [0.01, 100]). Normalisation as in [`reciprocal`] with the second scale
-/// `2^-(k+1)/2`; Newton `y ← y(3 − x·y²)/2` from `y0 = 1.787 − 0.809x` (2.2 %), two steps.
-/// Rounds: 6 + 2 + 2·6 + 2 = 22 in 2PC-Dealer.
+/// `2^-(k+1)/2`; a quadratic first guess (0.32 %) whose `b·x` and `√c·x` terms come out of
+/// the normalising product itself, then one Newton step `y ← y(3 − x·y²)/2`.
+/// Rounds: 6 + 2 + 2 + 6 + 2 = 18 in 2PC-Dealer.
 pub fn rsqrt<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -340,6 +341,9 @@ enum Kind {
     Recip,
     Rsqrt,
 }
+
+/// `a + b·x + c·x²` ≈ `1/√x` on [0.5, 1): relative error 3.2e-3 (weighted least squares).
+const RSQRT_QUAD: [f64; 3] = [2.233926387293232, -2.066167576710251, 0.835432279251084];
 
 /// Fractional bits of Newton iterates (values in (0, 2]: products below 2^61).
 const NB: u32 = 29;
@@ -374,16 +378,17 @@ fn normalised<P: Protocol>(
     let s_bits = s_bits as u32;
     check_scratch(scratch, normalised_scratch(n, pl, lo, hi))?;
     let t = (hi - lo - 1).max(0) as usize;
-    let [bits, tmp, s1, s2, xn, y, a] = carve(scratch, [t * len, t * len + len, len, len, len, len, len]);
+    let [bits, tmp, s1, s2, xn, y, a, ext] =
+        carve(scratch, [t * len, t * len + len, len, len, len, len, len, 12 * len]);
     if t > 0 {
         thermometer(p, x, f, lo, hi, bits, tmp)?;
     }
     from_thermometer(p, bits, n, lo, t, |k| pow2i(-(k + 1)), s_bits, s1)?;
     let g2 = |k: i32| post_scale * pow2_half(-(k + 1));
-    // xn = x·s1 at NB bits.
-    p.mul_trunc(x, s1, f + s_bits - NB, xn)?;
     match kind {
         Kind::Recip => {
+            // xn = x·s1 at NB bits.
+            p.mul_trunc(x, s1, f + s_bits - NB, xn)?;
             // y0 = 2.928 − 2·xn
             p.scale(xn, 2, y)?;
             rsub_in_place(p, enc(2.928, NB), y)?;
@@ -409,18 +414,30 @@ fn normalised<P: Protocol>(
             }
             let s2_bits = s2_bits as u32;
             from_thermometer(p, bits, n, lo, t, g2, s2_bits, s2)?;
-            // y0 = 1.787 − 0.809·xn
-            p.scale(xn, enc(0.809, 16), a)?;
-            p.trunc(a, 16, y)?;
-            rsub_in_place(p, enc(1.787, NB), y)?;
-            for _ in 0..2 {
-                p.square_trunc(y, NB, a)?; // y²
-                p.mul_trunc(xn, a, NB, tmp_slice(tmp, len))?; // x·y²
-                a.copy_from_slice(&tmp[..len]);
-                rsub_in_place(p, enc(3.0, NB), a)?; // 3 − x·y²
-                p.mul_trunc(y, a, NB + 1, tmp_slice(tmp, len))?; // y(3 − x·y²)/2
-                y.copy_from_slice(&tmp[..len]);
+            // y0 = a + b·xn + c·xn² (minimax, 0.32 % relative on [0.5, 1)). The products
+            // b·xn and √c·xn come from the same batched product as xn (their scales are
+            // further linear functions of the thermometer bits), so y0 costs one squaring.
+            let [sb, sc, xs, ss, prods, sq] = carve(ext, [len, len, 3 * len, 3 * len, 3 * len, len]);
+            from_thermometer(p, bits, n, lo, t, |k| RSQRT_QUAD[1] * pow2i(-(k + 1)), s_bits, sb)?;
+            from_thermometer(p, bits, n, lo, t, |k| sqrt_f64(RSQRT_QUAD[2]) * pow2i(-(k + 1)), s_bits, sc)?;
+            for (i, sv) in [&*s1, &*sb, &*sc].into_iter().enumerate() {
+                put(pl, x, n, xs, 3 * n, i * n);
+                put(pl, sv, n, ss, 3 * n, i * n);
             }
+            p.mul_trunc(xs, ss, f + s_bits - NB, prods)?;
+            gather(pl, prods, 3 * n, xn, n, |e| e);
+            gather(pl, prods, 3 * n, y, n, |e| n + e); // b·xn
+            gather(pl, prods, 3 * n, sq, n, |e| 2 * n + e); // √c·xn
+            p.square_trunc(sq, NB, a)?; // c·xn²
+            crate::ring::add_assign(y, a)?;
+            add_scalar_in_place(p, y, enc(RSQRT_QUAD[0], NB))?;
+            // One Newton step: 1.5·(3.2e-3)² ≈ 1.5e-5 relative.
+            p.square_trunc(y, NB, a)?; // y²
+            p.mul_trunc(xn, a, NB, sq)?; // x·y²
+            a.copy_from_slice(sq);
+            rsub_in_place(p, enc(3.0, NB), a)?; // 3 − x·y²
+            p.mul_trunc(y, a, NB + 1, sq)?; // y(3 − x·y²)/2
+            y.copy_from_slice(sq);
             let shift = NB + s2_bits - out_bits;
             if shift == 0 || shift > 62 {
                 return Err(Error::InvalidArgument);
