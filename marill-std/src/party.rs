@@ -280,20 +280,15 @@ pub fn serve(
     let mut pending: Vec<(PartyId, [u8; 16], TcpStream, Instant)> = Vec::new();
     let mut served = 0;
     while sessions.is_none_or(|n| served < n) {
-        let (mut s, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
-        let (party, session) = match read_hello(&mut s, cfg.tcp.io_timeout) {
-            Ok(h) if h.0 == CLIENT || h.0 == HELPER => h,
-            Ok((p, _)) => {
-                log(&format!("refused a connection from {peer}: party id {p}"));
-                continue;
-            }
-            Err(e) => {
-                log(&format!("refused a connection from {peer}: {e}"));
-                continue;
-            }
+        let Some((s, party, session)) = accept_party(&listener, cfg.tcp.io_timeout, &[CLIENT, HELPER], &mut log)?
+        else {
+            continue;
         };
-        // Forget half-open sessions older than the connect timeout.
+        // Forget half-open sessions older than the connect timeout, and bound how many wait.
         pending.retain(|(_, _, _, t)| t.elapsed() < cfg.tcp.connect_timeout);
+        if pending.len() >= MAX_PENDING {
+            pending.remove(0);
+        }
         let other = pending.iter().position(|(p, sid, _, _)| *sid == session && *p != party);
         let Some(i) = other else {
             pending.push((party, session, s, Instant::now()));
@@ -306,14 +301,42 @@ pub fn serve(
         let outcome =
             tcp::from_streams(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, &file, session, None));
         served += 1;
-        match outcome {
-            Ok((_, cost)) => {
-                log(&format!("session {served}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds))
-            }
-            Err(e) => log(&format!("session {served}: {e}")),
-        }
+        report(&mut log, served, outcome);
     }
     Ok(())
+}
+
+/// Half-open sessions the server keeps waiting for their second connection.
+const MAX_PENDING: usize = 64;
+
+/// Accept one connection and read its hello; `None` (and a log line) for a bad hello or a
+/// party id outside `allowed`.
+fn accept_party(
+    listener: &TcpListener,
+    timeout: Duration,
+    allowed: &[PartyId],
+    log: &mut impl FnMut(&str),
+) -> Result<Option<(TcpStream, PartyId, [u8; 16])>, StdError> {
+    let (mut s, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
+    match read_hello(&mut s, timeout) {
+        Ok((p, sid)) if allowed.contains(&p) => Ok(Some((s, p, sid))),
+        Ok((p, _)) => {
+            log(&format!("refused a connection from {peer}: party id {p}"));
+            Ok(None)
+        }
+        Err(e) => {
+            log(&format!("refused a connection from {peer}: {e}"));
+            Ok(None)
+        }
+    }
+}
+
+/// Log how session `n` ended.
+fn report(log: &mut impl FnMut(&str), n: usize, outcome: Result<(Vec<u32>, marill_core::cost::Cost), StdError>) {
+    match outcome {
+        Ok((_, cost)) => log(&format!("session {n}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds)),
+        Err(e) => log(&format!("session {n}: {e}")),
+    }
 }
 
 /// `marill helper` / `marill dealer`: for each client that connects to `listener`, join
@@ -329,17 +352,8 @@ pub fn helper(
     let file = model.file()?;
     let mut served = 0;
     while sessions.is_none_or(|n| served < n) {
-        let (mut c, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
-        let session = match read_hello(&mut c, cfg.tcp.io_timeout) {
-            Ok((CLIENT, sid)) => sid,
-            Ok((p, _)) => {
-                log(&format!("refused a connection from {peer}: party id {p}"));
-                continue;
-            }
-            Err(e) => {
-                log(&format!("refused a connection from {peer}: {e}"));
-                continue;
-            }
+        let Some((c, _, session)) = accept_party(&listener, cfg.tcp.io_timeout, &[CLIENT], &mut log)? else {
+            continue;
         };
         served += 1;
         let outcome = (|| {
@@ -348,12 +362,7 @@ pub fn helper(
             let ch = tcp::from_streams(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
             run_session(ch, cfg, &file, session, None)
         })();
-        match outcome {
-            Ok((_, cost)) => {
-                log(&format!("session {served}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds))
-            }
-            Err(e) => log(&format!("session {served}: {e}")),
-        }
+        report(&mut log, served, outcome);
     }
     Ok(())
 }
