@@ -302,6 +302,11 @@ pub fn serve(
             tcp::from_streams(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, &file, session, None));
         served += 1;
         report(&mut log, served, outcome);
+        // Connections that arrived while this session ran waited for the server, not the
+        // other way round: their connect timeout starts now.
+        for entry in &mut pending {
+            entry.3 = Instant::now();
+        }
     }
     Ok(())
 }
