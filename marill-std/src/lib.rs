@@ -3,8 +3,61 @@
 //! The parts of marill that need an operating system: transports ([`transport::mem`] for
 //! in-process parties, [`transport::tcp`] for parties as processes), session set-up with
 //! OS entropy ([`session`]), a growable [`HeapScratch`], and helpers that run all parties
-//! of a session in threads ([`run`]), and the split-model file's writer, memory-mapped
-//! loader and client extraction ([`model_file`]).
+//! of a session in threads ([`run`]), the split-model file's writer, memory-mapped
+//! loader and client extraction ([`model_file`]), the transformer runtime ([`model`]) and
+//! the parties as processes ([`party`]).
+//!
+//! # Example: one secure multiplication, all three parties in this process
+//!
+//! ```
+//! use marill_core::proto::Protocol;
+//! use marill_core::{Error, FixedPoint};
+//! use marill_std::Setting;
+//! use marill_std::run::{Program, run_mem};
+//!
+//! /// Party 0 inputs 1.5, party 1 inputs -2.25; everyone learns the fixed-point product.
+//! struct Product;
+//!
+//! impl Program for Product {
+//!     type Output = f64;
+//!     fn run<P: Protocol>(&self, p: &mut P) -> Result<f64, Error> {
+//!         let fp = FixedPoint::default();
+//!         let (mut x, mut y, mut z) = (vec![0; P::PLANES], vec![0; P::PLANES], vec![0; P::PLANES]);
+//!         let mine = |v: f64| [fp.encode(v)];
+//!         p.input(0, (p.party() == 0).then_some(&mine(1.5)[..]), &mut x)?;
+//!         p.input(1, (p.party() == 1).then_some(&mine(-2.25)[..]), &mut y)?;
+//!         p.mul_trunc(&x, &y, fp.frac_bits, &mut z)?; // x·y, truncated back to 16 bits
+//!         let mut out = [0u64];
+//!         p.open(&z, &mut out)?;
+//!         Ok(fp.decode(out[0]))
+//!     }
+//! }
+//!
+//! for setting in [Setting::Dealer, Setting::Rep3] {
+//!     let results = run_mem(setting, &Product).unwrap();
+//!     let (product, cost) = &results[0];
+//!     assert!((product - (-3.375)).abs() <= 2.0 / 65536.0);
+//!     assert!(cost.rounds >= 2); // truncation takes its own round
+//! }
+//! ```
+//!
+//! # Example: write a split-model file, extract the client's part, read it back
+//!
+//! ```
+//! use marill_core::format::ModelFile;
+//! use marill_std::model_file::{ModelWriter, extract_public};
+//!
+//! let mut w = ModelWriter::new();
+//! w.tensor_f32(false, "model.embed_tokens.weight", &[2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+//! w.tensor_f32(true, "model.layers.0.self_attn.q_proj.lora_a", &[1, 2], &[0.5, 0.25]).unwrap();
+//! let server = w.to_bytes().unwrap();
+//! let client = extract_public(&server).unwrap();
+//!
+//! let (s, c) = (ModelFile::parse(&server).unwrap(), ModelFile::parse(&client).unwrap());
+//! assert_eq!(s.verify_digest().unwrap(), c.verify_digest().unwrap()); // same public part
+//! assert!(c.tensor("model.layers.0.self_attn.q_proj.lora_a").is_none()); // private stays home
+//! assert_eq!(c.tensor("model.embed_tokens.weight").unwrap().get_f32(3), Some(4.0));
+//! ```
 
 pub mod error;
 pub mod model;
