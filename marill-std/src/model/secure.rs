@@ -455,25 +455,19 @@ impl SecureModel {
                 vc[qq].extend_from_slice(&v[qq * m * kvd..(qq + 1) * m * kvd]);
             }
             let t = kc[0].len() / kvd;
-            // All heads' Q (m × hd) and Kᵀ (hd × T) blocks.
-            let (qb, kb) = (m * hd, hd * t);
+            // All heads' Q (m × hd) blocks; Kᵀ and V blocks come from the cache.
+            let qb = m * hd;
             let mut qs = vec![0; nh * qb * pl];
-            let mut ks = vec![0; nh * kb * pl];
             for qq in 0..pl {
                 for hh in 0..nh {
-                    let kvh = hh / group;
                     for i in 0..m {
                         for j in 0..hd {
                             qs[qq * nh * qb + hh * qb + i * hd + j] = q[qq * m * qd + i * qd + hh * hd + j];
                         }
                     }
-                    for j in 0..hd {
-                        for tt in 0..t {
-                            ks[qq * nh * kb + hh * kb + j * t + tt] = kc[qq][tt * kvd + kvh * hd + j];
-                        }
-                    }
                 }
             }
+            let ks = cache_blocks(kc, t, kvd, hd, nh, group, true);
             let mut scores = vec![0; nh * m * t * pl];
             p.matmul_many(&qs, &ks, &mut scores, MatDims::new(m, hd, t), nh).map_err(core)?;
             p.trunc_in_place(&mut scores, f.frac_bits).map_err(core)?;
@@ -485,18 +479,7 @@ impl SecureModel {
             } else {
                 nl::softmax(p, &scores, rows, t, Some(m), &mut probs, &mut s, f).map_err(core)?;
             }
-            let vb = t * hd;
-            let mut vs = vec![0; nh * vb * pl];
-            for qq in 0..pl {
-                for hh in 0..nh {
-                    let kvh = hh / group;
-                    for tt in 0..t {
-                        for j in 0..hd {
-                            vs[qq * nh * vb + hh * vb + tt * hd + j] = vc[qq][tt * kvd + kvh * hd + j];
-                        }
-                    }
-                }
-            }
+            let vs = cache_blocks(vc, t, kvd, hd, nh, group, false);
             let mut heads = vec![0; nh * m * hd * pl];
             p.matmul_many(&probs, &vs, &mut heads, MatDims::new(m, t, hd), nh).map_err(core)?;
             p.trunc_in_place(&mut heads, f.frac_bits).map_err(core)?;
@@ -614,6 +597,34 @@ impl SecureModel {
         }
         Ok(h)
     }
+}
+
+/// Every query head's block of a cache (`planes × T × kv_dim`, kv head `h / group`), as the
+/// right operand of `matmul_many`: `Kᵀ` blocks (`hd × T`) with `transposed`, `V` blocks
+/// (`T × hd`) without.
+fn cache_blocks(
+    c: &[Vec<u64>],
+    t: usize,
+    kvd: usize,
+    hd: usize,
+    nh: usize,
+    group: usize,
+    transposed: bool,
+) -> Vec<u64> {
+    let b = t * hd;
+    let mut out = vec![0; c.len() * nh * b];
+    for (qq, plane) in c.iter().enumerate() {
+        for hh in 0..nh {
+            let kvh = hh / group;
+            for tt in 0..t {
+                for j in 0..hd {
+                    let at = if transposed { j * t + tt } else { tt * hd + j };
+                    out[qq * nh * b + hh * b + at] = plane[tt * kvd + kvh * hd + j];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Greedy generation: the client (party 0) passes its public model and the prompt; every
