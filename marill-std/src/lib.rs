@@ -5,7 +5,7 @@
 //! OS entropy ([`session`]), a growable [`HeapScratch`], and helpers that run all parties
 //! of a session in threads ([`run`]), the split-model file's writer, memory-mapped
 //! loader and client extraction ([`model_file`]), the transformer runtime ([`model`]) and
-//! the parties as processes ([`party`]).
+//! the parties as processes ([`party`]) and the BPE [`tokenizer`] of the model file.
 //!
 //! # Example: one secure multiplication, all three parties in this process
 //!
@@ -66,6 +66,7 @@ pub mod party;
 pub mod run;
 pub mod scratch;
 pub mod session;
+pub mod tokenizer;
 pub mod transport;
 
 pub use error::StdError;

@@ -171,21 +171,13 @@ impl Arch {
     pub fn has_lora(&self, proj: &str) -> bool {
         self.lora_rank > 0 && self.lora_targets.iter().any(|t| t == proj)
     }
-    /// The attention normaliser on one row of scores.
+    /// The attention normaliser of the private layers on one row of scores.
     pub fn normalise(&self, s: &[f64]) -> Vec<f64> {
-        if self.two_relu {
-            let sum: f64 = s.iter().map(|v| v.max(0.0)).sum::<f64>() + 2f64.powi(-8);
-            s.iter().map(|v| v.max(0.0) / sum).collect()
-        } else {
-            let m = s.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-            let sum: f64 = e.iter().sum();
-            e.iter().map(|v| v / sum).collect()
-        }
+        if self.two_relu { plain::normalise_2relu(s) } else { plain::softmax(s) }
     }
-    /// The MLP activation.
+    /// The MLP activation of the private layers.
     pub fn activate(&self, x: f64) -> f64 {
-        if self.relu { x.max(0.0) } else { x / (1.0 + (-x).exp()) }
+        plain::activate(self.relu, x)
     }
 }
 

@@ -70,8 +70,65 @@ impl Linear<'_> {
     }
 }
 
+/// The attention and MLP shape of one layer. Private layers have the file's (merged) heads
+/// and its approximations; public layers keep the `n_heads·head_merge` original heads of
+/// `head_dim/head_merge`, with as many kv heads as their k projection has, SiLU and softmax
+/// (MARILL merges and approximates only what runs in MPC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerShape {
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// ReLU MLP.
+    pub relu: bool,
+    /// 2ReLU attention.
+    pub two_relu: bool,
+}
+
+impl LayerShape {
+    /// The shape of layer `l` of `f` (public layers read their kv heads from `k`).
+    pub fn of(f: &ModelFile<'_>, arch: &Arch, l: usize) -> Result<Self, StdError> {
+        if l >= arch.n_public {
+            return Ok(Self {
+                n_heads: arch.n_heads,
+                n_kv_heads: arch.n_kv_heads,
+                head_dim: arch.head_dim,
+                relu: arch.relu,
+                two_relu: arch.two_relu,
+            });
+        }
+        let hd = arch.rope_dim();
+        let n_heads = arch.n_heads * arch.head_merge;
+        let name = names::proj(l, "k");
+        let k = f.tensor(&name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
+        let rows = k.dims().first().copied().unwrap_or(0) as usize;
+        let n_kv_heads = rows / hd;
+        if rows == 0 || !rows.is_multiple_of(hd) || !n_heads.is_multiple_of(n_kv_heads) {
+            return Err(StdError::Model(format!("{name}: {rows} rows do not make kv heads of {hd}")));
+        }
+        Ok(Self { n_heads, n_kv_heads, head_dim: hd, relu: false, two_relu: false })
+    }
+
+    /// `(out, in)` of a projection.
+    pub fn proj_shape(&self, arch: &Arch, proj: &str) -> (usize, usize) {
+        let (q, kv) = (self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim);
+        match proj {
+            "q" => (q, arch.d),
+            "k" | "v" => (kv, arch.d),
+            "o" => (arch.d, q),
+            "gate" | "up" => (arch.ffn, arch.d),
+            _ => (arch.d, arch.ffn),
+        }
+    }
+}
+
 /// The weights of one layer.
 pub struct Layer<'a> {
+    /// Head shape and approximations.
+    pub shape: LayerShape,
     /// Attention norm gain.
     pub attn_norm: Cow<'a, [f32]>,
     /// Projections.
@@ -92,10 +149,16 @@ pub struct Layer<'a> {
     pub down: Linear<'a>,
 }
 
-fn linear<'a>(f: &ModelFile<'a>, arch: &Arch, layer: usize, proj: &str) -> Result<Linear<'a>, StdError> {
+fn linear<'a>(
+    f: &ModelFile<'a>,
+    arch: &Arch,
+    shape: &LayerShape,
+    layer: usize,
+    proj: &str,
+) -> Result<Linear<'a>, StdError> {
     let name = names::proj(layer, proj);
     let t = f.tensor(&name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
-    let (out, inp) = arch.proj_shape(proj);
+    let (out, inp) = shape.proj_shape(arch, proj);
     if t.dims() != [out as u64, inp as u64] {
         return Err(StdError::Model(format!("{name}: shape {:?}, expected [{out}, {inp}]", t.dims())));
     }
@@ -126,16 +189,18 @@ fn vector<'a>(f: &ModelFile<'a>, name: &str, len: usize) -> Result<Cow<'a, [f32]
 impl<'a> Layer<'a> {
     /// Load layer `l` from `f` (which must hold all of its tensors).
     pub fn load(f: &ModelFile<'a>, arch: &Arch, l: usize) -> Result<Self, StdError> {
+        let s = LayerShape::of(f, arch, l)?;
         Ok(Self {
+            shape: s,
             attn_norm: vector(f, &names::attn_norm(l), arch.d)?,
-            q: linear(f, arch, l, "q")?,
-            k: linear(f, arch, l, "k")?,
-            v: linear(f, arch, l, "v")?,
-            o: linear(f, arch, l, "o")?,
+            q: linear(f, arch, &s, l, "q")?,
+            k: linear(f, arch, &s, l, "k")?,
+            v: linear(f, arch, &s, l, "v")?,
+            o: linear(f, arch, &s, l, "o")?,
             mlp_norm: vector(f, &names::mlp_norm(l), arch.d)?,
-            gate: linear(f, arch, l, "gate")?,
-            up: linear(f, arch, l, "up")?,
-            down: linear(f, arch, l, "down")?,
+            gate: linear(f, arch, &s, l, "gate")?,
+            up: linear(f, arch, &s, l, "up")?,
+            down: linear(f, arch, &s, l, "down")?,
         })
     }
 }
@@ -230,34 +295,36 @@ impl<'a> PlainModel<'a> {
     pub fn layers(&mut self, h: &mut [f64], m: usize) {
         let a = self.arch.clone();
         for (li, layer) in self.layers.iter().enumerate() {
+            let s = layer.shape;
+            let (qd, kvd, hd) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.head_dim);
             let x = rms_norm(h, &layer.attn_norm, a.rms_eps);
             let mut q = layer.q.apply(&x, m);
             let mut k = layer.k.apply(&x, m);
             let v = layer.v.apply(&x, m);
-            rope(&mut q, m, a.q_dim(), a.rope_dim(), self.pos, a.rope_base, 1.0 / (a.head_dim as f64).sqrt());
-            rope(&mut k, m, a.kv_dim(), a.rope_dim(), self.pos, a.rope_base, 1.0);
+            rope(&mut q, m, qd, a.rope_dim(), self.pos, a.rope_base, 1.0 / (hd as f64).sqrt());
+            rope(&mut k, m, kvd, a.rope_dim(), self.pos, a.rope_base, 1.0);
             let (kc, vc) = &mut self.cache[li];
             kc.extend_from_slice(&k);
             vc.extend_from_slice(&v);
-            let t_len = kc.len() / a.kv_dim();
-            let mut attn = vec![0.0; m * a.q_dim()];
-            let group = a.n_heads / a.n_kv_heads;
-            for hh in 0..a.n_heads {
+            let t_len = kc.len() / kvd;
+            let mut attn = vec![0.0; m * qd];
+            let group = s.n_heads / s.n_kv_heads;
+            for hh in 0..s.n_heads {
                 let kvh = hh / group;
                 for i in 0..m {
-                    let qrow = &q[i * a.q_dim() + hh * a.head_dim..i * a.q_dim() + (hh + 1) * a.head_dim];
+                    let qrow = &q[i * qd + hh * hd..i * qd + (hh + 1) * hd];
                     let visible = t_len - m + i + 1;
                     let scores: Vec<f64> = (0..visible)
                         .map(|t| {
-                            let krow = &kc[t * a.kv_dim() + kvh * a.head_dim..t * a.kv_dim() + (kvh + 1) * a.head_dim];
+                            let krow = &kc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
                             qrow.iter().zip(krow).map(|(x, y)| x * y).sum()
                         })
                         .collect();
-                    let probs = a.normalise(&scores);
+                    let probs = if s.two_relu { normalise_2relu(&scores) } else { softmax(&scores) };
                     for (t, pr) in probs.iter().enumerate() {
-                        let vrow = &vc[t * a.kv_dim() + kvh * a.head_dim..t * a.kv_dim() + (kvh + 1) * a.head_dim];
+                        let vrow = &vc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
                         for (j, vv) in vrow.iter().enumerate() {
-                            attn[i * a.q_dim() + hh * a.head_dim + j] += pr * vv;
+                            attn[i * qd + hh * hd + j] += pr * vv;
                         }
                     }
                 }
@@ -269,7 +336,7 @@ impl<'a> PlainModel<'a> {
             let x = rms_norm(h, &layer.mlp_norm, a.rms_eps);
             let g = layer.gate.apply(&x, m);
             let u = layer.up.apply(&x, m);
-            let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| a.activate(*g) * u).collect();
+            let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| activate(s.relu, *g) * u).collect();
             let dn = layer.down.apply(&act, m);
             for (hv, dv) in h.iter_mut().zip(&dn) {
                 *hv += dv;
@@ -303,6 +370,25 @@ impl<'a> PlainModel<'a> {
     pub fn first_layer(&self) -> usize {
         self.first
     }
+}
+
+/// Softmax of one row of scores.
+pub fn softmax(s: &[f64]) -> Vec<f64> {
+    let m = s.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
+}
+
+/// 2ReLU: `relu(s) / (Σ relu(s) + 2⁻⁸)`.
+pub fn normalise_2relu(s: &[f64]) -> Vec<f64> {
+    let sum: f64 = s.iter().map(|v| v.max(0.0)).sum::<f64>() + 2f64.powi(-8);
+    s.iter().map(|v| v.max(0.0) / sum).collect()
+}
+
+/// SiLU, or ReLU when `relu`.
+pub fn activate(relu: bool, x: f64) -> f64 {
+    if relu { x.max(0.0) } else { x / (1.0 + (-x).exp()) }
 }
 
 /// Index of the largest value (lowest index on ties, as the secure argmax).

@@ -1,0 +1,189 @@
+//! Training: AdamW over the trainable variables, with the losses of MARILL's distillation.
+//!
+//! * plain fine-tuning: masked next-token NLL;
+//! * distillation stage I (when heads are merged or approximations introduced): MSE between
+//!   student and teacher attention outputs (weight 0.1) and hidden states (weight 5.0) of the
+//!   private layers;
+//! * stage II: `0.5·KL(teacher ‖ student)` on the logits plus `0.5·NLL` on the labels.
+//!
+//! The teacher is a separate frozen copy (the fully fine-tuned model), never a view of the
+//! student's variables.
+
+use candle_core::{D, DType, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use crate::data::Batch;
+use crate::model::Model;
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// Optimiser settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Opts {
+    /// Steps.
+    pub steps: usize,
+    /// Peak learning rate (linear warm-up over the first 5 % of steps, then cosine decay).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+}
+
+/// Distillation coefficients (the paper's defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct DistillCoeffs {
+    /// Stage I: attention-output MSE.
+    pub attn: f64,
+    /// Stage I: hidden-state MSE.
+    pub hidden: f64,
+    /// Stage II: KL(teacher ‖ student).
+    pub kl: f64,
+    /// Stage II: NLL on the labels.
+    pub nll: f64,
+}
+
+impl Default for DistillCoeffs {
+    fn default() -> Self {
+        Self { attn: 0.1, hidden: 5.0, kl: 0.5, nll: 0.5 }
+    }
+}
+
+/// What a step minimises.
+#[derive(Clone, Copy)]
+pub enum Objective<'a> {
+    /// Next-token NLL on the masked targets.
+    Nll,
+    /// Distillation stage I against `teacher`: layer-wise MSE on the private layers.
+    Stage1(&'a Model, DistillCoeffs),
+    /// Distillation stage II against `teacher`: KL on logits plus NLL.
+    Stage2(&'a Model, DistillCoeffs),
+}
+
+/// Masked mean NLL of `logits` (`[b, t, V]`) against `batch`.
+pub fn nll(logits: &Tensor, batch: &Batch) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = logp.gather(&batch.target.unsqueeze(2)?, 2)?.squeeze(2)?;
+    let s = (picked * &batch.mask)?.sum_all()?;
+    Ok((s.neg()? / batch.count.max(1) as f64)?)
+}
+
+/// Masked mean `KL(p_teacher ‖ p_student)` per position.
+pub fn kl(teacher: &Tensor, student: &Tensor, batch: &Batch) -> Result<Tensor> {
+    let lt = candle_nn::ops::log_softmax(teacher, D::Minus1)?;
+    let ls = candle_nn::ops::log_softmax(student, D::Minus1)?;
+    let per = (lt.exp()? * (lt - ls)?)?.sum(D::Minus1)?;
+    Ok(((per * &batch.mask)?.sum_all()? / batch.count.max(1) as f64)?)
+}
+
+/// Mean squared error over the positions that count.
+fn masked_mse(a: &Tensor, b: &Tensor, batch: &Batch) -> Result<Tensor> {
+    let d = a.dim(D::Minus1)? as f64;
+    let e = (a - b)?.sqr()?.sum(D::Minus1)?;
+    let w = (batch.mask.gt(0.0)?.to_dtype(DType::F32))?;
+    Ok(((e * w)?.sum_all()? / (batch.count.max(1) as f64 * d))?)
+}
+
+/// The loss of `student` on `batch` under `obj`.
+pub fn loss(student: &Model, batch: &Batch, obj: Objective<'_>) -> Result<Tensor> {
+    match obj {
+        Objective::Nll => nll(&student.forward(&batch.input, false)?.logits, batch),
+        Objective::Stage1(teacher, c) => {
+            let s = student.forward(&batch.input, true)?;
+            let t = teacher.forward(&batch.input, true)?;
+            if s.hidden.len() != t.hidden.len() {
+                return Err(Error::Config("stage I needs student and teacher with the same layers".into()));
+            }
+            let mut total = Tensor::zeros((), DType::F32, &student.device)?;
+            for l in student.n_public..s.hidden.len() {
+                let a = masked_mse(&s.attn[l], &t.attn[l].detach(), batch)?;
+                let h = masked_mse(&s.hidden[l], &t.hidden[l].detach(), batch)?;
+                total = ((total + (a * c.attn)?)? + (h * c.hidden)?)?;
+            }
+            Ok(total)
+        }
+        Objective::Stage2(teacher, c) => {
+            let s = student.forward(&batch.input, false)?.logits;
+            let t = teacher.forward(&batch.input, false)?.logits.detach();
+            Ok(((kl(&t, &s, batch)? * c.kl)? + (nll(&s, batch)? * c.nll)?)?)
+        }
+    }
+}
+
+/// Train `model`'s trainable variables for `opts.steps` steps on batches from `next`,
+/// reporting progress under `label`. Returns the loss of each step.
+pub fn train(
+    model: &Model,
+    opts: Opts,
+    obj: Objective<'_>,
+    label: &str,
+    mut next: impl FnMut(usize) -> Result<Batch>,
+) -> Result<Vec<f32>> {
+    let vars: Vec<_> = model.vars().into_iter().map(|(_, v)| v).collect();
+    if vars.is_empty() {
+        return Err(Error::Config(format!("{label}: nothing to train")));
+    }
+    let mut opt =
+        AdamW::new(vars, ParamsAdamW { lr: opts.lr, weight_decay: opts.weight_decay, ..ParamsAdamW::default() })?;
+    let mut progress = Progress::new(label, opts.steps);
+    let mut losses = Vec::with_capacity(opts.steps);
+    let warm = (opts.steps / 20).max(1);
+    for step in 0..opts.steps {
+        let lr = if step < warm {
+            opts.lr * (step + 1) as f64 / warm as f64
+        } else {
+            let p = (step - warm) as f64 / (opts.steps - warm).max(1) as f64;
+            opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+        };
+        opt.set_learning_rate(lr);
+        let batch = next(step)?;
+        let l = loss(model, &batch, obj)?;
+        opt.backward_step(&l)?;
+        let v = l.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        if !v.is_finite() {
+            return Err(Error::Model(format!("{label}: loss diverged at step {step}")));
+        }
+        losses.push(v);
+        progress.step(v, batch.input.elem_count());
+    }
+    progress.finish();
+    Ok(losses)
+}
+
+/// Exact-match accuracy of greedy answers on `(prompt, answer)` pairs of the embedded task.
+/// Prompts of equal length are decoded together.
+pub fn accuracy(model: &Model, examples: &[crate::data::Example]) -> Result<f64> {
+    use std::collections::BTreeMap;
+    let dot = crate::data::encode(".")?[0];
+    let mut by_len: BTreeMap<usize, Vec<[Vec<u32>; 2]>> = BTreeMap::new();
+    for (p, a) in examples {
+        let mut seq = vec![crate::data::BOS];
+        seq.extend(crate::data::encode(p)?);
+        by_len.entry(seq.len()).or_default().push([seq, crate::data::encode(a)?]);
+    }
+    let mut correct = 0;
+    for (_, group) in by_len {
+        let max_new = group.iter().map(|g| g[1].len()).max().unwrap_or(0) + 1;
+        let mut seqs: Vec<Vec<u32>> = group.iter().map(|g| g[0].clone()).collect();
+        let mut done = vec![false; seqs.len()];
+        let mut answers: Vec<Vec<u32>> = vec![Vec::new(); seqs.len()];
+        for _ in 0..max_new {
+            let t = seqs[0].len();
+            let flat: Vec<u32> = seqs.iter().flatten().copied().collect();
+            let x = Tensor::from_vec(flat, (seqs.len(), t), &model.device)?;
+            let logits = model.forward(&x, false)?.logits.narrow(1, t - 1, 1)?.squeeze(1)?;
+            let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            for (i, row) in rows.iter().enumerate() {
+                let next = crate::model::argmax(row);
+                seqs[i].push(next);
+                if !done[i] {
+                    answers[i].push(next);
+                    done[i] = next == dot;
+                }
+            }
+            if done.iter().all(|d| *d) {
+                break;
+            }
+        }
+        correct += group.iter().zip(&answers).filter(|(g, out)| out == &&g[1]).count();
+    }
+    Ok(correct as f64 / examples.len().max(1) as f64)
+}
