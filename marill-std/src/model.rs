@@ -5,6 +5,7 @@
 //! `….lora_a` (`[r, in]`) and `….lora_b` (`[out, r]`) next to the projection they adapt.
 //! Public layers must be a prefix `0..k` (MARILL freezes the bottom layers).
 
+pub mod check;
 pub mod plain;
 pub mod secure;
 

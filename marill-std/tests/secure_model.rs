@@ -1,7 +1,7 @@
 //! Secure greedy generation gives the plaintext model's tokens, for each MARILL variant, in
 //! 2PC-Dealer and 3PC: 20 prompts × 16 new tokens per variant and setting, on random
-//! 4-layer models laid out as the variant (marill-train's embedded default replaces them
-//! when it exists).
+//! 4-layer models laid out as the variant. (marill-train's `tests/secure_embedded.rs` does the
+//! same on the trained embedded default; `tests/smollm2.rs` on SmolLM2-135M.)
 //!
 //! Tie-breaking: the secure logits carry fixed-point error (measured below 1e-2 here), so
 //! where the plaintext model's two best logits are closer than `TIE` = 0.05 either token is
@@ -12,70 +12,26 @@
 #![allow(clippy::unwrap_used)]
 
 use marill_core::Error;
-use marill_core::format::{ModelFile, SectionKind};
+use marill_core::format::ModelFile;
 use marill_core::proto::Protocol;
 use marill_std::Setting;
 use marill_std::model::Arch;
-use marill_std::model::plain::{PlainModel, argmax};
+use marill_std::model::check::{self, SecureGeneration};
+use marill_std::model::plain::PlainModel;
 use marill_std::model::random::{self, Variant};
-use marill_std::model::secure::{SecureModel, generate};
-use marill_std::model_file::{ModelMeta, decode_postcard, extract_public};
+use marill_std::model::secure::SecureModel;
+use marill_std::model_file::extract_public;
 use marill_std::run::{Program, run_mem};
 
 const TIE: f64 = 0.05;
 
-struct Session<'a> {
-    server: &'a [u8],
-    client: &'a [u8],
-    prompt: Vec<u32>,
-    new_tokens: usize,
-}
-
 fn arch_of(f: &ModelFile<'_>) -> Arch {
-    let meta: ModelMeta = decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
-    Arch::from_meta(&meta).unwrap()
-}
-
-impl Program for Session<'_> {
-    type Output = Vec<u32>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
-        let party = p.party();
-        let io = |e: marill_std::StdError| {
-            eprintln!("party {party}: {e}");
-            Error::Protocol
-        };
-        let client_file = ModelFile::parse(self.client).map_err(|_| Error::Malformed)?;
-        let server_file = ModelFile::parse(self.server).map_err(|_| Error::Malformed)?;
-        let arch = arch_of(&client_file);
-        let server = (p.party() == 1).then_some(&server_file);
-        let public = if p.party() == 1 { &server_file } else { &client_file };
-        let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(io)?;
-        let mut public_model = PlainModel::load(&client_file, arch.clone(), 0, arch.n_public, false).map_err(io)?;
-        let client = (p.party() == 0).then_some((&mut public_model, &self.prompt[..]));
-        generate(p, &mut model, client, self.prompt.len(), self.new_tokens).map_err(io)
-    }
+    check::arch_of(f).unwrap()
 }
 
 /// Teacher-forced check; returns the number of accepted ties.
 fn check(server: &[u8], prompt: &[u32], got: &[u32]) -> usize {
-    let f = ModelFile::parse(server).unwrap();
-    let arch = arch_of(&f);
-    let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).unwrap();
-    let mut feed = prompt.to_vec();
-    let mut ties = 0;
-    for (step, tok) in got.iter().enumerate() {
-        let mut h = plain.embed(&feed).unwrap();
-        plain.layers(&mut h, feed.len());
-        let logits = plain.logits(&h).unwrap();
-        let best = argmax(&logits);
-        if best != *tok as usize {
-            let gap = logits[best] - logits[*tok as usize];
-            assert!(gap < TIE, "step {step}: secure token {tok}, plaintext {best}, logit gap {gap}");
-            ties += 1;
-        }
-        feed = vec![*tok];
-    }
-    ties
+    check::teacher_forced(server, prompt, got, TIE).unwrap()
 }
 
 fn run_variant(v: Variant) {
@@ -86,7 +42,7 @@ fn run_variant(v: Variant) {
     let prompts: Vec<Vec<u32>> = (0..20u32).map(|i| (0..=i).map(|j| (i * 13 + j * 7 + 1) % 64).collect()).collect();
     for setting in [Setting::Dealer, Setting::Rep3] {
         for prompt in &prompts {
-            let s = Session { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 16 };
+            let s = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 16 };
             let r = run_mem(setting, &s).unwrap();
             let got = &r[0].0;
             assert_eq!(got.len(), 16);
@@ -189,7 +145,7 @@ fn baseline_with_the_embedding_in_mpc() {
 
 /// A party that stops after `after` steps (0: during the prefill's set-up).
 struct Dies<'a> {
-    inner: Session<'a>,
+    inner: SecureGeneration<'a>,
     party: usize,
 }
 
@@ -219,7 +175,7 @@ fn a_party_that_dies_mid_generation_ends_the_others_with_an_error_over_tcp() {
         for party in 0..3 {
             let t = std::time::Instant::now();
             let s = Dies {
-                inner: Session { server: &server, client: &client, prompt: vec![1, 2, 3], new_tokens: 4 },
+                inner: SecureGeneration { server: &server, client: &client, prompt: vec![1, 2, 3], new_tokens: 4 },
                 party,
             };
             assert!(run_tcp(setting, &s).is_err(), "{setting:?}: party {party} died, yet the session succeeded");

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use marill_train::embedded::{self, Budget};
-use marill_train::export::{ExportInfo, export};
+use marill_train::export::{ExportInfo, export, split_pretrained};
 use marill_train::recipe::{Grouping, Recipe};
 use marill_train::{Error, Result, data, load, train};
 
@@ -234,25 +234,13 @@ fn run(mut a: Args) -> Result<()> {
                 _ => return Err(Error::Config("export needs exactly one of --gguf FILE, --base DIR".into())),
             };
             a.done()?;
+            let n = l.model.cfg.n_layers;
+            let bytes = split_pretrained(l.model, lf, l.tokenizer_json.as_deref(), frac_bits)?;
+            std::fs::write(&out, bytes)?;
             let mut r = Recipe::full();
             r.trained_fraction = lf;
-            let mut m = l.model;
-            m.n_public = r.n_public(m.cfg.n_layers);
-            let np = m.n_public;
-            let full = np == 0;
-            m.set_trainable(|n| match marill_train::recipe::layer_of(n) {
-                Some(l) => l >= np,
-                None => n == marill_std::model::names::NORM || full,
-            })?;
-            let info = ExportInfo {
-                recipe: &r,
-                distilled: false,
-                tokenizer_json: l.tokenizer_json.as_deref(),
-                frac_bits,
-                notes: "pretrained weights, split without training".into(),
-            };
-            std::fs::write(&out, export(&m, &info)?)?;
-            println!("wrote {out}: {np} public layers of {}", m.cfg.n_layers);
+            let np = r.n_public(n);
+            println!("wrote {out}: {np} public layers of {n}");
             Ok(())
         }
         other => Err(Error::Config(format!("unknown command {other:?} (see --help)"))),

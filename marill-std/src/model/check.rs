@@ -1,0 +1,86 @@
+//! Secure generation checked against the plaintext model: one session program that runs
+//! the whole MARILL inference at every party, and the teacher-forced comparison that tests,
+//! benchmarks and the demo use.
+//!
+//! Tie-breaking: secure logits carry fixed-point error, so where the plaintext model's two
+//! best logits are closer than `tie` either token is accepted. The comparison is
+//! teacher-forced (the plaintext model is fed the secure run's tokens), so one accepted tie
+//! does not derail the rest. Both argmaxes take the lowest index on exact ties.
+
+use marill_core::Error;
+use marill_core::format::{ModelFile, SectionKind};
+use marill_core::proto::Protocol;
+
+use super::Arch;
+use super::plain::{PlainModel, argmax};
+use super::secure::{SecureModel, generate};
+use crate::StdError;
+use crate::model_file::{ModelMeta, decode_postcard};
+use crate::run::Program;
+
+/// The architecture in a file's public metadata.
+pub fn arch_of(f: &ModelFile<'_>) -> Result<Arch, StdError> {
+    let sec =
+        f.find_section(SectionKind::Metadata, false).ok_or_else(|| StdError::Model("no public metadata".into()))?;
+    let meta: ModelMeta = decode_postcard(sec.bytes)?;
+    Arch::from_meta(&meta)
+}
+
+/// One secure generation: the server holds `server` (its full file), the client `client`
+/// (the public part) and the prompt. Party 0 returns the tokens, the others nothing.
+pub struct SecureGeneration<'a> {
+    /// The server's file.
+    pub server: &'a [u8],
+    /// The client's file.
+    pub client: &'a [u8],
+    /// The client's prompt.
+    pub prompt: Vec<u32>,
+    /// Tokens to generate.
+    pub new_tokens: usize,
+}
+
+impl Program for SecureGeneration<'_> {
+    type Output = Vec<u32>;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
+        // Errors are reported by kind only: a message could carry private values.
+        let io = |_: StdError| Error::Protocol;
+        let client_file = ModelFile::parse(self.client).map_err(|_| Error::Malformed)?;
+        let server_file = ModelFile::parse(self.server).map_err(|_| Error::Malformed)?;
+        let arch = arch_of(&client_file).map_err(io)?;
+        let server = (p.party() == super::secure::SERVER).then_some(&server_file);
+        let public = if server.is_some() { &server_file } else { &client_file };
+        let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(io)?;
+        let mut public_model = PlainModel::load(&client_file, arch.clone(), 0, arch.n_public, false).map_err(io)?;
+        let client = (p.party() == super::secure::CLIENT).then_some((&mut public_model, &self.prompt[..]));
+        generate(p, &mut model, client, self.prompt.len(), self.new_tokens).map_err(io)
+    }
+}
+
+/// Teacher-forced comparison of secure tokens `got` with the plaintext model of `server`
+/// after `prompt`. Returns the number of near-ties accepted; a token that differs where
+/// the plaintext logits are further apart than `tie` is an error naming the step.
+pub fn teacher_forced(server: &[u8], prompt: &[u32], got: &[u32], tie: f64) -> Result<usize, StdError> {
+    let f = ModelFile::parse(server)?;
+    let arch = arch_of(&f)?;
+    let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true)?;
+    let mut feed = prompt.to_vec();
+    let mut ties = 0;
+    for (step, tok) in got.iter().enumerate() {
+        let mut h = plain.embed(&feed)?;
+        plain.layers(&mut h, feed.len());
+        let logits = plain.logits(&h)?;
+        let best = argmax(&logits);
+        let t = *tok as usize;
+        if best != t {
+            let gap = logits[best] - logits.get(t).copied().unwrap_or(f64::NEG_INFINITY);
+            if gap >= tie {
+                return Err(StdError::Model(format!(
+                    "step {step}: secure token {tok}, plaintext {best}, logit gap {gap:.4}"
+                )));
+            }
+            ties += 1;
+        }
+        feed = vec![*tok];
+    }
+    Ok(ties)
+}
