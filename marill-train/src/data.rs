@@ -2,11 +2,16 @@
 //! "private" fine-tuning task with exact-match accuracy. Deterministic in the seed, no
 //! download.
 //!
-//! Pretraining lines teach the base to read and write short letter strings:
-//! `copy dfa = dfa.`, `sort dfa = adf.`, `next dfa = egb.`, `len dfa = 3.`,
-//! `add 12+7 = 19.`. The private task is new to the base: `rev dfab = bafd.` (reverse a
-//! string of 3 to 7 letters). Accuracy is the share of held-out prompts `rev s =` whose
-//! greedy continuation is exactly `reverse(s).`.
+//! Pretraining lines teach the base to read and write four-letter words over `a`–`p`:
+//! `copy dfab = dfab.`, `sort dfab = abdf.`, `next dfab = egbc.`, `len dfab = 4.`,
+//! `add 12+7 = 19.`. The private task is new to the base: `skip dfab = fhcd.` (each letter
+//! two on). Accuracy is the share of held-out prompts `skip w =` (words never seen in
+//! fine-tuning) whose greedy continuation is exactly the answer.
+//!
+//! Why this task: the base learns to copy (an induction-style skill) only after about 1000
+//! steps here, and reversing words did not reach useful accuracy in a fine-tuning budget of
+//! minutes, while "two on" composes skills the base has ("next", copying) and separates the
+//! recipes (full fine-tuning 0.55, LF+HM 0.32 after 150 steps when this was written).
 
 use candle_core::{Device, Tensor};
 
@@ -23,11 +28,13 @@ pub const EOS: u32 = 2;
 /// Vocabulary size: 3 special tokens and [`CHARS`], rounded up to a multiple of 8.
 pub const VOCAB: usize = 48;
 /// Longest line in tokens, BOS included.
-pub const MAX_LEN: usize = 24;
+pub const MAX_LEN: usize = 20;
 /// A prompt and its answer.
 pub type Example = (String, String);
 
-/// Letters the strings are drawn from.
+/// Letters per word.
+const WORD: usize = 4;
+/// Letters the words are drawn from.
 const LETTERS: &[u8] = b"abcdefghijklmnop";
 
 /// Token ids of `s` (characters outside [`CHARS`] are an error).
@@ -73,14 +80,13 @@ pub fn tokenizer_json() -> String {
     .to_string()
 }
 
-fn word(rng: &mut Rng, min: usize, max: usize) -> String {
-    let n = min + rng.below(max - min + 1);
-    (0..n).map(|_| LETTERS[rng.below(LETTERS.len())] as char).collect()
+fn word(rng: &mut Rng) -> String {
+    (0..WORD).map(|_| LETTERS[rng.below(LETTERS.len())] as char).collect()
 }
 
 /// One pretraining line.
 pub fn pretrain_line(rng: &mut Rng) -> String {
-    let w = word(rng, 2, 7);
+    let w = word(rng);
     match rng.below(5) {
         0 => format!("copy {w} = {w}."),
         1 => {
@@ -102,8 +108,9 @@ pub fn pretrain_line(rng: &mut Rng) -> String {
 
 /// The private task: a prompt and its answer (the answer ends with `.`).
 pub fn task_example(rng: &mut Rng) -> (String, String) {
-    let w = word(rng, 3, 7);
-    (format!("rev {w} ="), format!(" {}.", w.chars().rev().collect::<String>()))
+    let w = word(rng);
+    let n: String = w.bytes().map(|b| (b'a' + (b - b'a' + 2) % 26) as char).collect();
+    (format!("skip {w} ="), format!(" {n}."))
 }
 
 /// `n` distinct task examples drawn with `seed`, none of whose prompts is in `exclude`.

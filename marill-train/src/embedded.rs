@@ -45,7 +45,7 @@ pub struct Budget {
 impl Budget {
     /// The demo's budget (minutes on 2 cores for everything).
     pub fn demo() -> Self {
-        Self { pretrain: 600, finetune: 300, stage1: 100, batch: 32 }
+        Self { pretrain: 1500, finetune: 150, stage1: 40, batch: 16 }
     }
     /// A budget for tests.
     pub fn quick() -> Self {
@@ -118,4 +118,113 @@ pub fn finetune(
         }
     }
     Ok(student)
+}
+
+/// The recipes the demo compares: the paper's Fig. 4 variants and the ablations.
+pub fn demo_recipes() -> Vec<Recipe> {
+    let r = |f: f64, lora: usize, hm: usize| Recipe {
+        trained_fraction: f,
+        lora_rank: lora,
+        lora_alpha: 2.0 * lora as f32,
+        head_merge: hm,
+        ..Recipe::full()
+    };
+    let mut adjacent = r(1.0, 0, 4);
+    adjacent.grouping = crate::recipe::Grouping::Adjacent;
+    // Head pruning to the merged model's attention width (2 of 8 heads kept), and pruning
+    // the top half of the layers: the ablations of §5.
+    let mut head_prune = r(1.0, 0, 1);
+    head_prune.head_prune = 6;
+    let mut layer_prune = r(1.0, 0, 1);
+    layer_prune.layer_prune = 2;
+    vec![r(0.5, 0, 1), r(1.0, 8, 1), r(1.0, 0, 4), r(0.5, 0, 4), r(0.5, 8, 1), adjacent, head_prune, layer_prune]
+}
+
+/// One row of the quality table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Quality {
+    /// Recipe label.
+    pub variant: String,
+    /// Exact-match accuracy on the held-out task prompts.
+    pub accuracy: f64,
+    /// Accuracy relative to full fine-tuning.
+    pub relative: f64,
+    /// Weights trained.
+    pub trained: usize,
+    /// Weights in the private section (what MPC evaluates).
+    pub private: usize,
+    /// Seconds of training (both distillation stages).
+    pub train_s: f64,
+    /// The exported server file.
+    pub file: String,
+}
+
+fn private_weights(m: &Model) -> usize {
+    m.params
+        .iter()
+        .filter(|(n, p)| matches!(p, crate::model::Param::Train(_)) || n.contains(".lora_"))
+        .map(|(_, p)| p.tensor().elem_count())
+        .sum()
+}
+
+/// The demo's training half: the base (cached in `base_dir`), full fine-tuning (the
+/// baseline and teacher), every recipe of [`demo_recipes`] distilled from it, each exported
+/// to `out_dir/<label>.marill`; prints and returns the quality table and writes it to
+/// `out_dir/quality.json`.
+pub fn pipeline(out_dir: &Path, base_dir: &Path, seed: u64, budget: Budget, dev: &Device) -> Result<Vec<Quality>> {
+    std::fs::create_dir_all(out_dir)?;
+    let base = cached_base(base_dir, seed, budget, dev)?;
+    let (train_set, eval_set) = task(seed);
+    let tok = data::tokenizer_json();
+    let mut rows = Vec::new();
+    let mut teacher = None;
+    let mut full_acc = 1.0;
+    for r in std::iter::once(Recipe::full()).chain(demo_recipes()) {
+        let t = std::time::Instant::now();
+        let m = finetune(&base, &r, teacher.as_ref(), &train_set, seed, budget)?;
+        let train_s = t.elapsed().as_secs_f64();
+        let accuracy = train::accuracy(&m, &eval_set)?;
+        if r.is_full() {
+            full_acc = accuracy.max(1e-9);
+        }
+        let file = out_dir.join(format!("{}.marill", r.label()));
+        let info = crate::export::ExportInfo {
+            recipe: &r,
+            distilled: teacher.is_some(),
+            tokenizer_json: Some(&tok),
+            frac_bits: 16,
+            notes: format!("embedded task accuracy {accuracy:.4}"),
+        };
+        match crate::export::export(&m, &info) {
+            Ok(bytes) => std::fs::write(&file, bytes)?,
+            Err(e) => eprintln!("{}: not exported ({e})", r.label()),
+        }
+        let (trained, _) = m.count();
+        rows.push(Quality {
+            variant: r.label(),
+            accuracy,
+            relative: accuracy / full_acc,
+            trained,
+            private: private_weights(&m),
+            train_s,
+            file: file.display().to_string(),
+        });
+        if r.is_full() {
+            teacher = Some(m.frozen_copy()?);
+        }
+    }
+    println!("\nquality on the private task ({} held-out prompts, exact match):", eval_set.len());
+    println!(
+        "{:<14} {:>9} {:>9} {:>10} {:>10} {:>8}",
+        "variant", "accuracy", "vs full", "trained", "private", "train s"
+    );
+    for q in &rows {
+        println!(
+            "{:<14} {:>9.3} {:>9.3} {:>10} {:>10} {:>8.1}",
+            q.variant, q.accuracy, q.relative, q.trained, q.private, q.train_s
+        );
+    }
+    let json = serde_json::to_string_pretty(&rows).map_err(|e| crate::Error::Config(e.to_string()))?;
+    std::fs::write(out_dir.join("quality.json"), json)?;
+    Ok(rows)
 }

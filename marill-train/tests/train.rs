@@ -165,7 +165,7 @@ fn export_matches(student: &Model, r: &Recipe) {
     let meta: ModelMeta = decode_postcard(sec.bytes).unwrap();
     let arch = Arch::from_meta(&meta).unwrap();
     assert_eq!(arch.n_public, r.n_public(student.cfg.n_layers + r.layer_prune));
-    let tokens: Vec<u32> = data::encode("rev abcd = dcba.").unwrap();
+    let tokens: Vec<u32> = data::encode("skip abcd = cdef.").unwrap();
     let x = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let want = student.forward(&x, false).unwrap().logits.to_dtype(DType::F32).unwrap();
     let want = want.get(0).unwrap().to_vec2::<f32>().unwrap();
@@ -211,4 +211,61 @@ fn export_gives_the_runtime_candle_logits() {
     let student = bad.apply(&base, &b.input, 1).unwrap();
     let info = ExportInfo { recipe: &bad, distilled: false, tokenizer_json: None, frac_bits: 16, notes: String::new() };
     assert!(export(&student, &info).is_err());
+}
+
+#[test]
+fn attention_and_mlp_gradients_match_finite_differences() {
+    // A small model with weights scaled ×3 so that attention is far from uniform; central
+    // differences in f32 (ε = 2e-3) agree with backprop to 1e-3 + 5 % (measured ≤ 2 %).
+    let cfg = Config {
+        vocab: data::VOCAB,
+        d: 16,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 4,
+        ffn: 24,
+        rope_base: 10000.0,
+        rms_eps: 1e-5,
+        tie_embeddings: true,
+    };
+    let dev = Device::Cpu;
+    let m = Model::init(&cfg, 3, &dev).unwrap();
+    for (_, v) in m.vars() {
+        v.set(&(v.as_tensor() * 3.0).unwrap()).unwrap();
+    }
+    let b = data::batch(&examples(4), false, &dev).unwrap();
+    let loss = |m: &Model| f64::from(train::loss(m, &b, Objective::Nll).unwrap().to_scalar::<f32>().unwrap());
+    let grads = train::loss(&m, &b, Objective::Nll).unwrap().backward().unwrap();
+    for name in [
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.self_attn.k_proj.weight",
+        "model.layers.0.self_attn.v_proj.weight",
+        "model.layers.1.self_attn.o_proj.weight",
+        "model.layers.1.mlp.gate_proj.weight",
+        "model.layers.0.input_layernorm.weight",
+        "model.embed_tokens.weight",
+    ] {
+        let v = m.vars().into_iter().find(|x| x.0 == name).unwrap().1;
+        let g = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let orig = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let shape = v.as_tensor().shape().clone();
+        let at = |vals: Vec<f32>| {
+            v.set(&Tensor::from_vec(vals, &shape, &dev).unwrap()).unwrap();
+            loss(&m)
+        };
+        for i in [0usize, 5, 11] {
+            let eps = 2e-3f32;
+            let (mut p, mut q) = (orig.clone(), orig.clone());
+            p[i] += eps;
+            q[i] -= eps;
+            let numeric = (at(p) - at(q)) / (2.0 * f64::from(eps));
+            at(orig.clone());
+            let analytic = f64::from(g[i]);
+            assert!(
+                (analytic - numeric).abs() <= 1e-3 + 0.05 * numeric.abs(),
+                "{name}[{i}]: backprop {analytic}, finite differences {numeric}"
+            );
+        }
+    }
 }

@@ -18,11 +18,14 @@ const USAGE: &str = "usage:
   marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3 [--sessions N] [--max-seq N] [--timeout S]
   marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (3PC)
   marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (2PC-Dealer)
-  marill client --model CLIENT_FILE --server ADDR --helper ADDR --setting dealer|rep3 --prompt \"ID ID ...\" --gen N [--timeout S]
+  marill client --model CLIENT_FILE --server ADDR --helper ADDR --setting dealer|rep3 (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S]
+  marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
+                                           the plaintext model's greedy output, for comparison
   marill --help
 
 Parties talk plaintext TCP: run them on loopback or a protected network (TLS is not built yet).
-serve and helper print `listening on ADDR` first; the client prints token ids as they arrive.";
+serve and helper print `listening on ADDR` first; the client prints token ids as they arrive, or
+text when the prompt is given with --text (encoded and decoded with the file's tokenizer).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         }
         Some(role @ ("serve" | "helper" | "dealer" | "client")) => party(role, &args[1..]),
         Some("random-model") => random_model(&args[1..]),
+        Some("plain") => plain(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -218,14 +222,26 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             }
         }
         _ => {
-            let prompt: Vec<u32> = need(&f, "prompt")?
-                .split_whitespace()
-                .map(|t| t.parse().map_err(|_| StdError::Handshake(format!("prompt token {t} is not a number"))))
-                .collect::<Result<_, _>>()?;
+            let (tokenizer, prompt) = prompt_of(&f, &model)?;
             let n = num(&f, "gen", 16)?;
             let mut out = std::io::stdout();
+            let mut ids = Vec::new();
+            let mut shown = 0;
             let mut on_token = |t: u32| {
-                let _ = write!(out, "{t} ");
+                match &tokenizer {
+                    // Print the text as it grows (a token may end inside a UTF-8 character).
+                    Some(tok) => {
+                        ids.push(t);
+                        let text = tok.decode(&ids, false).unwrap_or_default();
+                        if text.len() > shown && text.is_char_boundary(shown) {
+                            let _ = write!(out, "{}", &text[shown..]);
+                            shown = text.len();
+                        }
+                    }
+                    None => {
+                        let _ = write!(out, "{t} ");
+                    }
+                }
                 let _ = out.flush();
             };
             let t0 = std::time::Instant::now();
@@ -248,6 +264,58 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             Ok(())
         }
     }
+}
+
+/// The prompt (`--prompt` ids or `--text` through the file's tokenizer) and the tokenizer.
+fn prompt_of(
+    f: &std::collections::HashMap<String, String>,
+    model: &MappedModel,
+) -> Result<(Option<marill_std::tokenizer::Tokenizer>, Vec<u32>), StdError> {
+    if let Some(text) = f.get("text") {
+        let file = model.file()?;
+        let sec = file
+            .find_section(SectionKind::Tokenizer, false)
+            .ok_or_else(|| StdError::Model("--text: the model file has no tokenizer".into()))?;
+        let json =
+            std::str::from_utf8(sec.bytes).map_err(|_| StdError::Model("tokenizer section is not UTF-8".into()))?;
+        let tok = marill_std::tokenizer::Tokenizer::from_hf_json(json)?;
+        let ids = tok.encode(text)?;
+        return Ok((Some(tok), ids));
+    }
+    let ids = need(f, "prompt")?
+        .split_whitespace()
+        .map(|t| t.parse().map_err(|_| StdError::Handshake(format!("prompt token {t} is not a number"))))
+        .collect::<Result<_, _>>()?;
+    Ok((None, ids))
+}
+
+/// `marill plain`: greedy generation with the plaintext model of a server file.
+fn plain(args: &[String]) -> Result<(), StdError> {
+    use marill_std::model::plain::{PlainModel, argmax};
+    let f = flags(args)?;
+    let model = MappedModel::open(std::path::Path::new(need(&f, "model")?))?;
+    let (tokenizer, prompt) = prompt_of(&f, &model)?;
+    let n = num(&f, "gen", 16)?;
+    let file = model.file()?;
+    let arch = marill_std::model::check::arch_of(&file)?;
+    if prompt.is_empty() {
+        return Err(StdError::Model("empty prompt".into()));
+    }
+    let mut pm = PlainModel::load(&file, arch.clone(), 0, arch.n_layers, true)?;
+    let mut feed = prompt;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut h = pm.embed(&feed)?;
+        pm.layers(&mut h, feed.len());
+        let t = argmax(&pm.logits(&h)?) as u32;
+        out.push(t);
+        feed = vec![t];
+    }
+    match tokenizer {
+        Some(tok) => println!("{}", tok.decode(&out, false)?),
+        None => println!("{}", out.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")),
+    }
+    Ok(())
 }
 
 fn random_model(args: &[String]) -> Result<(), StdError> {

@@ -23,6 +23,10 @@ USAGE:
       .cache/marill/base) on the embedded private task, report exact-match accuracy and
       write the server's split-model file. Non-full recipes distil from a fully
       fine-tuned teacher unless --no-distill.
+  marill-train pipeline  [--out DIR] [--base DIR] [--steps N] [--pretrain-steps N] [--seed S]
+      The demo's training half: the base (cached), full fine-tuning, then LF=0.5, LoRA=8,
+      HM=4, LF+HM, LF+LoRA and the ablations (adjacent HM, head pruning, layer pruning),
+      distilled; prints the quality table, writes DIR/<variant>.marill and quality.json.
   marill-train eval      --base DIR [--prompt TEXT] [--max-new N] [--chat]
       Greedy generation from a checkpoint; without --prompt, task accuracy.
   marill-train export    (--base DIR | --gguf FILE) --out FILE [--lf F] [--frac-bits B]
@@ -134,7 +138,7 @@ fn run(mut a: Args) -> Result<()> {
             let copy: Vec<data::Example> = eval_set
                 .iter()
                 .map(|(p, _)| {
-                    let w = p.trim_start_matches("rev ").trim_end_matches(" =");
+                    let w = p.trim_start_matches("skip ").trim_end_matches(" =");
                     (format!("copy {w} ="), format!(" {w}."))
                 })
                 .collect();
@@ -144,6 +148,18 @@ fn run(mut a: Args) -> Result<()> {
                 train::accuracy(&m, &copy)?,
                 out.display()
             );
+            Ok(())
+        }
+        "pipeline" => {
+            let out = PathBuf::from(a.value("--out")?.unwrap_or_else(|| ".cache/marill/demo".into()));
+            let base_dir = a.value("--base")?.map_or_else(default_base_dir, PathBuf::from);
+            let mut budget = Budget::demo();
+            budget.finetune = a.parse("--steps", budget.finetune)?;
+            budget.pretrain = a.parse("--pretrain-steps", budget.pretrain)?;
+            let seed = a.parse("--seed", 1u64)?;
+            a.done()?;
+            embedded::pipeline(&out, &base_dir, seed, budget, &dev)?;
+            println!("wrote {}/*.marill and quality.json", out.display());
             Ok(())
         }
         "finetune" => {

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The MARILL pipeline on the embedded default, end to end:
+#   1. pretrain the tiny base (cached in .cache/marill/base) and fine-tune the baseline and
+#      the MARILL variants with distillation (marill-train pipeline: quality table);
+#   2. secure inference with the parties as separate processes over loopback TCP, in
+#      2PC-Dealer and 3PC, printing the secure text beside the plaintext model's;
+#   3. the cost of secure generation of every variant in both settings (cost --op model)
+#      and the report: cost table with improvement factors, report.json, costs.svg.
+# Output goes to ${MARILL_DEMO_DIR:-.cache/marill/demo}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${MARILL_DEMO_DIR:-.cache/marill/demo}
+bin=target/release
+mkdir -p "$out"
+step() { printf '\n=== %s\n' "$1"; }
+
+step "build (release)"
+cargo build --release -p marill-train -p marill-std -p marill-benches
+
+step "fine-tuning (marill-train pipeline)"
+"$bin/marill-train" pipeline --out "$out"
+
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# Start a listening party in the background; echo its address (the first stdout line).
+start() {
+    local log=$1; shift
+    "$@" >"$log" 2>"$log.err" &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        if grep -q '^listening on ' "$log" 2>/dev/null; then
+            sed -n 's/^listening on //p' "$log" | head -n1
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "party did not start: $*" >&2
+    cat "$log.err" >&2
+    return 1
+}
+
+step "secure inference, parties as processes over loopback TCP"
+prompt='<s>skip dcba ='
+for v in full lf0.5 lora8 hm4 lf0.5+hm4 lf0.5+lora8; do
+    server=$out/$v.marill
+    client=$out/$v.client.marill
+    "$bin/marill" extract-public "$server" -o "$client" >/dev/null
+    printf '\n%s  prompt "%s"\n' "$v" "$prompt"
+    printf '  %-10s %s\n' plaintext "$("$bin/marill" plain --model "$server" --text "$prompt" --gen 8)"
+    for setting in dealer rep3; do
+        saddr=$(start "$out/serve.log" "$bin/marill" serve --model "$server" --listen 127.0.0.1:0 --setting "$setting" --sessions 1)
+        third=helper
+        [ "$setting" = dealer ] && third=dealer
+        haddr=$(start "$out/$third.log" "$bin/marill" "$third" --model "$client" --listen 127.0.0.1:0 --server "$saddr" --sessions 1)
+        text=$("$bin/marill" client --model "$client" --server "$saddr" --helper "$haddr" --setting "$setting" \
+            --text "$prompt" --gen 8 2>"$out/client.err")
+        printf '  %-10s %s   (%s)\n' "$setting" "$text" "$(sed -n 's/^marill client: //p' "$out/client.err")"
+        wait "${pids[@]}"
+        pids=()
+    done
+done
+
+step "cost of secure generation (cost --op model; prompt 16 tokens, 4 new)"
+: >"$out/costs.jsonl"
+for f in "$out"/*.marill; do
+    case $f in *.client.marill) continue ;; esac
+    "$bin/cost" --protocol all --op model --model "$f" --prompt-len 16 --gen 4 --json | tee -a "$out/costs.jsonl"
+done
+
+step "report"
+"$bin/report" --quality "$out/quality.json" --costs "$out/costs.jsonl" --out "$out"
