@@ -122,13 +122,7 @@ pub fn finetune(
 
 /// The recipes the demo compares: the paper's Fig. 4 variants and the ablations.
 pub fn demo_recipes() -> Vec<Recipe> {
-    let r = |f: f64, lora: usize, hm: usize| Recipe {
-        trained_fraction: f,
-        lora_rank: lora,
-        lora_alpha: 2.0 * lora as f32,
-        head_merge: hm,
-        ..Recipe::full()
-    };
+    let r = Recipe::new;
     let mut adjacent = r(1.0, 0, 4);
     adjacent.grouping = crate::recipe::Grouping::Adjacent;
     // Head pruning to the merged model's attention width (2 of 8 heads kept), and pruning

@@ -75,6 +75,20 @@ pub struct LayerShape {
     pub two_relu: bool,
 }
 
+impl LayerShape {
+    /// The pretrained (unmerged, unapproximated) shape of `cfg`'s layers.
+    pub fn of(cfg: &Config) -> Self {
+        Self {
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+            rope_dim: cfg.head_dim,
+            relu: false,
+            two_relu: false,
+        }
+    }
+}
+
 /// A weight: frozen (a plain tensor, never differentiated) or trainable (a candle `Var`).
 #[derive(Debug, Clone)]
 pub enum Param {
@@ -158,14 +172,7 @@ impl Model {
         cfg.check()?;
         let mut rng = crate::Rng::new(seed);
         let mut params = BTreeMap::new();
-        let shape = LayerShape {
-            n_heads: cfg.n_heads,
-            n_kv_heads: cfg.n_kv_heads,
-            head_dim: cfg.head_dim,
-            rope_dim: cfg.head_dim,
-            relu: false,
-            two_relu: false,
-        };
+        let shape = LayerShape::of(cfg);
         let mut put = |name: String, dims: &[usize], vals: Vec<f32>| -> Result<()> {
             let t = Tensor::from_vec(vals, dims, device)?;
             params.insert(name, Param::Train(Var::from_tensor(&t)?));
@@ -189,14 +196,7 @@ impl Model {
 
     /// A model over given weights (all layers unmerged, no LoRA, nothing public).
     pub fn from_params(cfg: Config, params: BTreeMap<String, Param>, device: &Device) -> Self {
-        let shape = LayerShape {
-            n_heads: cfg.n_heads,
-            n_kv_heads: cfg.n_kv_heads,
-            head_dim: cfg.head_dim,
-            rope_dim: cfg.head_dim,
-            relu: false,
-            two_relu: false,
-        };
+        let shape = LayerShape::of(&cfg);
         Self {
             layers: vec![shape; cfg.n_layers],
             lora: vec![None; cfg.n_layers],

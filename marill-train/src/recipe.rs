@@ -72,6 +72,12 @@ impl Recipe {
         }
     }
 
+    /// Trained fraction `f`, LoRA rank `lora` (α = 2r) and head-merge factor `hm`, the rest
+    /// as in full fine-tuning.
+    pub fn new(f: f64, lora: usize, hm: usize) -> Self {
+        Self { trained_fraction: f, lora_rank: lora, lora_alpha: 2.0 * lora as f32, head_merge: hm, ..Self::full() }
+    }
+
     /// Whether this is full fine-tuning (the baseline).
     pub fn is_full(&self) -> bool {
         self == &Self::full()

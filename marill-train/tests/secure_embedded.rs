@@ -24,13 +24,7 @@ fn secure_generation_equals_plaintext_for_every_variant() {
     let base = embedded::pretrain(5, budget, &dev).unwrap();
     let (train_set, eval_set) = embedded::task(5);
     let teacher = embedded::finetune(&base, &Recipe::full(), None, &train_set, 5, budget).unwrap();
-    let r = |f: f64, lora: usize, hm: usize| Recipe {
-        trained_fraction: f,
-        lora_rank: lora,
-        lora_alpha: 2.0 * lora as f32,
-        head_merge: hm,
-        ..Recipe::full()
-    };
+    let r = Recipe::new;
     let recipes = [r(1.0, 0, 1), r(0.5, 0, 1), r(1.0, 8, 1), r(1.0, 0, 4), r(0.5, 0, 4), r(0.5, 8, 1)];
     let tok = data::tokenizer_json();
     let prompts: Vec<Vec<u32>> = eval_set
