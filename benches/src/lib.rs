@@ -488,13 +488,13 @@ pub mod model_case {
 
     use marill_core::Error;
     use marill_core::cost::Cost;
-    use marill_core::format::{ModelFile, SectionKind};
+    use marill_core::format::ModelFile;
     use marill_core::proto::Protocol;
     use marill_std::Setting;
-    use marill_std::model::Arch;
     use marill_std::model::plain::PlainModel;
     use marill_std::model::secure::{CLIENT, SecureModel};
-    use marill_std::model_file::{ModelMeta, decode_postcard, extract_public};
+    use marill_std::model::{Arch, check};
+    use marill_std::model_file::extract_public;
     use marill_std::run::{Program, run_mem};
 
     /// A model and a generation length.
@@ -520,9 +520,7 @@ pub mod model_case {
     }
 
     fn arch_of(f: &ModelFile<'_>) -> Result<Arch, String> {
-        let sec = f.find_section(SectionKind::Metadata, false).ok_or("no metadata")?;
-        let meta: ModelMeta = decode_postcard(sec.bytes).map_err(|e| e.to_string())?;
-        Arch::from_meta(&meta).map_err(|e| e.to_string())
+        check::arch_of(f).map_err(|e| e.to_string())
     }
 
     impl ModelCase {
@@ -558,19 +556,8 @@ pub mod model_case {
                 out.rounds.push(after - before);
             }
             // Teacher-forced plaintext check of the tokens.
-            let f = ModelFile::parse(&self.server).map_err(|e| e.to_string())?;
-            let arch = arch_of(&f)?;
-            let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).map_err(|e| e.to_string())?;
-            let mut feed = self.prompt(arch.vocab);
-            for t in &out.tokens {
-                let mut h = plain.embed(&feed).map_err(|e| e.to_string())?;
-                plain.layers(&mut h, feed.len());
-                let logits = plain.logits(&h).map_err(|e| e.to_string())?;
-                if marill_std::model::plain::argmax(&logits) != *t as usize {
-                    out.mismatches += 1;
-                }
-                feed = vec![*t];
-            }
+            let prompt = self.prompt(arch_of(&ModelFile::parse(&self.client).map_err(|e| e.to_string())?)?.vocab);
+            out.mismatches = check::disagreements(&self.server, &prompt, &out.tokens).map_err(|e| e.to_string())?.len();
             Ok(out)
         }
     }

@@ -154,15 +154,9 @@ impl Arch {
     pub fn rope_dim(&self) -> usize {
         self.head_dim / self.head_merge
     }
-    /// `(out, in)` of a projection.
+    /// `(out, in)` of a projection of a private layer.
     pub fn proj_shape(&self, proj: &str) -> (usize, usize) {
-        match proj {
-            "q" => (self.q_dim(), self.d),
-            "k" | "v" => (self.kv_dim(), self.d),
-            "o" => (self.d, self.q_dim()),
-            "gate" | "up" => (self.ffn, self.d),
-            _ => (self.d, self.ffn),
-        }
+        plain::LayerShape::private(self).proj_shape(self, proj)
     }
     /// LoRA scale `α/r`.
     pub fn lora_scale(&self) -> f32 {
@@ -171,14 +165,6 @@ impl Arch {
     /// Whether `proj` of private layers carries LoRA.
     pub fn has_lora(&self, proj: &str) -> bool {
         self.lora_rank > 0 && self.lora_targets.iter().any(|t| t == proj)
-    }
-    /// The attention normaliser of the private layers on one row of scores.
-    pub fn normalise(&self, s: &[f64]) -> Vec<f64> {
-        if self.two_relu { plain::normalise_2relu(s) } else { plain::softmax(s) }
-    }
-    /// The MLP activation of the private layers.
-    pub fn activate(&self, x: f64) -> f64 {
-        plain::activate(self.relu, x)
     }
 }
 

@@ -26,14 +26,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use marill_core::cost::Metered;
-use marill_core::format::{ModelFile, SectionKind};
+use marill_core::format::ModelFile;
 use marill_core::proto::Protocol;
 use marill_core::{Channel, PartyId};
 
 use crate::model::Arch;
 use crate::model::plain::PlainModel;
 use crate::model::secure::{CLIENT, SERVER, SecureModel, generate_streaming};
-use crate::model_file::{MappedModel, ModelMeta, decode_postcard};
+use crate::model_file::MappedModel;
 use crate::session::{dealer_party, entropy, rep3_party};
 use crate::transport::tcp::{self, TcpChannel, TcpConfig};
 use crate::{Setting, StdError};
@@ -163,11 +163,7 @@ fn connect(addr: SocketAddr, cfg: TcpConfig) -> Result<TcpStream, StdError> {
 
 /// A model file's public digest, fixed-point bits and architecture.
 fn model_info(f: &ModelFile<'_>) -> Result<([u8; 32], Arch), StdError> {
-    let digest = f.verify_digest()?;
-    let sec =
-        f.find_section(SectionKind::Metadata, false).ok_or_else(|| StdError::Model("no public metadata".into()))?;
-    let meta: ModelMeta = decode_postcard(sec.bytes)?;
-    Ok((digest, Arch::from_meta(&meta)?))
+    Ok((f.verify_digest()?, crate::model::check::arch_of(f)?))
 }
 
 /// The client's request: prompt length and new tokens (public to every party).

@@ -22,6 +22,9 @@ pub struct Tokenizer {
     specials: Vec<(String, u32)>,
     byte_level: bool,
     digits: bool,
+    /// GPT-2's byte → printable character map and its inverse (byte-level models).
+    bytes: [char; 256],
+    unbytes: HashMap<char, u8>,
 }
 
 fn bad(m: impl Into<String>) -> StdError {
@@ -77,7 +80,9 @@ impl Tokenizer {
         }
         // Longest first, so that a special token that prefixes another never wins.
         specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
-        Ok(Self { vocab, tokens, merges: ranks, merge_list, specials, byte_level, digits })
+        let bytes = byte_map();
+        let unbytes = bytes.iter().enumerate().map(|(b, c)| (*c, b as u8)).collect();
+        Ok(Self { vocab, tokens, merges: ranks, merge_list, specials, byte_level, digits, bytes, unbytes })
     }
 
     /// From a Hugging Face `tokenizer.json` with a BPE model.
@@ -200,10 +205,9 @@ impl Tokenizer {
     }
 
     fn encode_plain(&self, text: &str, out: &mut Vec<u32>) -> Result<(), StdError> {
-        let map = byte_map();
         for piece in self.pre_tokenize(text) {
             let symbols: Vec<String> = if self.byte_level {
-                piece.bytes().map(|b| map[b as usize].to_string()).collect()
+                piece.bytes().map(|b| self.bytes[b as usize].to_string()).collect()
             } else {
                 piece.chars().map(|c| c.to_string()).collect()
             };
@@ -309,14 +313,9 @@ impl Tokenizer {
         if !self.byte_level {
             return Ok(s);
         }
-        let map = byte_map();
-        let mut inverse = HashMap::with_capacity(256);
-        for (b, ch) in map.iter().enumerate() {
-            inverse.insert(*ch, b as u8);
-        }
         let mut bytes = Vec::with_capacity(s.len());
         for ch in s.chars() {
-            match inverse.get(&ch) {
+            match self.unbytes.get(&ch) {
                 Some(b) => bytes.push(*b),
                 None => bytes.extend(ch.to_string().as_bytes()),
             }

@@ -57,27 +57,15 @@ pub fn decode(ids: &[u32]) -> String {
 /// The tokenizer of the embedded default as a Hugging Face `tokenizer.json` (a BPE model
 /// without merges: one token per character), stored in exported files.
 pub fn tokenizer_json() -> String {
-    let mut vocab = vec![("<pad>".to_string(), 0u32), ("<s>".into(), 1), ("</s>".into(), 2)];
-    for (i, c) in CHARS.chars().enumerate() {
-        vocab.push((c.to_string(), i as u32 + 3));
+    let mut tokens: Vec<String> = vec!["<pad>".into(), "<s>".into(), "</s>".into()];
+    tokens.extend(CHARS.chars().map(String::from));
+    while tokens.len() < VOCAB {
+        tokens.push(format!("<unused{}>", tokens.len()));
     }
-    for i in vocab.len()..VOCAB {
-        vocab.push((format!("<unused{i}>"), i as u32));
-    }
-    let v: serde_json::Map<String, serde_json::Value> = vocab.into_iter().map(|(k, i)| (k, i.into())).collect();
-    let added: Vec<serde_json::Value> = ["<pad>", "<s>", "</s>"]
-        .iter()
-        .enumerate()
-        .map(|(i, c)| serde_json::json!({"id": i, "content": c, "special": true}))
-        .collect();
-    serde_json::json!({
-        "version": "1.0",
-        "added_tokens": added,
-        "pre_tokenizer": null,
-        "decoder": null,
-        "model": {"type": "BPE", "vocab": v, "merges": []},
-    })
-    .to_string()
+    // Fixed inputs: this cannot fail (the unit test below reads it back).
+    marill_std::tokenizer::Tokenizer::from_parts(tokens, &[], &[PAD, BOS, EOS], false, false)
+        .map(|t| t.to_hf_json())
+        .unwrap_or_default()
 }
 
 fn word(rng: &mut Rng) -> String {
@@ -177,4 +165,21 @@ pub fn batch(examples: &[Example], answer_only: bool, dev: &Device) -> Result<Ba
 pub fn pretrain_batch(rng: &mut Rng, b: usize, dev: &Device) -> Result<Batch> {
     let lines: Vec<Example> = (0..b).map(|_| (String::new(), pretrain_line(rng))).collect();
     batch(&lines, false, dev)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_exported_tokenizer_agrees_with_encode_and_decode() {
+        let tok = marill_std::tokenizer::Tokenizer::from_hf_json(&tokenizer_json()).unwrap();
+        assert_eq!(tok.vocab_size(), VOCAB);
+        let mut want = vec![BOS];
+        want.extend(encode("skip abcd = cdef.").unwrap());
+        let ids = tok.encode("<s>skip abcd = cdef.").unwrap();
+        assert_eq!(ids, want);
+        assert_eq!(tok.decode(&ids, false).unwrap(), decode(&ids));
+    }
 }

@@ -95,7 +95,7 @@ pub fn finetune(
 ) -> Result<Model> {
     let dev = base.device.clone();
     let calib = data::batch(&train_set[..train_set.len().min(64)], false, &dev)?.input;
-    let student = recipe.apply(base, &calib, seed)?;
+    let student = recipe.apply(base, Some(&calib), seed)?;
     let label = recipe.label();
     let mut rng = Rng::new(seed ^ 0xf17e);
     let mut next = |_| {

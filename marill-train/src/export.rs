@@ -109,21 +109,12 @@ pub fn export(model: &Model, info: &ExportInfo<'_>) -> Result<Vec<u8>> {
     Ok(w.to_bytes()?)
 }
 
-/// A pretrained model as a split file without training: the bottom `round((1−f)·N)` layers
-/// and the embedding public, the rest and the final norm private (the embedding too when
-/// `f = 1`).
-pub fn split_pretrained(mut model: Model, f: f64, tokenizer_json: Option<&str>, frac_bits: u32) -> Result<Vec<u8>> {
-    let mut r = Recipe::full();
-    r.trained_fraction = f;
-    if !(0.0..=1.0).contains(&f) {
-        return Err(Error::Config(format!("--lf {f}: a fraction in [0, 1]")));
-    }
-    let np = r.n_public(model.cfg.n_layers);
-    model.n_public = np;
-    model.set_trainable(|n| match crate::recipe::layer_of(n) {
-        Some(l) => l >= np,
-        None => n == marill_std::model::names::NORM || np == 0,
-    })?;
+/// A pretrained model as a split file without training: the recipe "layer freezing with
+/// fraction `f`" applied to it (the bottom `round((1−f)·N)` layers and the embedding public,
+/// the rest and the final norm private; the embedding too when `f = 1`).
+pub fn split_pretrained(model: &Model, f: f64, tokenizer_json: Option<&str>, frac_bits: u32) -> Result<Vec<u8>> {
+    let r = Recipe { trained_fraction: f, ..Recipe::full() };
+    let split = r.apply(model, None, 0)?;
     let info = ExportInfo {
         recipe: &r,
         distilled: false,
@@ -131,5 +122,5 @@ pub fn split_pretrained(mut model: Model, f: f64, tokenizer_json: Option<&str>, 
         frac_bits,
         notes: "pretrained weights, split without training".into(),
     };
-    export(&model, &info)
+    export(&split, &info)
 }

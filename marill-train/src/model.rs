@@ -117,6 +117,17 @@ pub struct Lora {
     pub alpha: f32,
 }
 
+/// What the layers of one forward pass share: its shape, the RoPE tables and the causal
+/// masks (additive for softmax, 0/1 for 2ReLU).
+struct Pass {
+    b: usize,
+    t: usize,
+    cos: Tensor,
+    sin: Tensor,
+    mask_add: Tensor,
+    mask_mul: Tensor,
+}
+
 /// What [`Model::forward`] returns.
 pub struct Forward {
     /// `[b, t, vocab]`.
@@ -288,82 +299,75 @@ impl Model {
     pub fn forward(&self, tokens: &Tensor, trace: bool) -> Result<Forward> {
         let (b, t) = tokens.dims2()?;
         let d = self.cfg.d;
-        let embed = self.get(names::EMBED)?;
-        let mut h = embed.index_select(&tokens.flatten_all()?, 0)?; // [b·t, d]
-        let (cos, sin) = self.rope_tables(t, self.cfg.head_dim)?;
-        let causal = causal_mask(t, &self.device)?;
+        let (mut h, ctx) = self.embed(tokens)?;
         let mut out = Forward { logits: h.clone(), attn: Vec::new(), hidden: Vec::new() };
         for l in 0..self.layers.len() {
-            let s = self.layers[l];
-            let x = rms_norm(&h, self.get(&names::attn_norm(l))?, self.cfg.rms_eps)?;
-            let q = self.linear(&x, l, "q")?;
-            let k = self.linear(&x, l, "k")?;
-            let v = self.linear(&x, l, "v")?;
-            let heads = |z: Tensor, n: usize| -> Result<Tensor> {
-                Ok(z.reshape((b, t, n, s.head_dim))?.transpose(1, 2)?.contiguous()?)
-            };
-            let q = rope(&heads(q, s.n_heads)?, &cos, &sin, s.rope_dim)?;
-            let k = repeat_kv(&rope(&heads(k, s.n_kv_heads)?, &cos, &sin, s.rope_dim)?, s.n_heads / s.n_kv_heads)?;
-            let v = repeat_kv(&heads(v, s.n_kv_heads)?, s.n_heads / s.n_kv_heads)?;
-            let scores = (q.matmul(&k.t()?)? / (s.head_dim as f64).sqrt())?;
-            let probs = if s.two_relu {
-                let r = scores.relu()?.broadcast_mul(&causal.1)?;
-                let sum = (r.sum_keepdim(D::Minus1)? + 2f64.powi(-8))?;
-                r.broadcast_div(&sum)?
-            } else {
-                candle_nn::ops::softmax(&scores.broadcast_add(&causal.0)?, D::Minus1)?
-            };
-            let a = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, s.n_heads * s.head_dim))?;
-            let a = self.linear(&a, l, "o")?;
-            h = (h + &a)?;
-            let x = rms_norm(&h, self.get(&names::mlp_norm(l))?, self.cfg.rms_eps)?;
-            let g = self.linear(&x, l, "gate")?;
-            let g = if s.relu { g.relu()? } else { g.silu()? };
-            let u = self.linear(&x, l, "up")?;
-            let m = self.linear(&(g * u)?, l, "down")?;
-            h = (h + m)?;
+            let (next, a, _) = self.layer(&h, l, &ctx)?;
+            h = next;
             if trace {
                 out.attn.push(a.reshape((b, t, d))?);
                 out.hidden.push(h.reshape((b, t, d))?);
             }
         }
         let x = rms_norm(&h, self.get(names::NORM)?, self.cfg.rms_eps)?;
+        let embed = self.get(names::EMBED)?;
         let head = if self.cfg.tie_embeddings { embed } else { self.get(names::LM_HEAD)? };
         out.logits = x.matmul(&head.t()?)?.reshape((b, t, self.cfg.vocab))?;
         Ok(out)
     }
 
-    /// Attention probabilities of every (original) head of layer `l` on `tokens`, `[b, h,
-    /// t, t]` (for head-similarity grouping; the model must be unmerged there).
+    /// Attention probabilities of every head of layer `l` on `tokens`, `[b, h, t, t]` (for
+    /// head-similarity grouping, on the unmerged model).
     pub fn attention_probs(&self, tokens: &Tensor, l: usize) -> Result<Tensor> {
-        let (b, t) = tokens.dims2()?;
-        let embed = self.get(names::EMBED)?;
-        let mut h = embed.index_select(&tokens.flatten_all()?, 0)?;
-        let (cos, sin) = self.rope_tables(t, self.cfg.head_dim)?;
-        let causal = causal_mask(t, &self.device)?;
-        for j in 0..=l {
-            let s = self.layers[j];
-            let x = rms_norm(&h, self.get(&names::attn_norm(j))?, self.cfg.rms_eps)?;
-            let heads = |z: Tensor, n: usize| -> Result<Tensor> {
-                Ok(z.reshape((b, t, n, s.head_dim))?.transpose(1, 2)?.contiguous()?)
-            };
-            let q = rope(&heads(self.linear(&x, j, "q")?, s.n_heads)?, &cos, &sin, s.rope_dim)?;
-            let k = rope(&heads(self.linear(&x, j, "k")?, s.n_kv_heads)?, &cos, &sin, s.rope_dim)?;
-            let k = repeat_kv(&k, s.n_heads / s.n_kv_heads)?;
-            let scores = (q.matmul(&k.t()?)? / (s.head_dim as f64).sqrt())?;
-            let probs = candle_nn::ops::softmax(&scores.broadcast_add(&causal.0)?, D::Minus1)?;
-            if j == l {
-                return Ok(probs);
-            }
-            let v = repeat_kv(&heads(self.linear(&x, j, "v")?, s.n_kv_heads)?, s.n_heads / s.n_kv_heads)?;
-            let a = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, s.n_heads * s.head_dim))?;
-            h = (h + self.linear(&a, j, "o")?)?;
-            let x = rms_norm(&h, self.get(&names::mlp_norm(j))?, self.cfg.rms_eps)?;
-            let g = self.linear(&x, j, "gate")?;
-            let g = if s.relu { g.relu()? } else { g.silu()? };
-            h = (h + self.linear(&(g * self.linear(&x, j, "up")?)?, j, "down")?)?;
+        if l >= self.layers.len() {
+            return Err(Error::Model(format!("layer {l} out of range")));
         }
-        Err(Error::Model(format!("layer {l} out of range")))
+        let (mut h, ctx) = self.embed(tokens)?;
+        for j in 0..l {
+            h = self.layer(&h, j, &ctx)?.0;
+        }
+        Ok(self.layer(&h, l, &ctx)?.2)
+    }
+
+    /// Embedding rows of `tokens` (`[b·t, d]`) and what every layer of this pass shares.
+    fn embed(&self, tokens: &Tensor) -> Result<(Tensor, Pass)> {
+        let (b, t) = tokens.dims2()?;
+        let h = self.get(names::EMBED)?.index_select(&tokens.flatten_all()?, 0)?;
+        let (cos, sin) = self.rope_tables(t, self.cfg.head_dim)?;
+        let (mask_add, mask_mul) = causal_mask(t, &self.device)?;
+        Ok((h, Pass { b, t, cos, sin, mask_add, mask_mul }))
+    }
+
+    /// Layer `l` on `h` (`[b·t, d]`): the new hidden state, the attention block's output and
+    /// the attention probabilities (`[b, heads, t, t]`).
+    fn layer(&self, h: &Tensor, l: usize, c: &Pass) -> Result<(Tensor, Tensor, Tensor)> {
+        let s = self.layers[l];
+        let (b, t) = (c.b, c.t);
+        let x = rms_norm(h, self.get(&names::attn_norm(l))?, self.cfg.rms_eps)?;
+        let heads = |z: Tensor, n: usize| -> Result<Tensor> {
+            Ok(z.reshape((b, t, n, s.head_dim))?.transpose(1, 2)?.contiguous()?)
+        };
+        let group = s.n_heads / s.n_kv_heads;
+        let q = rope(&heads(self.linear(&x, l, "q")?, s.n_heads)?, &c.cos, &c.sin, s.rope_dim)?;
+        let k = rope(&heads(self.linear(&x, l, "k")?, s.n_kv_heads)?, &c.cos, &c.sin, s.rope_dim)?;
+        let k = repeat_kv(&k, group)?;
+        let v = repeat_kv(&heads(self.linear(&x, l, "v")?, s.n_kv_heads)?, group)?;
+        let scores = (q.matmul(&k.t()?)? / (s.head_dim as f64).sqrt())?;
+        let probs = if s.two_relu {
+            let r = scores.relu()?.broadcast_mul(&c.mask_mul)?;
+            let sum = (r.sum_keepdim(D::Minus1)? + 2f64.powi(-8))?;
+            r.broadcast_div(&sum)?
+        } else {
+            candle_nn::ops::softmax(&scores.broadcast_add(&c.mask_add)?, D::Minus1)?
+        };
+        let a = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, s.n_heads * s.head_dim))?;
+        let a = self.linear(&a, l, "o")?;
+        let h = (h + &a)?;
+        let x = rms_norm(&h, self.get(&names::mlp_norm(l))?, self.cfg.rms_eps)?;
+        let g = self.linear(&x, l, "gate")?;
+        let g = if s.relu { g.relu()? } else { g.silu()? };
+        let m = self.linear(&(g * self.linear(&x, l, "up")?)?, l, "down")?;
+        Ok(((h + m)?, a, probs))
     }
 
     fn rope_tables(&self, t: usize, rope_dim: usize) -> Result<(Tensor, Tensor)> {

@@ -127,7 +127,7 @@ impl Recipe {
 
     fn check(&self, base: &Model) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(format!("recipe {}: {m}", self.label())));
-        if !(0.0..=1.0).contains(&self.trained_fraction) || self.trained_fraction == 0.0 && self.lora_rank == 0 {
+        if !(self.trained_fraction > 0.0 && self.trained_fraction <= 1.0) {
             return bad("trained fraction must be in (0, 1]");
         }
         if self.layer_prune >= base.cfg.n_layers {
@@ -150,8 +150,8 @@ impl Recipe {
     }
 
     /// The student: a deep copy of `base` reshaped by this recipe, with the right weights
-    /// trainable. `calib` (`[b, t]` tokens, PAD = 0 ignored) is used for similarity grouping.
-    pub fn apply(&self, base: &Model, calib: &Tensor, seed: u64) -> Result<Model> {
+    /// trainable. `calib` (`[b, t]` tokens, PAD = 0 ignored) is needed for similarity grouping.
+    pub fn apply(&self, base: &Model, calib: Option<&Tensor>, seed: u64) -> Result<Model> {
         self.check(base)?;
         let mut m = base.frozen_copy()?;
         // 1. Top-layer pruning.
@@ -170,7 +170,11 @@ impl Recipe {
             for l in private.clone() {
                 groups.push(match self.grouping {
                     Grouping::Adjacent => merge::adjacent_groups(base.cfg.n_heads, self.head_merge),
-                    Grouping::Similarity => merge::similarity_groups(&head_distances(base, calib, l)?, self.head_merge),
+                    Grouping::Similarity => {
+                        let calib = calib
+                            .ok_or_else(|| Error::Config("similarity grouping needs calibration prompts".into()))?;
+                        merge::similarity_groups(&head_distances(base, calib, l)?, self.head_merge)
+                    }
                 });
             }
         }

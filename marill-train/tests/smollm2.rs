@@ -67,7 +67,7 @@ fn smollm2_answers_paris() {
 fn smollm2_secure_generation_with_half_the_layers_frozen_matches_plaintext() {
     let Some(l) = load() else { return };
     let tok = l.tokenizer.clone().unwrap();
-    let server = split_pretrained(l.model, 0.5, l.tokenizer_json.as_deref(), 16).unwrap();
+    let server = split_pretrained(&l.model, 0.5, l.tokenizer_json.as_deref(), 16).unwrap();
     let client = extract_public(&server).unwrap();
     let prompts = ["What is the capital of France?", "Name a colour.", "2+2="];
     let mut ties = 0;

@@ -60,7 +60,7 @@ fn gradients_reach_every_trainable_weight_and_nothing_frozen_moves() {
     // Train the base a little first, so that LoRA's B = 0 does not block A's gradient in
     // later steps (at B = 0 only B gets a gradient, as it should).
     for r in [recipe(1.0, 0, 1), recipe(0.5, 0, 1), recipe(0.5, 4, 1), recipe(0.5, 0, 2), recipe(1.0, 2, 4)] {
-        let student = r.apply(&base, &b.input, 1).unwrap();
+        let student = r.apply(&base, Some(&b.input), 1).unwrap();
         let frozen: Vec<(String, Vec<f32>)> = student
             .params
             .iter()
@@ -104,7 +104,7 @@ fn lora_with_zero_b_and_unit_head_merge_change_nothing() {
     let base = tiny();
     let b = batch();
     let reference = logits(&base, &b);
-    let lora = recipe(0.5, 4, 1).apply(&base, &b.input, 1).unwrap();
+    let lora = recipe(0.5, 4, 1).apply(&base, Some(&b.input), 1).unwrap();
     assert_eq!(max_diff(&logits(&lora, &b), &reference), 0.0);
     // m = 1 with a permutation of the heads is the same function.
     let mut permuted = base.frozen_copy().unwrap();
@@ -113,7 +113,7 @@ fn lora_with_zero_b_and_unit_head_merge_change_nothing() {
     merge_heads(&mut permuted, 2, &groups).unwrap();
     assert!(max_diff(&logits(&permuted, &b), &reference) < 1e-5);
     // Real merging changes the function.
-    let merged = recipe(1.0, 0, 4).apply(&base, &b.input, 1).unwrap();
+    let merged = recipe(1.0, 0, 4).apply(&base, Some(&b.input), 1).unwrap();
     assert!(max_diff(&logits(&merged, &b), &reference) > 1e-3);
 }
 
@@ -123,14 +123,14 @@ fn distillation_lowers_its_losses() {
     let base = tiny();
     let b = batch();
     // The teacher: the base fully fine-tuned for a few steps, then frozen.
-    let tuned = Recipe::full().apply(&base, &b.input, 1).unwrap();
+    let tuned = Recipe::full().apply(&base, Some(&b.input), 1).unwrap();
     let opts = Opts { steps: 20, lr: 1e-2, weight_decay: 0.0 };
     train::train(&tuned, opts, Objective::Nll, "teacher", |_| Ok(batch())).unwrap();
     let teacher = tuned.frozen_copy().unwrap();
     let mut r = recipe(0.5, 0, 4);
     r.grouping = Grouping::Adjacent;
     r.relu = true;
-    let student = r.apply(&base, &b.input, 1).unwrap();
+    let student = r.apply(&base, Some(&b.input), 1).unwrap();
     let c = DistillCoeffs::default();
     let kl = |m: &Model| {
         let t = teacher.forward(&b.input, false).unwrap().logits;
@@ -199,7 +199,7 @@ fn export_gives_the_runtime_candle_logits() {
     pruned.layer_prune = 1;
     recipes.push(pruned);
     for r in recipes {
-        let student = r.apply(&base, &b.input, 1).unwrap();
+        let student = r.apply(&base, Some(&b.input), 1).unwrap();
         // A few steps so that LoRA's B and the private weights are not the base's.
         let opts = Opts { steps: 2, lr: 1e-2, weight_decay: 0.0 };
         train::train(&student, opts, Objective::Nll, "e", |_| Ok(batch())).unwrap();
@@ -208,7 +208,7 @@ fn export_gives_the_runtime_candle_logits() {
     // Head pruning with frozen public layers cannot be described by the file.
     let mut bad = recipe(0.5, 0, 1);
     bad.head_prune = 2;
-    let student = bad.apply(&base, &b.input, 1).unwrap();
+    let student = bad.apply(&base, Some(&b.input), 1).unwrap();
     let info = ExportInfo { recipe: &bad, distilled: false, tokenizer_json: None, frac_bits: 16, notes: String::new() };
     assert!(export(&student, &info).is_err());
 }

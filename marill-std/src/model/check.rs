@@ -56,31 +56,51 @@ impl Program for SecureGeneration<'_> {
     }
 }
 
+/// A step where the secure token is not the plaintext model's argmax.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Disagreement {
+    /// Index of the generated token.
+    pub step: usize,
+    /// The secure run's token.
+    pub secure: u32,
+    /// The plaintext model's argmax.
+    pub plain: u32,
+    /// How far the plaintext logit of the secure token lies below the best one.
+    pub gap: f64,
+}
+
 /// Teacher-forced comparison of secure tokens `got` with the plaintext model of `server`
-/// after `prompt`. Returns the number of near-ties accepted; a token that differs where
-/// the plaintext logits are further apart than `tie` is an error naming the step.
-pub fn teacher_forced(server: &[u8], prompt: &[u32], got: &[u32], tie: f64) -> Result<usize, StdError> {
+/// after `prompt`: every step where they differ.
+pub fn disagreements(server: &[u8], prompt: &[u32], got: &[u32]) -> Result<Vec<Disagreement>, StdError> {
     let f = ModelFile::parse(server)?;
     let arch = arch_of(&f)?;
     let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true)?;
     let mut feed = prompt.to_vec();
-    let mut ties = 0;
+    let mut out = Vec::new();
     for (step, tok) in got.iter().enumerate() {
         let mut h = plain.embed(&feed)?;
         plain.layers(&mut h, feed.len());
         let logits = plain.logits(&h)?;
         let best = argmax(&logits);
-        let t = *tok as usize;
-        if best != t {
-            let gap = logits[best] - logits.get(t).copied().unwrap_or(f64::NEG_INFINITY);
-            if gap >= tie {
-                return Err(StdError::Model(format!(
-                    "step {step}: secure token {tok}, plaintext {best}, logit gap {gap:.4}"
-                )));
-            }
-            ties += 1;
+        if best != *tok as usize {
+            let gap = logits[best] - logits.get(*tok as usize).copied().unwrap_or(f64::NEG_INFINITY);
+            out.push(Disagreement { step, secure: *tok, plain: best as u32, gap });
         }
         feed = vec![*tok];
     }
-    Ok(ties)
+    Ok(out)
+}
+
+/// [`disagreements`] allowing near-ties: returns how many were accepted; a token that
+/// differs where the plaintext logits are `tie` or further apart is an error naming the
+/// step.
+pub fn teacher_forced(server: &[u8], prompt: &[u32], got: &[u32], tie: f64) -> Result<usize, StdError> {
+    let d = disagreements(server, prompt, got)?;
+    if let Some(x) = d.iter().find(|x| x.gap >= tie) {
+        return Err(StdError::Model(format!(
+            "step {}: secure token {}, plaintext {}, logit gap {:.4}",
+            x.step, x.secure, x.plain, x.gap
+        )));
+    }
+    Ok(d.len())
 }

@@ -92,13 +92,7 @@ impl LayerShape {
     /// The shape of layer `l` of `f` (public layers read their kv heads from `k`).
     pub fn of(f: &ModelFile<'_>, arch: &Arch, l: usize) -> Result<Self, StdError> {
         if l >= arch.n_public {
-            return Ok(Self {
-                n_heads: arch.n_heads,
-                n_kv_heads: arch.n_kv_heads,
-                head_dim: arch.head_dim,
-                relu: arch.relu,
-                two_relu: arch.two_relu,
-            });
+            return Ok(Self::private(arch));
         }
         let hd = arch.rope_dim();
         let n_heads = arch.n_heads * arch.head_merge;
@@ -110,6 +104,17 @@ impl LayerShape {
             return Err(StdError::Model(format!("{name}: {rows} rows do not make kv heads of {hd}")));
         }
         Ok(Self { n_heads, n_kv_heads, head_dim: hd, relu: false, two_relu: false })
+    }
+
+    /// The shape of the file's private layers (merged heads, its approximations).
+    pub fn private(arch: &Arch) -> Self {
+        Self {
+            n_heads: arch.n_heads,
+            n_kv_heads: arch.n_kv_heads,
+            head_dim: arch.head_dim,
+            relu: arch.relu,
+            two_relu: arch.two_relu,
+        }
     }
 
     /// `(out, in)` of a projection.

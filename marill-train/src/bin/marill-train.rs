@@ -251,11 +251,8 @@ fn run(mut a: Args) -> Result<()> {
             };
             a.done()?;
             let n = l.model.cfg.n_layers;
-            let bytes = split_pretrained(l.model, lf, l.tokenizer_json.as_deref(), frac_bits)?;
-            std::fs::write(&out, bytes)?;
-            let mut r = Recipe::full();
-            r.trained_fraction = lf;
-            let np = r.n_public(n);
+            std::fs::write(&out, split_pretrained(&l.model, lf, l.tokenizer_json.as_deref(), frac_bits)?)?;
+            let np = Recipe { trained_fraction: lf, ..Recipe::full() }.n_public(n);
             println!("wrote {out}: {np} public layers of {n}");
             Ok(())
         }
