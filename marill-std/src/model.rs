@@ -6,6 +6,7 @@
 //! Public layers must be a prefix `0..k` (MARILL freezes the bottom layers).
 
 pub mod check;
+pub mod dense;
 pub mod plain;
 pub mod secure;
 

@@ -73,7 +73,7 @@ fn check_tokens(server_file: &[u8], prompt: &[u32], got: &[u32]) {
     let mut feed = prompt.to_vec();
     for tok in got {
         let mut h = plain.embed(&feed).unwrap();
-        plain.layers(&mut h, feed.len());
+        plain.layers(&mut h, feed.len()).unwrap();
         let logits = plain.logits(&h).unwrap();
         let best = argmax(&logits);
         assert!(

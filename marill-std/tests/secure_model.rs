@@ -251,7 +251,7 @@ fn max_hidden_state_error_is_small() {
         let arch = arch_of(&f);
         let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).unwrap();
         let mut want = plain.embed(&prompt).unwrap();
-        plain.layers(&mut want, prompt.len());
+        plain.layers(&mut want, prompt.len()).unwrap();
         for setting in [Setting::Dealer, Setting::Rep3] {
             let r = run_mem(setting, &Hidden(&server, &client, prompt.clone())).unwrap();
             let got: Vec<f64> = r[0].0.iter().map(|w| *w as i64 as f64 / 65536.0).collect();

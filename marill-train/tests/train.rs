@@ -171,7 +171,7 @@ fn export_matches(student: &Model, r: &Recipe) {
     let want = want.get(0).unwrap().to_vec2::<f32>().unwrap();
     let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).unwrap();
     let mut h = plain.embed(&tokens).unwrap();
-    plain.layers(&mut h, tokens.len());
+    plain.layers(&mut h, tokens.len()).unwrap();
     let got = plain.logits(&h).unwrap();
     let last = want.last().unwrap();
     let err = got.iter().zip(last).map(|(a, b)| (a - f64::from(*b)).abs()).fold(0.0, f64::max);

@@ -306,7 +306,7 @@ fn plain(args: &[String]) -> Result<(), StdError> {
     let mut out = Vec::new();
     for _ in 0..n {
         let mut h = pm.embed(&feed)?;
-        pm.layers(&mut h, feed.len());
+        pm.layers(&mut h, feed.len())?;
         let t = argmax(&pm.logits(&h)?) as u32;
         out.push(t);
         feed = vec![t];

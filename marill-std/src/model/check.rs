@@ -79,7 +79,7 @@ pub fn disagreements(server: &[u8], prompt: &[u32], got: &[u32]) -> Result<Vec<D
     let mut out = Vec::new();
     for (step, tok) in got.iter().enumerate() {
         let mut h = plain.embed(&feed)?;
-        plain.layers(&mut h, feed.len());
+        plain.layers(&mut h, feed.len())?;
         let logits = plain.logits(&h)?;
         let best = argmax(&logits);
         if best != *tok as usize {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use marill_core::format::{ModelFile, TensorView};
 
-use super::{Arch, names};
+use super::{Arch, dense, names};
 use crate::StdError;
 
 /// A tensor as `f32`, borrowed from the file when it already is `f32` and aligned.
@@ -43,30 +43,24 @@ pub struct Linear<'a> {
 }
 
 impl Linear<'_> {
-    /// `x` is `m × inp`; returns `m × out`.
-    pub fn apply(&self, x: &[f64], m: usize) -> Vec<f64> {
-        let mut y = vec![0.0; m * self.out];
-        for i in 0..m {
-            let xi = &x[i * self.inp..(i + 1) * self.inp];
-            for o in 0..self.out {
-                let w = &self.w[o * self.inp..(o + 1) * self.inp];
-                y[i * self.out + o] = xi.iter().zip(w).map(|(a, b)| a * f64::from(*b)).sum();
-            }
-        }
+    /// `x` is `m × inp`; returns `m × out`. Products run in `f32` over the borrowed weights
+    /// ([`dense::matmul_t`]); the rest of the model stays in `f64`.
+    pub fn apply(&self, x: &[f64], m: usize) -> Result<Vec<f64>, StdError> {
+        let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+        let mut y = vec![0f32; m * self.out];
+        dense::matmul_t(&x32, &self.w, m, self.inp, self.out, &mut y)?;
+        let mut y: Vec<f64> = y.into_iter().map(f64::from).collect();
         if let Some((a, b, scale)) = &self.lora {
-            let r = a.len() / self.inp;
-            for i in 0..m {
-                let xi = &x[i * self.inp..(i + 1) * self.inp];
-                let u: Vec<f64> = (0..r)
-                    .map(|k| xi.iter().zip(&a[k * self.inp..(k + 1) * self.inp]).map(|(p, q)| p * f64::from(*q)).sum())
-                    .collect();
-                for o in 0..self.out {
-                    let s: f64 = (0..r).map(|k| u[k] * f64::from(b[o * r + k])).sum();
-                    y[i * self.out + o] += f64::from(*scale) * s;
-                }
+            let r = a.len() / self.inp.max(1);
+            let mut u = vec![0f32; m * r];
+            dense::matmul_t(&x32, a, m, self.inp, r, &mut u)?;
+            let mut v = vec![0f32; m * self.out];
+            dense::matmul_t(&u, b, m, r, self.out, &mut v)?;
+            for (yv, vv) in y.iter_mut().zip(&v) {
+                *yv += f64::from(*scale) * f64::from(*vv);
             }
         }
-        y
+        Ok(y)
     }
 }
 
@@ -297,15 +291,15 @@ impl<'a> PlainModel<'a> {
     }
 
     /// Run the layers on `m` new rows `h`, extending the cache.
-    pub fn layers(&mut self, h: &mut [f64], m: usize) {
+    pub fn layers(&mut self, h: &mut [f64], m: usize) -> Result<(), StdError> {
         let a = self.arch.clone();
         for (li, layer) in self.layers.iter().enumerate() {
             let s = layer.shape;
             let (qd, kvd, hd) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.head_dim);
             let x = rms_norm(h, &layer.attn_norm, a.rms_eps);
-            let mut q = layer.q.apply(&x, m);
-            let mut k = layer.k.apply(&x, m);
-            let v = layer.v.apply(&x, m);
+            let mut q = layer.q.apply(&x, m)?;
+            let mut k = layer.k.apply(&x, m)?;
+            let v = layer.v.apply(&x, m)?;
             rope(&mut q, m, qd, a.rope_dim(), self.pos, a.rope_base, 1.0 / (hd as f64).sqrt());
             rope(&mut k, m, kvd, a.rope_dim(), self.pos, a.rope_base, 1.0);
             let (kc, vc) = &mut self.cache[li];
@@ -334,20 +328,21 @@ impl<'a> PlainModel<'a> {
                     }
                 }
             }
-            let o = layer.o.apply(&attn, m);
+            let o = layer.o.apply(&attn, m)?;
             for (hv, ov) in h.iter_mut().zip(&o) {
                 *hv += ov;
             }
             let x = rms_norm(h, &layer.mlp_norm, a.rms_eps);
-            let g = layer.gate.apply(&x, m);
-            let u = layer.up.apply(&x, m);
+            let g = layer.gate.apply(&x, m)?;
+            let u = layer.up.apply(&x, m)?;
             let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| activate(s.relu, *g) * u).collect();
-            let dn = layer.down.apply(&act, m);
+            let dn = layer.down.apply(&act, m)?;
             for (hv, dv) in h.iter_mut().zip(&dn) {
                 *hv += dv;
             }
         }
         self.pos += m;
+        Ok(())
     }
 
     /// Logits of the last row of `h` (requires the head).
@@ -355,10 +350,10 @@ impl<'a> PlainModel<'a> {
         let (norm, lm) = self.head.as_ref().ok_or_else(|| StdError::Model("no lm head loaded".into()))?;
         let d = self.arch.d;
         let last = &h[h.len() - d..];
-        let x = rms_norm(last, norm, self.arch.rms_eps);
-        Ok((0..self.arch.vocab)
-            .map(|t| x.iter().zip(&lm[t * d..(t + 1) * d]).map(|(a, b)| a * f64::from(*b)).sum())
-            .collect())
+        let x: Vec<f32> = rms_norm(last, norm, self.arch.rms_eps).into_iter().map(|v| v as f32).collect();
+        let mut logits = vec![0f32; self.arch.vocab];
+        dense::matmul_t(&x, lm, 1, d, self.arch.vocab, &mut logits)?;
+        Ok(logits.into_iter().map(f64::from).collect())
     }
 
     /// Position of the next token.

@@ -568,7 +568,7 @@ impl SecureModel {
                 let plain = match client {
                     Some((public, feed)) => {
                         let mut x = public.embed(feed)?;
-                        public.layers(&mut x, m);
+                        public.layers(&mut x, m)?;
                         Some(x.iter().map(|z| self.fp.encode(*z)).collect::<Vec<u64>>())
                     }
                     None => None,
