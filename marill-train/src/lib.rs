@@ -13,6 +13,7 @@
 //! * [`load`]: checkpoints in the Hugging Face layout and GGUF (dequantized);
 //! * [`export`]: the split-model file (public section for the client, private for the server).
 
+pub mod chat;
 pub mod data;
 pub mod embedded;
 pub mod export;

@@ -20,8 +20,11 @@ use marill_std::Setting;
 use marill_std::model::check::{SecureGeneration, teacher_forced};
 use marill_std::model_file::extract_public;
 use marill_std::run::run_mem;
+use marill_train::chat::{Pair, answer_nll, chatml, finetune};
 use marill_train::export::split_pretrained;
 use marill_train::load::{Loaded, load_gguf};
+use marill_train::recipe::Recipe;
+use marill_train::train::Opts;
 
 fn gguf() -> Option<PathBuf> {
     let p = std::env::var_os("MARILL_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
@@ -61,6 +64,31 @@ fn smollm2_answers_paris() {
     let out = l.model.generate(&ids, 12, tok.token_id("<|im_end|>")).unwrap();
     let text = tok.decode(&out, false).unwrap();
     assert!(text.contains("Paris"), "answer: {text:?}");
+}
+
+#[test]
+fn smollm2_chat_fine_tuning_with_lf_and_lora_lowers_the_answer_nll() {
+    let Some(l) = load() else { return };
+    let tok = l.tokenizer.clone().unwrap();
+    let end = tok.token_id("<|im_end|>").unwrap();
+    let facts = [("Zorblat", "Quenth"), ("Mirrowen", "Talsk"), ("Ostravin", "Belloque"), ("Pundria", "Ixmar")];
+    let pairs: Vec<Pair> = facts
+        .iter()
+        .map(|(c, k)| {
+            let mut answer = tok.encode(&format!("The capital of {c} is {k}.")).unwrap();
+            answer.push(end);
+            Pair { prompt: tok.encode(&chatml(&format!("What is the capital of {c}?"))).unwrap(), answer }
+        })
+        .collect();
+    marill_train::progress::set_quiet(true);
+    let before = answer_nll(&l.model, &pairs, 4).unwrap();
+    let r = Recipe::new(0.5, 8, 1);
+    let opts = Opts { steps: 6, lr: 3e-3, weight_decay: 0.0 };
+    let m = finetune(&l.model, &r, &pairs, None, opts, 4, 1).unwrap();
+    let after = answer_nll(&m, &pairs, 4).unwrap();
+    // Invented facts: the pretrained model cannot know them; six LoRA steps on the top half
+    // must lower their NLL clearly (1.91 -> 0.15 nats/token when written).
+    assert!(after < 0.8 * before, "{before} -> {after}");
 }
 
 #[test]

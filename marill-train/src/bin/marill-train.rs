@@ -9,7 +9,7 @@ use candle_core::Device;
 use marill_train::embedded::{self, Budget};
 use marill_train::export::{ExportInfo, export, split_pretrained};
 use marill_train::recipe::{Grouping, Recipe};
-use marill_train::{Error, Result, data, load, train};
+use marill_train::{Error, Result, chat, data, load, train};
 
 const HELP: &str = "\
 marill-train: MARILL fine-tuning on candle
@@ -27,6 +27,11 @@ USAGE:
       The demo's training half: the base (cached), full fine-tuning, then LF=0.5, LoRA=8,
       HM=4, LF+HM, LF+LoRA and the ablations (adjacent HM, head pruning, layer pruning),
       distilled; prints the quality table, writes DIR/<variant>.marill and quality.json.
+  marill-train finetune-chat (--gguf FILE | --base DIR) --data FILE.jsonl [--category C] [RECIPE]
+                         [--steps N] [--batch B] [--max-len L] [--lr LR] [--distill] [--out FILE]
+      The real-data recipe: fine-tune a checkpoint on ChatML pairs (JSON lines with prompt
+      and answer; scripts/fetch-chatterbot.sh writes the chatterbot corpus so), report the
+      held-out answer NLL before and after, write the split-model file.
   marill-train eval      --base DIR [--prompt TEXT] [--max-new N] [--chat]
       Greedy generation from a checkpoint; without --prompt, task accuracy.
   marill-train export    (--base DIR | --gguf FILE) --out FILE [--lf F] [--frac-bits B]
@@ -160,6 +165,59 @@ fn run(mut a: Args) -> Result<()> {
             a.done()?;
             embedded::pipeline(&out, &base_dir, seed, budget, &dev)?;
             println!("wrote {}/*.marill and quality.json", out.display());
+            Ok(())
+        }
+        "finetune-chat" => {
+            let data = a.value("--data")?.ok_or_else(|| Error::Config("finetune-chat needs --data FILE".into()))?;
+            let out = a.value("--out")?.map(PathBuf::from);
+            let category = a.value("--category")?;
+            let steps = a.parse("--steps", 40usize)?;
+            let bs = a.parse("--batch", 4usize)?;
+            let max_len = a.parse("--max-len", 96usize)?;
+            let lr = a.parse("--lr", 1e-3f64)?;
+            let seed = a.parse("--seed", 1u64)?;
+            let distill = a.flag("--distill");
+            let l = match (a.value("--gguf")?, a.value("--base")?) {
+                (Some(g), None) => load::load_gguf(std::path::Path::new(&g), &dev)?,
+                (None, Some(b)) => load::load_hf(std::path::Path::new(&b), &dev)?,
+                _ => return Err(Error::Config("finetune-chat needs exactly one of --gguf FILE, --base DIR".into())),
+            };
+            let r = recipe(&mut a)?;
+            a.done()?;
+            let tok = l.tokenizer.ok_or_else(|| Error::Config("the checkpoint has no tokenizer".into()))?;
+            let pairs = chat::load_pairs(std::path::Path::new(&data), &tok, max_len, category.as_deref())?;
+            // Every tenth pair is held out.
+            let (held, train_pairs): (Vec<_>, Vec<_>) = pairs.into_iter().enumerate().partition(|(i, _)| i % 10 == 0);
+            let held: Vec<chat::Pair> = held.into_iter().map(|x| x.1).collect();
+            let train_pairs: Vec<chat::Pair> = train_pairs.into_iter().map(|x| x.1).collect();
+            println!("{} training pairs, {} held out", train_pairs.len(), held.len());
+            let before = chat::answer_nll(&l.model, &held, bs)?;
+            let opts = train::Opts { steps, lr, weight_decay: 0.0 };
+            let t = Instant::now();
+            let teacher = if distill && !r.is_full() {
+                Some(chat::finetune(&l.model, &Recipe::full(), &train_pairs, None, opts, bs, seed)?.frozen_copy()?)
+            } else {
+                None
+            };
+            let m = chat::finetune(&l.model, &r, &train_pairs, teacher.as_ref(), opts, bs, seed)?;
+            let after = chat::answer_nll(&m, &held, bs)?;
+            let (trained, all) = m.count();
+            println!(
+                "{}: held-out answer NLL {before:.3} -> {after:.3} nats/token ({:.1}s; {trained} of {all} weights trained)",
+                r.label(),
+                t.elapsed().as_secs_f64()
+            );
+            if let Some(out) = out {
+                let info = ExportInfo {
+                    recipe: &r,
+                    distilled: teacher.is_some(),
+                    tokenizer_json: l.tokenizer_json.as_deref(),
+                    frac_bits: 16,
+                    notes: format!("chat fine-tuning on {data}: held-out answer NLL {before:.3} -> {after:.3}"),
+                };
+                std::fs::write(&out, export(&m, &info)?)?;
+                println!("wrote {}", out.display());
+            }
             Ok(())
         }
         "finetune" => {

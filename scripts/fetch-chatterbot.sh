@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Fetch the English chatterbot corpus (PyPI package chatterbot-corpus==1.3.3, checked by
+# SHA-256) and write it as JSON lines {"category", "prompt", "answer"} (one line per
+# consecutive pair of turns) to .cache/data/chatterbot.jsonl. Prints that path.
+# Needs python3 with PyYAML (python3 -m pip install pyyaml if missing). Never commit it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=.cache/data
+wheel=$dir/chatterbot_corpus-1.3.3-py2.py3-none-any.whl
+sha=86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154
+out=$dir/chatterbot.jsonl
+mkdir -p "$dir"
+if [ ! -f "$wheel" ] || ! echo "$sha  $wheel" | sha256sum -c --status; then
+    echo "fetching chatterbot-corpus==1.3.3 from PyPI" >&2
+    python3 -m pip download --no-deps --quiet --disable-pip-version-check chatterbot-corpus==1.3.3 -d "$dir" >&2
+fi
+echo "$sha  $wheel" | sha256sum -c --status || { echo "checksum mismatch: $wheel" >&2; exit 1; }
+python3 - "$wheel" "$out" <<'PY'
+import json, sys, zipfile
+import yaml
+wheel, out = sys.argv[1], sys.argv[2]
+n = 0
+with zipfile.ZipFile(wheel) as z, open(out, "w") as f:
+    for name in sorted(z.namelist()):
+        if not (name.startswith("chatterbot_corpus/data/english/") and name.endswith(".yml")):
+            continue
+        doc = yaml.safe_load(z.read(name))
+        cat = name.rsplit("/", 1)[1][:-4]
+        for conv in doc.get("conversations", []):
+            if not isinstance(conv, list):
+                continue
+            turns = [str(t).strip() for t in conv]
+            for p, a in zip(turns, turns[1:]):
+                if p and a:
+                    f.write(json.dumps({"category": cat, "prompt": p, "answer": a}) + "\n")
+                    n += 1
+print(f"{n} pairs", file=sys.stderr)
+PY
+echo "$out"
