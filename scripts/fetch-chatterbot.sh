@@ -6,15 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.cache/data
-wheel=$dir/chatterbot_corpus-1.3.3-py2.py3-none-any.whl
 sha=86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154
 out=$dir/chatterbot.jsonl
-mkdir -p "$dir"
-if [ ! -f "$wheel" ] || ! echo "$sha  $wheel" | sha256sum -c --status; then
-    echo "fetching chatterbot-corpus==1.3.3 from PyPI" >&2
-    python3 -m pip download --no-deps --quiet --disable-pip-version-check chatterbot-corpus==1.3.3 -d "$dir" >&2
-fi
-echo "$sha  $wheel" | sha256sum -c --status || { echo "checksum mismatch: $wheel" >&2; exit 1; }
+wheel=$(scripts/pypi-wheel.sh chatterbot-corpus==1.3.3 "$sha" "$dir")
 python3 - "$wheel" "$out" <<'PY'
 import json, sys, zipfile
 import yaml

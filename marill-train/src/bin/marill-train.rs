@@ -109,6 +109,15 @@ fn recipe(a: &mut Args) -> Result<Recipe> {
     Ok(r)
 }
 
+/// The checkpoint named by `--gguf FILE` or `--base DIR` (exactly one).
+fn checkpoint(a: &mut Args, cmd: &str, dev: &Device) -> Result<load::Loaded> {
+    match (a.value("--gguf")?, a.value("--base")?) {
+        (Some(g), None) => load::load_gguf(std::path::Path::new(&g), dev),
+        (None, Some(b)) => load::load_hf(std::path::Path::new(&b), dev),
+        _ => Err(Error::Config(format!("{cmd} needs exactly one of --gguf FILE, --base DIR"))),
+    }
+}
+
 fn device() -> Result<Device> {
     #[cfg(feature = "cuda")]
     {
@@ -177,11 +186,7 @@ fn run(mut a: Args) -> Result<()> {
             let lr = a.parse("--lr", 1e-3f64)?;
             let seed = a.parse("--seed", 1u64)?;
             let distill = a.flag("--distill");
-            let l = match (a.value("--gguf")?, a.value("--base")?) {
-                (Some(g), None) => load::load_gguf(std::path::Path::new(&g), &dev)?,
-                (None, Some(b)) => load::load_hf(std::path::Path::new(&b), &dev)?,
-                _ => return Err(Error::Config("finetune-chat needs exactly one of --gguf FILE, --base DIR".into())),
-            };
+            let l = checkpoint(&mut a, "finetune-chat", &dev)?;
             let r = recipe(&mut a)?;
             a.done()?;
             let tok = l.tokenizer.ok_or_else(|| Error::Config("the checkpoint has no tokenizer".into()))?;
@@ -302,11 +307,7 @@ fn run(mut a: Args) -> Result<()> {
             let out = a.value("--out")?.ok_or_else(|| Error::Config("export needs --out FILE".into()))?;
             let lf: f64 = a.parse("--lf", 1.0)?;
             let frac_bits = a.parse("--frac-bits", 16u32)?;
-            let l = match (a.value("--gguf")?, a.value("--base")?) {
-                (Some(g), None) => load::load_gguf(std::path::Path::new(&g), &dev)?,
-                (None, Some(b)) => load::load_hf(std::path::Path::new(&b), &dev)?,
-                _ => return Err(Error::Config("export needs exactly one of --gguf FILE, --base DIR".into())),
-            };
+            let l = checkpoint(&mut a, "export", &dev)?;
             a.done()?;
             let n = l.model.cfg.n_layers;
             std::fs::write(&out, split_pretrained(&l.model, lf, l.tokenizer_json.as_deref(), frac_bits)?)?;
