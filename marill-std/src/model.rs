@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod dense;
+pub mod measure;
 pub mod plain;
 pub mod secure;
 
@@ -201,17 +202,43 @@ pub mod random {
         w.into_iter().map(|v| ((v >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * bound).collect()
     }
 
+    /// The dimensions of a random model.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Shape {
+        /// Layers.
+        pub layers: usize,
+        /// Hidden size.
+        pub d: usize,
+        /// Original (unmerged) query heads; `d` must be a multiple.
+        pub heads: usize,
+        /// Original key/value heads.
+        pub kv_heads: usize,
+        /// MLP hidden size.
+        pub ffn: usize,
+        /// Vocabulary.
+        pub vocab: usize,
+    }
+
     /// A model with `layers` layers, `d`, 4 original heads (2 kv heads), ffn `2d`, vocab
     /// `vocab`; returns the server file's bytes.
     pub fn model(v: Variant, layers: usize, d: usize, vocab: usize, seed: u8) -> Result<Vec<u8>, StdError> {
+        model_shaped(v, Shape { layers, d, heads: 4, kv_heads: 2, ffn: 2 * d, vocab }, seed)
+    }
+
+    /// A model of `shape` laid out as variant `v` (merged heads own their keys and values);
+    /// returns the server file's bytes.
+    pub fn model_shaped(v: Variant, shape: Shape, seed: u8) -> Result<Vec<u8>, StdError> {
+        let Shape { layers, d, heads: h0, kv_heads: kv0, ffn, vocab } = shape;
         if v.private_embedding && v.public_layers > 0 {
             return Err(StdError::Model("public layers need a public embedding".into()));
         }
+        if h0 == 0 || v.head_merge == 0 || !h0.is_multiple_of(v.head_merge) || !d.is_multiple_of(h0) {
+            return Err(StdError::Model("shape: heads must divide d, the merge factor the heads".into()));
+        }
         let mut prg = Prg::new([seed; 32], Stream::Local);
-        let heads = 4 / v.head_merge;
-        let kv_heads = if v.head_merge == 1 { 2 } else { heads };
-        let head_dim = d / 4 * v.head_merge;
-        let ffn = 2 * d;
+        let heads = h0 / v.head_merge;
+        let kv_heads = if v.head_merge == 1 { kv0 } else { heads };
+        let head_dim = d / h0 * v.head_merge;
         let meta = ModelMeta {
             arch: "llama".into(),
             n_layers: layers as u32,

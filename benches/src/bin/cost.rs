@@ -28,9 +28,9 @@
 
 use std::process::ExitCode;
 
-use marill_benches::model_case::ModelCase;
 use marill_benches::{Case, Op, Shape};
 use marill_std::Setting;
+use marill_std::model::measure::ModelCase;
 use marill_std::model::random::{self, Variant};
 
 const USAGE: &str = "usage: cost --protocol {dealer|rep3|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \

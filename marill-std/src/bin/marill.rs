@@ -21,6 +21,9 @@ const USAGE: &str = "usage:
   marill client --model CLIENT_FILE --server ADDR --helper ADDR --setting dealer|rep3 (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S]
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
+  marill cost   [--setting dealer|rep3|all] [--prompt-len B] [--shape paper|tiny] [--json]
+                                           the paper's tables from this engine: openllama-3b-v2 shapes,
+                                           per-layer costs measured on 1- and 2-layer models, scaled
   marill --help
 
 Parties talk plaintext TCP: run them on loopback or a protected network (TLS is not built yet).
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Some(role @ ("serve" | "helper" | "dealer" | "client")) => party(role, &args[1..]),
         Some("random-model") => random_model(&args[1..]),
         Some("plain") => plain(&args[1..]),
+        Some("cost") => paper_cost(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -314,6 +318,175 @@ fn plain(args: &[String]) -> Result<(), StdError> {
     match tokenizer {
         Some(tok) => println!("{}", tok.decode(&out, false)?),
         None => println!("{}", out.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")),
+    }
+    Ok(())
+}
+
+/// One measured quantity of a step: (seconds, bytes of the party that sends most, rounds).
+type Metric = (f64, f64, f64);
+
+/// Prefill and mean decode metrics of a model.
+fn measure_case(server: Vec<u8>, setting: marill_std::Setting, prompt_len: usize) -> Result<[Metric; 2], StdError> {
+    use marill_std::model::measure::ModelCase;
+    let bad = |e: String| StdError::Model(format!("cost: {e}"));
+    let case = ModelCase::new(server, prompt_len, 2).map_err(bad)?;
+    // Two runs; the faster time of each step (bytes and rounds do not vary).
+    let (m, again) = (case.measure(setting).map_err(bad)?, case.measure(setting).map_err(bad)?);
+    if m.mismatches > 0 {
+        return Err(StdError::Model(format!("cost: {} tokens differ from the plaintext model", m.mismatches)));
+    }
+    let metric = |i: usize| -> Metric {
+        let t = m.wall[i].min(again.wall[i]).as_secs_f64();
+        (t, m.bytes[i].iter().copied().max().unwrap_or(0) as f64, m.rounds[i] as f64)
+    };
+    Ok([metric(0), metric(1)])
+}
+
+/// `marill cost`: MARILL's cost tables for openllama-3b-v2's shapes (d 3200, 32 heads, ffn
+/// 8640, vocab 32000, 26 layers) from this engine. Each variant is measured on random models
+/// of 1 and 2 private layers; their difference is the cost of a layer, the rest the fixed
+/// cost (final norm, lm head, argmax, and for the baseline the embedding in MPC), and a
+/// model of k private layers costs fixed + k·layer. Public layers run at the client in
+/// plaintext and are not counted.
+fn paper_cost(args: &[String]) -> Result<(), StdError> {
+    use marill_std::Setting;
+    use marill_std::model::random::{Shape, Variant, model_shaped};
+    let json = args.iter().any(|a| a == "--json");
+    let rest: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
+    let f = flags(&rest)?;
+    let settings = match f.get("setting").map(String::as_str) {
+        None | Some("all") => vec![Setting::Dealer, Setting::Rep3],
+        Some(s) => vec![Setting::parse(s).ok_or_else(|| StdError::Model("--setting dealer|rep3|all".into()))?],
+    };
+    let b = num(&f, "prompt-len", 64)?;
+    // `tiny` (d 64, 4 heads of 16, ffn 172, vocab 256) runs the same method in seconds, for tests.
+    let base_shape = match f.get("shape").map(String::as_str) {
+        None | Some("paper") => Shape { layers: 1, d: 3200, heads: 32, kv_heads: 32, ffn: 8640, vocab: 32000 },
+        Some("tiny") => Shape { layers: 1, d: 64, heads: 4, kv_heads: 4, ffn: 172, vocab: 256 },
+        Some(other) => return Err(StdError::Model(format!("--shape {other}: paper or tiny"))),
+    };
+    const N: f64 = 26.0;
+    let v = |lora_rank, head_merge, private_embedding| Variant {
+        public_layers: 0,
+        lora_rank,
+        head_merge,
+        mpc_friendly: false,
+        private_embedding,
+    };
+    // (name, variant, layers in MPC of the 26)
+    let cases: [(&str, Variant, f64); 6] = [
+        ("baseline", v(0, 1, true), N),
+        ("lf0.5", v(0, 1, false), N / 2.0),
+        ("hm4", v(0, 4, false), N),
+        ("lora64", v(64, 1, false), N),
+        ("lf0.5+hm4", v(0, 4, false), N / 2.0),
+        ("lf0.5+lora64", v(64, 1, false), N / 2.0),
+    ];
+    if !json {
+        println!(
+            "{} shapes, prompt {b} tokens; per-layer costs measured on 1- and 2-layer random models and \
+         scaled to the layers in MPC (public layers run in plaintext at the client and are not counted)",
+            if base_shape.d == 3200 { "openllama-3b-v2" } else { "tiny" }
+        );
+    }
+    for setting in settings {
+        let mut fits: Vec<(&str, [Metric; 2], [Metric; 2])> = Vec::new(); // (variant key, fixed, per layer)
+        let mut fit = |name: &'static str, var: Variant| -> Result<([Metric; 2], [Metric; 2]), StdError> {
+            if let Some((_, fx, pl)) = fits.iter().find(|x| x.0 == name) {
+                return Ok((*fx, *pl));
+            }
+            let mut m = Vec::new();
+            for layers in [1, 2] {
+                let shape = Shape { layers, ..base_shape };
+                eprintln!("marill cost: {} {name}, {layers} layer(s)", setting.name());
+                m.push(measure_case(model_shaped(var, shape, 5)?, setting, b)?);
+            }
+            // Bytes and rounds are exact; a time difference can dip below zero by noise when
+            // a layer costs less than the run-to-run spread (tiny shapes), so times clamp at 0.
+            let sub = |a: Metric, c: Metric| ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2);
+            let per = [sub(m[1][0], m[0][0]), sub(m[1][1], m[0][1])];
+            let fixed = [sub(m[0][0], per[0]), sub(m[0][1], per[1])];
+            fits.push((name, fixed, per));
+            Ok((fixed, per))
+        };
+        let mut rows = Vec::new();
+        for (name, var, k) in cases {
+            let key = match (var.private_embedding, var.head_merge, var.lora_rank) {
+                (true, ..) => "baseline",
+                (_, 4, _) => "hm",
+                (_, _, 64) => "lora",
+                _ => "private",
+            };
+            let (fixed, per) = fit(key, var)?;
+            let total = |i: usize| (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2);
+            rows.push((name.to_string(), [total(0), total(1)]));
+        }
+        // Table 2: layer freezing alone, trained fraction f of 26 layers.
+        let (fixed, per) = fit("private", v(0, 1, false))?;
+        for t in [13.0, 9.0, 6.0, 5.0, 4.0] {
+            let total = |i: usize| (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2);
+            rows.push((format!("f={t}/26"), [total(0), total(1)]));
+        }
+        let base = rows[0].1;
+        if !json {
+            println!("\n{} (× = baseline / variant)", setting.name());
+            println!(
+                "{:<13} {:>10} {:>10} {:>7} {:>6} {:>6} {:>6} | {:>9} {:>9} {:>7} {:>6} {:>6} {:>6}",
+                "variant",
+                "prefill s",
+                "MB",
+                "rounds",
+                "×time",
+                "×comm",
+                "×rnd",
+                "decode s",
+                "MB",
+                "rounds",
+                "×time",
+                "×comm",
+                "×rnd"
+            );
+        }
+        for (name, r) in &rows {
+            let x = |i: usize, j: usize| {
+                let (a, c) = (base[i], r[i]);
+                let (a, c) = match j {
+                    0 => (a.0, c.0),
+                    1 => (a.1, c.1),
+                    _ => (a.2, c.2),
+                };
+                if c > 0.0 { a / c } else { 0.0 }
+            };
+            if json {
+                println!(
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0}}}",
+                    setting.name(),
+                    r[0].0,
+                    r[0].1,
+                    r[0].2,
+                    r[1].0,
+                    r[1].1,
+                    r[1].2
+                );
+            } else {
+                println!(
+                    "{:<13} {:>10.2} {:>10.1} {:>7.0} {:>6.2} {:>6.2} {:>6.2} | {:>9.3} {:>9.2} {:>7.0} {:>6.2} {:>6.2} {:>6.2}",
+                    name,
+                    r[0].0,
+                    r[0].1 / 1e6,
+                    r[0].2,
+                    x(0, 0),
+                    x(0, 1),
+                    x(0, 2),
+                    r[1].0,
+                    r[1].1 / 1e6,
+                    r[1].2,
+                    x(1, 0),
+                    x(1, 1),
+                    x(1, 2)
+                );
+            }
+        }
     }
     Ok(())
 }

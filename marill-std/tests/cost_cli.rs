@@ -1,0 +1,38 @@
+//! `marill cost` on the tiny shape: the method of the paper-shape tables (1- and 2-layer
+//! models, per-layer costs scaled to the layers in MPC) gives consistent rows.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn field(line: &serde_json::Value, k: &str) -> f64 {
+    line.get(k).and_then(serde_json::Value::as_f64).unwrap()
+}
+
+#[test]
+fn cost_tables_scale_per_layer_costs_consistently() {
+    let out = Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(["cost", "--shape", "tiny", "--prompt-len", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // 6 variants and 5 Table 2 rows, in each of the two settings; only JSON on stdout.
+    assert_eq!(rows.len(), 22);
+    for setting in ["dealer", "rep3"] {
+        let of = |v: &str| rows.iter().find(|r| r["setting"] == setting && r["variant"] == v).unwrap();
+        for key in ["prefill_bytes", "prefill_rounds", "decode_bytes", "decode_rounds"] {
+            // LF 0.5 is Table 2's f = 13/26 row.
+            assert_eq!(field(of("lf0.5"), key), field(of("f=13/26"), key));
+            // Fewer layers in MPC, strictly less of everything.
+            let f: Vec<f64> =
+                ["f=13/26", "f=9/26", "f=6/26", "f=5/26", "f=4/26"].iter().map(|v| field(of(v), key)).collect();
+            assert!(f.windows(2).all(|w| w[1] < w[0]), "{setting} {key}: {f:?}");
+            // The baseline (every layer and the embedding in MPC) costs the most bytes.
+            assert!(field(of("baseline"), key) > field(of("lf0.5"), key), "{setting} {key}");
+        }
+        for r in rows.iter().filter(|r| r["setting"] == setting) {
+            assert!(field(r, "prefill_s") >= 0.0 && field(r, "decode_s") >= 0.0);
+        }
+    }
+}
