@@ -329,7 +329,8 @@ type Metric = (f64, f64, f64);
 fn measure_case(server: Vec<u8>, setting: marill_std::Setting, prompt_len: usize) -> Result<[Metric; 2], StdError> {
     use marill_std::model::measure::ModelCase;
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
-    let case = ModelCase::new(server, prompt_len, 2).map_err(bad)?;
+    // The prefill, then four decode steps (averaged: one step is short and noisy).
+    let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?;
     // Two runs; the faster time of each step (bytes and rounds do not vary).
     let (m, again) = (case.measure(setting).map_err(bad)?, case.measure(setting).map_err(bad)?);
     if m.mismatches > 0 {
@@ -339,7 +340,10 @@ fn measure_case(server: Vec<u8>, setting: marill_std::Setting, prompt_len: usize
         let t = m.wall[i].min(again.wall[i]).as_secs_f64();
         (t, m.bytes[i].iter().copied().max().unwrap_or(0) as f64, m.rounds[i] as f64)
     };
-    Ok([metric(0), metric(1)])
+    let steps = (1..m.wall.len()).map(metric).collect::<Vec<_>>();
+    let n = steps.len().max(1) as f64;
+    let decode = steps.iter().fold((0.0, 0.0, 0.0), |a, s| (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n));
+    Ok([metric(0), decode])
 }
 
 /// `marill cost`: MARILL's cost tables for openllama-3b-v2's shapes (d 3200, 32 heads, ffn
@@ -395,20 +399,29 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             if let Some((_, fx, pl)) = fits.iter().find(|x| x.0 == name) {
                 return Ok((*fx, *pl));
             }
-            let mut m = Vec::new();
-            for layers in [1, 2] {
-                let shape = Shape { layers, ..base_shape };
-                eprintln!("marill cost: {} {name}, {layers} layer(s)", setting.name());
-                m.push(measure_case(model_shaped(var, shape, 5)?, setting, b)?);
-            }
             // Bytes and rounds are exact; a time difference can dip below zero by noise when
             // a layer costs less than the run-to-run spread (tiny shapes), so times clamp at 0.
             let sub = |a: Metric, c: Metric| ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2);
-            let per = [sub(m[1][0], m[0][0]), sub(m[1][1], m[0][1])];
-            let fixed = [sub(m[0][0], per[0]), sub(m[0][1], per[1])];
+            let run = |var: Variant, layers: usize| {
+                eprintln!("marill cost: {} {name}, {layers} layer(s)", setting.name());
+                measure_case(model_shaped(var, Shape { layers, ..base_shape }, 5)?, setting, b)
+            };
+            let one = run(var, 1)?;
+            // A private layer costs the same whether the embedding is in MPC or not, so the
+            // baseline takes the all-private variant's layer cost and is measured with one
+            // layer only (its two-layer model does not fit 24 GB in 3PC).
+            let per = match fits.iter().find(|x| x.0 == "private" && var.private_embedding) {
+                Some((_, _, per)) => *per,
+                None => {
+                    let two = run(var, 2)?;
+                    [sub(two[0], one[0]), sub(two[1], one[1])]
+                }
+            };
+            let fixed = [sub(one[0], per[0]), sub(one[1], per[1])];
             fits.push((name, fixed, per));
             Ok((fixed, per))
         };
+        fit("private", v(0, 1, false))?;
         let mut rows = Vec::new();
         for (name, var, k) in cases {
             let key = match (var.private_embedding, var.head_merge, var.lora_rank) {
