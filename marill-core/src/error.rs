@@ -51,6 +51,6 @@ pub type Result<T> = core::result::Result<T, Error>;
 
 /// `Ok(())` if `cond`, else [`Error::ShapeMismatch`].
 #[inline]
-pub(crate) fn ensure_shape(cond: bool) -> Result<()> {
+pub fn ensure_shape(cond: bool) -> Result<()> {
     if cond { Ok(()) } else { Err(Error::ShapeMismatch) }
 }

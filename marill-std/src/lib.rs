@@ -62,6 +62,7 @@
 pub mod error;
 pub mod model;
 pub mod model_file;
+pub mod ot2pc;
 pub mod party;
 pub mod run;
 pub mod scratch;

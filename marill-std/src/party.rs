@@ -1,5 +1,6 @@
 //! Parties as processes: `marill serve`, `marill helper` (3PC) / `marill dealer`
-//! (2PC-Dealer) and `marill client`, over TCP.
+//! (2PC-Dealer) and `marill client`, over TCP. In plain 2PC (`--setting ot2pc`) the client
+//! connects to the server alone and each connection is a session.
 //!
 //! **Connections.** The server listens; the helper (or dealer) listens. A client picks a
 //! random session id and connects to both; the helper, on a client's connection, connects
@@ -34,7 +35,7 @@ use crate::model::Arch;
 use crate::model::plain::PlainModel;
 use crate::model::secure::{CLIENT, SERVER, SecureModel, generate_streaming};
 use crate::model_file::MappedModel;
-use crate::session::{dealer_party, entropy, rep3_party};
+use crate::session::{dealer_party, entropy, ot2pc_party, rep3_party};
 use crate::transport::tcp::{self, TcpChannel, TcpConfig};
 use crate::{Setting, StdError};
 
@@ -49,7 +50,7 @@ const HELLO_MAGIC: [u8; 8] = *b"MARILLP1";
 pub struct Handshake {
     /// [`SESSION_VERSION`].
     pub version: u32,
-    /// 1 = 2PC-Dealer, 2 = 3PC.
+    /// 1 = 2PC-Dealer, 2 = 3PC, 3 = plain 2PC.
     pub setting: u32,
     /// Fixed-point fractional bits.
     pub frac_bits: u32,
@@ -108,18 +109,20 @@ fn setting_code(s: Setting) -> u32 {
     match s {
         Setting::Dealer => 1,
         Setting::Rep3 => 2,
+        Setting::Ot2pc => 3,
     }
 }
 
-/// Swap handshakes with every peer; a mismatch is an error (every party detects it).
-pub fn handshake<C: Channel>(ch: &mut C, mine: &Handshake) -> Result<(), StdError> {
+/// Swap handshakes with every peer of a session of `parties` parties; a mismatch is an
+/// error (every party detects it).
+pub fn handshake<C: Channel>(ch: &mut C, mine: &Handshake, parties: usize) -> Result<(), StdError> {
     let me = ch.id();
     let enc = mine.encode();
-    for peer in (0..3).filter(|p| *p != me) {
+    for peer in (0..parties).filter(|p| *p != me) {
         ch.send(peer, &enc)?;
     }
     ch.flush()?;
-    for peer in (0..3).filter(|p| *p != me) {
+    for peer in (0..parties).filter(|p| *p != me) {
         let mut b = [0u8; 64];
         ch.recv(peer, &mut b)?;
         if let Some(why) = mine.mismatch(&Handshake::decode(&b), peer) {
@@ -167,12 +170,14 @@ fn model_info(f: &ModelFile<'_>) -> Result<([u8; 32], Arch), StdError> {
 }
 
 /// The client's request: prompt length and new tokens (public to every party).
-fn send_request<C: Channel>(ch: &mut C, prompt_len: usize, new_tokens: usize) -> Result<(), StdError> {
+fn send_request<C: Channel>(ch: &mut C, prompt_len: usize, new_tokens: usize, parties: usize) -> Result<(), StdError> {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&(prompt_len as u32).to_le_bytes());
     b[4..].copy_from_slice(&(new_tokens as u32).to_le_bytes());
     ch.send(SERVER, &b)?;
-    ch.send(HELPER, &b)?;
+    if parties > HELPER {
+        ch.send(HELPER, &b)?;
+    }
     Ok(ch.flush()?)
 }
 
@@ -219,10 +224,10 @@ fn run_session(
         digest,
         session,
     };
-    handshake(&mut ch, &mine)?;
+    handshake(&mut ch, &mine, cfg.setting.parties())?;
     let (prompt_len, new_tokens) = match &client {
         Some((prompt, n, _)) => {
-            send_request(&mut ch, prompt.len(), *n)?;
+            send_request(&mut ch, prompt.len(), *n, cfg.setting.parties())?;
             (prompt.len(), *n)
         }
         None => recv_request(&mut ch, cfg.max_seq)?,
@@ -235,6 +240,11 @@ fn run_session(
         }
         Setting::Rep3 => {
             let mut p = rep3_party(ch)?;
+            let out = drive(&mut p, file, arch, client, prompt_len, new_tokens, cfg.max_seq)?;
+            Ok((out, p.channel().cost()))
+        }
+        Setting::Ot2pc => {
+            let mut p = ot2pc_party(ch)?;
             let out = drive(&mut p, file, arch, client, prompt_len, new_tokens, cfg.max_seq)?;
             Ok((out, p.channel().cost()))
         }
@@ -280,6 +290,18 @@ pub fn serve(
         else {
             continue;
         };
+        if cfg.setting == Setting::Ot2pc {
+            // Plain 2PC: the client alone is the session.
+            if party != CLIENT {
+                log("refused a helper: this server runs plain 2PC");
+                continue;
+            }
+            let outcome = tcp::from_streams(SERVER, vec![Some(s), None], cfg.tcp)
+                .and_then(|ch| run_session(ch, cfg, &file, session, None));
+            served += 1;
+            report(&mut log, served, outcome);
+            continue;
+        }
         // Forget half-open sessions older than the connect timeout, and bound how many wait.
         pending.retain(|(_, _, _, t)| t.elapsed() < cfg.tcp.connect_timeout);
         if pending.len() >= MAX_PENDING {
@@ -368,10 +390,11 @@ pub fn helper(
     Ok(())
 }
 
-/// `marill client`: one session; `on_token` sees each token as it arrives.
+/// `marill client`: one session; `on_token` sees each token as it arrives. `helper` is the
+/// helper's or dealer's address (`None` in plain 2PC).
 pub fn client(
     server: SocketAddr,
-    helper: SocketAddr,
+    helper: Option<SocketAddr>,
     model: &MappedModel,
     cfg: &PartyConfig,
     prompt: &[u32],
@@ -383,8 +406,16 @@ pub fn client(
     session.copy_from_slice(&entropy()?[..16]);
     let mut s = connect(server, cfg.tcp)?;
     s.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to server", e))?;
-    let mut h = connect(helper, cfg.tcp)?;
-    h.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to helper", e))?;
-    let ch = tcp::from_streams(CLIENT, vec![None, Some(s), Some(h)], cfg.tcp)?;
+    let streams = match (cfg.setting, helper) {
+        (Setting::Ot2pc, None) => vec![None, Some(s)],
+        (Setting::Ot2pc, Some(_)) => return Err(StdError::Handshake("plain 2PC has no helper".into())),
+        (_, None) => return Err(StdError::Handshake("this setting needs the helper's or dealer's address".into())),
+        (_, Some(helper)) => {
+            let mut h = connect(helper, cfg.tcp)?;
+            h.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to helper", e))?;
+            vec![None, Some(s), Some(h)]
+        }
+    };
+    let ch = tcp::from_streams(CLIENT, streams, cfg.tcp)?;
     run_session(ch, cfg, &file, session, Some((prompt, new_tokens, on_token)))
 }

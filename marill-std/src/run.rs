@@ -10,7 +10,7 @@ use marill_core::cost::{Cost, Metered};
 use marill_core::proto::Protocol;
 use marill_core::{Channel, Error};
 
-use crate::session::{dealer_party, rep3_party};
+use crate::session::{dealer_party, ot2pc_party, rep3_party};
 use crate::transport::{mem, tcp};
 use crate::{Setting, StdError};
 
@@ -40,6 +40,12 @@ fn party<C: Channel, G: Program>(setting: Setting, ch: C, prog: &G) -> Result<Pa
             let out = prog.run(&mut p)?;
             Ok((out, p.channel().cost().since(&before)))
         }
+        Setting::Ot2pc => {
+            let mut p = ot2pc_party(ch)?;
+            let before = p.channel().cost();
+            let out = prog.run(&mut p)?;
+            Ok((out, p.channel().cost().since(&before)))
+        }
     }
 }
 
@@ -58,29 +64,32 @@ where
     })
 }
 
-/// Run `prog` at the three parties of `setting`, connected in memory. The first party
+/// Run `prog` at the parties of `setting` (three, or two in plain 2PC), connected in memory. The first party
 /// error, if any, is returned (the others then fail with `PeerClosed` or `Timeout`).
 pub fn run_mem<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult<G::Output>>, StdError> {
-    let chans = std::sync::Mutex::new(mem::mesh(3).into_iter().map(Some).collect::<Vec<_>>());
-    let results = join_all(3, |i| {
+    let n = setting.parties();
+    let chans = std::sync::Mutex::new(mem::mesh(n).into_iter().map(Some).collect::<Vec<_>>());
+    let results = join_all(n, |i| {
         let ch = chans.lock().map_err(|_| Error::Protocol)?[i].take().ok_or(Error::Protocol)?;
         party(setting, ch, prog)
     })?;
     collect(results)
 }
 
-/// Run `prog` at the three parties of `setting`, connected over loopback TCP.
+/// Run `prog` at the parties of `setting`, connected over loopback TCP.
 pub fn run_tcp<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult<G::Output>>, StdError> {
     let any: SocketAddr = "127.0.0.1:0".parse().map_err(|_| StdError::Handshake("address".into()))?;
-    let listeners = [tcp::listen(any)?, tcp::listen(any)?];
+    let n = setting.parties();
+    // The last party listens for nobody.
+    let listeners = (0..n - 1).map(|_| tcp::listen(any)).collect::<Result<Vec<_>, _>>()?;
     let mut addrs = Vec::new();
     for l in &listeners {
         addrs.push(l.local_addr().map_err(|e| StdError::io("local addr", e))?);
     }
-    addrs.push(any); // party 2 listens for nobody
-    let listeners = std::sync::Mutex::new(listeners.map(Some));
-    let results = join_all(3, |i| {
-        let l = if i < 2 { listeners.lock().map_err(|_| Error::Protocol)?[i].take() } else { None };
+    addrs.push(any);
+    let listeners = std::sync::Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>());
+    let results = join_all(n, |i| {
+        let l = if i + 1 < n { listeners.lock().map_err(|_| Error::Protocol)?[i].take() } else { None };
         let ch = tcp::establish(i, l, &addrs, tcp::TcpConfig::default()).map_err(|_| Error::Io)?;
         party(setting, ch, prog)
     })?;

@@ -7,6 +7,7 @@ use marill_core::proto::setup::{dealer_setup, rep3_setup};
 use marill_core::{Channel, Error};
 
 use crate::HeapScratch;
+use crate::ot2pc::Ot2pc;
 
 /// The MPC settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub enum Setting {
     Dealer,
     /// 3PC honest majority, replicated shares.
     Rep3,
+    /// Plain 2PC: the client and the server alone (OT and HE, [`crate::ot2pc`]).
+    Ot2pc,
 }
 
 impl Setting {
@@ -23,13 +26,21 @@ impl Setting {
         match self {
             Setting::Dealer => "dealer",
             Setting::Rep3 => "rep3",
+            Setting::Ot2pc => "ot2pc",
         }
     }
+    /// How many parties a session has (the dealer or helper is party 2).
+    pub fn parties(self) -> usize {
+        if self == Setting::Ot2pc { 2 } else { 3 }
+    }
+    /// Every setting, in the order tables list them.
+    pub const ALL: [Setting; 3] = [Setting::Dealer, Setting::Rep3, Setting::Ot2pc];
     /// Parse [`name`](Self::name).
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "dealer" => Some(Setting::Dealer),
             "rep3" => Some(Setting::Rep3),
+            "ot2pc" => Some(Setting::Ot2pc),
             _ => None,
         }
     }
@@ -47,6 +58,11 @@ pub fn dealer_party<C: Channel>(mut ch: Metered<C>) -> Result<Dealer2pc<Metered<
     let id = ch.id();
     let seeds = dealer_setup(&mut ch, id, entropy()?)?;
     Dealer2pc::new(ch, HeapScratch::new(), seeds)
+}
+
+/// A plain-2PC party over `ch` (input seed, base OTs and HE keys set up over `ch` first).
+pub fn ot2pc_party<C: Channel>(ch: Metered<C>) -> Result<Ot2pc<Metered<C>>, Error> {
+    Ot2pc::new(ch, entropy()?)
 }
 
 /// A 3PC party over `ch` (seeds distributed over `ch` first).

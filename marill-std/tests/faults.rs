@@ -79,7 +79,7 @@ fn faults_are_refused_and_the_server_keeps_serving() {
     let model = MappedModel::open(&cp).unwrap();
     let mut got = Vec::new();
     let patient = cfg(Duration::from_secs(15));
-    let (tokens, _) = party::client(saddr, haddr, &model, &patient, &[1, 2, 3], 4, &mut |t| got.push(t)).unwrap();
+    let (tokens, _) = party::client(saddr, Some(haddr), &model, &patient, &[1, 2, 3], 4, &mut |t| got.push(t)).unwrap();
     assert_eq!(tokens.len(), 4);
     assert_eq!(tokens, got, "tokens are streamed as they arrive");
     server.join().unwrap();

@@ -132,6 +132,7 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         }
         (Setting::Rep3, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
         (Setting::Rep3, Op::B2a) => ([8 * w + 8 * n, 8 * w + 8 * n, 8 * n], 2),
+        (Setting::Ot2pc, _) => ([0, 0, 0], 0),
     }
 }
 

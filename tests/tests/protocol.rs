@@ -1,4 +1,4 @@
-//! Every protocol op in both settings, over memory and TCP, against a plaintext reference.
+//! Every protocol op in every setting (2PC-Dealer, 3PC, plain 2PC), over memory and TCP, against a plaintext reference.
 //!
 //! Bounds: ring ops (input, open, reveal, linear ops, mul, square, matmul, and, b2a, ltz)
 //! are exact. `trunc` and `mul_trunc` return ⌊v/2^s⌋ or ⌊v/2^s⌋ + 1 for every
@@ -31,6 +31,9 @@ struct AllOps {
     cmp: Vec<u64>,
     bx: Vec<u64>,
     by: Vec<u64>,
+    sw: Vec<u64>,
+    /// Whether there is a party 2 (not in plain 2PC).
+    three: bool,
 }
 
 #[derive(Default, Debug)]
@@ -44,6 +47,7 @@ struct Opened {
     square: Vec<u64>,
     matmul: Vec<u64>,
     matmul_public: Vec<u64>,
+    matmul_weight: Vec<u64>,
     trunc: Vec<u64>,
     mul_trunc: Vec<u64>,
     ltz: Vec<u64>,
@@ -100,6 +104,13 @@ impl Program for AllOps {
         o.matmul = open(p, &c)?;
         p.matmul_public(&a, &self.w, &mut c, D)?;
         o.matmul_public = open(p, &c)?;
+        // The server (party 1) knows the weight; small signed entries, as weights are.
+        let mine = (p.party() == 1).then_some(&self.sw[..]);
+        let spec = p.share_weight(1, mine, D.n, D.k)?;
+        let mut material = vec![0; spec.words];
+        p.fill_weight(1, mine, spec, &mut material)?;
+        p.matmul_weight(&a, &material, &mut c, D)?;
+        o.matmul_weight = open(p, &c)?;
         let big = shares(p, 1, &self.big)?;
         p.trunc(&big, 16, &mut t)?;
         o.trunc = open(p, &t)?;
@@ -124,13 +135,15 @@ impl Program for AllOps {
         let mut r = vec![0; n];
         p.reveal_to(1, &x, &mut r)?;
         o.revealed_to_1 = r;
-        let d = shares(p, 2, &self.y)?;
-        o.from_dealer = open(p, &d)?;
+        if self.three {
+            let d = shares(p, 2, &self.y)?;
+            o.from_dealer = open(p, &d)?;
+        }
         Ok(o)
     }
 }
 
-fn case() -> AllOps {
+fn case(setting: Setting) -> AllOps {
     let mut cmp = signed(N, 62, 9);
     // Edge cases of the comparison over the whole ring.
     let edges = [0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1, (1 << 63) + 1, 1 << 62, (1 << 62) - 1, 15, 16, 17];
@@ -155,6 +168,8 @@ fn case() -> AllOps {
         cmp,
         bx: words(bit_words(N), 11),
         by: words(bit_words(N), 12),
+        sw: signed(D.n * D.k, 20, 13),
+        three: setting.parties() == 3,
     }
 }
 
@@ -171,6 +186,7 @@ fn check(c: &AllOps, results: &[(Opened, marill_core::cost::Cost)], setting: Set
     assert_eq!(o.square, ws(&|i| c.x[i].wrapping_mul(c.x[i])));
     assert_eq!(o.matmul, matmul_plain(&c.a, &c.b, D.m, D.n, D.k));
     assert_eq!(o.matmul_public, matmul_plain(&c.a, &c.w, D.m, D.n, D.k));
+    assert_eq!(o.matmul_weight, matmul_plain(&c.a, &c.sw, D.m, D.n, D.k));
     for i in 0..n {
         // trunc: ⌊v/2^16⌋ + {0, 1}
         let want = fixed::trunc(c.big[i], 16);
@@ -193,30 +209,44 @@ fn check(c: &AllOps, results: &[(Opened, marill_core::cost::Cost)], setting: Set
     // Only party 1 learns a value revealed to party 1.
     assert_eq!(results[1].0.revealed_to_1, c.x);
     assert!(results[0].0.revealed_to_1.iter().all(|v| *v == 0));
-    assert!(results[2].0.revealed_to_1.iter().all(|v| *v == 0));
-    assert_eq!(o.from_dealer, c.y);
+    if c.three {
+        assert!(results[2].0.revealed_to_1.iter().all(|v| *v == 0));
+        assert_eq!(o.from_dealer, c.y);
+    }
 }
 
 #[test]
 fn every_op_dealer_mem() {
-    let c = case();
+    let c = case(Setting::Dealer);
     check(&c, &run_mem(Setting::Dealer, &c).unwrap(), Setting::Dealer);
 }
 
 #[test]
 fn every_op_rep3_mem() {
-    let c = case();
+    let c = case(Setting::Rep3);
     check(&c, &run_mem(Setting::Rep3, &c).unwrap(), Setting::Rep3);
 }
 
 #[test]
 fn every_op_dealer_tcp() {
-    let c = case();
+    let c = case(Setting::Dealer);
     check(&c, &run_tcp(Setting::Dealer, &c).unwrap(), Setting::Dealer);
 }
 
 #[test]
 fn every_op_rep3_tcp() {
-    let c = case();
+    let c = case(Setting::Rep3);
     check(&c, &run_tcp(Setting::Rep3, &c).unwrap(), Setting::Rep3);
+}
+
+#[test]
+fn every_op_ot2pc_mem() {
+    let c = case(Setting::Ot2pc);
+    check(&c, &run_mem(Setting::Ot2pc, &c).unwrap(), Setting::Ot2pc);
+}
+
+#[test]
+fn every_op_ot2pc_tcp() {
+    let c = case(Setting::Ot2pc);
+    check(&c, &run_tcp(Setting::Ot2pc, &c).unwrap(), Setting::Ot2pc);
 }

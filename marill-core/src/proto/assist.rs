@@ -75,7 +75,7 @@ pub struct Assist {
 }
 
 /// Chunks of the 63-bit comparison.
-const CHUNKS: usize = 16;
+pub const CHUNKS: usize = 16;
 /// ANDs in the comparison tree: 15 + 7 + 3 + 1.
 const TREE_ANDS: usize = 26;
 
@@ -674,38 +674,8 @@ impl Assist {
                 }
             }
         }
-        // 4. the tree: groups 16, 8, 4, 2 → halves; `lt`/`eq` planes compact in place.
-        let mut groups = CHUNKS;
-        while groups > 1 {
-            let parents = groups / 2;
-            let ands = parents + (parents - 1);
-            let [xs, ys, zs] = carve(ops, [15 * w, 15 * w, 15 * w]);
-            for p in 0..parents {
-                let (hi, lo) = (2 * p + 1, 2 * p);
-                xs[p * w..(p + 1) * w].copy_from_slice(&eq[hi * w..(hi + 1) * w]);
-                ys[p * w..(p + 1) * w].copy_from_slice(&lt[lo * w..(lo + 1) * w]);
-            }
-            for p in 1..parents {
-                let (hi, lo) = (2 * p + 1, 2 * p);
-                let slot = parents + p - 1;
-                xs[slot * w..(slot + 1) * w].copy_from_slice(&eq[hi * w..(hi + 1) * w]);
-                ys[slot * w..(slot + 1) * w].copy_from_slice(&eq[lo * w..(lo + 1) * w]);
-            }
-            let l = ands * w;
-            self.and(ch, &xs[..l], &ys[..l], &mut zs[..l], sub)?;
-            for p in 0..parents {
-                let hi = 2 * p + 1;
-                for i in 0..w {
-                    lt[p * w + i] = lt[hi * w + i] ^ zs[p * w + i];
-                }
-            }
-            for p in 1..parents {
-                let slot = parents + p - 1;
-                eq[p * w..(p + 1) * w].copy_from_slice(&zs[slot * w..(slot + 1) * w]);
-            }
-            groups = parents;
-        }
-        debug_assert_eq!(TREE_ANDS, 15 + 7 + 3 + 1);
+        // 4. the tree: groups 16, 8, 4, 2 → halves.
+        borrow_tree(lt, eq, ops, w, |x, y, z| self.and(ch, x, y, z, sub))?;
         // 5. msb(x − θ) = msb(c − θ) ⊕ msb(r) ⊕ borrow.
         for i in 0..w {
             bits[i] ^= lt[i];
@@ -713,6 +683,60 @@ impl Assist {
         // 6. to arithmetic.
         self.b2a(ch, bits, out, sub)
     }
+}
+
+/// Words of operand space [`borrow_tree`] needs for `w` words per plane.
+pub const fn borrow_tree_ops(w: usize) -> usize {
+    45 * w
+}
+
+/// The borrow tree of the chunked comparison: `lt` and `eq` hold 16 planes of `w` packed
+/// boolean-share words (`[a_j < b_j]` and `[a_j = b_j]` for chunk `j`, lowest first);
+/// afterwards plane 0 of `lt` is `[a < b]`. Each level is one call of `and` (15, 7, 3, 1
+/// ANDs of `w` words: 26 in all); `ops` is scratch of [`borrow_tree_ops`] words. The
+/// planes compact in place.
+pub fn borrow_tree(
+    lt: &mut [u64],
+    eq: &mut [u64],
+    ops: &mut [u64],
+    w: usize,
+    mut and: impl FnMut(&[u64], &[u64], &mut [u64]) -> Result<()>,
+) -> Result<()> {
+    if lt.len() < CHUNKS * w || eq.len() < CHUNKS * w || ops.len() < borrow_tree_ops(w) {
+        return Err(Error::ShapeMismatch);
+    }
+    let mut groups = CHUNKS;
+    while groups > 1 {
+        let parents = groups / 2;
+        let ands = parents + (parents - 1);
+        let [xs, ys, zs] = carve(ops, [15 * w, 15 * w, 15 * w]);
+        for p in 0..parents {
+            let (hi, lo) = (2 * p + 1, 2 * p);
+            xs[p * w..(p + 1) * w].copy_from_slice(&eq[hi * w..(hi + 1) * w]);
+            ys[p * w..(p + 1) * w].copy_from_slice(&lt[lo * w..(lo + 1) * w]);
+        }
+        for p in 1..parents {
+            let (hi, lo) = (2 * p + 1, 2 * p);
+            let slot = parents + p - 1;
+            xs[slot * w..(slot + 1) * w].copy_from_slice(&eq[hi * w..(hi + 1) * w]);
+            ys[slot * w..(slot + 1) * w].copy_from_slice(&eq[lo * w..(lo + 1) * w]);
+        }
+        let l = ands * w;
+        and(&xs[..l], &ys[..l], &mut zs[..l])?;
+        for p in 0..parents {
+            let hi = 2 * p + 1;
+            for i in 0..w {
+                lt[p * w + i] = lt[hi * w + i] ^ zs[p * w + i];
+            }
+        }
+        for p in 1..parents {
+            let slot = parents + p - 1;
+            eq[p * w..(p + 1) * w].copy_from_slice(&zs[slot * w..(slot + 1) * w]);
+        }
+        groups = parents;
+    }
+    debug_assert_eq!(TREE_ANDS, 15 + 7 + 3 + 1);
+    Ok(())
 }
 
 /// The third additive part D holds in 3PC's fused multiply-truncate.

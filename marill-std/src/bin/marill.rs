@@ -15,10 +15,10 @@ const USAGE: &str = "usage:
                                            write DIR/server.marill and DIR/client.marill: a random
                                            4-layer model (d 64, vocab 256) laid out as variant V,
                                            one of private lf lora lf+lora hm lf+hm friendly baseline
-  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3 [--sessions N] [--max-seq N] [--timeout S]
+  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S]
   marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (3PC)
   marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (2PC-Dealer)
-  marill client --model CLIENT_FILE --server ADDR --helper ADDR --setting dealer|rep3 (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S]
+  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S]
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
   marill cost   [--setting dealer|rep3|all] [--prompt-len B] [--shape paper|tiny] [--json]
@@ -202,7 +202,7 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
         "helper" => Setting::Rep3,
         "dealer" => Setting::Dealer,
         _ => Setting::parse(need(&f, "setting")?)
-            .ok_or_else(|| StdError::Handshake("--setting is dealer or rep3".into()))?,
+            .ok_or_else(|| StdError::Handshake("--setting is dealer, rep3 or ot2pc".into()))?,
     };
     let timeout = std::time::Duration::from_secs(num(&f, "timeout", 60)? as u64);
     let cfg = PartyConfig {
@@ -251,7 +251,10 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             let t0 = std::time::Instant::now();
             let (_, cost) = party::client(
                 addr(need(&f, "server")?)?,
-                addr(need(&f, "helper")?)?,
+                match setting {
+                    Setting::Ot2pc => None,
+                    _ => Some(addr(need(&f, "helper")?)?),
+                },
                 &model,
                 &cfg,
                 &prompt,

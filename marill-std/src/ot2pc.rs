@@ -1,0 +1,532 @@
+//! Plain 2PC: the client (party 0) and the server (party 1) alone, no dealer and no helper.
+//!
+//! Every correlation a dealer would hand out is made by the two parties themselves, from
+//! oblivious transfer ([`ot`]: Chou–Orlandi base OTs, IKNP extension) and, for products
+//! with matrices, from lattice homomorphic encryption ([`he`]). Shares are additive 2-of-2
+//! over Z_2^64, as in 2PC-Dealer; boolean shares are packed XOR shares. Security is
+//! semi-honest: λ = 128 bits computational (128 base OTs, AES-128, Ristretto255, the RLWE
+//! parameters of [`he`]), σ = 40 bits statistical (the noise flooding of [`he`]).
+//!
+//! **Products of two private values.** For `u` held by one party and `v` by the other,
+//! Gilboa's method gives additive shares of `u·v` from 64 correlated OTs: the holder of `u`
+//! chooses with bit `b` of `u`, the correlation is `2^b·v`, and the shares are the sums of
+//! the 64 outputs. `mul` runs it in both directions at once (`x_0·y_1 + x_1·y_0`; the
+//! other two terms are local), `square` in one. Two rounds (the receiver's IKNP matrix,
+//! then the sender's corrections); 1 KiB + 512 bytes per product per direction.
+//!
+//! **Matrix products** go through [`he`] (`x·W` with the server's weight, and shared ×
+//! shared): one round trip, costs in its docs.
+//!
+//! **Truncation** (the range of [`Protocol::trunc`]). With `y = x + 2^62 ∈ [0, 2^63)` and
+//! shares `y_0 + y_1 = y + w·2^64`, the wrap is `w = msb(y_0) ∨ msb(y_1)` (two words below
+//! 2^63 cannot wrap, and one word above 2^63 must, as the sum is below 2^63). So
+//! `(y_0 ≫ s) + (y_1 ≫ s) + 1 − w·2^(64−s)` is `⌊y/2^s⌋` or one more, and `w` costs one
+//! bit product: one OT per element, 24 bytes, two rounds.
+//!
+//! **Comparison** (`ltz`, the millionaires' protocol of CrypTFlow2). For `z = z_0 + z_1`,
+//! `msb(z) = msb(z_0) ⊕ msb(z_1) ⊕ [α < β]` with `α = 2^63 − 1 − (z_0 mod 2^63)` at the
+//! client and `β = z_1 mod 2^63` at the server. Both are cut into 16 chunks of 4 bits (the
+//! top one 3); for each chunk a 1-out-of-16 OT (four 1-out-of-2 random OTs on the server's
+//! bits, keys combined and hashed per entry) gives XOR shares of `[α_j < β_j]` and
+//! `[α_j = β_j]`; the borrow tree of [`assist`](marill_core::proto::assist) (26 ANDs in
+//! 4 rounds) and one conversion finish it. Several offsets reuse the server's random OTs.
+//!
+//! **AND** (packed XOR shares): `x_0 y_0 ⊕ x_1 y_1` locally and the cross terms by
+//! bit-correlated OT, 64 OTs per word per direction. **b2a**: `b = b_0 + b_1 − 2 b_0 b_1`,
+//! one bit product per bit.
+
+pub mod he;
+pub mod ot;
+
+use marill_core::channel::{Channel, PartyId, recv_words, send_words};
+use marill_core::cost::Cost;
+use marill_core::error::{Error, Result, ensure_shape};
+use marill_core::prg::{Prg, Seed, Stream};
+use marill_core::proto::assist::{CHUNKS, borrow_tree, borrow_tree_ops};
+use marill_core::proto::{Protocol, RANGE_OFFSET, WeightShares};
+use marill_core::ring::{self, MatDims};
+use marill_core::share::bit_words;
+
+use ot::{CrHash, OtReceiver, OtSender};
+
+/// One party of plain 2PC (party 0 the client, party 1 the server).
+pub struct Ot2pc<C> {
+    ch: C,
+    party: PartyId,
+    snd: OtSender,
+    rcv: OtReceiver,
+    /// Input masks, shared by both parties.
+    input: Prg,
+    /// This party's private randomness.
+    local: Prg,
+    /// Pads of the 1-out-of-16 OTs (a hash of their own, with its own counter).
+    pad: CrHash,
+    pad_counter: u64,
+    he: he::Engine,
+}
+
+impl<C: Channel> Ot2pc<C> {
+    /// Set up party `ch.id()` (0 or 1): a shared input seed (sent by party 0 over `ch`,
+    /// which must be confidential), 2 × 128 base OTs and the HE keys. `entropy` seeds all
+    /// of this party's private randomness.
+    pub fn new(mut ch: C, entropy: Seed) -> Result<Self> {
+        let party = ch.id();
+        if party > 1 {
+            return Err(Error::InvalidArgument);
+        }
+        let peer = 1 - party;
+        let mut local = Prg::new(entropy, Stream::Local);
+        let input_seed = if party == 0 {
+            let s = local.seed();
+            ch.send(peer, &s)?;
+            ch.flush()?;
+            s
+        } else {
+            let mut s = [0u8; 32];
+            ch.recv(peer, &mut s)?;
+            s
+        };
+        let (snd, rcv) = ot::setup(&mut ch, peer, &mut local)?;
+        let he = he::Engine::setup(&mut ch, party, &mut local)?;
+        Ok(Self {
+            ch,
+            party,
+            snd,
+            rcv,
+            input: Prg::new(input_seed, Stream::Input),
+            local,
+            pad: CrHash::with_key(*b"marill-ot16-pads"),
+            pad_counter: 0,
+            he,
+        })
+    }
+
+    /// The channel (for its costs, say).
+    pub fn channel(&self) -> &C {
+        &self.ch
+    }
+
+    fn peer(&self) -> PartyId {
+        1 - self.party
+    }
+
+    fn exchange(&mut self, msg: &[u64], rcv: &mut [u64]) -> Result<()> {
+        let peer = self.peer();
+        send_words(&mut self.ch, peer, msg)?;
+        self.ch.flush()?;
+        recv_words(&mut self.ch, peer, rcv)
+    }
+
+    /// Shares of `Σ u·v` over the pairs where this party holds `u` (if `u` is given: it
+    /// chooses) and the peer `v`, plus those where the peer holds `u` and this party `v`
+    /// (if `v` is given). `bits`: how many low bits of each `u` matter (64, or 1 for bits).
+    /// Both parties must pass matching `Some`/`None` (one's `u` with the other's `v`) and
+    /// the same `n` and `bits`.
+    fn cross(&mut self, u: Option<&[u64]>, v: Option<&[u64]>, n: usize, bits: usize) -> Result<Vec<u64>> {
+        ensure_shape(u.is_none_or(|u| u.len() == n) && v.is_none_or(|v| v.len() == n))?;
+        ensure_shape((1..=64).contains(&bits))?;
+        let m = n.checked_mul(bits).ok_or(Error::ShapeMismatch)?;
+        let w = m.div_ceil(64);
+        let peer = self.peer();
+        // 1. As receiver: our choice bits, the IKNP matrix to the peer.
+        let recv_batch = match u {
+            Some(u) => {
+                let choices = pack_low_bits(u, bits);
+                let (batch, msg) = self.rcv.start(&choices, m)?;
+                send_words(&mut self.ch, peer, &msg)?;
+                self.ch.flush()?;
+                Some(batch)
+            }
+            None => None,
+        };
+        let mut out = vec![0u64; n];
+        // 2. As sender: finish the peer's OTs, send corrections 2^b·v.
+        if let Some(v) = v {
+            let mut umat = vec![0u64; ot::KAPPA * w];
+            recv_words(&mut self.ch, peer, &mut umat)?;
+            let batch = self.snd.finish(&umat, m)?;
+            let delta: Vec<u64> = (0..m).map(|j| v[j / bits] << (j % bits)).collect();
+            let (x, tau) = self.snd.cot_send(&batch, &delta)?;
+            send_words(&mut self.ch, peer, &tau)?;
+            self.ch.flush()?;
+            for (j, xj) in x.iter().enumerate() {
+                out[j / bits] = out[j / bits].wrapping_sub(*xj);
+            }
+        }
+        // 3. As receiver: the outputs.
+        if let Some(batch) = recv_batch {
+            let mut tau = vec![0u64; m];
+            recv_words(&mut self.ch, peer, &mut tau)?;
+            let y = self.rcv.cot_recv(&batch, &tau)?;
+            for (j, yj) in y.iter().enumerate() {
+                out[j / bits] = out[j / bits].wrapping_add(*yj);
+            }
+        }
+        Ok(out)
+    }
+
+    /// XOR shares of `u_0 ∧ v_1 ⊕ u_1 ∧ v_0` over packed bits (`l` words each).
+    fn cross_bits(&mut self, u: &[u64], v: &[u64]) -> Result<Vec<u64>> {
+        let l = u.len();
+        ensure_shape(v.len() == l)?;
+        let m = 64 * l;
+        let peer = self.peer();
+        let (batch, msg) = self.rcv.start(u, m)?;
+        send_words(&mut self.ch, peer, &msg)?;
+        self.ch.flush()?;
+        let mut umat = vec![0u64; ot::KAPPA * l];
+        recv_words(&mut self.ch, peer, &mut umat)?;
+        let sb = self.snd.finish(&umat, m)?;
+        let (x, tau) = self.snd.bcot_send(&sb, v)?;
+        send_words(&mut self.ch, peer, &tau)?;
+        self.ch.flush()?;
+        let mut tau_in = vec![0u64; l];
+        recv_words(&mut self.ch, peer, &mut tau_in)?;
+        let y = self.rcv.bcot_recv(&batch, &tau_in)?;
+        Ok(x.iter().zip(&y).map(|(a, b)| a ^ b).collect())
+    }
+
+    /// Shares of `b_0·b_1` for bits `b` (low bit of each word) held one per party.
+    fn bit_product(&mut self, b: &[u64]) -> Result<Vec<u64>> {
+        let n = b.len();
+        if self.party == 0 { self.cross(Some(b), None, n, 1) } else { self.cross(None, Some(b), n, 1) }
+    }
+
+    fn is_a(&self) -> u64 {
+        u64::from(self.party == 0)
+    }
+}
+
+/// The low `bits` bits of each word, packed in order (`bits` per word, word-major).
+fn pack_low_bits(u: &[u64], bits: usize) -> Vec<u64> {
+    if bits == 64 {
+        return u.to_vec();
+    }
+    let m = u.len() * bits;
+    let mut out = vec![0u64; m.div_ceil(64)];
+    for (e, v) in u.iter().enumerate() {
+        for b in 0..bits {
+            let j = e * bits + b;
+            out[j / 64] |= ((v >> b) & 1) << (j % 64);
+        }
+    }
+    out
+}
+
+fn mat_parts(d: MatDims, count: usize) -> Result<(usize, usize, usize)> {
+    let mn = d.m.checked_mul(d.n).and_then(|v| v.checked_mul(count));
+    let nk = d.n.checked_mul(d.k).and_then(|v| v.checked_mul(count));
+    let mk = d.m.checked_mul(d.k).and_then(|v| v.checked_mul(count));
+    match (mn, nk, mk) {
+        (Some(a), Some(b), Some(c)) => Ok((a, b, c)),
+        _ => Err(Error::ShapeMismatch),
+    }
+}
+
+impl<C: Channel> Protocol for Ot2pc<C> {
+    const PLANES: usize = 1;
+
+    fn party(&self) -> PartyId {
+        self.party
+    }
+
+    fn cost(&self) -> Option<Cost> {
+        self.ch.cost()
+    }
+
+    fn public_plane(&self) -> Option<usize> {
+        (self.party == 0).then_some(0)
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[u64]>, out: &mut [u64]) -> Result<()> {
+        ensure_shape(owner <= 1 && (owner == self.party) == values.is_some())?;
+        if let Some(v) = values {
+            ensure_shape(v.len() == out.len())?;
+        }
+        // The owner's share is `v − r`, the other's `r`, with `r` from the shared seed.
+        self.input.fill(out);
+        if let Some(v) = values {
+            for (o, x) in out.iter_mut().zip(v) {
+                *o = x.wrapping_sub(*o);
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(x.len() == out.len())?;
+        self.exchange(x, out)?;
+        ring::add_assign(out, x)
+    }
+
+    fn reveal_to(&mut self, to: PartyId, x: &[u64], out: &mut [u64]) -> Result<()> {
+        ensure_shape(x.len() == out.len() && to <= 1)?;
+        if to == self.party {
+            let peer = self.peer();
+            recv_words(&mut self.ch, peer, out)?;
+            ring::add_assign(out, x)
+        } else {
+            send_words(&mut self.ch, to, x)?;
+            self.ch.flush()?;
+            out.fill(0);
+            Ok(())
+        }
+    }
+
+    fn mul(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        ensure_shape(x.len() == n && y.len() == n)?;
+        let c = self.cross(Some(x), Some(y), n, 64)?;
+        for i in 0..n {
+            out[i] = x[i].wrapping_mul(y[i]).wrapping_add(c[i]);
+        }
+        Ok(())
+    }
+
+    fn square(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        ensure_shape(x.len() == n)?;
+        let c = if self.party == 0 {
+            self.cross(Some(x), None, n, 64)?
+        } else {
+            let twice: Vec<u64> = x.iter().map(|v| v.wrapping_mul(2)).collect();
+            self.cross(None, Some(&twice), n, 64)?
+        };
+        for i in 0..n {
+            out[i] = x[i].wrapping_mul(x[i]).wrapping_add(c[i]);
+        }
+        Ok(())
+    }
+
+    fn matmul_many(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims, count: usize) -> Result<()> {
+        let (mn, nk, mk) = mat_parts(d, count)?;
+        ensure_shape(x.len() == mn && y.len() == nk && out.len() == mk)?;
+        // Cross terms X_0·Y_1 + X_1·Y_0 by HE, the local ones here.
+        let cross = self.he.matmul_cross(&mut self.ch, &mut self.local, x, y, d, count)?;
+        out.copy_from_slice(&cross);
+        let (bmn, bnk, bmk) = (d.m * d.n, d.n * d.k, d.m * d.k);
+        for c in 0..count {
+            ring::matmul_acc(
+                &x[c * bmn..(c + 1) * bmn],
+                &y[c * bnk..(c + 1) * bnk],
+                &mut out[c * bmk..(c + 1) * bmk],
+                d,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn share_weight(&mut self, owner: PartyId, w: Option<&[u64]>, n: usize, k: usize) -> Result<WeightShares> {
+        let len = n.checked_mul(k).ok_or(Error::ShapeMismatch)?;
+        ensure_shape(owner <= 1 && (owner == self.party) == w.is_some())?;
+        if let Some(w) = w {
+            ensure_shape(w.len() == len)?;
+        }
+        // The owner keeps its weight; the other party keeps nothing.
+        Ok(WeightShares { n, k, words: if owner == self.party { len } else { 0 } })
+    }
+
+    fn fill_weight(
+        &mut self,
+        owner: PartyId,
+        w: Option<&[u64]>,
+        spec: WeightShares,
+        material: &mut [u64],
+    ) -> Result<()> {
+        ensure_shape(owner <= 1 && material.len() == spec.words)?;
+        match w {
+            Some(w) if owner == self.party => {
+                ensure_shape(w.len() == material.len())?;
+                material.copy_from_slice(w);
+                Ok(())
+            }
+            None if owner != self.party => Ok(()),
+            _ => Err(Error::ShapeMismatch),
+        }
+    }
+
+    fn matmul_weight(&mut self, x: &[u64], material: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
+        let (mn, nk, mk) = mat_parts(d, 1)?;
+        ensure_shape(x.len() == mn && out.len() == mk)?;
+        // The owner is whoever holds the material.
+        let owner = material.len() == nk && nk > 0;
+        ensure_shape(owner || material.is_empty())?;
+        let cross = self.he.weight_cross(&mut self.ch, &mut self.local, x, owner.then_some(material), d)?;
+        out.copy_from_slice(&cross);
+        if owner {
+            ring::matmul_acc(x, material, out, d)?;
+        }
+        Ok(())
+    }
+
+    fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        ensure_shape(x.len() == n)?;
+        if !(1..=62).contains(&shift) {
+            return Err(Error::InvalidArgument);
+        }
+        let is_a = self.is_a();
+        let y: Vec<u64> = x.iter().map(|v| v.wrapping_add(is_a * RANGE_OFFSET)).collect();
+        let msb: Vec<u64> = y.iter().map(|v| v >> 63).collect();
+        let ab = self.bit_product(&msb)?;
+        let top = 1u64 << (64 - shift);
+        let off = (RANGE_OFFSET >> shift).wrapping_sub(1);
+        for e in 0..n {
+            // w = a + b − ab, shared as (a − ab_0) and (b − ab_1).
+            let w = msb[e].wrapping_sub(ab[e]);
+            out[e] = (y[e] >> shift).wrapping_sub(w.wrapping_mul(top)).wrapping_sub(is_a.wrapping_mul(off));
+        }
+        Ok(())
+    }
+
+    fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
+        if !(1..=62).contains(&shift) {
+            return Err(Error::InvalidArgument);
+        }
+        self.mul(x, y, out)?;
+        self.trunc_in_place(out, shift)
+    }
+
+    fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
+        let copy = x.to_vec();
+        self.trunc(&copy, shift, x)
+    }
+
+    fn ltz(&mut self, x: &[u64], out: &mut [u64]) -> Result<()> {
+        self.ltz_many(x, &[0], out)
+    }
+
+    fn ltz_many(&mut self, x: &[u64], offsets: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = x.len();
+        let k = offsets.len();
+        ensure_shape(k > 0 && out.len() == n.checked_mul(k).ok_or(Error::ShapeMismatch)?)?;
+        let m = n * k;
+        let w = bit_words(m);
+        let low = u64::MAX >> 1;
+        let peer = self.peer();
+        // 1. The server's random OTs on the 63 low bits of β = x_1 (shared by all offsets).
+        let rots = 63 * n;
+        let mut lt = vec![0u64; CHUNKS * w];
+        let mut eq = vec![0u64; CHUNKS * w];
+        let mut bits = vec![0u64; w];
+        let pad0 = self.pad_counter;
+        self.pad_counter = self.pad_counter.wrapping_add((m * CHUNKS * 16) as u64);
+        let slot =
+            |i: usize, e: usize, j: usize, v: usize| pad0.wrapping_add((((i * n + e) * CHUNKS + j) * 16 + v) as u64);
+        if self.party == 1 {
+            let betas: Vec<u64> = x.iter().map(|v| v & low).collect();
+            let choices = pack_low_bits(&betas, 63);
+            let (batch, msg) = self.rcv.start(&choices, rots)?;
+            send_words(&mut self.ch, peer, &msg)?;
+            self.ch.flush()?;
+            let keys = self.rcv.rot(&batch);
+            let mut table_words = vec![0u64; m * CHUNKS / 2];
+            recv_words(&mut self.ch, peer, &mut table_words)?;
+            let tables: &[u32] = bytemuck::cast_slice(&table_words);
+            // Pads: hash each key under its own tweak (slot of the chosen entry).
+            for i in 0..k {
+                for e in 0..n {
+                    for j in 0..CHUNKS {
+                        let v = ((betas[e] >> (4 * j)) & 15) as usize;
+                        let idx = (i * n + e) * CHUNKS + j;
+                        let nb = if j == CHUNKS - 1 { 3 } else { 4 };
+                        let mut key = 0u128;
+                        for b in 0..nb {
+                            key ^= keys[e * 63 + 4 * j + b];
+                        }
+                        let mut one = [key];
+                        self.pad.hash(slot(i, e, j, v), &mut one);
+                        let pad = (one[0] & 3) as u32;
+                        let got = ((tables[idx] >> (2 * v)) & 3) ^ pad;
+                        let bit = i * n + e;
+                        lt[j * w + bit / 64] |= u64::from(got & 1) << (bit % 64);
+                        eq[j * w + bit / 64] |= u64::from(got >> 1) << (bit % 64);
+                    }
+                }
+            }
+            for i in 0..k {
+                for e in 0..n {
+                    let bit = i * n + e;
+                    bits[bit / 64] |= (x[e] >> 63) << (bit % 64);
+                }
+            }
+        } else {
+            let mut umat = vec![0u64; ot::KAPPA * rots.div_ceil(64)];
+            recv_words(&mut self.ch, peer, &mut umat)?;
+            let batch = self.snd.finish(&umat, rots)?;
+            let (h0, h1) = self.snd.rot(&batch);
+            let mut tables = vec![0u32; m * CHUNKS];
+            let mut keys = vec![0u128; 16];
+            for i in 0..k {
+                for e in 0..n {
+                    let z = x[e].wrapping_sub(offsets[i]);
+                    let alpha = low - (z & low);
+                    let bit = i * n + e;
+                    bits[bit / 64] |= (z >> 63) << (bit % 64);
+                    for j in 0..CHUNKS {
+                        let nb = if j == CHUNKS - 1 { 3 } else { 4 };
+                        let a = (alpha >> (4 * j)) & 15;
+                        // The client's shares of [α_j < β_j] and [α_j = β_j]: random bits.
+                        let r2 = self.local.next_u64();
+                        let (rl, re) = (r2 & 1, (r2 >> 1) & 1);
+                        lt[j * w + bit / 64] |= rl << (bit % 64);
+                        eq[j * w + bit / 64] |= re << (bit % 64);
+                        let mut t = 0u32;
+                        for (v, key) in keys.iter_mut().enumerate().take(1 << nb) {
+                            let mut kk = 0u128;
+                            for b in 0..nb {
+                                let idx = e * 63 + 4 * j + b;
+                                kk ^= if (v >> b) & 1 == 1 { h1[idx] } else { h0[idx] };
+                            }
+                            *key = kk;
+                        }
+                        for (v, key) in keys.iter().enumerate().take(1 << nb) {
+                            let mut one = [*key];
+                            self.pad.hash(slot(i, e, j, v), &mut one);
+                            let pad = (one[0] & 3) as u32;
+                            let ltv = u32::from(a < v as u64) ^ rl as u32;
+                            let eqv = u32::from(a == v as u64) ^ re as u32;
+                            t |= ((ltv | (eqv << 1)) ^ pad) << (2 * v);
+                        }
+                        tables[(i * n + e) * CHUNKS + j] = t;
+                    }
+                }
+            }
+            send_words(&mut self.ch, peer, bytemuck::cast_slice(&pad_u32(&tables)))?;
+            self.ch.flush()?;
+        }
+        // 2. The borrow tree, then msb(z_0) ⊕ msb(z_1) ⊕ borrow, then to arithmetic.
+        let mut ops = vec![0u64; borrow_tree_ops(w)];
+        borrow_tree(&mut lt, &mut eq, &mut ops, w, |a, b, z| self.and_bits(a, b, z))?;
+        for i in 0..w {
+            bits[i] ^= lt[i];
+        }
+        self.b2a(&bits, out)
+    }
+
+    fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
+        let l = out.len();
+        ensure_shape(x.len() == l && y.len() == l)?;
+        let c = self.cross_bits(x, y)?;
+        for i in 0..l {
+            out[i] = (x[i] & y[i]) ^ c[i];
+        }
+        Ok(())
+    }
+
+    fn b2a(&mut self, bits: &[u64], out: &mut [u64]) -> Result<()> {
+        let n = out.len();
+        ensure_shape(bits.len() == bit_words(n))?;
+        let mine: Vec<u64> = (0..n).map(|e| (bits[e / 64] >> (e % 64)) & 1).collect();
+        let prod = self.bit_product(&mine)?;
+        for e in 0..n {
+            out[e] = mine[e].wrapping_sub(prod[e].wrapping_mul(2));
+        }
+        Ok(())
+    }
+}
+
+/// The tables as words (a whole number of them: two u32 per word, a zero pad at the end).
+fn pad_u32(t: &[u32]) -> Vec<u64> {
+    t.chunks(2).map(|c| u64::from(c[0]) | (u64::from(*c.get(1).unwrap_or(&0)) << 32)).collect()
+}
