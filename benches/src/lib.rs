@@ -67,6 +67,9 @@ pub enum Op {
     Matmul,
     /// Fixed-point shared × public matrix product (local product, then truncate).
     MatmulPublic,
+    /// Fixed-point shares × a weight the server (party 1) knows: the product of a private
+    /// linear layer (weight set up once per session, outside the timing), then truncate.
+    MatmulWeight,
     /// Truncation by f of values with 2f fractional bits (as after a product).
     Trunc,
     /// Less-than-zero, arithmetic shares of the sign bit.
@@ -95,10 +98,11 @@ pub enum Op {
 
 impl Op {
     /// Every op, in harness order.
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::Mul,
         Op::Matmul,
         Op::MatmulPublic,
+        Op::MatmulWeight,
         Op::Trunc,
         Op::Ltz,
         Op::Exp,
@@ -118,6 +122,7 @@ impl Op {
             Op::Mul => "mul",
             Op::Matmul => "matmul",
             Op::MatmulPublic => "matmul_public",
+            Op::MatmulWeight => "matmul_weight",
             Op::Trunc => "trunc",
             Op::Ltz => "ltz",
             Op::Exp => "exp",
@@ -139,7 +144,16 @@ impl Op {
     /// Whether the op takes a three-number shape: `MxNxK` for products, `HxRxC` (H blocks
     /// of R rows of length C) for row-wise ops; else `n=COUNT`.
     pub fn is_matrix(self) -> bool {
-        matches!(self, Op::Matmul | Op::MatmulPublic | Op::RmsNorm | Op::Softmax | Op::Softmax2Relu | Op::Argmax)
+        matches!(
+            self,
+            Op::Matmul
+                | Op::MatmulPublic
+                | Op::MatmulWeight
+                | Op::RmsNorm
+                | Op::Softmax
+                | Op::Softmax2Relu
+                | Op::Argmax
+        )
     }
     /// Whether the op is row-wise over `HxRxC`.
     pub fn is_rowwise(self) -> bool {
@@ -148,7 +162,7 @@ impl Op {
     /// The shape the harness uses when none is given (the issues' reference shapes).
     pub fn default_shape(self) -> Shape {
         match self {
-            Op::Matmul | Op::MatmulPublic => Shape::Mat(MatDims::new(128, 768, 768)),
+            Op::Matmul | Op::MatmulPublic | Op::MatmulWeight => Shape::Mat(MatDims::new(128, 768, 768)),
             Op::Softmax | Op::Softmax2Relu => Shape::Mat(MatDims::new(12, 128, 128)),
             Op::RmsNorm => Shape::Mat(MatDims::new(1, 128, 768)),
             Op::Argmax => Shape::Mat(MatDims::new(1, 1, 32000)),
@@ -247,7 +261,7 @@ impl Case {
         };
         let (x, y) = match op {
             Op::Mul => (uniform_reals(nx, 8.0, 1), uniform_reals(ny, 8.0, 2)),
-            Op::Matmul | Op::MatmulPublic => (uniform_reals(nx, 1.0, 1), uniform_reals(ny, 1.0, 2)),
+            Op::Matmul | Op::MatmulPublic | Op::MatmulWeight => (uniform_reals(nx, 1.0, 1), uniform_reals(ny, 1.0, 2)),
             Op::Trunc | Op::Ltz => (uniform_reals(nx, (1u64 << 20) as f64, 3), Vec::new()),
             Op::Exp => (shift_reals(uniform_reals(nx, 1.0, 4), -16.0, 0.0), Vec::new()),
             Op::Reciprocal => (shift_reals(uniform_reals(nx, 1.0, 5), 1.0, 1000.0), Vec::new()),
@@ -283,7 +297,7 @@ impl Case {
     fn out_len(&self) -> usize {
         match (self.op, self.shape) {
             (Op::Argmax, _) => self.rows_cols().0,
-            (Op::Matmul | Op::MatmulPublic, Shape::Mat(d)) => d.m * d.k,
+            (Op::Matmul | Op::MatmulPublic | Op::MatmulWeight, Shape::Mat(d)) => d.m * d.k,
             (_, Shape::Mat(d)) => d.m * d.n * d.k,
             (_, Shape::Elems(n)) => n,
         }
@@ -305,7 +319,7 @@ impl Case {
         let x = &self.x;
         match (self.op, self.shape) {
             (Op::Mul, _) => x.iter().zip(&self.y).map(|(a, b)| a * b).collect(),
-            (Op::Matmul | Op::MatmulPublic, Shape::Mat(d)) => {
+            (Op::Matmul | Op::MatmulPublic | Op::MatmulWeight, Shape::Mat(d)) => {
                 let mut c = vec![0.0; d.m * d.k];
                 for i in 0..d.m {
                     for p in 0..d.n {
@@ -393,7 +407,11 @@ impl Case {
         Ok((0..runs)
             .map(|i| Measured {
                 wall: r.iter().map(|((s, _), _)| s[i].0).max().unwrap_or_default(),
-                bytes_sent: [r[0].0.0[i].1.bytes_sent, r[1].0.0[i].1.bytes_sent, r[2].0.0[i].1.bytes_sent],
+                bytes_sent: [
+                    r[0].0.0[i].1.bytes_sent,
+                    r[1].0.0[i].1.bytes_sent,
+                    r.get(2).map_or(0, |p| p.0.0[i].1.bytes_sent),
+                ],
                 // The depth this run added to the message DAG: the largest clock after it
                 // minus the largest before it (a party's own clock difference can include
                 // catching up with the others, for example after it was the helper).
@@ -425,6 +443,10 @@ impl Case {
             }
             (Op::MatmulPublic, Shape::Mat(d)) => {
                 p.matmul_public(x, &self.ye, raw, d)?;
+                p.trunc(raw, f, out)
+            }
+            (Op::MatmulWeight, Shape::Mat(d)) => {
+                p.matmul_weight(x, y, raw, d)?;
                 p.trunc(raw, f, out)
             }
             (Op::Trunc, _) => p.trunc(x, f, out),
@@ -459,7 +481,17 @@ impl Program for Repeat<'_> {
         let c = self.case;
         let pl = P::PLANES;
         let x = local_shares(p, &c.xe, 1);
-        let y = if c.op == Op::Mul || c.op == Op::Matmul { local_shares(p, &c.ye, 2) } else { Vec::new() };
+        let y = match (c.op, c.shape) {
+            (Op::Mul | Op::Matmul, _) => local_shares(p, &c.ye, 2),
+            (Op::MatmulWeight, Shape::Mat(d)) => {
+                let mine = (p.party() == 1).then_some(&c.ye[..]);
+                let spec = p.share_weight(1, mine, d.n, d.k)?;
+                let mut material = vec![0; spec.words];
+                p.fill_weight(1, mine, spec, &mut material)?;
+                material
+            }
+            _ => Vec::new(),
+        };
         let out_len = c.out_len();
         let mut out = vec![0; out_len * pl];
         let mut raw = vec![0; out_len * pl];

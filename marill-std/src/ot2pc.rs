@@ -34,6 +34,25 @@
 //! **AND** (packed XOR shares): `x_0 y_0 ⊕ x_1 y_1` locally and the cross terms by
 //! bit-correlated OT, 64 OTs per word per direction. **b2a**: `b = b_0 + b_1 − 2 b_0 b_1`,
 //! one bit product per bit.
+//!
+//! Costs per call (bytes party 0 / party 1 sends; `w = ⌈n/64⌉`; `iknp(t) = 1024·⌈t/64⌉`,
+//! the receiver's matrix for `t` OTs; checked by `tests/tests/costs.rs`):
+//!
+//! | op | rounds | bytes |
+//! |---|---|---|
+//! | `input` | 0 | 0 (both hold the input seed) |
+//! | `open` | 1 | 8n / 8n |
+//! | `mul` | 2 | 1536n / 1536n |
+//! | `square` | 2 | 1024n / 512n |
+//! | `trunc` | 2 | iknp(n) / 8n |
+//! | `and` (w words) | 2 | 1032w / 1032w |
+//! | `b2a` | 2 | iknp(n) / 8n |
+//! | `ltz` (n × k offsets, `w = ⌈kn/64⌉`) | 11 | 64kn + 26·1032w + iknp(kn) / iknp(63n) + 26·1032w + 8kn |
+//! | `matmul` m×n×k | 2 | each: 32 + 24N·(inputs) + 10·(N + bm·bk)·(outputs), both directions, 2 digits |
+//! | `matmul_weight` | 2 | client 32 + 24N·(inputs) / server 10·(N + bm·bk)·(outputs) |
+//!
+//! with `N = 8192` and the block shape of [`he::Plan`]. Set-up: 2 × 128 base OTs
+//! (4 KiB each way) and one public key (192 KiB each way).
 
 pub mod he;
 pub mod ot;
@@ -66,8 +85,8 @@ pub struct Ot2pc<C> {
 }
 
 impl<C: Channel> Ot2pc<C> {
-    /// Set up party `ch.id()` (0 or 1): a shared input seed (sent by party 0 over `ch`,
-    /// which must be confidential), 2 × 128 base OTs and the HE keys. `entropy` seeds all
+    /// Set up party `ch.id()` (0 or 1): a shared input seed (the XOR of one from each
+    /// party, over `ch`, which must be confidential), 2 × 128 base OTs and the HE keys. `entropy` seeds all
     /// of this party's private randomness.
     pub fn new(mut ch: C, entropy: Seed) -> Result<Self> {
         let party = ch.id();
@@ -76,16 +95,14 @@ impl<C: Channel> Ot2pc<C> {
         }
         let peer = 1 - party;
         let mut local = Prg::new(entropy, Stream::Local);
-        let input_seed = if party == 0 {
-            let s = local.seed();
-            ch.send(peer, &s)?;
-            ch.flush()?;
-            s
-        } else {
-            let mut s = [0u8; 32];
-            ch.recv(peer, &mut s)?;
-            s
-        };
+        // Both parties contribute to the input seed (and the exchange is symmetric, so the
+        // round clocks of the two parties stay level).
+        let mine = local.seed();
+        ch.send(peer, &mine)?;
+        ch.flush()?;
+        let mut theirs = [0u8; 32];
+        ch.recv(peer, &mut theirs)?;
+        let input_seed: Seed = core::array::from_fn(|i| mine[i] ^ theirs[i]);
         let (snd, rcv) = ot::setup(&mut ch, peer, &mut local)?;
         let he = he::Engine::setup(&mut ch, party, &mut local)?;
         Ok(Self {

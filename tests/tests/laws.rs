@@ -110,7 +110,7 @@ fn batched_matmul_is_blockwise_plain_matmul() {
     for c in 0..count {
         want.extend(matmul_plain(&a[c * m * n..(c + 1) * m * n], &b[c * n * k..(c + 1) * n * k], m, n, k));
     }
-    for s in [Setting::Dealer, Setting::Rep3] {
+    for s in Setting::ALL {
         let r = run_mem(s, &MmMany { a: a.clone(), b: b.clone(), d: MatDims::new(m, n, k), count }).unwrap();
         assert_eq!(r[0].0, want, "{s:?}");
     }
@@ -147,12 +147,15 @@ impl Program for WeightProduct {
     }
 }
 
-/// A weight the server knows, times shares: exact, in both settings, over repeated calls.
+/// A weight the server knows, times shares: exact, in every setting, over repeated calls.
+/// Plain 2PC takes weights below 2^31 in magnitude (any fixed-point weight under 2^15);
+/// the other settings take any ring element.
 #[test]
 fn products_with_a_weight_one_party_knows_are_exact() {
     let d = MatDims::new(3, 17, 5);
-    let (x, w) = (words(d.m * d.n, 50), words(d.n * d.k, 51));
-    for s in [Setting::Dealer, Setting::Rep3] {
+    for s in Setting::ALL {
+        let x = words(d.m * d.n, 50);
+        let w = if s == Setting::Ot2pc { signed(d.n * d.k, 30, 51) } else { words(d.n * d.k, 51) };
         let r = run_mem(s, &WeightProduct { x: x.clone(), w: w.clone(), d, calls: 4 }).unwrap();
         for (c, got) in r[0].0.iter().enumerate() {
             let xc: Vec<u64> = x.iter().map(|v| v.wrapping_add(c as u64)).collect();

@@ -119,7 +119,7 @@ fn decode(v: u64, bits: u32) -> f64 {
 
 /// Run in both settings; returns the decoded outputs of each.
 fn both(case: &Case) -> Vec<Vec<f64>> {
-    [Setting::Dealer, Setting::Rep3]
+    Setting::ALL
         .into_iter()
         .map(|s| {
             let r = run_mem(s, case).unwrap();

@@ -148,7 +148,7 @@ impl Program for Quitter {
 
 #[test]
 fn a_vanished_peer_ends_the_others_with_an_error() {
-    for s in [Setting::Dealer, Setting::Rep3] {
+    for s in Setting::ALL {
         let t = Instant::now();
         assert!(run_mem(s, &Quitter).is_err());
         assert!(run_tcp(s, &Quitter).is_err());

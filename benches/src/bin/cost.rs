@@ -22,7 +22,8 @@
 //! error; for `reciprocal` and `rsqrt`, absolute on outputs of up to 1 and 10). Shapes:
 //! `n=COUNT` for elementwise ops, `MxNxK` for matrix products, `HxRxC` for row-wise ops
 //! (`H` blocks of `R` rows of length `C`). Ops: the protocol ops `mul matmul matmul_public
-//! trunc ltz` and the non-linear library `exp reciprocal rsqrt rmsnorm softmax softmax_2relu
+//! matmul_weight trunc ltz` (`matmul_weight`: shares times a weight the server knows, set up
+//! once per session outside the timing) and the non-linear library `exp reciprocal rsqrt rmsnorm softmax softmax_2relu
 //! silu gelu relu argmax`. Field names are a contract: extend, never
 //! rename or drop.
 
@@ -39,8 +40,8 @@ const USAGE: &str = "usage: cost --protocol {dealer|rep3|all} --op OP [--shape n
   V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline (embedding and every layer in MPC),
     private (every layer in MPC, public embedding), lf lora hm lf+hm lf+lora friendly, or all
   --op all runs every op at its default shape, then --op model over every variant
-  OP: mul matmul matmul_public trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
-      or all (every op at its default shape), or base (the first five), or nonlinear (the last ten)";
+  OP: mul matmul matmul_public matmul_weight trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
+      or all (every op at its default shape), or base (the first six), or nonlinear (the last ten)";
 
 fn main() -> ExitCode {
     match run() {
@@ -87,8 +88,8 @@ fn run() -> Result<(), String> {
                 }
                 ops = match v.as_str() {
                     "all" => Op::ALL.to_vec(),
-                    "base" => Op::ALL[..5].to_vec(),
-                    "nonlinear" => Op::ALL[5..].to_vec(),
+                    "base" => Op::ALL[..6].to_vec(),
+                    "nonlinear" => Op::ALL[6..].to_vec(),
                     s => vec![Op::parse(s).ok_or_else(|| format!("unknown op {s}"))?],
                 };
             }

@@ -63,7 +63,11 @@ impl ModelCase {
             Steps { wall: Vec::new(), bytes: Vec::new(), rounds: Vec::new(), tokens: r[0].0.1.clone(), mismatches: 0 };
         for i in 0..steps {
             out.wall.push(r.iter().map(|((s, _), _)| s[i].0).max().unwrap_or_default());
-            out.bytes.push([r[0].0.0[i].1.bytes_sent, r[1].0.0[i].1.bytes_sent, r[2].0.0[i].1.bytes_sent]);
+            out.bytes.push([
+                r[0].0.0[i].1.bytes_sent,
+                r[1].0.0[i].1.bytes_sent,
+                r.get(2).map_or(0, |p| p.0.0[i].1.bytes_sent),
+            ]);
             let after = r.iter().map(|((s, _), _)| s[i].2.1).max().unwrap_or(0);
             let before = r.iter().map(|((s, _), _)| s[i].2.0).max().unwrap_or(0);
             out.rounds.push(after - before);

@@ -34,8 +34,11 @@
 //! `2^f + B < q/(2t)` is refused before anything is sent.
 //!
 //! **What travels.** E sends a 32-byte seed and each input ciphertext's `c0` (the `c1` are
-//! expanded from the seed): `3·8·N` bytes each. M returns each output ciphertext's `c1` in
-//! full and `c0` only at the `bm·bk` positions E reads. One round trip per product.
+//! expanded from the seed): `3·8·N` bytes each. M switches each output ciphertext from `q`
+//! to `2^80` after flooding (the scaled noise is below 2^−18 and the rounding adds at most
+//! `‖s‖₁/2 + 1/2 ≤ 2^12`, under the `2^15` that decryption at `2^80` tolerates) and returns
+//! its `c1` in full and its `c0` only at the `bm·bk` positions E reads, 10 bytes per
+//! coefficient. One round trip per product.
 
 use marill_core::channel::{Channel, PartyId, recv_words, send_words};
 use marill_core::error::{Error, Result, ensure_shape};
@@ -50,6 +53,21 @@ pub const PRIMES: [u64; 3] = [0x1fff_ffff_fffa_4001, 0x1fff_ffff_fff7_4001, 0x1f
 pub const SIGMA: u32 = 40;
 /// Bound of the centred binomial errors.
 const ETA: i64 = 21;
+/// Returned ciphertexts are switched to the modulus `2^SWITCH` (see the module docs).
+pub const SWITCH: u32 = 80;
+const SWITCH_MASK: u128 = (1u128 << SWITCH) - 1;
+/// Bytes of one switched coefficient on the wire.
+pub const SWITCH_BYTES: usize = (SWITCH as usize).div_ceil(8);
+
+fn put80(v: u128, out: &mut [u8]) {
+    out.copy_from_slice(&v.to_le_bytes()[..SWITCH_BYTES]);
+}
+
+fn get80(b: &[u8]) -> u128 {
+    let mut w = [0u8; 16];
+    w[..SWITCH_BYTES].copy_from_slice(b);
+    u128::from_le_bytes(w)
+}
 
 fn mul_mod(a: u64, b: u64, p: u64) -> u64 {
     ((u128::from(a) * u128::from(b)) % u128::from(p)) as u64
@@ -77,7 +95,15 @@ fn shoup(w: u64, p: u64) -> u64 {
 fn mul_shoup(a: u64, w: u64, ws: u64, p: u64) -> u64 {
     let q = ((u128::from(a) * u128::from(ws)) >> 64) as u64;
     let r = a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(p));
-    if r >= p { r - p } else { r }
+    // Branch-free: `r − p` wraps to a huge value when `r < p`. (Data-dependent branches
+    // here cost 5× in mispredictions.)
+    r.min(r.wrapping_sub(p))
+}
+
+/// `x mod p` for `x < 2p`, branch-free.
+#[inline(always)]
+fn sub_if(x: u64, p: u64) -> u64 {
+    x.min(x.wrapping_sub(p))
 }
 
 /// The negacyclic number-theoretic transform modulo one prime.
@@ -128,9 +154,8 @@ impl Ntt {
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
                     let u = *x;
                     let v = mul_shoup(*y, w, ws, p);
-                    let s = u + v;
-                    *x = if s >= p { s - p } else { s };
-                    *y = if u >= v { u - v } else { u + p - v };
+                    *x = sub_if(u + v, p);
+                    *y = sub_if(u + p - v, p);
                 }
             }
             m <<= 1;
@@ -149,9 +174,8 @@ impl Ntt {
                 let (lo, hi) = a[2 * i * t..2 * i * t + 2 * t].split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
                     let (u, v) = (*x, *y);
-                    let s = u + v;
-                    *x = if s >= p { s - p } else { s };
-                    *y = mul_shoup(if u >= v { u - v } else { u + p - v }, w, ws, p);
+                    *x = sub_if(u + v, p);
+                    *y = mul_shoup(u + p - v, w, ws, p);
                 }
             }
             t <<= 1;
@@ -178,6 +202,9 @@ pub struct Rns {
     qhat_inv: [(u64, u64); 3],
     /// `log2(q / 2^65)` rounded down: the noise must stay below `2^half_delta_bits`.
     half_delta_bits: u32,
+    /// `q/p_i mod 2^128` and `q mod 2^128`, to lift a product from its residues.
+    qhat_low: [u128; 3],
+    q_low: u128,
 }
 
 impl Rns {
@@ -199,7 +226,15 @@ impl Rns {
             (inv, shoup(inv, p))
         });
         let q_bits = 128 - hi.leading_zeros() + 64; // q ≥ 2^(q_bits − 1)
-        Ok(Self { ntt, q_hi_mod, q_lo, qhat_inv, half_delta_bits: q_bits - 1 - 65 })
+        let qhat_low = core::array::from_fn(|i| {
+            PRIMES
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .fold(1u128, |acc, (_, pj)| acc.wrapping_mul(u128::from(*pj)))
+        });
+        let q_low = PRIMES.iter().fold(1u128, |acc, p| acc.wrapping_mul(u128::from(*p)));
+        Ok(Self { ntt, q_hi_mod, q_lo, qhat_inv, half_delta_bits: q_bits - 1 - 65, qhat_low, q_low })
     }
 
     fn forward(&self, a: &mut [u64]) {
@@ -218,11 +253,43 @@ impl Rns {
     fn scale(&self, m: u64, i: usize) -> u64 {
         let p = PRIMES[i];
         let frac = ((u128::from(self.q_lo) * u128::from(m) + (1u128 << 63)) >> 64) as u64;
-        let v = u128::from(self.q_hi_mod[i]) * u128::from(m % p) + u128::from(frac);
-        (v % u128::from(p)) as u64
+        barrett(u128::from(self.q_hi_mod[i]) * u128::from(m % p) + u128::from(frac), i)
+    }
+
+    /// `round(2^SWITCH·v/q) mod 2^SWITCH` from the residues of `v`: switching a ciphertext
+    /// coefficient from `q` to `2^SWITCH`.
+    fn switch(&self, r: [u64; 3]) -> u128 {
+        let mut int = 0u128;
+        let mut frac = 0f64;
+        for i in 0..3 {
+            let p = u128::from(PRIMES[i]);
+            let y = u128::from(mul_shoup(r[i], self.qhat_inv[i].0, self.qhat_inv[i].1, PRIMES[i]));
+            // y·2^80/p = a1·2^16 + a2 + r2/p, in two steps that fit 128 bits.
+            let n1 = y << 64;
+            let (a1, r1) = (n1 / p, n1 % p);
+            let n2 = r1 << (SWITCH - 64);
+            let (a2, r2) = (n2 / p, n2 % p);
+            int = int.wrapping_add(a1 << (SWITCH - 64)).wrapping_add(a2);
+            frac += r2 as f64 / p as f64;
+        }
+        int.wrapping_add(frac.round() as u128) & SWITCH_MASK
+    }
+
+    /// `P mod 2^128` for an integer `|P| < q/4` given by its residues (CRT with the
+    /// quotient rounded, so a negative `P` comes out as its two's complement).
+    fn lift(&self, r: [u64; 3]) -> u128 {
+        let mut acc = 0u128;
+        let mut frac = 0f64;
+        for i in 0..3 {
+            let y = mul_shoup(r[i], self.qhat_inv[i].0, self.qhat_inv[i].1, PRIMES[i]);
+            acc = acc.wrapping_add(u128::from(y).wrapping_mul(self.qhat_low[i]));
+            frac += y as f64 / PRIMES[i] as f64;
+        }
+        acc.wrapping_sub((frac.round() as u128).wrapping_mul(self.q_low))
     }
 
     /// `round(2^64·v/q) mod 2^64` from the residues of `v`.
+    #[cfg(test)]
     fn descale(&self, r: [u64; 3]) -> u64 {
         let mut int = 0u64;
         let mut frac = 0f64;
@@ -256,11 +323,12 @@ fn uniform_poly(prg: &mut Prg, out: &mut [u64]) {
     }
 }
 
-/// Small signed coefficients into residues.
+/// Small signed coefficients (`|x| < 2^60`, below every prime) into residues.
 fn small_poly(v: &[i64], out: &mut [u64]) {
     for (i, p) in PRIMES.iter().enumerate() {
         for (o, x) in out[i * N..(i + 1) * N].iter_mut().zip(v) {
-            *o = residue(i128::from(*x), *p);
+            debug_assert!(x.unsigned_abs() < 1 << 60);
+            *o = if *x >= 0 { *x as u64 } else { p - x.unsigned_abs() };
         }
     }
 }
@@ -293,12 +361,59 @@ fn cbd(prg: &mut Prg) -> Vec<i64> {
     w.iter().map(|x| i64::from((x & mask).count_ones()) - i64::from(((x >> 32) & mask).count_ones())).collect()
 }
 
+/// Barrett constants `⌊2^122 / p⌋` of the primes (all in `(2^60, 2^61)`).
+const BARRETT: [u64; 3] = {
+    let mut mu = [0u64; 3];
+    let mut i = 0;
+    while i < 3 {
+        mu[i] = ((1u128 << 122) / PRIMES[i] as u128) as u64;
+        i += 1;
+    }
+    mu
+};
+
+/// `x mod p` for `x < 2^123` (Barrett: the quotient estimate is at most 2 short).
+#[inline(always)]
+fn barrett(x: u128, i: usize) -> u64 {
+    let p = PRIMES[i];
+    let q = ((x >> 60) * u128::from(BARRETT[i])) >> 62;
+    let r = (x - q * u128::from(p)) as u64;
+    // The estimate is at most 2 short: two branch-free subtractions.
+    sub_if(sub_if(r, p), p)
+}
+
+/// `x mod p_i` for any 128-bit `x`: fold the high word with `2^64 mod p_i`, then Barrett.
+#[inline(always)]
+fn reduce128(x: u128, i: usize) -> u64 {
+    let p = PRIMES[i];
+    let two64 = ((1u128 << 64) % u128::from(p)) as u64;
+    let hi = ((x >> 64) as u64) % p;
+    barrett(u128::from(hi) * u128::from(two64) + u128::from(x as u64), i)
+}
+
+/// Products of residues summed without reduction (each is below 2^122, so 32 of them and
+/// a reduced value fit in 128 bits); [`lazy_fold`] reduces.
+fn lazy_mac(acc: &mut [u128], a: &[u64], b: &[u64]) {
+    for ((o, x), y) in acc.iter_mut().zip(a).zip(b) {
+        *o += u128::from(*x) * u128::from(*y);
+    }
+}
+
+/// Reduce lazily summed residues (`3·N`-word blocks, residue-major) in place.
+fn lazy_fold(acc: &mut [u128]) {
+    for (z, v) in acc.iter_mut().enumerate() {
+        *v = u128::from(reduce128(*v, (z / N) % 3));
+    }
+}
+
+/// Products that may be summed before a [`lazy_fold`].
+const LAZY: usize = 32;
+
 fn pointwise_acc(acc: &mut [u64], a: &[u64], b: &[u64]) {
-    for (i, p) in PRIMES.iter().enumerate() {
+    for i in 0..PRIMES.len() {
         let r = i * N..(i + 1) * N;
         for ((o, x), y) in acc[r.clone()].iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
-            let v = (u128::from(*x) * u128::from(*y) + u128::from(*o)) % u128::from(*p);
-            *o = v as u64;
+            *o = barrett(u128::from(*x) * u128::from(*y) + u128::from(*o), i);
         }
     }
 }
@@ -330,7 +445,7 @@ impl Plan {
             v.dedup();
             v
         };
-        let mut best: Option<(u64, Plan)> = None;
+        let mut best: Option<(f64, Plan)> = None;
         for bm in cands(m) {
             for bn in cands(n) {
                 let room = (N + 1).saturating_sub(bn);
@@ -338,10 +453,14 @@ impl Plan {
                 if bk == 0 {
                     continue;
                 }
-                let (im, in_, ik) = (m.div_ceil(bm) as u64, n.div_ceil(bn) as u64, k.div_ceil(bk) as u64);
-                // Bytes: inputs c0 (1 poly each), outputs c1 (1 poly each); plus compute:
-                // plaintext transforms (in_·ik·digits), a quarter of a ciphertext each.
-                let cost = 4 * (im * in_ * digits as u64 + im * ik) + in_ * ik * digits as u64;
+                let (im, in_, ik) = (m.div_ceil(bm) as f64, n.div_ceil(bn) as f64, k.div_ceil(bk) as f64);
+                let dg = digits as f64;
+                // Estimated seconds: bytes at 1 Gbit/s, transforms (one prime) at 50 µs,
+                // products of residues at 1.5 ns.
+                let bytes = im * in_ * dg * 24.0 * N as f64 + im * ik * (N + bm * bk) as f64 * SWITCH_BYTES as f64;
+                let ntts = 3.0 * (in_ * ik * dg + im * in_ * dg + 5.0 * im * ik);
+                let products = 2.0 * im * in_ * ik * dg * 3.0 * N as f64;
+                let cost = bytes * 8e-9 + ntts * 50e-6 + products * 1.5e-9;
                 if best.is_none_or(|(c, _)| cost < c) {
                     best = Some((cost, Plan { bm, bn, bk, digits, flood_bits: 0 }));
                 }
@@ -540,11 +659,14 @@ impl Engine {
             let mut coeffs = vec![0i64; N];
             let mut acc0 = vec![0u64; im * 3 * N];
             let mut acc1 = vec![0u64; im * 3 * N];
+            let mut lz0 = vec![0u128; im * 3 * N];
+            let mut lz1 = vec![0u128; im * 3 * N];
             for c in 0..count {
                 let yb = &y[c * n * k..(c + 1) * n * k];
                 for bl in 0..ik {
-                    acc0.fill(0);
-                    acc1.fill(0);
+                    lz0.fill(0);
+                    lz1.fill(0);
+                    let mut pending = 0;
                     for bj in 0..in_ {
                         for dg in 0..digits {
                             coeffs.fill(0);
@@ -556,32 +678,46 @@ impl Engine {
                             }
                             small_poly(&coeffs, &mut yhat);
                             self.rns.forward(&mut yhat);
+                            if pending == LAZY {
+                                lazy_fold(&mut lz0);
+                                lazy_fold(&mut lz1);
+                                pending = 0;
+                            }
                             for bi in 0..im {
                                 let t = ((c * im + bi) * in_ + bj) * digits + dg;
                                 let r = t * 3 * N..(t + 1) * 3 * N;
-                                pointwise_acc(&mut acc0[bi * 3 * N..(bi + 1) * 3 * N], &c0[r.clone()], &yhat);
-                                pointwise_acc(&mut acc1[bi * 3 * N..(bi + 1) * 3 * N], &c1[r], &yhat);
+                                lazy_mac(&mut lz0[bi * 3 * N..(bi + 1) * 3 * N], &c0[r.clone()], &yhat);
+                                lazy_mac(&mut lz1[bi * 3 * N..(bi + 1) * 3 * N], &c1[r], &yhat);
                             }
+                            pending += 1;
                         }
+                    }
+                    for (z, (o0, o1)) in acc0.iter_mut().zip(acc1.iter_mut()).enumerate() {
+                        let i = (z / N) % 3;
+                        *o0 = reduce128(lz0[z], i);
+                        *o1 = reduce128(lz1[z], i);
                     }
                     for bi in 0..im {
                         let (r0, r1) =
                             (&mut acc0[bi * 3 * N..(bi + 1) * 3 * N], &mut acc1[bi * 3 * N..(bi + 1) * 3 * N]);
                         self.rerandomise(rng, r0, r1);
                         // c0 at the read positions: + flood + round(q·R/t); our share −R.
-                        let mut sparse = vec![0u64; 3 * per_out];
+                        // Then both parts switch to 2^SWITCH and travel packed.
+                        let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
                         for i in 0..plan.bm {
                             for l in 0..plan.bk {
                                 let pos = plan.out_pos(i, l);
                                 let mask = rng.next_u64();
                                 let flood = flood_sample(rng, plan.flood_bits);
-                                for (r, p) in PRIMES.iter().enumerate() {
-                                    let v = (u128::from(r0[r * N + pos])
-                                        + u128::from(residue(flood, *p))
-                                        + u128::from(self.rns.scale(mask, r)))
-                                        % u128::from(*p);
-                                    sparse[r * per_out + i * plan.bk + l] = v as u64;
-                                }
+                                let v = core::array::from_fn(|r| {
+                                    let p = PRIMES[r];
+                                    let v = u128::from(r0[r * N + pos])
+                                        + u128::from(residue(flood, p))
+                                        + u128::from(self.rns.scale(mask, r));
+                                    (v % u128::from(p)) as u64
+                                });
+                                let at = (i * plan.bk + l) * SWITCH_BYTES;
+                                put80(self.rns.switch(v), &mut msg[at..at + SWITCH_BYTES]);
                                 let (row, col) = (bi * plan.bm + i, bl * plan.bk + l);
                                 if row < m && col < k {
                                     let o = &mut out[c * m * k + row * k + col];
@@ -589,24 +725,33 @@ impl Engine {
                                 }
                             }
                         }
-                        send_words(ch, peer, &sparse)?;
-                        send_words(ch, peer, r1)?;
+                        for z in 0..N {
+                            let v = core::array::from_fn(|r| r1[r * N + z]);
+                            let at = (per_out + z) * SWITCH_BYTES;
+                            put80(self.rns.switch(v), &mut msg[at..at + SWITCH_BYTES]);
+                        }
+                        ch.send(peer, &msg)?;
                     }
                 }
             }
             ch.flush()?;
         }
-        // 3. As E: decrypt what came back.
+        // 3. As E: decrypt what came back: c0' + c1'·s mod 2^SWITCH, then round away the
+        // low SWITCH − 64 bits.
         if x.is_some() {
-            let mut sparse = vec![0u64; 3 * per_out];
+            let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
             let mut c1 = vec![0u64; 3 * N];
             for t in 0..n_out {
                 let (c, rest) = (t / (im * ik), t % (im * ik));
                 let (bl, bi) = (rest / im, rest % im);
-                recv_words(ch, peer, &mut sparse)?;
-                recv_words(ch, peer, &mut c1)?;
-                check_residues(&sparse)?;
-                check_residues(&c1)?;
+                ch.recv(peer, &mut msg)?;
+                for z in 0..N {
+                    let at = (per_out + z) * SWITCH_BYTES;
+                    let v = get80(&msg[at..at + SWITCH_BYTES]);
+                    for (r, p) in PRIMES.iter().enumerate() {
+                        c1[r * N + z] = (v % u128::from(*p)) as u64;
+                    }
+                }
                 self.rns.forward(&mut c1);
                 let mut prod = vec![0u64; 3 * N];
                 pointwise_acc(&mut prod, &c1, &self.sk);
@@ -618,13 +763,13 @@ impl Engine {
                             continue;
                         }
                         let pos = plan.out_pos(i, l);
-                        let r = core::array::from_fn(|ri| {
-                            let p = PRIMES[ri];
-                            let v = sparse[ri * per_out + i * plan.bk + l] + prod[ri * N + pos];
-                            if v >= p { v - p } else { v }
-                        });
+                        let at = (i * plan.bk + l) * SWITCH_BYTES;
+                        let c0 = get80(&msg[at..at + SWITCH_BYTES]);
+                        let cs = self.rns.lift(core::array::from_fn(|r| prod[r * N + pos]));
+                        let v = c0.wrapping_add(cs) & SWITCH_MASK;
+                        let m64 = ((v + (1u128 << (SWITCH - 65))) >> (SWITCH - 64)) as u64;
                         let o = &mut out[c * m * k + row * k + col];
-                        *o = o.wrapping_add(self.rns.descale(r));
+                        *o = o.wrapping_add(m64);
                     }
                 }
             }
@@ -711,6 +856,48 @@ mod tests {
                 assert_eq!(fa, a);
             }
         }
+    }
+
+    #[test]
+    fn barrett_reduces_like_the_remainder() {
+        let mut prg = Prg::new([6; 32], Stream::Local);
+        for (i, p) in PRIMES.iter().enumerate() {
+            let edge = [0u128, 1, u128::from(*p), u128::from(*p - 1) * u128::from(*p - 1) + u128::from(*p - 1)];
+            for x in edge.into_iter().chain((0..10_000).map(|_| {
+                let (a, b) = (prg.next_u64() % p, prg.next_u64() % p);
+                u128::from(a) * u128::from(b) + u128::from(prg.next_u64() % p)
+            })) {
+                assert_eq!(u128::from(barrett(x, i)), x % u128::from(*p));
+            }
+        }
+    }
+
+    #[test]
+    fn lazy_sums_reduce_like_eager_ones() {
+        let mut prg = Prg::new([8; 32], Stream::Local);
+        let mut a = vec![0u64; 3 * N];
+        let mut b = vec![0u64; 3 * N];
+        let mut eager = vec![0u64; 3 * N];
+        let mut lazy = vec![0u128; 3 * N];
+        for round in 0..3 * LAZY {
+            uniform_poly(&mut prg, &mut a);
+            // The largest residues too.
+            if round == 0 {
+                for (i, p) in PRIMES.iter().enumerate() {
+                    a[i * N..(i + 1) * N].fill(p - 1);
+                    b[i * N..(i + 1) * N].fill(p - 1);
+                }
+            } else {
+                uniform_poly(&mut prg, &mut b);
+            }
+            pointwise_acc(&mut eager, &a, &b);
+            if round % LAZY == 0 && round > 0 {
+                lazy_fold(&mut lazy);
+            }
+            lazy_mac(&mut lazy, &a, &b);
+        }
+        lazy_fold(&mut lazy);
+        assert!(lazy.iter().zip(&eager).all(|(l, e)| *l == u128::from(*e)));
     }
 
     #[test]
