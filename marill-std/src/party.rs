@@ -402,15 +402,20 @@ pub fn client(
     on_token: &mut dyn FnMut(u32),
 ) -> Result<(Vec<u32>, marill_core::cost::Cost), StdError> {
     let file = model.file()?;
+    match (cfg.setting, helper) {
+        (Setting::Ot2pc, Some(_)) => return Err(StdError::Handshake("plain 2PC has no helper".into())),
+        (Setting::Dealer | Setting::Rep3, None) => {
+            return Err(StdError::Handshake("this setting needs the helper's or dealer's address".into()));
+        }
+        _ => {}
+    }
     let mut session = [0u8; 16];
     session.copy_from_slice(&entropy()?[..16]);
     let mut s = connect(server, cfg.tcp)?;
     s.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to server", e))?;
-    let streams = match (cfg.setting, helper) {
-        (Setting::Ot2pc, None) => vec![None, Some(s)],
-        (Setting::Ot2pc, Some(_)) => return Err(StdError::Handshake("plain 2PC has no helper".into())),
-        (_, None) => return Err(StdError::Handshake("this setting needs the helper's or dealer's address".into())),
-        (_, Some(helper)) => {
+    let streams = match helper {
+        None => vec![None, Some(s)],
+        Some(helper) => {
             let mut h = connect(helper, cfg.tcp)?;
             h.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to helper", e))?;
             vec![None, Some(s), Some(h)]

@@ -1,5 +1,5 @@
 //! Parties as processes over loopback TCP: `marill serve`, `marill helper` / `marill dealer`
-//! and `marill client`. Generated tokens equal the plaintext model's (teacher-forced, the
+//! and `marill client` (and the client and the server alone in plain 2PC). Generated tokens equal the plaintext model's (teacher-forced, the
 //! same tie rule as `secure_model.rs`), the server serves sessions one after another, and a
 //! client with other public weights is refused by a clear handshake error.
 
@@ -43,23 +43,13 @@ fn start(args: &[&str]) -> (Guard, String) {
 }
 
 fn client(model: &Path, server: &str, helper: &str, setting: &str, prompt: &str, n: usize) -> (bool, String, String) {
-    let out = Command::new(exe())
-        .args(["client", "--model"])
-        .arg(model)
-        .args([
-            "--server",
-            server,
-            "--helper",
-            helper,
-            "--setting",
-            setting,
-            "--prompt",
-            prompt,
-            "--gen",
-            &n.to_string(),
-            "--timeout",
-            "20",
-        ])
+    let mut cmd = Command::new(exe());
+    cmd.args(["client", "--model"]).arg(model).args(["--server", server]);
+    if !helper.is_empty() {
+        cmd.args(["--helper", helper]);
+    }
+    let out = cmd
+        .args(["--setting", setting, "--prompt", prompt, "--gen", &n.to_string(), "--timeout", "20"])
         .output()
         .unwrap();
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
@@ -191,5 +181,42 @@ fn dealer_setting_as_processes() {
     assert!(err.contains("setting"), "{err}");
     assert!(srv.0.wait().unwrap().success());
     assert!(dlr.0.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plain_2pc_as_two_processes() {
+    let dir = std::env::temp_dir().join(format!("marill-proc-ot2pc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server_bytes, sp, cp) = files(&dir, 24);
+    let (_, _, other_cp) = files(&dir, 25);
+    let (sp, cp, other) = (sp.to_str().unwrap(), cp.to_str().unwrap(), other_cp.to_str().unwrap());
+    let (mut srv, saddr) = start(&[
+        "serve",
+        "--model",
+        sp,
+        "--listen",
+        "127.0.0.1:0",
+        "--setting",
+        "ot2pc",
+        "--sessions",
+        "3",
+        "--timeout",
+        "20",
+    ]);
+    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 4);
+    assert!(ok, "{err}");
+    check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
+    // Another setting, or other public weights: refused by the handshake; the server goes on.
+    let (ok, _, err) = client(Path::new(other), &saddr, "", "ot2pc", "1 2", 2);
+    assert!(!ok);
+    assert!(err.contains("digest"), "{err}");
+    let (ok, _, err) = client(Path::new(cp), &saddr, "127.0.0.1:9", "ot2pc", "5", 1);
+    assert!(!ok);
+    assert!(err.contains("no helper"), "{err}");
+    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "9 8", 3);
+    assert!(ok, "{err}");
+    check_tokens(&server_bytes, &[9, 8], &tokens(&out));
+    assert!(srv.0.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }

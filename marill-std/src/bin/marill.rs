@@ -251,8 +251,8 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             let t0 = std::time::Instant::now();
             let (_, cost) = party::client(
                 addr(need(&f, "server")?)?,
-                match setting {
-                    Setting::Ot2pc => None,
+                match (setting, f.get("helper")) {
+                    (Setting::Ot2pc, None) => None,
                     _ => Some(addr(need(&f, "helper")?)?),
                 },
                 &model,
