@@ -3,8 +3,8 @@
 #   1. pretrain the tiny base (cached in .cache/marill/base) and fine-tune the baseline and
 #      the MARILL variants with distillation (marill-train pipeline: quality table);
 #   2. secure inference with the parties as separate processes over loopback TCP, in
-#      2PC-Dealer and 3PC, printing the secure text beside the plaintext model's;
-#   3. the cost of secure generation of every variant in both settings (cost --op model)
+#      2PC-Dealer, 3PC and plain 2PC, printing the secure text beside the plaintext model's;
+#   3. the cost of secure generation of every variant in every setting (cost --op model)
 #      and the report: cost table with improvement factors, report.json, costs.svg.
 # Output goes to ${MARILL_DEMO_DIR:-.cache/marill/demo}.
 set -euo pipefail
@@ -49,12 +49,16 @@ for v in full lf0.5 lora8 hm4 lf0.5+hm4 lf0.5+lora8; do
     "$bin/marill" extract-public "$server" -o "$client" >/dev/null
     printf '\n%s  prompt "%s"\n' "$v" "$prompt"
     printf '  %-10s %s\n' plaintext "$("$bin/marill" plain --model "$server" --text "$prompt" --gen 8)"
-    for setting in dealer rep3; do
+    for setting in dealer rep3 ot2pc; do
         saddr=$(start "$out/serve.log" "$bin/marill" serve --model "$server" --listen 127.0.0.1:0 --setting "$setting" --sessions 1)
-        third=helper
-        [ "$setting" = dealer ] && third=dealer
-        haddr=$(start "$out/$third.log" "$bin/marill" "$third" --model "$client" --listen 127.0.0.1:0 --server "$saddr" --sessions 1)
-        text=$("$bin/marill" client --model "$client" --server "$saddr" --helper "$haddr" --setting "$setting" \
+        helper=()
+        if [ "$setting" != ot2pc ]; then
+            third=helper
+            [ "$setting" = dealer ] && third=dealer
+            haddr=$(start "$out/$third.log" "$bin/marill" "$third" --model "$client" --listen 127.0.0.1:0 --server "$saddr" --sessions 1)
+            helper=(--helper "$haddr")
+        fi
+        text=$("$bin/marill" client --model "$client" --server "$saddr" "${helper[@]}" --setting "$setting" \
             --text "$prompt" --gen 8 2>"$out/client.err")
         printf '  %-10s %s   (%s)\n' "$setting" "$text" "$(sed -n 's/^marill client: //p' "$out/client.err")"
         wait "${pids[@]}"
@@ -66,7 +70,9 @@ step "cost of secure generation (cost --op model; prompt 16 tokens, 4 new)"
 : >"$out/costs.jsonl"
 for f in "$out"/*.marill; do
     case $f in *.client.marill) continue ;; esac
-    "$bin/cost" --protocol all --op model --model "$f" --prompt-len 16 --gen 4 --json | tee -a "$out/costs.jsonl"
+    for p in all ot2pc; do
+        "$bin/cost" --protocol "$p" --op model --model "$f" --prompt-len 16 --gen 4 --json | tee -a "$out/costs.jsonl"
+    done
 done
 
 step "report"

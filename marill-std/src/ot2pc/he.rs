@@ -483,6 +483,21 @@ impl Plan {
     }
 }
 
+/// The public shapes of one product call.
+#[derive(Clone, Copy)]
+struct Job {
+    m: usize,
+    n: usize,
+    k: usize,
+    count: usize,
+    digits: usize,
+    plan: Plan,
+    /// Blocks along `m`, `n` and `k`.
+    im: usize,
+    in_: usize,
+    ik: usize,
+}
+
 /// One party's HE state: its secret key and the peer's public key.
 pub struct Engine {
     rns: Rns,
@@ -595,186 +610,219 @@ impl Engine {
                 digit(*v, 0, digits)?;
             }
         }
-        let peer = ch.id() ^ 1;
-        let (im, in_, ik) = (m.div_ceil(plan.bm), n.div_ceil(plan.bn), k.div_ceil(plan.bk));
-        let n_in = count * im * in_ * digits;
-        let n_out = count * im * ik;
-        let per_out = plan.bm * plan.bk;
-        // 1. As E: encrypt and send.
+        let job = Job {
+            m,
+            n,
+            k,
+            count,
+            digits,
+            plan,
+            im: m.div_ceil(plan.bm),
+            in_: n.div_ceil(plan.bn),
+            ik: k.div_ceil(plan.bk),
+        };
         if let Some(x) = x {
-            let seed = rng.seed();
-            ch.send(peer, &seed)?;
-            let mut a_prg = Prg::new(seed, Stream::Local);
-            let mut a = vec![0u64; 3 * N];
-            let mut msg = vec![0u64; 3 * N];
-            let mut e_buf = vec![0u64; 3 * N];
-            for c in 0..count {
-                let xb = &x[c * m * n..(c + 1) * m * n];
-                for bi in 0..im {
-                    for bj in 0..in_ {
-                        for dg in 0..digits {
-                            uniform_poly(&mut a_prg, &mut a);
-                            small_poly(&cbd(rng), &mut e_buf);
-                            // e + round(q·x̂/t) in coefficients, then NTT, minus a·s.
-                            for i in 0..plan.bm.min(m - bi * plan.bm) {
-                                for j in 0..plan.bn.min(n - bj * plan.bn) {
-                                    let v = xb[(bi * plan.bm + i) * n + bj * plan.bn + j] << (32 * dg);
-                                    let pos = i * plan.bn + j;
-                                    for (r, p) in PRIMES.iter().enumerate() {
-                                        let s = self.rns.scale(v, r);
-                                        let o = &mut e_buf[r * N + pos];
-                                        *o = (*o + s) % p;
-                                    }
-                                }
-                            }
-                            self.rns.forward(&mut e_buf);
-                            msg.fill(0);
-                            pointwise_acc(&mut msg, &a, &self.sk);
-                            for (r, p) in PRIMES.iter().enumerate() {
-                                for (o, e) in msg[r * N..(r + 1) * N].iter_mut().zip(&e_buf[r * N..(r + 1) * N]) {
-                                    *o = if *e >= *o { *e - *o } else { *e + p - *o };
-                                }
-                            }
-                            send_words(ch, peer, &msg)?;
-                        }
-                    }
-                }
-            }
-            ch.flush()?;
+            self.encrypt(ch, rng, x, &job)?;
         }
         let mut out = vec![0u64; count * m * k];
-        // 2. As M: multiply the peer's ciphertexts, re-randomise, flood, mask, return.
         if let Some(y) = y {
-            let mut seed = [0u8; 32];
-            ch.recv(peer, &mut seed)?;
-            let mut a_prg = Prg::new(seed, Stream::Local);
-            let mut c0 = vec![0u64; n_in * 3 * N];
-            let mut c1 = vec![0u64; n_in * 3 * N];
-            for t in 0..n_in {
-                recv_words(ch, peer, &mut c0[t * 3 * N..(t + 1) * 3 * N])?;
-                uniform_poly(&mut a_prg, &mut c1[t * 3 * N..(t + 1) * 3 * N]);
-            }
-            check_residues(&c0)?;
-            let mut yhat = vec![0u64; 3 * N];
-            let mut coeffs = vec![0i64; N];
-            let mut acc0 = vec![0u64; im * 3 * N];
-            let mut acc1 = vec![0u64; im * 3 * N];
-            let mut lz0 = vec![0u128; im * 3 * N];
-            let mut lz1 = vec![0u128; im * 3 * N];
-            for c in 0..count {
-                let yb = &y[c * n * k..(c + 1) * n * k];
-                for bl in 0..ik {
-                    lz0.fill(0);
-                    lz1.fill(0);
-                    let mut pending = 0;
-                    for bj in 0..in_ {
-                        for dg in 0..digits {
-                            coeffs.fill(0);
-                            for j in 0..plan.bn.min(n - bj * plan.bn) {
-                                for l in 0..plan.bk.min(k - bl * plan.bk) {
-                                    let v = yb[(bj * plan.bn + j) * k + bl * plan.bk + l];
-                                    coeffs[l * plan.bm * plan.bn + plan.bn - 1 - j] = digit(v, dg, digits)?;
-                                }
-                            }
-                            small_poly(&coeffs, &mut yhat);
-                            self.rns.forward(&mut yhat);
-                            if pending == LAZY {
-                                lazy_fold(&mut lz0);
-                                lazy_fold(&mut lz1);
-                                pending = 0;
-                            }
-                            for bi in 0..im {
-                                let t = ((c * im + bi) * in_ + bj) * digits + dg;
-                                let r = t * 3 * N..(t + 1) * 3 * N;
-                                lazy_mac(&mut lz0[bi * 3 * N..(bi + 1) * 3 * N], &c0[r.clone()], &yhat);
-                                lazy_mac(&mut lz1[bi * 3 * N..(bi + 1) * 3 * N], &c1[r], &yhat);
-                            }
-                            pending += 1;
-                        }
-                    }
-                    for (z, (o0, o1)) in acc0.iter_mut().zip(acc1.iter_mut()).enumerate() {
-                        let i = (z / N) % 3;
-                        *o0 = reduce128(lz0[z], i);
-                        *o1 = reduce128(lz1[z], i);
-                    }
-                    for bi in 0..im {
-                        let (r0, r1) =
-                            (&mut acc0[bi * 3 * N..(bi + 1) * 3 * N], &mut acc1[bi * 3 * N..(bi + 1) * 3 * N]);
-                        self.rerandomise(rng, r0, r1);
-                        // c0 at the read positions: + flood + round(q·R/t); our share −R.
-                        // Then both parts switch to 2^SWITCH and travel packed.
-                        let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
-                        for i in 0..plan.bm {
-                            for l in 0..plan.bk {
-                                let pos = plan.out_pos(i, l);
-                                let mask = rng.next_u64();
-                                let flood = flood_sample(rng, plan.flood_bits);
-                                let v = core::array::from_fn(|r| {
-                                    let p = PRIMES[r];
-                                    let v = u128::from(r0[r * N + pos])
-                                        + u128::from(residue(flood, p))
-                                        + u128::from(self.rns.scale(mask, r));
-                                    (v % u128::from(p)) as u64
-                                });
-                                let at = (i * plan.bk + l) * SWITCH_BYTES;
-                                put80(self.rns.switch(v), &mut msg[at..at + SWITCH_BYTES]);
-                                let (row, col) = (bi * plan.bm + i, bl * plan.bk + l);
-                                if row < m && col < k {
-                                    let o = &mut out[c * m * k + row * k + col];
-                                    *o = o.wrapping_sub(mask);
-                                }
-                            }
-                        }
-                        for z in 0..N {
-                            let v = core::array::from_fn(|r| r1[r * N + z]);
-                            let at = (per_out + z) * SWITCH_BYTES;
-                            put80(self.rns.switch(v), &mut msg[at..at + SWITCH_BYTES]);
-                        }
-                        ch.send(peer, &msg)?;
-                    }
-                }
-            }
-            ch.flush()?;
+            self.multiply(ch, rng, y, &job, &mut out)?;
         }
-        // 3. As E: decrypt what came back: c0' + c1'·s mod 2^SWITCH, then round away the
-        // low SWITCH − 64 bits.
         if x.is_some() {
-            let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
-            let mut c1 = vec![0u64; 3 * N];
-            for t in 0..n_out {
-                let (c, rest) = (t / (im * ik), t % (im * ik));
-                let (bl, bi) = (rest / im, rest % im);
-                ch.recv(peer, &mut msg)?;
-                for z in 0..N {
-                    let at = (per_out + z) * SWITCH_BYTES;
-                    let v = get80(&msg[at..at + SWITCH_BYTES]);
-                    for (r, p) in PRIMES.iter().enumerate() {
-                        c1[r * N + z] = (v % u128::from(*p)) as u64;
-                    }
-                }
-                self.rns.forward(&mut c1);
-                let mut prod = vec![0u64; 3 * N];
-                pointwise_acc(&mut prod, &c1, &self.sk);
-                self.rns.inverse(&mut prod);
-                for i in 0..plan.bm {
-                    for l in 0..plan.bk {
-                        let (row, col) = (bi * plan.bm + i, bl * plan.bk + l);
-                        if row >= m || col >= k {
-                            continue;
-                        }
-                        let pos = plan.out_pos(i, l);
-                        let at = (i * plan.bk + l) * SWITCH_BYTES;
-                        let c0 = get80(&msg[at..at + SWITCH_BYTES]);
-                        let cs = self.rns.lift(core::array::from_fn(|r| prod[r * N + pos]));
-                        let v = c0.wrapping_add(cs) & SWITCH_MASK;
-                        let m64 = ((v + (1u128 << (SWITCH - 65))) >> (SWITCH - 64)) as u64;
-                        let o = &mut out[c * m * k + row * k + col];
-                        *o = o.wrapping_add(m64);
-                    }
-                }
-            }
+            self.decrypt(ch, &job, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// E: encrypt every block of `x` (each digit's scale) and send the seed and the `c0`s.
+    fn encrypt<C: Channel>(&self, ch: &mut C, rng: &mut Prg, x: &[u64], job: &Job) -> Result<()> {
+        let Job { m, n, count, digits, plan, im, in_, .. } = *job;
+        let peer = ch.id() ^ 1;
+        // 1. As E: encrypt and send.
+        let seed = rng.seed();
+        ch.send(peer, &seed)?;
+        let mut a_prg = Prg::new(seed, Stream::Local);
+        let mut a = vec![0u64; 3 * N];
+        let mut msg = vec![0u64; 3 * N];
+        let mut e_buf = vec![0u64; 3 * N];
+        for c in 0..count {
+            let xb = &x[c * m * n..(c + 1) * m * n];
+            for bi in 0..im {
+                for bj in 0..in_ {
+                    for dg in 0..digits {
+                        uniform_poly(&mut a_prg, &mut a);
+                        small_poly(&cbd(rng), &mut e_buf);
+                        // e + round(q·x̂/t) in coefficients, then NTT, minus a·s.
+                        for i in 0..plan.bm.min(m - bi * plan.bm) {
+                            for j in 0..plan.bn.min(n - bj * plan.bn) {
+                                let v = xb[(bi * plan.bm + i) * n + bj * plan.bn + j] << (32 * dg);
+                                let pos = i * plan.bn + j;
+                                for (r, p) in PRIMES.iter().enumerate() {
+                                    let s = self.rns.scale(v, r);
+                                    let o = &mut e_buf[r * N + pos];
+                                    *o = (*o + s) % p;
+                                }
+                            }
+                        }
+                        self.rns.forward(&mut e_buf);
+                        msg.fill(0);
+                        pointwise_acc(&mut msg, &a, &self.sk);
+                        for (r, p) in PRIMES.iter().enumerate() {
+                            for (o, e) in msg[r * N..(r + 1) * N].iter_mut().zip(&e_buf[r * N..(r + 1) * N]) {
+                                *o = if *e >= *o { *e - *o } else { *e + p - *o };
+                            }
+                        }
+                        send_words(ch, peer, &msg)?;
+                    }
+                }
+            }
+        }
+        ch.flush()?;
+        Ok(())
+    }
+
+    /// M: multiply the peer's ciphertexts by `y`, re-randomise, flood, mask, switch and
+    /// return them; this party's shares (`−R`) go into `out`.
+    fn multiply<C: Channel>(&self, ch: &mut C, rng: &mut Prg, y: &[u64], job: &Job, out: &mut [u64]) -> Result<()> {
+        let Job { m, n, k, count, digits, plan, im, in_, ik } = *job;
+        let peer = ch.id() ^ 1;
+        let n_in = count * im * in_ * digits;
+        let per_out = plan.bm * plan.bk;
+        // 2. As M: multiply the peer's ciphertexts, re-randomise, flood, mask, return.
+        let mut seed = [0u8; 32];
+        ch.recv(peer, &mut seed)?;
+        let mut a_prg = Prg::new(seed, Stream::Local);
+        let mut c0 = vec![0u64; n_in * 3 * N];
+        let mut c1 = vec![0u64; n_in * 3 * N];
+        for t in 0..n_in {
+            recv_words(ch, peer, &mut c0[t * 3 * N..(t + 1) * 3 * N])?;
+            uniform_poly(&mut a_prg, &mut c1[t * 3 * N..(t + 1) * 3 * N]);
+        }
+        check_residues(&c0)?;
+        let mut yhat = vec![0u64; 3 * N];
+        let mut coeffs = vec![0i64; N];
+        let mut acc0 = vec![0u64; im * 3 * N];
+        let mut acc1 = vec![0u64; im * 3 * N];
+        let mut lz0 = vec![0u128; im * 3 * N];
+        let mut lz1 = vec![0u128; im * 3 * N];
+        for c in 0..count {
+            let yb = &y[c * n * k..(c + 1) * n * k];
+            for bl in 0..ik {
+                lz0.fill(0);
+                lz1.fill(0);
+                let mut pending = 0;
+                for bj in 0..in_ {
+                    for dg in 0..digits {
+                        coeffs.fill(0);
+                        for j in 0..plan.bn.min(n - bj * plan.bn) {
+                            for l in 0..plan.bk.min(k - bl * plan.bk) {
+                                let v = yb[(bj * plan.bn + j) * k + bl * plan.bk + l];
+                                coeffs[l * plan.bm * plan.bn + plan.bn - 1 - j] = digit(v, dg, digits)?;
+                            }
+                        }
+                        small_poly(&coeffs, &mut yhat);
+                        self.rns.forward(&mut yhat);
+                        if pending == LAZY {
+                            lazy_fold(&mut lz0);
+                            lazy_fold(&mut lz1);
+                            pending = 0;
+                        }
+                        for bi in 0..im {
+                            let t = ((c * im + bi) * in_ + bj) * digits + dg;
+                            let r = t * 3 * N..(t + 1) * 3 * N;
+                            lazy_mac(&mut lz0[bi * 3 * N..(bi + 1) * 3 * N], &c0[r.clone()], &yhat);
+                            lazy_mac(&mut lz1[bi * 3 * N..(bi + 1) * 3 * N], &c1[r], &yhat);
+                        }
+                        pending += 1;
+                    }
+                }
+                for (z, (o0, o1)) in acc0.iter_mut().zip(acc1.iter_mut()).enumerate() {
+                    let i = (z / N) % 3;
+                    *o0 = reduce128(lz0[z], i);
+                    *o1 = reduce128(lz1[z], i);
+                }
+                for bi in 0..im {
+                    let (r0, r1) = (&mut acc0[bi * 3 * N..(bi + 1) * 3 * N], &mut acc1[bi * 3 * N..(bi + 1) * 3 * N]);
+                    self.rerandomise(rng, r0, r1);
+                    // c0 at the read positions: + flood + round(q·R/t); our share −R.
+                    // Then both parts switch to 2^SWITCH and travel packed.
+                    let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
+                    for i in 0..plan.bm {
+                        for l in 0..plan.bk {
+                            let pos = plan.out_pos(i, l);
+                            let mask = rng.next_u64();
+                            let flood = flood_sample(rng, plan.flood_bits);
+                            let v = core::array::from_fn(|r| {
+                                let p = PRIMES[r];
+                                let v = u128::from(r0[r * N + pos])
+                                    + u128::from(residue(flood, p))
+                                    + u128::from(self.rns.scale(mask, r));
+                                (v % u128::from(p)) as u64
+                            });
+                            let at = (i * plan.bk + l) * SWITCH_BYTES;
+                            put80(self.rns.switch(v), &mut msg[at..at + SWITCH_BYTES]);
+                            let (row, col) = (bi * plan.bm + i, bl * plan.bk + l);
+                            if row < m && col < k {
+                                let o = &mut out[c * m * k + row * k + col];
+                                *o = o.wrapping_sub(mask);
+                            }
+                        }
+                    }
+                    for z in 0..N {
+                        let v = core::array::from_fn(|r| r1[r * N + z]);
+                        let at = (per_out + z) * SWITCH_BYTES;
+                        put80(self.rns.switch(v), &mut msg[at..at + SWITCH_BYTES]);
+                    }
+                    ch.send(peer, &msg)?;
+                }
+            }
+        }
+        ch.flush()?;
+        Ok(())
+    }
+
+    /// E: decrypt what came back into `out` (added).
+    fn decrypt<C: Channel>(&self, ch: &mut C, job: &Job, out: &mut [u64]) -> Result<()> {
+        let Job { m, k, count, plan, im, ik, .. } = *job;
+        let peer = ch.id() ^ 1;
+        let n_out = count * im * ik;
+        let per_out = plan.bm * plan.bk;
+        // 3. As E: decrypt what came back: c0' + c1'·s mod 2^SWITCH, rounded to 64 bits.
+        let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
+        let mut c1 = vec![0u64; 3 * N];
+        for t in 0..n_out {
+            let (c, rest) = (t / (im * ik), t % (im * ik));
+            let (bl, bi) = (rest / im, rest % im);
+            ch.recv(peer, &mut msg)?;
+            for z in 0..N {
+                let at = (per_out + z) * SWITCH_BYTES;
+                let v = get80(&msg[at..at + SWITCH_BYTES]);
+                for (r, p) in PRIMES.iter().enumerate() {
+                    c1[r * N + z] = (v % u128::from(*p)) as u64;
+                }
+            }
+            self.rns.forward(&mut c1);
+            let mut prod = vec![0u64; 3 * N];
+            pointwise_acc(&mut prod, &c1, &self.sk);
+            self.rns.inverse(&mut prod);
+            for i in 0..plan.bm {
+                for l in 0..plan.bk {
+                    let (row, col) = (bi * plan.bm + i, bl * plan.bk + l);
+                    if row >= m || col >= k {
+                        continue;
+                    }
+                    let pos = plan.out_pos(i, l);
+                    let at = (i * plan.bk + l) * SWITCH_BYTES;
+                    let c0 = get80(&msg[at..at + SWITCH_BYTES]);
+                    let cs = self.rns.lift(core::array::from_fn(|r| prod[r * N + pos]));
+                    let v = c0.wrapping_add(cs) & SWITCH_MASK;
+                    let m64 = ((v + (1u128 << (SWITCH - 65))) >> (SWITCH - 64)) as u64;
+                    let o = &mut out[c * m * k + row * k + col];
+                    *o = o.wrapping_add(m64);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Add an encryption of zero under the peer's key to `(acc0, acc1)` (NTT form) and
