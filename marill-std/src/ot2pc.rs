@@ -12,7 +12,8 @@
 //! chooses with bit `b` of `u`, the correlation is `2^b·v`, and the shares are the sums of
 //! the 64 outputs. `mul` runs it in both directions at once (`x_0·y_1 + x_1·y_0`; the
 //! other two terms are local), `square` in one. Two rounds (the receiver's IKNP matrix,
-//! then the sender's corrections); 1 KiB + 512 bytes per product per direction.
+//! then the sender's corrections); 1 KiB + 260 bytes per product per direction (the
+//! correction for bit `b` needs only `64 − b` bits).
 //!
 //! **Matrix products** go through [`he`] (`x·W` with the server's weight, and shared ×
 //! shared): one round trip, costs in its docs.
@@ -42,8 +43,8 @@
 //! |---|---|---|
 //! | `input` | 0 | 0 (both hold the input seed) |
 //! | `open` | 1 | 8n / 8n |
-//! | `mul` | 2 | 1536n / 1536n |
-//! | `square` | 2 | 1024n / 512n |
+//! | `mul` | 2 | 1284n / 1284n |
+//! | `square` | 2 | 1024n / 260n |
 //! | `trunc` | 2 | iknp(n) / 8n |
 //! | `and` (w words) | 2 | 1032w / 1032w |
 //! | `b2a` | 2 | iknp(n) / 8n |
@@ -157,26 +158,31 @@ impl<C: Channel> Ot2pc<C> {
             None => None,
         };
         let mut out = vec![0u64; n];
-        // 2. As sender: finish the peer's OTs, send corrections 2^b·v.
+        // OT `j` carries bit `b = j mod bits` of `u`. Its shares are taken mod 2^(64−b) and
+        // shifted left by `b` at the end (`(a mod 2^(64−b))·2^b = a·2^b mod 2^64`), so its
+        // correction needs only 64 − b bits: 260 bytes per 64-bit product instead of 512.
+        let width = |j: usize| 64 - (j % bits) as u32;
+        let tau_words = (0..m).map(|j| width(j) as usize).sum::<usize>().div_ceil(64);
+        // 2. As sender: finish the peer's OTs, send the corrections for v.
         if let Some(v) = v {
             let mut umat = vec![0u64; ot::KAPPA * w];
             recv_words(&mut self.ch, peer, &mut umat)?;
             let batch = self.snd.finish(&umat, m)?;
-            let delta: Vec<u64> = (0..m).map(|j| v[j / bits] << (j % bits)).collect();
+            let delta: Vec<u64> = (0..m).map(|j| v[j / bits]).collect();
             let (x, tau) = self.snd.cot_send(&batch, &delta)?;
-            send_words(&mut self.ch, peer, &tau)?;
+            send_words(&mut self.ch, peer, &pack_widths(&tau, width, tau_words))?;
             self.ch.flush()?;
             for (j, xj) in x.iter().enumerate() {
-                out[j / bits] = out[j / bits].wrapping_sub(*xj);
+                out[j / bits] = out[j / bits].wrapping_sub(xj << (j % bits));
             }
         }
         // 3. As receiver: the outputs.
         if let Some(batch) = recv_batch {
-            let mut tau = vec![0u64; m];
-            recv_words(&mut self.ch, peer, &mut tau)?;
-            let y = self.rcv.cot_recv(&batch, &tau)?;
+            let mut packed = vec![0u64; tau_words];
+            recv_words(&mut self.ch, peer, &mut packed)?;
+            let y = self.rcv.cot_recv(&batch, &unpack_widths(&packed, m, width))?;
             for (j, yj) in y.iter().enumerate() {
-                out[j / bits] = out[j / bits].wrapping_add(*yj);
+                out[j / bits] = out[j / bits].wrapping_add(yj << (j % bits));
             }
         }
         Ok(out)
@@ -212,6 +218,40 @@ impl<C: Channel> Ot2pc<C> {
     fn is_a(&self) -> u64 {
         u64::from(self.party == 0)
     }
+}
+
+/// The low `width(j)` bits of each `v[j]`, concatenated into `words` words.
+fn pack_widths(v: &[u64], width: impl Fn(usize) -> u32, words: usize) -> Vec<u64> {
+    let mut out = vec![0u64; words];
+    let mut at = 0usize;
+    for (j, x) in v.iter().enumerate() {
+        let wd = width(j);
+        let x = if wd == 64 { *x } else { x & ((1u64 << wd) - 1) };
+        let (k, off) = (at / 64, at % 64);
+        out[k] |= x << off;
+        if off + wd as usize > 64 {
+            out[k + 1] |= x >> (64 - off);
+        }
+        at += wd as usize;
+    }
+    out
+}
+
+/// The inverse of [`pack_widths`] for `m` values.
+fn unpack_widths(words: &[u64], m: usize, width: impl Fn(usize) -> u32) -> Vec<u64> {
+    let mut at = 0usize;
+    (0..m)
+        .map(|j| {
+            let wd = width(j);
+            let (k, off) = (at / 64, at % 64);
+            let mut x = words[k] >> off;
+            if off + wd as usize > 64 {
+                x |= words[k + 1] << (64 - off);
+            }
+            at += wd as usize;
+            if wd == 64 { x } else { x & ((1u64 << wd) - 1) }
+        })
+        .collect()
 }
 
 /// The low `bits` bits of each word, packed in order (`bits` per word, word-major).
@@ -546,4 +586,27 @@ impl<C: Channel> Protocol for Ot2pc<C> {
 /// The tables as words (a whole number of them: two u32 per word, a zero pad at the end).
 fn pad_u32(t: &[u32]) -> Vec<u64> {
     t.chunks(2).map(|c| u64::from(c[0]) | (u64::from(*c.get(1).unwrap_or(&0)) << 32)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_widths_round_trip() {
+        let mut prg = Prg::new([4; 32], Stream::Local);
+        for bits in [1usize, 3, 64] {
+            let m = 7 * bits;
+            let mut v = vec![0u64; m];
+            prg.fill(&mut v);
+            let width = |j: usize| 64 - (j % bits) as u32;
+            let words = (0..m).map(|j| width(j) as usize).sum::<usize>().div_ceil(64);
+            let back = unpack_widths(&pack_widths(&v, width, words), m, width);
+            for j in 0..m {
+                let wd = width(j);
+                let mask = if wd == 64 { u64::MAX } else { (1u64 << wd) - 1 };
+                assert_eq!(back[j], v[j] & mask);
+            }
+        }
+    }
 }

@@ -137,7 +137,7 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
 }
 
 /// Plain 2PC (`marill_std::ot2pc`): IKNP costs 16 bytes per OT from the receiver; a
-/// product of two private words is 64 OTs and 64 corrections each way; HE products send
+/// product of two private words is 64 OTs and 64 corrections of 64 − b bits each way; HE products send
 /// their input ciphertexts (`24·N` bytes each, plus a seed) one way and switched outputs
 /// (`10·(N + bm·bk)` bytes) the other, in the block shape `he::Plan` picks.
 fn ot2pc(op: Op) -> ([u64; 3], u64) {
@@ -157,8 +157,8 @@ fn ot2pc(op: Op) -> ([u64; 3], u64) {
         Op::Input => ([0, 0, 0], 0),
         Op::Open => ([8 * n, 8 * n, 0], 1),
         Op::Reveal => ([0, 8 * n, 0], 1),
-        Op::Mul => ([1536 * n, 1536 * n, 0], 2),
-        Op::Square => ([1024 * n, 512 * n, 0], 2),
+        Op::Mul => ([1284 * n, 1284 * n, 0], 2),
+        Op::Square => ([1024 * n, 260 * n, 0], 2),
         Op::Matmul => {
             let (s, b) = he(2, 1);
             ([s + b, s + b, 0], 2)
@@ -172,7 +172,7 @@ fn ot2pc(op: Op) -> ([u64; 3], u64) {
             ([s, b, 0], 2)
         }
         Op::Trunc => ([iknp(n), 8 * n, 0], 2),
-        Op::MulTrunc => ([1536 * n + iknp(n), 1536 * n + 8 * n, 0], 4),
+        Op::MulTrunc => ([1284 * n + iknp(n), 1284 * n + 8 * n, 0], 4),
         Op::Ltz => ([64 * n + tree * w + iknp(n), iknp(63 * n) + tree * w + 8 * n, 0], 11),
         Op::LtzMany => {
             let w3 = bit_words(3 * N) as u64;
