@@ -42,6 +42,23 @@ fn start(args: &[&str]) -> (Guard, String) {
     (Guard(child), addr)
 }
 
+/// `marill serve` in `setting` for `sessions` sessions, 20 s timeouts.
+fn serve(model: &str, setting: &str, sessions: &str) -> (Guard, String) {
+    start(&[
+        "serve",
+        "--model",
+        model,
+        "--listen",
+        "127.0.0.1:0",
+        "--setting",
+        setting,
+        "--sessions",
+        sessions,
+        "--timeout",
+        "20",
+    ])
+}
+
 fn client(model: &Path, server: &str, helper: &str, setting: &str, prompt: &str, n: usize) -> (bool, String, String) {
     let mut cmd = Command::new(exe());
     cmd.args(["client", "--model"]).arg(model).args(["--server", server]);
@@ -96,19 +113,7 @@ fn three_processes_serve_sessions_in_turn_and_refuse_a_mismatched_model() {
     let (_, _, other_cp) = files(&dir, 22);
     let (sp, cp, other) = (sp.to_str().unwrap(), cp.to_str().unwrap(), other_cp.to_str().unwrap());
 
-    let (mut srv, saddr) = start(&[
-        "serve",
-        "--model",
-        sp,
-        "--listen",
-        "127.0.0.1:0",
-        "--setting",
-        "rep3",
-        "--sessions",
-        "3",
-        "--timeout",
-        "20",
-    ]);
+    let (mut srv, saddr) = serve(sp, "rep3", "3");
     let (mut hlp, haddr) = start(&[
         "helper",
         "--model",
@@ -146,19 +151,7 @@ fn dealer_setting_as_processes() {
     std::fs::create_dir_all(&dir).unwrap();
     let (server_bytes, sp, cp) = files(&dir, 23);
     let (sp, cp) = (sp.to_str().unwrap(), cp.to_str().unwrap());
-    let (mut srv, saddr) = start(&[
-        "serve",
-        "--model",
-        sp,
-        "--listen",
-        "127.0.0.1:0",
-        "--setting",
-        "dealer",
-        "--sessions",
-        "2",
-        "--timeout",
-        "20",
-    ]);
+    let (mut srv, saddr) = serve(sp, "dealer", "2");
     let (mut dlr, daddr) = start(&[
         "dealer",
         "--model",
@@ -191,19 +184,7 @@ fn plain_2pc_as_two_processes() {
     let (server_bytes, sp, cp) = files(&dir, 24);
     let (_, _, other_cp) = files(&dir, 25);
     let (sp, cp, other) = (sp.to_str().unwrap(), cp.to_str().unwrap(), other_cp.to_str().unwrap());
-    let (mut srv, saddr) = start(&[
-        "serve",
-        "--model",
-        sp,
-        "--listen",
-        "127.0.0.1:0",
-        "--setting",
-        "ot2pc",
-        "--sessions",
-        "3",
-        "--timeout",
-        "20",
-    ]);
+    let (mut srv, saddr) = serve(sp, "ot2pc", "3");
     let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 4);
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
