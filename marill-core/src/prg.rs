@@ -34,7 +34,9 @@ pub enum Stream {
     Local = 5,
 }
 
-/// A deterministic generator of ring words from a seed.
+/// A deterministic generator of ring words from a seed. (`Clone`, which repeats the stream,
+/// exists only with the `insecure-test-helpers` feature, for fuzz harnesses.)
+#[cfg_attr(feature = "insecure-test-helpers", derive(Clone))]
 pub struct Prg {
     cipher: Aes128,
     stream: u64,

@@ -124,6 +124,25 @@ impl<C: Channel> Ot2pc<C> {
         &self.ch
     }
 
+    /// A copy of this party's whole state (OT extension, HE keys, generators) over another
+    /// channel. **Insecure**: two copies that talk to real peers reuse OTs and masks. Only
+    /// for harnesses that set a party up once and replay many peers against copies of it
+    /// (the `ot2pc_peer_bytes` fuzz target).
+    #[cfg(feature = "insecure-test-helpers")]
+    pub fn fork_insecure<D: Channel>(&self, ch: D) -> Ot2pc<D> {
+        Ot2pc {
+            ch,
+            party: self.party,
+            snd: self.snd.clone(),
+            rcv: self.rcv.clone(),
+            input: self.input.clone(),
+            local: self.local.clone(),
+            pad: self.pad.clone(),
+            pad_counter: self.pad_counter,
+            he: self.he.clone(),
+        }
+    }
+
     fn peer(&self) -> PartyId {
         1 - self.party
     }

@@ -107,6 +107,7 @@ fn sub_if(x: u64, p: u64) -> u64 {
 }
 
 /// The negacyclic number-theoretic transform modulo one prime.
+#[cfg_attr(feature = "insecure-test-helpers", derive(Clone))]
 pub struct Ntt {
     p: u64,
     n: usize,
@@ -193,6 +194,7 @@ fn residue(v: i128, p: u64) -> u64 {
 }
 
 /// RNS arithmetic of `Z_q[X]/(X^N + 1)`; a polynomial is `3·N` words, residue-major.
+#[cfg_attr(feature = "insecure-test-helpers", derive(Clone))]
 pub struct Rns {
     ntt: Vec<Ntt>,
     /// `⌊q / 2^64⌋ mod p_i` and `q mod 2^64`, for the scale `round(q·m/2^64)`.
@@ -499,6 +501,7 @@ struct Job {
 }
 
 /// One party's HE state: its secret key and the peer's public key.
+#[cfg_attr(feature = "insecure-test-helpers", derive(Clone))]
 pub struct Engine {
     rns: Rns,
     /// Secret key, NTT form.

@@ -65,6 +65,7 @@ fn decode_point(bytes: &[u8]) -> Result<RistrettoPoint> {
 }
 
 /// The tweakable correlation-robust hash `H(j, x) = π(π(x) ⊕ j) ⊕ π(x)`, batched.
+#[cfg_attr(feature = "insecure-test-helpers", derive(Clone))]
 pub struct CrHash {
     pi: Aes128,
 }
@@ -153,6 +154,7 @@ fn words_for(m: usize) -> Result<usize> {
 }
 
 /// The extension's sender: `Δ` and the keys `k_{Δ_i}`.
+#[cfg_attr(feature = "insecure-test-helpers", derive(Clone))]
 pub struct OtSender {
     delta: u128,
     cols: Vec<Prg>,
@@ -161,6 +163,7 @@ pub struct OtSender {
 }
 
 /// The extension's receiver: both keys of each base OT.
+#[cfg_attr(feature = "insecure-test-helpers", derive(Clone))]
 pub struct OtReceiver {
     cols: Vec<(Prg, Prg)>,
     counter: u64,
