@@ -499,21 +499,32 @@ impl<C: Channel> Protocol for Ot2pc<C> {
             let mut table_words = vec![0u64; m * CHUNKS / 2];
             recv_words(&mut self.ch, peer, &mut table_words)?;
             let tables: &[u32] = bytemuck::cast_slice(&table_words);
-            // Pads: hash each key under its own tweak (slot of the chosen entry).
+            // Pads: hash each key under its own tweak (the slot of the chosen entry), all
+            // of them in one batch.
+            let mut pads = Vec::with_capacity(m * CHUNKS);
+            for _i in 0..k {
+                for e in 0..n {
+                    for j in 0..CHUNKS {
+                        let nb = if j == CHUNKS - 1 { 3 } else { 4 };
+                        pads.push((0..nb).fold(0u128, |acc, b| acc ^ keys[e * 63 + 4 * j + b]));
+                    }
+                }
+            }
+            let mut tweaks = Vec::with_capacity(m * CHUNKS);
+            for i in 0..k {
+                for e in 0..n {
+                    for j in 0..CHUNKS {
+                        tweaks.push(slot(i, e, j, ((betas[e] >> (4 * j)) & 15) as usize));
+                    }
+                }
+            }
+            self.pad.hash_tweaked(&tweaks, &mut pads);
             for i in 0..k {
                 for e in 0..n {
                     for j in 0..CHUNKS {
                         let v = ((betas[e] >> (4 * j)) & 15) as usize;
                         let idx = (i * n + e) * CHUNKS + j;
-                        let nb = if j == CHUNKS - 1 { 3 } else { 4 };
-                        let mut key = 0u128;
-                        for b in 0..nb {
-                            key ^= keys[e * 63 + 4 * j + b];
-                        }
-                        let mut one = [key];
-                        self.pad.hash(slot(i, e, j, v), &mut one);
-                        let pad = (one[0] & 3) as u32;
-                        let got = ((tables[idx] >> (2 * v)) & 3) ^ pad;
+                        let got = ((tables[idx] >> (2 * v)) & 3) ^ (pads[idx] & 3) as u32;
                         let bit = i * n + e;
                         lt[j * w + bit / 64] |= u64::from(got & 1) << (bit % 64);
                         eq[j * w + bit / 64] |= u64::from(got >> 1) << (bit % 64);
@@ -548,21 +559,19 @@ impl<C: Channel> Protocol for Ot2pc<C> {
                         lt[j * w + bit / 64] |= rl << (bit % 64);
                         eq[j * w + bit / 64] |= re << (bit % 64);
                         let mut t = 0u32;
-                        for (v, key) in keys.iter_mut().enumerate().take(1 << nb) {
-                            let mut kk = 0u128;
-                            for b in 0..nb {
+                        for (v, key) in keys.iter_mut().enumerate() {
+                            *key = (0..nb).fold(0u128, |acc, b| {
                                 let idx = e * 63 + 4 * j + b;
-                                kk ^= if (v >> b) & 1 == 1 { h1[idx] } else { h0[idx] };
-                            }
-                            *key = kk;
+                                acc ^ if (v >> b) & 1 == 1 { h1[idx] } else { h0[idx] }
+                            });
                         }
-                        for (v, key) in keys.iter().enumerate().take(1 << nb) {
-                            let mut one = [*key];
-                            self.pad.hash(slot(i, e, j, v), &mut one);
-                            let pad = (one[0] & 3) as u32;
+                        // One batch of 16 pads; entries past 2^nb stay zero.
+                        let base = slot(i, e, j, 0);
+                        self.pad.hash(base, &mut keys);
+                        for (v, pad) in keys.iter().enumerate().take(1 << nb) {
                             let ltv = u32::from(a < v as u64) ^ rl as u32;
                             let eqv = u32::from(a == v as u64) ^ re as u32;
-                            t |= ((ltv | (eqv << 1)) ^ pad) << (2 * v);
+                            t |= ((ltv | (eqv << 1)) ^ (pad & 3) as u32) << (2 * v);
                         }
                         tables[(i * n + e) * CHUNKS + j] = t;
                     }

@@ -87,8 +87,18 @@ impl CrHash {
         Self { pi: Aes128::new(&Array::from(key)) }
     }
 
+    /// `xs[i] = H(tweaks[i], xs[i])` in place (`tweaks` as long as `xs`).
+    pub fn hash_tweaked(&self, tweaks: &[u64], xs: &mut [u128]) {
+        self.hash_by(|i| tweaks[i], xs);
+    }
+
     /// `xs[i] = H(tweak0 + i, xs[i])` in place.
     pub fn hash(&self, tweak0: u64, xs: &mut [u128]) {
+        self.hash_by(|i| tweak0.wrapping_add(i as u64), xs);
+    }
+
+    /// Batches of 64 blocks through π twice.
+    fn hash_by(&self, tweak: impl Fn(usize) -> u64, xs: &mut [u128]) {
         const B: usize = 64;
         let mut first = [[0u8; 16]; B];
         let mut second = [[0u8; 16]; B];
@@ -99,8 +109,7 @@ impl CrHash {
             }
             self.pi.encrypt_blocks(Array::cast_slice_from_core_mut(&mut first[..n]));
             for k in 0..n {
-                let tweak = u128::from(tweak0.wrapping_add((c * B + k) as u64));
-                second[k] = (u128::from_le_bytes(first[k]) ^ tweak).to_le_bytes();
+                second[k] = (u128::from_le_bytes(first[k]) ^ u128::from(tweak(c * B + k))).to_le_bytes();
             }
             self.pi.encrypt_blocks(Array::cast_slice_from_core_mut(&mut second[..n]));
             for (k, x) in chunk.iter_mut().enumerate() {
