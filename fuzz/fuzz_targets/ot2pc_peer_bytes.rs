@@ -12,33 +12,13 @@ use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
 use marill_core::proto::Protocol;
-use marill_core::{Channel, Error, MatDims, PartyId};
+use marill_core::{Error, MatDims};
 use marill_std::ot2pc::Ot2pc;
 use marill_std::transport::mem::{self, MemChannel};
 
-/// Peer messages are read from the fuzz input; sends go nowhere.
-struct Replay<'a> {
-    id: PartyId,
-    data: &'a [u8],
-}
-
-impl Channel for Replay<'_> {
-    fn id(&self) -> PartyId {
-        self.id
-    }
-    fn send(&mut self, to: PartyId, _: &[u8]) -> Result<(), Error> {
-        if to == self.id || to > 1 { Err(Error::InvalidArgument) } else { Ok(()) }
-    }
-    fn recv(&mut self, _: PartyId, bytes: &mut [u8]) -> Result<(), Error> {
-        if self.data.len() < bytes.len() {
-            return Err(Error::PeerClosed);
-        }
-        let (head, tail) = self.data.split_at(bytes.len());
-        bytes.copy_from_slice(head);
-        self.data = tail;
-        Ok(())
-    }
-}
+#[path = "replay.rs"]
+mod replay;
+use replay::Replay;
 
 thread_local! {
     /// Both parties after one honest set-up.
@@ -85,13 +65,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let party = usize::from(sel & 1);
     if sel & 0x80 != 0 {
-        let _ = Ot2pc::new(Replay { id: party, data: rest }, [3; 32]);
+        let _ = Ot2pc::new(Replay { id: party, parties: 2, data: rest }, [3; 32]);
         return;
     }
     PARTIES.with(|cell| {
         let mut cell = cell.borrow_mut();
         let parties = cell.get_or_insert_with(honest_pair);
-        let mut p = parties[party].fork_insecure(Replay { id: party, data: rest });
+        let mut p = parties[party].fork_insecure(Replay { id: party, parties: 2, data: rest });
         let _ = drive(&mut p);
     });
 });

@@ -7,31 +7,11 @@ use marill_core::proto::Protocol;
 use marill_core::proto::dealer::Dealer2pc;
 use marill_core::proto::rep3::Rep3;
 use marill_core::proto::setup::{DealerSeeds, Rep3Seeds};
-use marill_core::{Channel, Error, MatDims, PartyId};
+use marill_core::{Error, MatDims};
 
-/// Peer messages are read from the fuzz input; sends go nowhere.
-struct Replay<'a> {
-    id: PartyId,
-    data: &'a [u8],
-}
-
-impl Channel for Replay<'_> {
-    fn id(&self) -> PartyId {
-        self.id
-    }
-    fn send(&mut self, to: PartyId, _: &[u8]) -> Result<(), Error> {
-        if to == self.id || to > 2 { Err(Error::InvalidArgument) } else { Ok(()) }
-    }
-    fn recv(&mut self, _: PartyId, bytes: &mut [u8]) -> Result<(), Error> {
-        if self.data.len() < bytes.len() {
-            return Err(Error::PeerClosed);
-        }
-        let (head, tail) = self.data.split_at(bytes.len());
-        bytes.copy_from_slice(head);
-        self.data = tail;
-        Ok(())
-    }
-}
+#[path = "replay.rs"]
+mod replay;
+use replay::Replay;
 
 fn drive<P: Protocol>(p: &mut P) -> Result<(), Error> {
     let n = 70;
@@ -53,7 +33,7 @@ fn drive<P: Protocol>(p: &mut P) -> Result<(), Error> {
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let party = usize::from(sel % 3);
-    let ch = Replay { id: party, data: rest };
+    let ch = Replay { id: party, parties: 3, data: rest };
     let scratch = marill_std::HeapScratch::with_max(1 << 20);
     if sel & 0x80 == 0 {
         let seeds = if party == 2 {
