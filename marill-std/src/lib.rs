@@ -2,12 +2,13 @@
 //!
 //! The parts of marill that need an operating system: transports ([`transport::mem`] for
 //! in-process parties, [`transport::tcp`] for parties as processes), session set-up with
-//! OS entropy ([`session`]), a growable [`HeapScratch`], and helpers that run all parties
+//! OS entropy ([`session`]), plain 2PC ([`ot2pc`]: OT extension and RLWE matrix products),
+//! a growable [`HeapScratch`], and helpers that run all parties
 //! of a session in threads ([`run`]), the split-model file's writer, memory-mapped
 //! loader and client extraction ([`model_file`]), the transformer runtime ([`model`]) and
 //! the parties as processes ([`party`]) and the BPE [`tokenizer`] of the model file.
 //!
-//! # Example: one secure multiplication, all three parties in this process
+//! # Example: one secure multiplication, every party in this process
 //!
 //! ```
 //! use marill_core::proto::Protocol;
@@ -33,7 +34,8 @@
 //!     }
 //! }
 //!
-//! for setting in [Setting::Dealer, Setting::Rep3] {
+//! // 2PC with a dealer, 3PC, and plain 2PC (OT and HE, the client and the server alone).
+//! for setting in Setting::ALL {
 //!     let results = run_mem(setting, &Product).unwrap();
 //!     let (product, cost) = &results[0];
 //!     assert!((product - (-3.375)).abs() <= 2.0 / 65536.0);
