@@ -213,7 +213,8 @@ pub struct WeightShares {
     pub words: usize,
 }
 
-/// Checks that `shift` is a valid truncation shift (`1..=62`).
-pub(crate) fn check_shift(shift: u32) -> Result<()> {
+/// Checks that `shift` is a valid truncation shift (`1..=62`); every setting's `trunc`
+/// refuses others with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+pub fn check_shift(shift: u32) -> Result<()> {
     if (1..=62).contains(&shift) { Ok(()) } else { Err(crate::Error::InvalidArgument) }
 }

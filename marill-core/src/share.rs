@@ -21,6 +21,13 @@ pub fn get_bit(bits: &[u64], e: usize) -> u64 {
     (bits[e / 64] >> (e % 64)) & 1
 }
 
+/// Zero the bits past `n` in the last word of a packed vector (so no stale bit is sent).
+pub fn mask_tail(bits: &mut [u64], n: usize) {
+    if let (false, Some(last)) = (n.is_multiple_of(64), bits.last_mut()) {
+        *last &= (1u64 << (n % 64)) - 1;
+    }
+}
+
 /// Set bit `e` of a packed bit vector to the low bit of `v`.
 #[inline]
 pub fn set_bit(bits: &mut [u64], e: usize, v: u64) {

@@ -63,7 +63,7 @@ use marill_core::cost::Cost;
 use marill_core::error::{Error, Result, ensure_shape};
 use marill_core::prg::{Prg, Seed, Stream};
 use marill_core::proto::assist::{CHUNKS, borrow_tree, borrow_tree_ops};
-use marill_core::proto::{Protocol, RANGE_OFFSET, WeightShares};
+use marill_core::proto::{Protocol, RANGE_OFFSET, WeightShares, check_shift};
 use marill_core::ring::{self, MatDims};
 use marill_core::share::bit_words;
 
@@ -438,9 +438,7 @@ impl<C: Channel> Protocol for Ot2pc<C> {
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         let n = out.len();
         ensure_shape(x.len() == n)?;
-        if !(1..=62).contains(&shift) {
-            return Err(Error::InvalidArgument);
-        }
+        check_shift(shift)?;
         let is_a = self.is_a();
         let y: Vec<u64> = x.iter().map(|v| v.wrapping_add(is_a * RANGE_OFFSET)).collect();
         let msb: Vec<u64> = y.iter().map(|v| v >> 63).collect();
@@ -456,9 +454,7 @@ impl<C: Channel> Protocol for Ot2pc<C> {
     }
 
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
-        if !(1..=62).contains(&shift) {
-            return Err(Error::InvalidArgument);
-        }
+        check_shift(shift)?;
         self.mul(x, y, out)?;
         self.trunc_in_place(out, shift)
     }
@@ -542,7 +538,9 @@ impl<C: Channel> Protocol for Ot2pc<C> {
             recv_words(&mut self.ch, peer, &mut umat)?;
             let batch = self.snd.finish(&umat, rots)?;
             let (h0, h1) = self.snd.rot(&batch);
-            let mut tables = vec![0u32; m * CHUNKS];
+            // Two 32-bit tables per word (m·16 tables: always a whole number of words).
+            let mut table_words = vec![0u64; m * CHUNKS / 2];
+            let tables: &mut [u32] = bytemuck::cast_slice_mut(&mut table_words);
             let mut keys = vec![0u128; 16];
             for i in 0..k {
                 for e in 0..n {
@@ -577,7 +575,7 @@ impl<C: Channel> Protocol for Ot2pc<C> {
                     }
                 }
             }
-            send_words(&mut self.ch, peer, bytemuck::cast_slice(&pad_u32(&tables)))?;
+            send_words(&mut self.ch, peer, &table_words)?;
             self.ch.flush()?;
         }
         // 2. The borrow tree, then msb(z_0) ⊕ msb(z_1) ⊕ borrow, then to arithmetic.
@@ -609,11 +607,6 @@ impl<C: Channel> Protocol for Ot2pc<C> {
         }
         Ok(())
     }
-}
-
-/// The tables as words (a whole number of them: two u32 per word, a zero pad at the end).
-fn pad_u32(t: &[u32]) -> Vec<u64> {
-    t.chunks(2).map(|c| u64::from(c[0]) | (u64::from(*c.get(1).unwrap_or(&0)) << 32)).collect()
 }
 
 #[cfg(test)]

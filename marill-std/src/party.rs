@@ -232,22 +232,11 @@ fn run_session(
         }
         None => recv_request(&mut ch, cfg.max_seq)?,
     };
+    let limit = cfg.max_seq;
     match cfg.setting {
-        Setting::Dealer => {
-            let mut p = dealer_party(ch)?;
-            let out = drive(&mut p, file, arch, client, prompt_len, new_tokens, cfg.max_seq)?;
-            Ok((out, p.channel().cost()))
-        }
-        Setting::Rep3 => {
-            let mut p = rep3_party(ch)?;
-            let out = drive(&mut p, file, arch, client, prompt_len, new_tokens, cfg.max_seq)?;
-            Ok((out, p.channel().cost()))
-        }
-        Setting::Ot2pc => {
-            let mut p = ot2pc_party(ch)?;
-            let out = drive(&mut p, file, arch, client, prompt_len, new_tokens, cfg.max_seq)?;
-            Ok((out, p.channel().cost()))
-        }
+        Setting::Dealer => drive(&mut dealer_party(ch)?, file, arch, client, prompt_len, new_tokens, limit),
+        Setting::Rep3 => drive(&mut rep3_party(ch)?, file, arch, client, prompt_len, new_tokens, limit),
+        Setting::Ot2pc => drive(&mut ot2pc_party(ch)?, file, arch, client, prompt_len, new_tokens, limit),
     }
 }
 
@@ -259,17 +248,19 @@ fn drive<P: Protocol>(
     prompt_len: usize,
     new_tokens: usize,
     max_seq: usize,
-) -> Result<Vec<u32>, StdError> {
+) -> Result<(Vec<u32>, marill_core::cost::Cost), StdError> {
     let server = (p.party() == SERVER).then_some(file);
     let mut model = SecureModel::setup(p, file, server, arch.clone())?;
     model.max_seq = max_seq;
-    match client {
+    let tokens = match client {
         Some((prompt, _, on_token)) => {
             let mut public = PlainModel::load(file, arch.clone(), 0, arch.n_public, false)?;
-            generate_streaming(p, &mut model, Some((&mut public, prompt)), prompt_len, new_tokens, on_token)
+            generate_streaming(p, &mut model, Some((&mut public, prompt)), prompt_len, new_tokens, on_token)?
         }
-        None => generate_streaming(p, &mut model, None, prompt_len, new_tokens, |_| {}),
-    }
+        None => generate_streaming(p, &mut model, None, prompt_len, new_tokens, |_| {})?,
+    };
+    // What the session's channel metered, set-up included.
+    Ok((tokens, p.cost().unwrap_or_default()))
 }
 
 /// `marill serve`: serve sessions one after another on `listener`, with the server file

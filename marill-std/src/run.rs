@@ -28,25 +28,17 @@ pub type PartyResult<T> = (T, Cost);
 fn party<C: Channel, G: Program>(setting: Setting, ch: C, prog: &G) -> Result<PartyResult<G::Output>, Error> {
     let ch = Metered::new(ch);
     match setting {
-        Setting::Dealer => {
-            let mut p = dealer_party(ch)?;
-            let before = p.channel().cost();
-            let out = prog.run(&mut p)?;
-            Ok((out, p.channel().cost().since(&before)))
-        }
-        Setting::Rep3 => {
-            let mut p = rep3_party(ch)?;
-            let before = p.channel().cost();
-            let out = prog.run(&mut p)?;
-            Ok((out, p.channel().cost().since(&before)))
-        }
-        Setting::Ot2pc => {
-            let mut p = ot2pc_party(ch)?;
-            let before = p.channel().cost();
-            let out = prog.run(&mut p)?;
-            Ok((out, p.channel().cost().since(&before)))
-        }
+        Setting::Dealer => measured(dealer_party(ch)?, prog),
+        Setting::Rep3 => measured(rep3_party(ch)?, prog),
+        Setting::Ot2pc => measured(ot2pc_party(ch)?, prog),
     }
+}
+
+/// Run `prog` at a party over a metered channel; its output and what it cost after set-up.
+fn measured<P: Protocol, G: Program>(mut p: P, prog: &G) -> Result<PartyResult<G::Output>, Error> {
+    let before = p.cost().unwrap_or_default();
+    let out = prog.run(&mut p)?;
+    Ok((out, p.cost().unwrap_or_default().since(&before)))
 }
 
 fn join_all<T: Send, F>(n: usize, f: F) -> Result<Vec<Result<T, Error>>, StdError>

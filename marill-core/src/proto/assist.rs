@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::prg::{Prg, Seed, Stream};
 use crate::ring::{self, MatDims};
 use crate::scratch::carve;
-use crate::share::bit_words;
+use crate::share::{bit_words, mask_tail};
 
 use super::RANGE_OFFSET;
 
@@ -752,11 +752,4 @@ pub enum Helper<'a> {
 
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
-}
-
-/// Zero the bits past `n` in the last word of a packed vector, so no stale bit is sent.
-fn mask_tail(bits: &mut [u64], n: usize) {
-    if let (false, Some(last)) = (n.is_multiple_of(64), bits.last_mut()) {
-        *last &= (1u64 << (n % 64)) - 1;
-    }
 }

@@ -384,13 +384,22 @@ fn barrett(x: u128, i: usize) -> u64 {
     sub_if(sub_if(r, p), p)
 }
 
+/// `2^64 mod p_i`.
+const TWO64: [u64; 3] = {
+    let mut r = [0u64; 3];
+    let mut i = 0;
+    while i < 3 {
+        r[i] = ((1u128 << 64) % PRIMES[i] as u128) as u64;
+        i += 1;
+    }
+    r
+};
+
 /// `x mod p_i` for any 128-bit `x`: fold the high word with `2^64 mod p_i`, then Barrett.
 #[inline(always)]
 fn reduce128(x: u128, i: usize) -> u64 {
-    let p = PRIMES[i];
-    let two64 = ((1u128 << 64) % u128::from(p)) as u64;
-    let hi = ((x >> 64) as u64) % p;
-    barrett(u128::from(hi) * u128::from(two64) + u128::from(x as u64), i)
+    let hi = ((x >> 64) as u64) % PRIMES[i];
+    barrett(u128::from(hi) * u128::from(TWO64[i]) + u128::from(x as u64), i)
 }
 
 /// Products of residues summed without reduction (each is below 2^122, so 32 of them and
@@ -610,8 +619,9 @@ impl Engine {
         let (m, n, k) = (d.m, d.n, d.k);
         ensure_shape(x.is_none_or(|x| x.len() == m * n * count) && y.is_none_or(|y| y.len() == n * k * count))?;
         let plan = Plan::new(d, digits, &self.rns)?;
-        if let Some(y) = y {
-            // Check every digit before anything is sent.
+        if let (Some(y), 1) = (y, digits) {
+            // A weight must fit one digit: checked before anything is sent (two digits
+            // take any word).
             for v in y {
                 digit(*v, 0, digits)?;
             }
@@ -664,9 +674,8 @@ impl Engine {
                                 let v = xb[(bi * plan.bm + i) * n + bj * plan.bn + j] << (32 * dg);
                                 let pos = i * plan.bn + j;
                                 for (r, p) in PRIMES.iter().enumerate() {
-                                    let s = self.rns.scale(v, r);
                                     let o = &mut e_buf[r * N + pos];
-                                    *o = (*o + s) % p;
+                                    *o = sub_if(*o + self.rns.scale(v, r), *p);
                                 }
                             }
                         }
@@ -711,6 +720,8 @@ impl Engine {
         let mut acc1 = vec![0u64; im * 3 * N];
         let mut lz0 = vec![0u128; im * 3 * N];
         let mut lz1 = vec![0u128; im * 3 * N];
+        let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
+        let mut small = vec![0u64; 3 * N];
         for c in 0..count {
             let yb = &y[c * n * k..(c + 1) * n * k];
             for bl in 0..ik {
@@ -749,10 +760,10 @@ impl Engine {
                 }
                 for bi in 0..im {
                     let (r0, r1) = (&mut acc0[bi * 3 * N..(bi + 1) * 3 * N], &mut acc1[bi * 3 * N..(bi + 1) * 3 * N]);
-                    self.rerandomise(rng, r0, r1);
+                    self.rerandomise(rng, r0, r1, &mut small);
                     // c0 at the read positions: + flood + round(q·R/t); our share −R.
-                    // Then both parts switch to 2^SWITCH and travel packed.
-                    let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
+                    // Then both parts switch to 2^SWITCH and travel packed (every byte of
+                    // `msg` is written below).
                     for i in 0..plan.bm {
                         for l in 0..plan.bk {
                             let pos = plan.out_pos(i, l);
@@ -796,6 +807,7 @@ impl Engine {
         // 3. As E: decrypt what came back: c0' + c1'·s mod 2^SWITCH, rounded to 64 bits.
         let mut msg = vec![0u8; (per_out + N) * SWITCH_BYTES];
         let mut c1 = vec![0u64; 3 * N];
+        let mut prod = vec![0u64; 3 * N];
         for t in 0..n_out {
             let (c, rest) = (t / (im * ik), t % (im * ik));
             let (bl, bi) = (rest / im, rest % im);
@@ -803,12 +815,12 @@ impl Engine {
             for z in 0..N {
                 let at = (per_out + z) * SWITCH_BYTES;
                 let v = get80(&msg[at..at + SWITCH_BYTES]);
-                for (r, p) in PRIMES.iter().enumerate() {
-                    c1[r * N + z] = (v % u128::from(*p)) as u64;
+                for r in 0..PRIMES.len() {
+                    c1[r * N + z] = barrett(v, r);
                 }
             }
             self.rns.forward(&mut c1);
-            let mut prod = vec![0u64; 3 * N];
+            prod.fill(0);
             pointwise_acc(&mut prod, &c1, &self.sk);
             self.rns.inverse(&mut prod);
             for i in 0..plan.bm {
@@ -832,8 +844,8 @@ impl Engine {
     }
 
     /// Add an encryption of zero under the peer's key to `(acc0, acc1)` (NTT form) and
-    /// return both in coefficient form (in place).
-    fn rerandomise(&self, rng: &mut Prg, acc0: &mut [u64], acc1: &mut [u64]) {
+    /// return both in coefficient form (in place). `small` is `3·N` words of scratch.
+    fn rerandomise(&self, rng: &mut Prg, acc0: &mut [u64], acc1: &mut [u64], small: &mut [u64]) {
         let mut u = vec![0u64; 3 * N];
         small_poly(&ternary(rng), &mut u);
         self.rns.forward(&mut u);
@@ -841,11 +853,10 @@ impl Engine {
         pointwise_acc(acc1, &self.peer_pk.1, &u);
         self.rns.inverse(acc0);
         self.rns.inverse(acc1);
-        let (e1, e2) = (cbd(rng), cbd(rng));
-        for (r, p) in PRIMES.iter().enumerate() {
-            for k in 0..N {
-                acc0[r * N + k] = (acc0[r * N + k] + residue(i128::from(e1[k]), *p)) % p;
-                acc1[r * N + k] = (acc1[r * N + k] + residue(i128::from(e2[k]), *p)) % p;
+        for acc in [acc0, acc1] {
+            small_poly(&cbd(rng), small);
+            for (z, (a, e)) in acc.iter_mut().zip(small.iter()).enumerate() {
+                *a = sub_if(*a + e, PRIMES[z / N]);
             }
         }
     }

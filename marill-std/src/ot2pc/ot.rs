@@ -34,6 +34,7 @@ use curve25519_dalek::scalar::Scalar;
 use marill_core::channel::{Channel, PartyId};
 use marill_core::error::{Error, Result};
 use marill_core::prg::{Prg, Seed, Stream};
+use marill_core::share::mask_tail;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable};
 
@@ -251,11 +252,7 @@ impl OtReceiver {
             return Err(Error::ShapeMismatch);
         }
         let mut r = choices.to_vec();
-        if !m.is_multiple_of(64)
-            && let Some(last) = r.last_mut()
-        {
-            *last &= (1u64 << (m % 64)) - 1;
-        }
+        mask_tail(&mut r, m);
         let mut t = vec![0u64; KAPPA * w];
         let mut u = vec![0u64; KAPPA * w];
         for (i, (g0, g1)) in self.cols.iter_mut().enumerate() {
@@ -376,11 +373,7 @@ impl OtSender {
         for (t, d) in tau.iter_mut().zip(delta) {
             *t ^= d;
         }
-        if !m.is_multiple_of(64)
-            && let Some(last) = tau.last_mut()
-        {
-            *last &= (1u64 << (m % 64)) - 1;
-        }
+        mask_tail(&mut tau, m);
         Ok((x, tau))
     }
 }
