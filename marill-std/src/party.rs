@@ -19,11 +19,16 @@
 //! **Failures.** Connect and every read or write time out (`TcpConfig`); a party that dies
 //! ends the others with an error; the server logs it and serves the next session.
 //!
-//! The channel is plaintext TCP: seeds and shares travel in the clear between parties, so
-//! use it on loopback or inside a protected network until the TLS transport lands.
+//! **Transport security.** By default every connection is TLS 1.3 with mutual authentication
+//! by pinned Ed25519 keys ([`crate::transport::tls`]): a party dials only a peer that proves
+//! the key its configuration lists for that role, and accepts a connection only from a key
+//! it trusts *as the party the hello names*. The hello and everything after it travel inside
+//! TLS. [`Security::InsecurePlaintext`] (`--insecure-plaintext`) is plaintext TCP, where
+//! seeds and shares travel in the clear: for loopback tests only.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use marill_core::cost::Metered;
@@ -36,7 +41,8 @@ use crate::model::plain::PlainModel;
 use crate::model::secure::{CLIENT, SERVER, SecureModel, generate_streaming};
 use crate::model_file::MappedModel;
 use crate::session::{dealer_party, entropy, ot2pc_party, rep3_party};
-use crate::transport::tcp::{self, TcpChannel, TcpConfig};
+use crate::transport::tcp::{self, Link, TcpChannel, TcpConfig};
+use crate::transport::tls::Tls;
 use crate::{Setting, StdError};
 
 /// The helper's (or dealer's) party id.
@@ -140,8 +146,7 @@ fn hello(party: PartyId, session: &[u8; 16]) -> [u8; 32] {
     h
 }
 
-fn read_hello(s: &mut TcpStream, timeout: Duration) -> Result<(PartyId, [u8; 16]), StdError> {
-    s.set_read_timeout(Some(timeout)).map_err(|e| StdError::io("set timeout", e))?;
+fn read_hello(s: &mut Link) -> Result<(PartyId, [u8; 16]), StdError> {
     let mut h = [0u8; 32];
     s.read_exact(&mut h).map_err(|e| StdError::io("read hello", e))?;
     if h[..8] != HELLO_MAGIC || h[12..16] != [0; 4] {
@@ -153,14 +158,33 @@ fn read_hello(s: &mut TcpStream, timeout: Duration) -> Result<(PartyId, [u8; 16]
     Ok((party, session))
 }
 
-fn connect(addr: SocketAddr, cfg: TcpConfig) -> Result<TcpStream, StdError> {
-    let deadline = Instant::now() + cfg.connect_timeout;
-    loop {
-        match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
-            Ok(s) => return Ok(s),
+/// Reach party `peer` at `addr` (retrying until the connect timeout), secure the link as
+/// configured, and send the hello.
+fn connect(addr: SocketAddr, cfg: &PartyConfig, peer: PartyId, me: PartyId, session: &[u8; 16]) -> Result<Link, StdError> {
+    let deadline = Instant::now() + cfg.tcp.connect_timeout;
+    let sock = loop {
+        match TcpStream::connect_timeout(&addr, cfg.tcp.connect_timeout) {
+            Ok(s) => break s,
             Err(e) if Instant::now() >= deadline => return Err(StdError::io(format!("connect to {addr}"), e)),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
+    };
+    let mut link = secure(sock, cfg, |tls, sock| tls.connect(sock, peer))?;
+    link.write_all(&hello(me, session)).and_then(|()| link.flush()).map_err(|e| StdError::io(format!("hello to {addr}"), e))?;
+    Ok(link)
+}
+
+/// Set `sock`'s timeouts, then wrap it as `cfg.security` says (`handshake` runs TLS).
+fn secure(
+    sock: TcpStream,
+    cfg: &PartyConfig,
+    handshake: impl FnOnce(&Tls, TcpStream) -> Result<crate::transport::tls::TlsLink, StdError>,
+) -> Result<Link, StdError> {
+    let link = Link::Plain(sock);
+    link.set_timeouts(cfg.tcp.io_timeout)?;
+    match (&cfg.security, link) {
+        (Security::Tls(tls), Link::Plain(sock)) => Ok(Link::Tls(Box::new(handshake(tls, sock)?))),
+        (_, link) => Ok(link),
     }
 }
 
@@ -195,6 +219,16 @@ fn recv_request<C: Channel>(ch: &mut C, max_seq: usize) -> Result<(usize, usize)
 /// The client's side of a session: prompt, tokens to generate, and the token callback.
 type ClientRequest<'a> = (&'a [u32], usize, &'a mut dyn FnMut(u32));
 
+/// How a party protects its connections.
+#[derive(Debug, Clone)]
+pub enum Security {
+    /// TLS 1.3 with mutual authentication by pinned keys (the default of the command line).
+    Tls(Arc<Tls>),
+    /// Plaintext TCP: seeds and shares in the clear. Only for loopback tests
+    /// (`--insecure-plaintext`).
+    InsecurePlaintext,
+}
+
 /// Options shared by the roles.
 #[derive(Debug, Clone)]
 pub struct PartyConfig {
@@ -204,6 +238,8 @@ pub struct PartyConfig {
     pub tcp: TcpConfig,
     /// Longest prompt + generation a session may ask for.
     pub max_seq: usize,
+    /// TLS or plaintext.
+    pub security: Security,
 }
 
 fn run_session(
@@ -274,10 +310,10 @@ pub fn serve(
     mut log: impl FnMut(&str),
 ) -> Result<(), StdError> {
     let file = model.file()?;
-    let mut pending: Vec<(PartyId, [u8; 16], TcpStream, Instant)> = Vec::new();
+    let mut pending: Vec<(PartyId, [u8; 16], Link, Instant)> = Vec::new();
     let mut served = 0;
     while sessions.is_none_or(|n| served < n) {
-        let Some((s, party, session)) = accept_party(&listener, cfg.tcp.io_timeout, &[CLIENT, HELPER], &mut log)?
+        let Some((s, party, session)) = accept_party(&listener, cfg, &[CLIENT, HELPER], &mut log)?
         else {
             continue;
         };
@@ -287,7 +323,7 @@ pub fn serve(
                 log("refused a helper: this server runs plain 2PC");
                 continue;
             }
-            let outcome = tcp::from_streams(SERVER, vec![Some(s), None], cfg.tcp)
+            let outcome = tcp::from_links(SERVER, vec![Some(s), None], cfg.tcp)
                 .and_then(|ch| run_session(ch, cfg, &file, session, None));
             served += 1;
             report(&mut log, served, outcome);
@@ -304,11 +340,11 @@ pub fn serve(
             continue;
         };
         let (op, _, os, _) = pending.swap_remove(i);
-        let mut streams: Vec<Option<TcpStream>> = vec![None, None, None];
+        let mut streams: Vec<Option<Link>> = vec![None, None, None];
         streams[party] = Some(s);
         streams[op] = Some(os);
         let outcome =
-            tcp::from_streams(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, &file, session, None));
+            tcp::from_links(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, &file, session, None));
         served += 1;
         report(&mut log, served, outcome);
         // Connections that arrived while this session ran waited for the server, not the
@@ -323,26 +359,33 @@ pub fn serve(
 /// Half-open sessions the server keeps waiting for their second connection.
 const MAX_PENDING: usize = 64;
 
-/// Accept one connection and read its hello; `None` (and a log line) for a bad hello or a
-/// party id outside `allowed`.
+/// Accept one connection, secure it and read its hello; `None` (and a log line) for a
+/// failed TLS handshake, a bad hello, a party id outside `allowed`, or a key not trusted as
+/// the party the hello names.
 fn accept_party(
     listener: &TcpListener,
-    timeout: Duration,
+    cfg: &PartyConfig,
     allowed: &[PartyId],
     log: &mut impl FnMut(&str),
-) -> Result<Option<(TcpStream, PartyId, [u8; 16])>, StdError> {
-    let (mut s, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
-    match read_hello(&mut s, timeout) {
-        Ok((p, sid)) if allowed.contains(&p) => Ok(Some((s, p, sid))),
-        Ok((p, _)) => {
-            log(&format!("refused a connection from {peer}: party id {p}"));
-            Ok(None)
+) -> Result<Option<(Link, PartyId, [u8; 16])>, StdError> {
+    let (s, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
+    let mut key = None;
+    let outcome = secure(s, cfg, |tls, sock| {
+        let (link, k) = tls.accept(sock, allowed)?;
+        key = Some(k);
+        Ok(link)
+    })
+    .and_then(|mut link| Ok((read_hello(&mut link)?, link)));
+    let refuse = |why: String| format!("refused a connection from {peer}: {why}");
+    match outcome {
+        Ok(((p, _), _)) if !allowed.contains(&p) => log(&refuse(format!("party id {p}"))),
+        Ok(((p, _), _)) if matches!(&cfg.security, Security::Tls(t) if !key.is_some_and(|k| t.trusts(p, &k))) => {
+            log(&refuse(format!("its key is not trusted as party {p}")))
         }
-        Err(e) => {
-            log(&format!("refused a connection from {peer}: {e}"));
-            Ok(None)
-        }
+        Ok(((p, sid), link)) => return Ok(Some((link, p, sid))),
+        Err(e) => log(&refuse(e.to_string())),
     }
+    Ok(None)
 }
 
 /// Log how session `n` ended.
@@ -366,14 +409,13 @@ pub fn helper(
     let file = model.file()?;
     let mut served = 0;
     while sessions.is_none_or(|n| served < n) {
-        let Some((c, _, session)) = accept_party(&listener, cfg.tcp.io_timeout, &[CLIENT], &mut log)? else {
+        let Some((c, _, session)) = accept_party(&listener, cfg, &[CLIENT], &mut log)? else {
             continue;
         };
         served += 1;
         let outcome = (|| {
-            let mut s = connect(server, cfg.tcp)?;
-            s.write_all(&hello(HELPER, &session)).map_err(|e| StdError::io("hello to server", e))?;
-            let ch = tcp::from_streams(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
+            let s = connect(server, cfg, SERVER, HELPER, &session)?;
+            let ch = tcp::from_links(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
             run_session(ch, cfg, &file, session, None)
         })();
         report(&mut log, served, outcome);
@@ -402,16 +444,11 @@ pub fn client(
     }
     let mut session = [0u8; 16];
     session.copy_from_slice(&entropy()?[..16]);
-    let mut s = connect(server, cfg.tcp)?;
-    s.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to server", e))?;
-    let streams = match helper {
+    let s = connect(server, cfg, SERVER, CLIENT, &session)?;
+    let links = match helper {
         None => vec![None, Some(s)],
-        Some(helper) => {
-            let mut h = connect(helper, cfg.tcp)?;
-            h.write_all(&hello(CLIENT, &session)).map_err(|e| StdError::io("hello to helper", e))?;
-            vec![None, Some(s), Some(h)]
-        }
+        Some(helper) => vec![None, Some(s), Some(connect(helper, cfg, HELPER, CLIENT, &session)?)],
     };
-    let ch = tcp::from_streams(CLIENT, streams, cfg.tcp)?;
+    let ch = tcp::from_links(CLIENT, links, cfg.tcp)?;
     run_session(ch, cfg, &file, session, Some((prompt, new_tokens, on_token)))
 }

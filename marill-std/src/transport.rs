@@ -5,6 +5,7 @@
 
 pub mod mem;
 pub mod tcp;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -15,10 +15,12 @@ const USAGE: &str = "usage:
                                            write DIR/server.marill and DIR/client.marill: a random
                                            4-layer model (d 64, vocab 256) laid out as variant V,
                                            one of private lf lora lf+lora hm lf+hm friendly baseline
-  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S]
-  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (3PC)
-  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S]   (2PC-Dealer)
-  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S]
+  marill keygen --out FILE                 write an Ed25519 key (FILE, PKCS#8 PEM, mode 0600) and its
+                                           public half (FILE.pub, 64 hex digits) for a party's TLS
+  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S] SECURITY
+  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] SECURITY   (3PC)
+  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] SECURITY   (2PC-Dealer)
+  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] SECURITY
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
   marill cost   [--setting dealer|rep3|all] [--prompt-len B] [--shape paper|tiny] [--json]
@@ -26,7 +28,13 @@ const USAGE: &str = "usage:
                                            per-layer costs measured on 1- and 2-layer models, scaled
   marill --help
 
-Parties talk plaintext TCP: run them on loopback or a protected network (TLS is not built yet).
+SECURITY is either
+  --key FILE [--trust-server KEYS] [--trust-client KEYS] [--trust-helper KEYS]
+      TLS 1.3 with mutual authentication: this party's key (from keygen, or any PKCS#8 Ed25519
+      key) and, for each role it talks to, the public keys it accepts (comma-separated, each 64
+      hex digits or a .pub file). The dealer is the helper role.
+  --insecure-plaintext
+      plaintext TCP: seeds and shares travel in the clear. For loopback tests only.
 serve and helper print `listening on ADDR` first; the client prints token ids as they arrive, or
 text when the prompt is given with --text (encoded and decoded with the file's tokenizer).";
 
@@ -38,6 +46,7 @@ fn main() -> ExitCode {
             extract(PathBuf::from(&args[1]), PathBuf::from(&args[3]))
         }
         Some(role @ ("serve" | "helper" | "dealer" | "client")) => party(role, &args[1..]),
+        Some("keygen") => keygen(&args[1..]),
         Some("random-model") => random_model(&args[1..]),
         Some("plain") => plain(&args[1..]),
         Some("cost") => paper_cost(&args[1..]),
@@ -170,10 +179,66 @@ fn flags(args: &[String]) -> Result<std::collections::HashMap<String, String>, S
         let Some(name) = k.strip_prefix("--") else {
             return Err(StdError::Handshake(format!("unexpected argument {k}\n{USAGE}")));
         };
+        if SWITCHES.contains(&name) {
+            m.insert(name.to_string(), String::new());
+            continue;
+        }
         let v = it.next().ok_or_else(|| StdError::Handshake(format!("--{name} needs a value")))?;
         m.insert(name.to_string(), v.clone());
     }
     Ok(m)
+}
+
+/// Flags without a value.
+const SWITCHES: [&str; 1] = ["insecure-plaintext"];
+
+/// `--key` with `--trust-*`, or `--insecure-plaintext`.
+fn security(f: &std::collections::HashMap<String, String>) -> Result<marill_std::party::Security, StdError> {
+    use marill_std::party::Security;
+    use marill_std::transport::tls::{Identity, PublicKey, Tls};
+    match (f.get("key"), f.contains_key("insecure-plaintext")) {
+        (Some(_), true) => Err(StdError::Handshake("--key and --insecure-plaintext exclude each other".into())),
+        (None, true) => Ok(Security::InsecurePlaintext),
+        (None, false) => Err(StdError::Handshake(
+            "no --key: parties talk TLS with pinned keys (make one with `marill keygen --out FILE`); \
+             --insecure-plaintext runs without, for loopback tests"
+                .into(),
+        )),
+        (Some(key), false) => {
+            let mut tls = Tls::new(Identity::read(std::path::Path::new(key))?);
+            let roles = [
+                ("trust-client", marill_std::model::secure::CLIENT),
+                ("trust-server", marill_std::model::secure::SERVER),
+                ("trust-helper", marill_std::party::HELPER),
+            ];
+            for (flag, party) in roles {
+                for k in f.get(flag).map(String::as_str).unwrap_or("").split(',').filter(|k| !k.is_empty()) {
+                    tls = tls.trust(party, PublicKey::parse_or_read(k)?);
+                }
+            }
+            Ok(Security::Tls(std::sync::Arc::new(tls)))
+        }
+    }
+}
+
+/// `marill keygen --out FILE`: a new Ed25519 key, and its public half in FILE.pub.
+fn keygen(args: &[String]) -> Result<(), StdError> {
+    use std::io::Write;
+    let f = flags(args)?;
+    let out = PathBuf::from(need(&f, "out")?);
+    let (id, pem) = marill_std::transport::tls::Identity::generate()?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(&out).map_err(|e| StdError::io(format!("create {} (never overwritten)", out.display()), e))?;
+    file.write_all(pem.as_bytes()).map_err(|e| StdError::io(format!("write {}", out.display()), e))?;
+    let mut public = out.clone().into_os_string();
+    public.push(".pub");
+    std::fs::write(&public, format!("{}\n", id.public()))
+        .map_err(|e| StdError::io(format!("write {}", PathBuf::from(&public).display()), e))?;
+    println!("{}", id.public());
+    Ok(())
 }
 
 fn need<'a>(f: &'a std::collections::HashMap<String, String>, k: &str) -> Result<&'a str, StdError> {
@@ -209,6 +274,7 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
         setting,
         tcp: marill_std::transport::tcp::TcpConfig { connect_timeout: timeout, io_timeout: timeout },
         max_seq: num(&f, "max-seq", 4096)?,
+        security: security(&f)?,
     };
     let sessions = f.get("sessions").map(|_| num(&f, "sessions", 0)).transpose()?;
     let log = |m: &str| eprintln!("marill {role}: {m}");

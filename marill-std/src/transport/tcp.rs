@@ -16,13 +16,14 @@
 
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use marill_core::{Channel, Error, PartyId};
 
 use super::DEFAULT_TIMEOUT;
+use super::tls::{Out, TlsLink};
 use crate::StdError;
 
 /// Largest frame payload.
@@ -45,10 +46,57 @@ impl Default for TcpConfig {
 }
 
 struct Peer {
-    reader: BufReader<TcpStream>,
-    queue: Option<Sender<Vec<u8>>>,
+    reader: Box<dyn Read + Send>,
+    queue: Option<Sender<Out>>,
     writer: Option<JoinHandle<()>>,
     stream: TcpStream,
+}
+
+/// A connection to one peer: plaintext TCP (loopback tests, protected networks) or TLS
+/// ([`super::tls`]). Reads and writes on a link before it joins a channel go straight to
+/// the connection (a session's hello).
+pub enum Link {
+    /// Plaintext TCP.
+    Plain(TcpStream),
+    /// TLS 1.3 with pinned keys.
+    Tls(Box<TlsLink>),
+}
+
+impl Link {
+    fn stream(&self) -> &TcpStream {
+        match self {
+            Link::Plain(s) => s,
+            Link::Tls(t) => &t.sock,
+        }
+    }
+    /// Set the read and write timeouts of the underlying socket.
+    pub fn set_timeouts(&self, timeout: Duration) -> Result<(), StdError> {
+        configure(self.stream(), TcpConfig { connect_timeout: timeout, io_timeout: timeout })
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(t) => t.flush(),
+        }
+    }
 }
 
 /// One party's end of a TCP mesh.
@@ -134,23 +182,23 @@ pub fn establish(
     for (j, s) in streams.into_iter().enumerate() {
         peers.push(match s {
             None => None,
-            Some(stream) => Some(spawn_peer(id, j, stream)?),
+            Some(stream) => Some(spawn_peer(id, j, Link::Plain(stream))?),
         });
     }
     Ok(TcpChannel { id, peers })
 }
 
-/// A channel for party `id` from streams already connected to its peers (`streams[j]`
-/// for each peer `j`, `None` for itself), for callers that set connections up themselves
-/// (the session broker of `marill serve`). The streams are configured with `cfg`.
-pub fn from_streams(id: PartyId, streams: Vec<Option<TcpStream>>, cfg: TcpConfig) -> Result<TcpChannel, StdError> {
-    let mut peers = Vec::with_capacity(streams.len());
-    for (j, s) in streams.into_iter().enumerate() {
-        peers.push(match s {
+/// A channel for party `id` from links already connected to its peers (`links[j]` for
+/// each peer `j`, `None` for itself), for callers that set connections up themselves (the
+/// session broker of `marill serve`). The sockets are configured with `cfg`.
+pub fn from_links(id: PartyId, links: Vec<Option<Link>>, cfg: TcpConfig) -> Result<TcpChannel, StdError> {
+    let mut peers = Vec::with_capacity(links.len());
+    for (j, l) in links.into_iter().enumerate() {
+        peers.push(match l {
             None => None,
-            Some(stream) => {
-                configure(&stream, cfg)?;
-                Some(spawn_peer(id, j, stream)?)
+            Some(link) => {
+                configure(link.stream(), cfg)?;
+                Some(spawn_peer(id, j, link)?)
             }
         });
     }
@@ -164,24 +212,52 @@ fn configure(s: &TcpStream, cfg: TcpConfig) -> Result<(), StdError> {
     Ok(())
 }
 
-fn spawn_peer(id: PartyId, j: PartyId, stream: TcpStream) -> Result<Peer, StdError> {
-    let wstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
-    let rstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
-    let (tx, rx) = channel::<Vec<u8>>();
-    let writer = std::thread::Builder::new()
-        .name(format!("marill-tcp-w{id}->{j}"))
-        .spawn(move || {
-            let mut w = BufWriter::with_capacity(MAX_FRAME + 5, wstream);
-            for msg in rx {
-                if write_message(&mut w, &msg).is_err() {
-                    // The peer is gone or stalled: stop; later sends see a closed queue.
-                    return;
-                }
-            }
-            let _ = w.flush();
-        })
-        .map_err(|e| StdError::io("spawn writer", e))?;
-    Ok(Peer { reader: BufReader::with_capacity(1 << 16, rstream), queue: Some(tx), writer: Some(writer), stream })
+fn spawn_peer(id: PartyId, j: PartyId, link: Link) -> Result<Peer, StdError> {
+    let (tx, rx) = channel::<Out>();
+    let name = format!("marill-tcp-w{id}->{j}");
+    let spawn = |f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new().name(name.clone()).spawn(f).map_err(|e| StdError::io("spawn writer", e))
+    };
+    match link {
+        Link::Plain(stream) => {
+            let wstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
+            let rstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
+            let writer = spawn(Box::new(move || {
+                let w = BufWriter::with_capacity(MAX_FRAME + 5, wstream);
+                pump(rx, w, |_| Ok(()));
+            }))?;
+            let reader = Box::new(BufReader::with_capacity(1 << 16, rstream));
+            Ok(Peer { reader, queue: Some(tx), writer: Some(writer), stream })
+        }
+        Link::Tls(t) => {
+            let TlsLink { mut reader, writer, sock } = *t;
+            reader.nudge = Some(tx.clone());
+            let writer = spawn(Box::new(move || {
+                let w = BufWriter::with_capacity(MAX_FRAME + 5, writer);
+                pump(rx, w, |w| w.close());
+            }))?;
+            Ok(Peer { reader: Box::new(reader), queue: Some(tx), writer: Some(writer), stream: sock })
+        }
+    }
+}
+
+/// The writer thread: send queued messages until the queue closes or `Out::Close`, then
+/// `close` the connection. A write error (the peer is gone or stalled past the timeout)
+/// stops it; later sends see a closed queue.
+fn pump<W: Write>(rx: Receiver<Out>, mut w: BufWriter<W>, close: impl FnOnce(&mut W) -> std::io::Result<()>) {
+    for out in &rx {
+        let r = match out {
+            Out::Msg(msg) => write_message(&mut w, &msg),
+            Out::Flush => w.flush(),
+            Out::Close => break,
+        };
+        if r.is_err() {
+            return;
+        }
+    }
+    if w.flush().is_ok() {
+        let _ = close(w.get_mut());
+    }
 }
 
 fn write_message(w: &mut impl Write, msg: &[u8]) -> std::io::Result<()> {
@@ -203,6 +279,8 @@ fn write_message(w: &mut impl Write, msg: &[u8]) -> std::io::Result<()> {
 fn map_read_err(e: std::io::Error) -> Error {
     match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout,
+        // A TLS record that does not authenticate, or a protocol violation.
+        ErrorKind::InvalidData => Error::Malformed,
         ErrorKind::UnexpectedEof
         | ErrorKind::ConnectionReset
         | ErrorKind::ConnectionAborted
@@ -246,7 +324,7 @@ impl Channel for TcpChannel {
     fn send(&mut self, to: PartyId, bytes: &[u8]) -> Result<(), Error> {
         let p = self.peers.get(to).and_then(Option::as_ref).ok_or(Error::InvalidArgument)?;
         let q = p.queue.as_ref().ok_or(Error::PeerClosed)?;
-        q.send(bytes.to_vec()).map_err(|_| Error::PeerClosed)
+        q.send(Out::Msg(bytes.to_vec())).map_err(|_| Error::PeerClosed)
     }
 
     fn recv(&mut self, from: PartyId, bytes: &mut [u8]) -> Result<(), Error> {
@@ -258,9 +336,12 @@ impl Channel for TcpChannel {
 impl Drop for TcpChannel {
     fn drop(&mut self) {
         for p in self.peers.iter_mut().flatten() {
-            // Closing the queue lets the writer drain what is queued and exit; its write
-            // timeout bounds the wait if the peer stopped reading.
-            p.queue.take();
+            // `Close` lets the writer drain what is queued and exit (the TLS reader holds a
+            // sender too, so the queue alone would not close); its write timeout bounds the
+            // wait if the peer stopped reading.
+            if let Some(q) = p.queue.take() {
+                let _ = q.send(Out::Close);
+            }
             if let Some(w) = p.writer.take() {
                 let _ = w.join();
             }
