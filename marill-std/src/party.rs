@@ -160,7 +160,13 @@ fn read_hello(s: &mut Link) -> Result<(PartyId, [u8; 16]), StdError> {
 
 /// Reach party `peer` at `addr` (retrying until the connect timeout), secure the link as
 /// configured, and send the hello.
-fn connect(addr: SocketAddr, cfg: &PartyConfig, peer: PartyId, me: PartyId, session: &[u8; 16]) -> Result<Link, StdError> {
+fn connect(
+    addr: SocketAddr,
+    cfg: &PartyConfig,
+    peer: PartyId,
+    me: PartyId,
+    session: &[u8; 16],
+) -> Result<Link, StdError> {
     let deadline = Instant::now() + cfg.tcp.connect_timeout;
     let sock = loop {
         match TcpStream::connect_timeout(&addr, cfg.tcp.connect_timeout) {
@@ -170,7 +176,9 @@ fn connect(addr: SocketAddr, cfg: &PartyConfig, peer: PartyId, me: PartyId, sess
         }
     };
     let mut link = secure(sock, cfg, |tls, sock| tls.connect(sock, peer))?;
-    link.write_all(&hello(me, session)).and_then(|()| link.flush()).map_err(|e| StdError::io(format!("hello to {addr}"), e))?;
+    link.write_all(&hello(me, session))
+        .and_then(|()| link.flush())
+        .map_err(|e| StdError::io(format!("hello to {addr}"), e))?;
     Ok(link)
 }
 
@@ -313,8 +321,7 @@ pub fn serve(
     let mut pending: Vec<(PartyId, [u8; 16], Link, Instant)> = Vec::new();
     let mut served = 0;
     while sessions.is_none_or(|n| served < n) {
-        let Some((s, party, session)) = accept_party(&listener, cfg, &[CLIENT, HELPER], &mut log)?
-        else {
+        let Some((s, party, session)) = accept_party(&listener, cfg, &[CLIENT, HELPER], &mut log)? else {
             continue;
         };
         if cfg.setting == Setting::Ot2pc {

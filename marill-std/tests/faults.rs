@@ -1,7 +1,8 @@
 //! Faults against the session broker (`marill serve` / `marill helper` logic in threads):
 //! garbage and impostor connections are refused without disturbing the server, a peer that
 //! stalls past the timeout ends the session with a timeout error, and after each fault the
-//! server serves the next session normally.
+//! server serves the next session normally. Once over plaintext TCP (where raw hellos can be
+//! forged) and once over TLS with pinned keys (where the impostors are keys).
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,16 +13,35 @@ use std::time::{Duration, Instant};
 
 use marill_std::Setting;
 use marill_std::model::random::{self, Variant};
+use marill_std::model::secure::{CLIENT, SERVER};
 use marill_std::model_file::{MappedModel, extract_public};
-use marill_std::party::{self, PartyConfig};
-use marill_std::transport::tcp::TcpConfig;
+use marill_std::party::{self, HELPER, PartyConfig, Security};
+use marill_std::transport::tcp::{Link, TcpConfig};
+use marill_std::transport::tls::{Identity, Tls};
 
 fn cfg(timeout: Duration) -> PartyConfig {
+    with_security(timeout, Security::InsecurePlaintext)
+}
+
+fn with_security(timeout: Duration, security: Security) -> PartyConfig {
     PartyConfig {
         setting: Setting::Rep3,
         tcp: TcpConfig { connect_timeout: timeout, io_timeout: timeout },
         max_seq: 64,
+        security,
     }
+}
+
+/// Random server and client files of a small 3PC model in a fresh directory.
+fn model_files(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("marill-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let v = Variant { public_layers: 2, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false };
+    let server_bytes = random::model(v, 4, 32, 64, 31).unwrap();
+    let (sp, cp) = (dir.join("s.marill"), dir.join("c.marill"));
+    std::fs::write(&sp, &server_bytes).unwrap();
+    std::fs::write(&cp, extract_public(&server_bytes).unwrap()).unwrap();
+    (dir, sp, cp)
 }
 
 /// A hello as the session protocol writes it (magic, party id, reserved, session).
@@ -35,13 +55,7 @@ fn hello(party: u32, session: [u8; 16]) -> [u8; 32] {
 
 #[test]
 fn faults_are_refused_and_the_server_keeps_serving() {
-    let dir = std::env::temp_dir().join(format!("marill-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let v = Variant { public_layers: 2, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false };
-    let server_bytes = random::model(v, 4, 32, 64, 31).unwrap();
-    let (sp, cp) = (dir.join("s.marill"), dir.join("c.marill"));
-    std::fs::write(&sp, &server_bytes).unwrap();
-    std::fs::write(&cp, extract_public(&server_bytes).unwrap()).unwrap();
+    let (dir, sp, cp) = model_files("faults");
     let timeout = Duration::from_secs(2);
     let c = cfg(timeout);
 
@@ -92,5 +106,77 @@ fn faults_are_refused_and_the_server_keeps_serving() {
     assert!(log.iter().any(|l| l.contains("done")), "{log:?}");
     // The stalled session ended within its timeout (plus the good session's run).
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The same faults under TLS: a plaintext peer, a key nobody pinned, a trusted client key
+/// claiming to be the helper, and a trusted client that stalls after its hello are all
+/// refused or timed out; a real client is then served; a client that pins the wrong server
+/// key never gets a session.
+#[test]
+fn tls_faults_are_refused_and_the_server_keeps_serving() {
+    let (dir, sp, cp) = model_files("tls-faults");
+    let [server_id, helper_id, client_id, stranger] = [(); 4].map(|()| Identity::generate().unwrap().0);
+    let tls = |me: &Identity| {
+        Tls::new(me.clone())
+            .trust(CLIENT, client_id.public())
+            .trust(SERVER, server_id.public())
+            .trust(HELPER, helper_id.public())
+    };
+    let timeout = Duration::from_secs(2);
+    let sc = with_security(timeout, Security::Tls(Arc::new(tls(&server_id))));
+    let hc = with_security(timeout, Security::Tls(Arc::new(tls(&helper_id))));
+    let sl = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hl = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (saddr, haddr) = (sl.local_addr().unwrap(), hl.local_addr().unwrap());
+    let server_log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (sp2, cp2, log2) = (sp.clone(), cp.clone(), server_log.clone());
+    let server = std::thread::spawn(move || {
+        let m = MappedModel::open(&sp2).unwrap();
+        party::serve(sl, &m, &sc, Some(2), |l| log2.lock().unwrap().push(l.to_string())).unwrap();
+    });
+    let helper = std::thread::spawn(move || {
+        let m = MappedModel::open(&cp2).unwrap();
+        party::helper(hl, saddr, &m, &hc, Some(2), |_| {}).unwrap();
+    });
+    let dial = |who: &Identity, addr, party: u32, session: [u8; 16]| -> Option<Link> {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let target = if addr == saddr { SERVER } else { HELPER };
+        let mut l = Link::Tls(Box::new(tls(who).connect(s, target).ok()?));
+        l.write_all(&hello(party, session)).ok()?;
+        Some(l)
+    };
+
+    // 1. A plaintext hello; a key no one pinned; the client's key claiming party id 2.
+    let mut g = TcpStream::connect(saddr).unwrap();
+    g.write_all(&hello(0, [5; 16])).unwrap();
+    let unpinned = dial(&stranger, saddr, 0, [6; 16]);
+    let posing = dial(&client_id, saddr, 2, [9; 16]);
+    // 2. A trusted client that says hello to both, then stalls.
+    let t = Instant::now();
+    let stalled = (dial(&client_id, saddr, 0, [7; 16]), dial(&client_id, haddr, 0, [7; 16]));
+    assert!(stalled.0.is_some() && stalled.1.is_some());
+    // 3. A client that pins another key as the server's is refused at its own end.
+    let model = MappedModel::open(&cp).unwrap();
+    let wrong = Tls::new(client_id.clone()).trust(SERVER, stranger.public()).trust(HELPER, helper_id.public());
+    let wc = with_security(Duration::from_secs(5), Security::Tls(Arc::new(wrong)));
+    assert!(party::client(saddr, Some(haddr), &model, &wc, &[1, 2], 2, &mut |_| {}).is_err());
+    // 4. The real client is served.
+    let good = with_security(Duration::from_secs(15), Security::Tls(Arc::new(tls(&client_id))));
+    let mut got = Vec::new();
+    let (tokens, _) = party::client(saddr, Some(haddr), &model, &good, &[1, 2, 3], 4, &mut |t| got.push(t)).unwrap();
+    assert_eq!(tokens.len(), 4);
+    assert_eq!(tokens, got);
+    server.join().unwrap();
+    helper.join().unwrap();
+    drop((g, unpinned, posing, stalled));
+    let log = server_log.lock().unwrap().clone();
+    let has = |needle: &str| log.iter().any(|l| l.contains(needle));
+    assert!(has("refused") && has("TLS handshake"), "{log:?}");
+    assert!(has("not trusted as party 2"), "{log:?}");
+    assert!(has("timed out") || has("Timeout") || has("timeout"), "{log:?}");
+    assert!(has("done"), "{log:?}");
+    assert!(t.elapsed() < Duration::from_secs(40), "{:?}", t.elapsed());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,10 @@
 //! Parties as processes over loopback TCP: `marill serve`, `marill helper` / `marill dealer`
 //! and `marill client` (and the client and the server alone in plain 2PC). Generated tokens equal the plaintext model's (teacher-forced, the
 //! same tie rule as `secure_model.rs`), the server serves sessions one after another, and a
-//! client with other public weights is refused by a clear handshake error.
+//! client with other public weights is refused by a clear handshake error. The parties talk
+//! TLS with keys from `marill keygen` (the 2PC-Dealer test runs `--insecure-plaintext`), and
+//! killing a process mid-decode ends its peers' session with an error while the server goes
+//! on serving.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,9 +32,38 @@ fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_marill")
 }
 
+/// TLS keys for the three roles, made by `marill keygen` in a directory.
+struct Keys(PathBuf);
+
+impl Keys {
+    fn new(dir: &Path) -> Self {
+        for role in ["server", "client", "helper"] {
+            let key = dir.join(format!("{role}.key"));
+            let out = Command::new(exe()).args(["keygen", "--out"]).arg(&key).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let public = std::fs::read_to_string(dir.join(format!("{role}.key.pub"))).unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), public);
+            // keygen never overwrites a key.
+            let again = Command::new(exe()).args(["keygen", "--out"]).arg(&key).output().unwrap();
+            assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+        }
+        Self(dir.to_path_buf())
+    }
+    /// `role`'s key, trusting the three public keys for their roles.
+    fn args(&self, role: &str) -> Vec<String> {
+        let f = |r: &str, ext: &str| self.0.join(format!("{r}.key{ext}")).to_str().unwrap().to_string();
+        let mut a = vec!["--key".to_string(), f(role, "")];
+        for r in ["server", "client", "helper"] {
+            a.extend([format!("--trust-{r}"), f(r, ".pub")]);
+        }
+        a
+    }
+}
+
 /// Start a listening role; returns the process and the address it printed.
-fn start(args: &[&str]) -> (Guard, String) {
-    let mut child = Command::new(exe()).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+fn start(args: &[&str], security: &[String]) -> (Guard, String) {
+    let mut child =
+        Command::new(exe()).args(args).args(security).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line
@@ -43,33 +75,55 @@ fn start(args: &[&str]) -> (Guard, String) {
 }
 
 /// `marill serve` in `setting` for `sessions` sessions, 20 s timeouts.
-fn serve(model: &str, setting: &str, sessions: &str) -> (Guard, String) {
-    start(&[
-        "serve",
-        "--model",
-        model,
-        "--listen",
-        "127.0.0.1:0",
-        "--setting",
-        setting,
-        "--sessions",
-        sessions,
-        "--timeout",
-        "20",
-    ])
+fn serve(model: &str, setting: &str, sessions: &str, security: &[String]) -> (Guard, String) {
+    start(
+        &[
+            "serve",
+            "--model",
+            model,
+            "--listen",
+            "127.0.0.1:0",
+            "--setting",
+            setting,
+            "--sessions",
+            sessions,
+            "--timeout",
+            "20",
+        ],
+        security,
+    )
 }
 
-fn client(model: &Path, server: &str, helper: &str, setting: &str, prompt: &str, n: usize) -> (bool, String, String) {
+/// `marill client`: success, stdout, stderr.
+fn client(
+    model: &Path,
+    server: &str,
+    helper: &str,
+    setting: &str,
+    prompt: &str,
+    n: usize,
+    security: &[String],
+) -> (bool, String, String) {
+    let out = client_cmd(model, server, helper, setting, prompt, n, security).output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn client_cmd(
+    model: &Path,
+    server: &str,
+    helper: &str,
+    setting: &str,
+    prompt: &str,
+    n: usize,
+    security: &[String],
+) -> Command {
     let mut cmd = Command::new(exe());
     cmd.args(["client", "--model"]).arg(model).args(["--server", server]);
     if !helper.is_empty() {
         cmd.args(["--helper", helper]);
     }
-    let out = cmd
-        .args(["--setting", setting, "--prompt", prompt, "--gen", &n.to_string(), "--timeout", "20"])
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    cmd.args(["--setting", setting, "--prompt", prompt, "--gen", &n.to_string(), "--timeout", "20"]).args(security);
+    cmd
 }
 
 fn check_tokens(server_file: &[u8], prompt: &[u32], got: &[u32]) {
@@ -113,23 +167,15 @@ fn three_processes_serve_sessions_in_turn_and_refuse_a_mismatched_model() {
     let (_, _, other_cp) = files(&dir, 22);
     let (sp, cp, other) = (sp.to_str().unwrap(), cp.to_str().unwrap(), other_cp.to_str().unwrap());
 
-    let (mut srv, saddr) = serve(sp, "rep3", "3");
-    let (mut hlp, haddr) = start(&[
-        "helper",
-        "--model",
-        cp,
-        "--listen",
-        "127.0.0.1:0",
-        "--server",
-        &saddr,
-        "--sessions",
-        "3",
-        "--timeout",
-        "20",
-    ]);
+    let keys = Keys::new(&dir);
+    let (mut srv, saddr) = serve(sp, "rep3", "3", &keys.args("server"));
+    let (mut hlp, haddr) = start(
+        &["helper", "--model", cp, "--listen", "127.0.0.1:0", "--server", &saddr, "--sessions", "3", "--timeout", "20"],
+        &keys.args("helper"),
+    );
 
     for prompt in ["1 2 3 4", "40 9"] {
-        let (ok, out, err) = client(Path::new(cp), &saddr, &haddr, "rep3", prompt, 6);
+        let (ok, out, err) = client(Path::new(cp), &saddr, &haddr, "rep3", prompt, 6, &keys.args("client"));
         assert!(ok, "client failed: {err}");
         let got = tokens(&out);
         assert_eq!(got.len(), 6);
@@ -137,7 +183,7 @@ fn three_processes_serve_sessions_in_turn_and_refuse_a_mismatched_model() {
         check_tokens(&server_bytes, &p, &got);
     }
     // Other public weights: every party refuses, naming the digest; the server goes on.
-    let (ok, _, err) = client(Path::new(other), &saddr, &haddr, "rep3", "1 2", 2);
+    let (ok, _, err) = client(Path::new(other), &saddr, &haddr, "rep3", "1 2", 2, &keys.args("client"));
     assert!(!ok);
     assert!(err.contains("digest"), "{err}");
     assert!(srv.0.wait().unwrap().success());
@@ -151,25 +197,17 @@ fn dealer_setting_as_processes() {
     std::fs::create_dir_all(&dir).unwrap();
     let (server_bytes, sp, cp) = files(&dir, 23);
     let (sp, cp) = (sp.to_str().unwrap(), cp.to_str().unwrap());
-    let (mut srv, saddr) = serve(sp, "dealer", "2");
-    let (mut dlr, daddr) = start(&[
-        "dealer",
-        "--model",
-        cp,
-        "--listen",
-        "127.0.0.1:0",
-        "--server",
-        &saddr,
-        "--sessions",
-        "2",
-        "--timeout",
-        "20",
-    ]);
-    let (ok, out, err) = client(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 5);
+    let plain = ["--insecure-plaintext".to_string()];
+    let (mut srv, saddr) = serve(sp, "dealer", "2", &plain);
+    let (mut dlr, daddr) = start(
+        &["dealer", "--model", cp, "--listen", "127.0.0.1:0", "--server", &saddr, "--sessions", "2", "--timeout", "20"],
+        &plain,
+    );
+    let (ok, out, err) = client(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 5, &plain);
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
     // A client that asks for the wrong setting is refused by the others' handshake.
-    let (ok, _, err) = client(Path::new(cp), &saddr, &daddr, "rep3", "5", 1);
+    let (ok, _, err) = client(Path::new(cp), &saddr, &daddr, "rep3", "5", 1, &plain);
     assert!(!ok);
     assert!(err.contains("setting"), "{err}");
     assert!(srv.0.wait().unwrap().success());
@@ -184,20 +222,102 @@ fn plain_2pc_as_two_processes() {
     let (server_bytes, sp, cp) = files(&dir, 24);
     let (_, _, other_cp) = files(&dir, 25);
     let (sp, cp, other) = (sp.to_str().unwrap(), cp.to_str().unwrap(), other_cp.to_str().unwrap());
-    let (mut srv, saddr) = serve(sp, "ot2pc", "3");
-    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 4);
+    let keys = Keys::new(&dir);
+    let (mut srv, saddr) = serve(sp, "ot2pc", "3", &keys.args("server"));
+    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 4, &keys.args("client"));
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
     // Another setting, or other public weights: refused by the handshake; the server goes on.
-    let (ok, _, err) = client(Path::new(other), &saddr, "", "ot2pc", "1 2", 2);
+    let (ok, _, err) = client(Path::new(other), &saddr, "", "ot2pc", "1 2", 2, &keys.args("client"));
     assert!(!ok);
     assert!(err.contains("digest"), "{err}");
-    let (ok, _, err) = client(Path::new(cp), &saddr, "127.0.0.1:9", "ot2pc", "5", 1);
+    let (ok, _, err) = client(Path::new(cp), &saddr, "127.0.0.1:9", "ot2pc", "5", 1, &keys.args("client"));
     assert!(!ok);
     assert!(err.contains("no helper"), "{err}");
-    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "9 8", 3);
+    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "9 8", 3, &keys.args("client"));
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[9, 8], &tokens(&out));
     assert!(srv.0.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Read the client's stdout up to its first streamed token: the session is then decoding.
+fn first_token(child: &mut Child) -> u32 {
+    use std::io::Read;
+    let out = child.stdout.as_mut().unwrap();
+    let mut tok = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap() == 1 && b[0] != b' ' {
+        tok.push(b[0]);
+    }
+    String::from_utf8(tok).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn killing_a_process_mid_decode_ends_the_session_and_the_server_serves_on() {
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("marill-proc-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server_bytes, sp, cp) = files(&dir, 26);
+    let keys = Keys::new(&dir);
+    let log = dir.join("serve.log");
+    let mut srv = Command::new(exe())
+        .args(["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", "rep3"])
+        .args(["--sessions", "3", "--timeout", "20"])
+        .args(keys.args("server"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(srv.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let saddr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let srv = Guard(srv);
+    let helper = |sessions: &str| {
+        start(
+            &["helper", "--model", cp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--server", &saddr],
+            &[&["--sessions", sessions, "--timeout", "20"].map(String::from)[..], &keys.args("helper")].concat(),
+        )
+    };
+    let (mut hlp, haddr) = helper("2");
+    let spawn_client = |haddr: &str| {
+        client_cmd(&cp, &saddr, haddr, "rep3", "1 2", 30, &keys.args("client"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // 1. The client dies mid-decode: the server and the helper end that session with an error.
+    let mut c = spawn_client(&haddr);
+    first_token(&mut c);
+    c.kill().unwrap();
+    c.wait().unwrap();
+    // 2. The next client is served in full.
+    let (ok, out, err) = client(&cp, &saddr, &haddr, "rep3", "3 4 5", 5, &keys.args("client"));
+    assert!(ok, "{err}");
+    check_tokens(&server_bytes, &[3, 4, 5], &tokens(&out));
+    assert!(hlp.0.wait().unwrap().success(), "the helper served both sessions");
+
+    // 3. The helper dies mid-decode: the client fails promptly with an error.
+    let (mut hlp, haddr) = helper("1");
+    let mut c = spawn_client(&haddr);
+    first_token(&mut c);
+    let t = Instant::now();
+    hlp.0.kill().unwrap();
+    let status = c.wait().unwrap();
+    assert!(!status.success(), "the client succeeded without its helper");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    let mut err = String::new();
+    std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.starts_with("marill: "), "{err}");
+
+    // The server ended all three sessions (two with errors) and exited normally.
+    let mut srv = srv;
+    assert!(srv.0.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    let ended: Vec<&str> = log.lines().filter(|l| l.contains(": session ")).collect();
+    assert_eq!(ended.len(), 3, "{log}");
+    assert!(!ended[0].contains("done") && ended[1].contains("done") && !ended[2].contains("done"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -231,7 +231,8 @@ fn keygen(args: &[String]) -> Result<(), StdError> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts.open(&out).map_err(|e| StdError::io(format!("create {} (never overwritten)", out.display()), e))?;
+    let mut file =
+        opts.open(&out).map_err(|e| StdError::io(format!("create {} (never overwritten)", out.display()), e))?;
     file.write_all(pem.as_bytes()).map_err(|e| StdError::io(format!("write {}", out.display()), e))?;
     let mut public = out.clone().into_os_string();
     public.push(".pub");

@@ -141,8 +141,10 @@ impl Identity {
         Self::from_der(PrivateKeyDer::Pkcs8(der.to_vec().into()))
     }
     fn from_der(der: PrivateKeyDer<'_>) -> Result<Self, StdError> {
-        let signer =
-            provider().key_provider.load_private_key(der.clone_key()).map_err(|e| tls_err("private key not usable", e))?;
+        let signer = provider()
+            .key_provider
+            .load_private_key(der.clone_key())
+            .map_err(|e| tls_err("private key not usable", e))?;
         let public = signer
             .public_key()
             .and_then(|spki| PublicKey::from_spki(spki.as_ref()))
@@ -261,7 +263,11 @@ impl Pinned {
     fn new(keys: Vec<PublicKey>) -> Self {
         Self { keys, algs: provider().signature_verification_algorithms }
     }
-    fn check(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> Result<(), rustls::Error> {
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Result<(), rustls::Error> {
         match PublicKey::from_spki(end_entity.as_ref()) {
             Some(k) if intermediates.is_empty() && self.keys.contains(&k) => Ok(()),
             Some(_) => Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)),
