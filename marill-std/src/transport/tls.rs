@@ -13,17 +13,12 @@
 //!   resumption, no tickets, no SNI: every connection does a full handshake with both
 //!   signatures checked.
 //! * **Concurrency.** A link is used by two threads, the channel's reader and its writer
-//!   thread ([`super::tcp`]). They share the TLS state behind a mutex that is never held
-//!   across socket I/O: the writer encrypts under the lock and writes after it, the reader
-//!   reads the socket and then decrypts under the lock. Only the writer drains the
-//!   connection's outgoing records, in order; when decrypting leaves records to send (an
-//!   alert, a key update), the reader asks the writer to flush ([`Out::Flush`]).
+//!   thread; [`super::split`] says how they share the TLS state.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use marill_core::PartyId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -39,6 +34,7 @@ use rustls::{
     ServerConfig, ServerConnection, SignatureScheme,
 };
 
+use super::split::{Records, SplitReader, SplitWriter, split};
 use crate::StdError;
 
 /// DER prefix of an Ed25519 `SubjectPublicKeyInfo` (RFC 8410); the 32 key bytes follow.
@@ -359,26 +355,13 @@ impl ClientCertVerifier for Pinned {
     }
 }
 
-/// What a channel's writer thread is asked to do.
-pub(crate) enum Out {
-    /// Send one message.
-    Msg(Vec<u8>),
-    /// Send the TLS records the connection has pending (after the reader processed a
-    /// record that calls for an answer).
-    Flush,
-    /// Send what is pending, close the TLS session and stop.
-    Close,
-}
-
-/// A TLS connection after its handshake, split into the halves two threads use.
+/// A TLS connection after its handshake, split into the halves two threads use
+/// ([`super::split`]).
 pub struct TlsLink {
-    pub(crate) reader: TlsReader,
-    pub(crate) writer: TlsWriter,
+    pub(crate) reader: SplitReader<Connection, TcpStream>,
+    pub(crate) writer: SplitWriter<Connection, TcpStream>,
     pub(crate) sock: TcpStream,
 }
-
-/// Received plaintext the peer may have in flight, in raw socket reads.
-const RAW_READ: usize = 1 << 16;
 
 impl TlsLink {
     fn handshake(mut conn: Connection, mut sock: TcpStream) -> Result<(Self, PublicKey), StdError> {
@@ -396,17 +379,8 @@ impl TlsLink {
             .ok_or_else(|| StdError::Handshake("TLS peer presented no key".into()))?;
         // Whole messages are encrypted at once (the writer drains every record right away).
         conn.set_buffer_limit(None);
-        let conn = Arc::new(Mutex::new(conn));
         let clone = |s: &TcpStream| s.try_clone().map_err(|e| StdError::io("clone socket", e));
-        let reader = TlsReader {
-            conn: conn.clone(),
-            sock: clone(&sock)?,
-            raw: vec![0; RAW_READ].into_boxed_slice(),
-            pos: 0,
-            len: 0,
-            nudge: None,
-        };
-        let writer = TlsWriter { conn, sock: clone(&sock)?, out: Vec::new() };
+        let (reader, writer) = split(conn, clone(&sock)?, clone(&sock)?);
         Ok((Self { reader, writer, sock }, key))
     }
 }
@@ -426,112 +400,30 @@ impl Write for TlsLink {
     }
 }
 
-fn lock(conn: &Mutex<Connection>) -> io::Result<MutexGuard<'_, Connection>> {
-    conn.lock().map_err(|_| io::Error::other("TLS state poisoned"))
-}
-
-/// The receiving half: reads the socket without the lock, decrypts under it.
-pub(crate) struct TlsReader {
-    conn: Arc<Mutex<Connection>>,
-    sock: TcpStream,
-    raw: Box<[u8]>,
-    pos: usize,
-    len: usize,
-    /// The writer thread's queue, once there is one (records to answer go through it).
-    pub(crate) nudge: Option<Sender<Out>>,
-}
-
-impl Read for TlsReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
+impl Records for Connection {
+    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader().read(buf)
+    }
+    fn receive(&mut self, raw: &mut &[u8]) -> io::Result<usize> {
+        self.read_tls(raw)
+    }
+    fn process(&mut self) -> io::Result<()> {
+        self.process_new_packets().map(|_| ()).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+    }
+    fn encrypt(&mut self, plain: &[u8]) -> io::Result<usize> {
+        self.writer().write(plain)
+    }
+    fn wants_write(&self) -> bool {
+        (**self).wants_write()
+    }
+    fn take_records(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        while (**self).wants_write() {
+            self.write_tls(out)?;
         }
-        loop {
-            {
-                let mut c = lock(&self.conn)?;
-                loop {
-                    match c.reader().read(buf) {
-                        // A close_notify: the peer ended the session.
-                        Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                        Ok(n) => return Ok(n),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                    if self.pos == self.len {
-                        break;
-                    }
-                    let mut pending = &self.raw[self.pos..self.len];
-                    let took = c.read_tls(&mut pending)?;
-                    if took == 0 {
-                        return Err(io::Error::new(ErrorKind::InvalidData, "TLS record buffer full"));
-                    }
-                    self.pos += took;
-                    let state = c.process_new_packets();
-                    if c.wants_write() {
-                        match &self.nudge {
-                            Some(q) => {
-                                let _ = q.send(Out::Flush);
-                            }
-                            // No writer thread yet (set-up): this thread is the only user.
-                            None => {
-                                while c.wants_write() {
-                                    c.write_tls(&mut self.sock)?;
-                                }
-                            }
-                        }
-                    }
-                    state.map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-                }
-            }
-            let n = self.sock.read(&mut self.raw)?;
-            if n == 0 {
-                return Err(ErrorKind::UnexpectedEof.into());
-            }
-            self.pos = 0;
-            self.len = n;
-        }
+        Ok(())
     }
-}
-
-/// The sending half: encrypts under the lock, writes the socket after it. Only this half
-/// drains the connection's outgoing records, so they leave in sequence order.
-pub(crate) struct TlsWriter {
-    conn: Arc<Mutex<Connection>>,
-    sock: TcpStream,
-    out: Vec<u8>,
-}
-
-impl TlsWriter {
-    /// Send a close_notify and whatever is pending.
-    pub(crate) fn close(&mut self) -> io::Result<()> {
-        let mut c = lock(&self.conn)?;
-        c.send_close_notify();
-        drain(c, &mut self.out, &mut self.sock)
-    }
-}
-
-/// Take the pending records out under the lock, then write them after releasing it.
-fn drain(mut c: MutexGuard<'_, Connection>, out: &mut Vec<u8>, sock: &mut TcpStream) -> io::Result<()> {
-    while c.wants_write() {
-        c.write_tls(out)?;
-    }
-    drop(c);
-    sock.write_all(out)?;
-    out.clear();
-    Ok(())
-}
-
-impl Write for TlsWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut c = lock(&self.conn)?;
-        let n = c.writer().write(buf)?;
-        drain(c, &mut self.out, &mut self.sock)?;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        let c = lock(&self.conn)?;
-        drain(c, &mut self.out, &mut self.sock)?;
-        self.sock.flush()
+    fn close_notify(&mut self) {
+        self.send_close_notify();
     }
 }
 
