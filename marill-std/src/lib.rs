@@ -1,7 +1,8 @@
 //! # marill-std
 //!
 //! The parts of marill that need an operating system: transports ([`transport::mem`] for
-//! in-process parties, [`transport::tcp`] for parties as processes), session set-up with
+//! in-process parties, [`transport::tcp`] for parties as processes, over plaintext or
+//! [`transport::tls`] links with pinned keys), session set-up with
 //! OS entropy ([`session`]), plain 2PC ([`ot2pc`]: OT extension and RLWE matrix products),
 //! a growable [`HeapScratch`], and helpers that run all parties
 //! of a session in threads ([`run`]), the split-model file's writer, memory-mapped

@@ -4,7 +4,7 @@
 //! or it fails with `Malformed`; both time out instead of waiting forever.
 
 pub mod mem;
-mod split;
+pub mod split;
 pub mod tcp;
 pub mod tls;
 

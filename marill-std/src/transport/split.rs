@@ -2,10 +2,10 @@
 //! thread per peer sends (so a send never waits for the peer to read), and with TLS both
 //! need the connection's record state.
 //!
-//! * **The writer thread** ([`pump`]) takes [`Out`] commands from a queue: a message to
+//! * **The writer thread** (`pump`) takes `Out` commands from a queue: a message to
 //!   frame and send, a flush, or close. It stops at `Close` (sent by the channel's `Drop`),
 //!   when every sender is gone, or at the first write error.
-//! * **Shared record state** (`Arc<Mutex<R>>`, [`Records`]: a TLS connection) is locked only
+//! * **Shared record state** (`Arc<Mutex<R>>`, `Records`: a TLS connection) is locked only
 //!   for CPU work, never across socket I/O: the writer encrypts under the lock and writes
 //!   after releasing it; the reader reads the socket unlocked and decrypts under the lock.
 //!   Holding it across a blocking write could deadlock two parties that both send a large
@@ -14,7 +14,7 @@
 //! * **Ordering.** Records carry sequence numbers, so they must leave in the order they were
 //!   made. Only the writer takes records out of the state, and it writes one batch before it
 //!   takes the next. When decrypting makes records to send (an alert, a key update), the
-//!   reader only queues [`Out::Flush`]; it never writes itself once a writer thread exists.
+//!   reader only queues `Out::Flush`; it never writes itself once a writer thread exists.
 //!
 //! These properties are model-checked with loom (the `loom_*` tests below, run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p marill-std --lib --release split`; the `sync`

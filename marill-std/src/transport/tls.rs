@@ -14,6 +14,37 @@
 //!   signatures checked.
 //! * **Concurrency.** A link is used by two threads, the channel's reader and its writer
 //!   thread; [`super::split`] says how they share the TLS state.
+//!
+//! # Example: two parties over TLS on loopback
+//!
+//! ```
+//! use std::net::{TcpListener, TcpStream};
+//!
+//! use marill_core::Channel;
+//! use marill_std::transport::tcp::{Link, TcpConfig, from_links};
+//! use marill_std::transport::tls::{Identity, Tls};
+//!
+//! let (a, _pem) = Identity::generate().unwrap(); // `_pem`: what `marill keygen` writes
+//! let (b, _) = Identity::generate().unwrap();
+//! // Each pins the other's public key as the other's party id.
+//! let ta = Tls::new(a.clone()).trust(1, b.public());
+//! let tb = Tls::new(b).trust(0, a.public());
+//! let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//! let addr = listener.local_addr().unwrap();
+//! let party1 = std::thread::spawn(move || {
+//!     let (link, key) = tb.accept(listener.accept().unwrap().0, &[0]).unwrap();
+//!     assert!(tb.trusts(0, &key)); // bind the key to the party id the peer claims
+//!     let links = vec![Some(Link::Tls(Box::new(link))), None];
+//!     let mut ch = from_links(1, links, TcpConfig::default()).unwrap();
+//!     let mut m = [0u8; 5];
+//!     ch.recv(0, &mut m).unwrap();
+//!     m
+//! });
+//! let link = ta.connect(TcpStream::connect(addr).unwrap(), 1).unwrap();
+//! let mut ch = from_links(0, vec![None, Some(Link::Tls(Box::new(link)))], TcpConfig::default()).unwrap();
+//! ch.send(1, b"hello").unwrap();
+//! assert_eq!(&party1.join().unwrap(), b"hello");
+//! ```
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
