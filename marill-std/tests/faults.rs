@@ -1,6 +1,7 @@
 //! Faults against the session broker (`marill serve` / `marill helper` logic in threads):
 //! garbage and impostor connections are refused without disturbing the server, a peer that
-//! stalls past the timeout ends the session with a timeout error, and after each fault the
+//! stalls past the timeout ends the session with a timeout error, a frame cut short ends it
+//! as closed, a handshake naming another session is refused, and after each fault the
 //! server serves the next session normally. Once over plaintext TCP (where raw hellos can be
 //! forged) and once over TLS with pinned keys (where the impostors are keys).
 
@@ -64,14 +65,15 @@ fn faults_are_refused_and_the_server_keeps_serving() {
     let (saddr, haddr) = (sl.local_addr().unwrap(), hl.local_addr().unwrap());
     let server_log = Arc::new(Mutex::new(Vec::<String>::new()));
     let (sp2, cp2, c2, c3, log2) = (sp.clone(), cp.clone(), c.clone(), c.clone(), server_log.clone());
-    // Sessions the server sees: the stalled client's, then a good one.
+    // Sessions the server sees: the stalled client's, a truncated frame's, a wrong session
+    // id's, then a good one.
     let server = std::thread::spawn(move || {
         let m = MappedModel::open(&sp2).unwrap();
-        party::serve(sl, &m, &c2, Some(2), |l| log2.lock().unwrap().push(l.to_string())).unwrap();
+        party::serve(sl, &m, &c2, Some(4), |l| log2.lock().unwrap().push(l.to_string())).unwrap();
     });
     let helper = std::thread::spawn(move || {
         let m = MappedModel::open(&cp2).unwrap();
-        party::helper(hl, saddr, &m, &c3, Some(2), |_| {}).unwrap();
+        party::helper(hl, saddr, &m, &c3, Some(4), |_| {}).unwrap();
     });
 
     // 1. Garbage, and an impostor claiming to be party 1: refused, nothing paired.
@@ -87,7 +89,39 @@ fn faults_are_refused_and_the_server_keeps_serving() {
     let mut h1 = TcpStream::connect(haddr).unwrap();
     h1.write_all(&hello(0, [7; 16])).unwrap();
 
-    // 3. A real client afterwards is served normally (the broker waits for the stalled
+    // 3. A client whose handshake frame is cut short: header for 64 bytes, 10 bytes, gone.
+    //    (Every message is preceded by the metering layer's 8-byte round stamp.)
+    let frame = |payload: &[u8], claimed: u32| {
+        let mut f = vec![8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        f.extend(claimed.to_le_bytes());
+        f.push(1);
+        f.extend_from_slice(payload);
+        f
+    };
+    for addr in [saddr, haddr] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&hello(0, [3; 16])).unwrap();
+        s.write_all(&frame(&[0; 10], 64)).unwrap();
+    }
+    // 4. A client whose handshake names another session than its hello: every field right
+    //    but the session id (version 1, 3PC, the model's fixed-point bits, party 0).
+    let frac = marill_std::model::check::arch_of(&MappedModel::open(&cp).unwrap().file().unwrap()).unwrap().frac_bits;
+    let mut hs = [0u8; 64];
+    for (i, v) in [1u32, 2, frac, 0].into_iter().enumerate() {
+        hs[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    hs[48..].copy_from_slice(&[0xee; 16]);
+    let wrong_session: Vec<TcpStream> = [saddr, haddr]
+        .into_iter()
+        .map(|addr| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&hello(0, [4; 16])).unwrap();
+            s.write_all(&frame(&hs, 64)).unwrap();
+            s
+        })
+        .collect();
+
+    // 5. A real client afterwards is served normally (the broker waits for the stalled
     //    session to end first: sessions run one after another).
     //    Its own timeout must outlast the server's, which the stalled session holds for 2 s.
     let model = MappedModel::open(&cp).unwrap();
@@ -98,8 +132,13 @@ fn faults_are_refused_and_the_server_keeps_serving() {
     assert_eq!(tokens, got, "tokens are streamed as they arrive");
     server.join().unwrap();
     helper.join().unwrap();
-    drop((s1, h1, g, imp));
+    drop((s1, h1, g, imp, wrong_session));
     let log = server_log.lock().unwrap().clone();
+    let ended: Vec<&String> = log.iter().filter(|l| l.starts_with("session ")).collect();
+    assert_eq!(ended.len(), 4, "{log:?}");
+    assert!(ended[..3].iter().all(|l| !l.contains("done")) && ended[3].contains("done"), "{log:?}");
+    assert!(ended[1].contains("closed"), "a truncated frame ends the session: {log:?}");
+    assert!(ended[2].contains("another session id"), "{log:?}");
     assert!(log.iter().any(|l| l.contains("refused") && l.contains("bad hello")), "{log:?}");
     assert!(log.iter().any(|l| l.contains("party id 1")), "{log:?}");
     assert!(log.iter().any(|l| l.contains("timed out") || l.contains("Timeout") || l.contains("timeout")), "{log:?}");
