@@ -94,20 +94,13 @@ fn serve(model: &str, setting: &str, sessions: &str, security: &[String]) -> (Gu
     )
 }
 
-/// `marill client`: success, stdout, stderr.
-fn client(
-    model: &Path,
-    server: &str,
-    helper: &str,
-    setting: &str,
-    prompt: &str,
-    n: usize,
-    security: &[String],
-) -> (bool, String, String) {
-    let out = client_cmd(model, server, helper, setting, prompt, n, security).output().unwrap();
+/// Run a command to its end: success, stdout, stderr.
+fn output(mut cmd: Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
+/// `marill client` with its flags.
 fn client_cmd(
     model: &Path,
     server: &str,
@@ -175,7 +168,7 @@ fn three_processes_serve_sessions_in_turn_and_refuse_a_mismatched_model() {
     );
 
     for prompt in ["1 2 3 4", "40 9"] {
-        let (ok, out, err) = client(Path::new(cp), &saddr, &haddr, "rep3", prompt, 6, &keys.args("client"));
+        let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &haddr, "rep3", prompt, 6, &keys.args("client")));
         assert!(ok, "client failed: {err}");
         let got = tokens(&out);
         assert_eq!(got.len(), 6);
@@ -183,7 +176,7 @@ fn three_processes_serve_sessions_in_turn_and_refuse_a_mismatched_model() {
         check_tokens(&server_bytes, &p, &got);
     }
     // Other public weights: every party refuses, naming the digest; the server goes on.
-    let (ok, _, err) = client(Path::new(other), &saddr, &haddr, "rep3", "1 2", 2, &keys.args("client"));
+    let (ok, _, err) = output(client_cmd(Path::new(other), &saddr, &haddr, "rep3", "1 2", 2, &keys.args("client")));
     assert!(!ok);
     assert!(err.contains("digest"), "{err}");
     assert!(srv.0.wait().unwrap().success());
@@ -203,11 +196,11 @@ fn dealer_setting_as_processes() {
         &["dealer", "--model", cp, "--listen", "127.0.0.1:0", "--server", &saddr, "--sessions", "2", "--timeout", "20"],
         &plain,
     );
-    let (ok, out, err) = client(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 5, &plain);
+    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 5, &plain));
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
     // A client that asks for the wrong setting is refused by the others' handshake.
-    let (ok, _, err) = client(Path::new(cp), &saddr, &daddr, "rep3", "5", 1, &plain);
+    let (ok, _, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "rep3", "5", 1, &plain));
     assert!(!ok);
     assert!(err.contains("setting"), "{err}");
     assert!(srv.0.wait().unwrap().success());
@@ -224,17 +217,17 @@ fn plain_2pc_as_two_processes() {
     let (sp, cp, other) = (sp.to_str().unwrap(), cp.to_str().unwrap(), other_cp.to_str().unwrap());
     let keys = Keys::new(&dir);
     let (mut srv, saddr) = serve(sp, "ot2pc", "3", &keys.args("server"));
-    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 4, &keys.args("client"));
+    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 4, &keys.args("client")));
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
     // Another setting, or other public weights: refused by the handshake; the server goes on.
-    let (ok, _, err) = client(Path::new(other), &saddr, "", "ot2pc", "1 2", 2, &keys.args("client"));
+    let (ok, _, err) = output(client_cmd(Path::new(other), &saddr, "", "ot2pc", "1 2", 2, &keys.args("client")));
     assert!(!ok);
     assert!(err.contains("digest"), "{err}");
-    let (ok, _, err) = client(Path::new(cp), &saddr, "127.0.0.1:9", "ot2pc", "5", 1, &keys.args("client"));
+    let (ok, _, err) = output(client_cmd(Path::new(cp), &saddr, "127.0.0.1:9", "ot2pc", "5", 1, &keys.args("client")));
     assert!(!ok);
     assert!(err.contains("no helper"), "{err}");
-    let (ok, out, err) = client(Path::new(cp), &saddr, "", "ot2pc", "9 8", 3, &keys.args("client"));
+    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, "", "ot2pc", "9 8", 3, &keys.args("client")));
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[9, 8], &tokens(&out));
     assert!(srv.0.wait().unwrap().success());
@@ -294,7 +287,7 @@ fn killing_a_process_mid_decode_ends_the_session_and_the_server_serves_on() {
     c.kill().unwrap();
     c.wait().unwrap();
     // 2. The next client is served in full.
-    let (ok, out, err) = client(&cp, &saddr, &haddr, "rep3", "3 4 5", 5, &keys.args("client"));
+    let (ok, out, err) = output(client_cmd(&cp, &saddr, &haddr, "rep3", "3 4 5", 5, &keys.args("client")));
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[3, 4, 5], &tokens(&out));
     assert!(hlp.0.wait().unwrap().success(), "the helper served both sessions");
