@@ -277,6 +277,25 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
         max_seq: num(&f, "max-seq", 4096)?,
         security: security(&f)?,
     };
+    if let marill_std::party::Security::Tls(tls) = &cfg.security {
+        // Fail at start-up, not at the first connection, when a peer's key is missing.
+        use marill_std::model::secure::{CLIENT, SERVER};
+        let mut peers = match role {
+            "serve" => vec![(CLIENT, "client"), (party::HELPER, "helper")],
+            "client" => vec![(SERVER, "server"), (party::HELPER, "helper")],
+            _ => vec![(SERVER, "server"), (CLIENT, "client")],
+        };
+        if setting == Setting::Ot2pc {
+            peers.retain(|(p, _)| *p != party::HELPER);
+        }
+        for (p, name) in peers {
+            if !tls.trusts_any(p) {
+                return Err(StdError::Handshake(format!(
+                    "--trust-{name} is required: the {name}'s public key (its .pub file from marill keygen, or 64 hex digits)"
+                )));
+            }
+        }
+    }
     let sessions = f.get("sessions").map(|_| num(&f, "sessions", 0)).transpose()?;
     let log = |m: &str| eprintln!("marill {role}: {m}");
     match role {

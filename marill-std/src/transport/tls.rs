@@ -229,6 +229,10 @@ impl Tls {
     pub fn trusts(&self, party: PartyId, key: &PublicKey) -> bool {
         self.trusted.iter().any(|(p, k)| *p == party && k == key)
     }
+    /// Whether any key is trusted as party `party`.
+    pub fn trusts_any(&self, party: PartyId) -> bool {
+        self.trusted.iter().any(|(p, _)| *p == party)
+    }
     /// This party's public key.
     pub fn public(&self) -> PublicKey {
         self.identity.public
@@ -238,7 +242,8 @@ impl Tls {
     }
 
     /// The connecting side: a full TLS 1.3 handshake over `sock` that succeeds only if the
-    /// peer proves it holds a key trusted as party `peer`.
+    /// peer proves it holds a key trusted as party `peer`. Set `sock`'s read and write
+    /// timeouts first: they bound the handshake too.
     pub fn connect(&self, sock: TcpStream, peer: PartyId) -> Result<TlsLink, StdError> {
         let keys = self.keys_of(&[peer]);
         if keys.is_empty() {
@@ -261,6 +266,7 @@ impl Tls {
     /// The accepting side: a full TLS 1.3 handshake over `sock` that succeeds only if the
     /// peer proves it holds a key trusted as one of `parties`; returns the link and that key,
     /// which the caller binds to the party the peer then claims to be ([`Tls::trusts`]).
+    /// Set `sock`'s timeouts first, as for [`Tls::connect`].
     pub fn accept(&self, sock: TcpStream, parties: &[PartyId]) -> Result<(TlsLink, PublicKey), StdError> {
         let keys = self.keys_of(parties);
         if keys.is_empty() {
