@@ -188,11 +188,10 @@ fn secure(
     cfg: &PartyConfig,
     handshake: impl FnOnce(&Tls, TcpStream) -> Result<crate::transport::tls::TlsLink, StdError>,
 ) -> Result<Link, StdError> {
-    let link = Link::Plain(sock);
-    link.set_timeouts(cfg.tcp.io_timeout)?;
-    match (&cfg.security, link) {
-        (Security::Tls(tls), Link::Plain(sock)) => Ok(Link::Tls(Box::new(handshake(tls, sock)?))),
-        (_, link) => Ok(link),
+    tcp::set_timeouts(&sock, cfg.tcp.io_timeout)?;
+    match &cfg.security {
+        Security::Tls(tls) => Ok(Link::Tls(Box::new(handshake(tls, sock)?))),
+        Security::InsecurePlaintext => Ok(Link::Plain(sock)),
     }
 }
 

@@ -69,10 +69,6 @@ impl Link {
             Link::Tls(t) => &t.sock,
         }
     }
-    /// Set the read and write timeouts of the underlying socket.
-    pub fn set_timeouts(&self, timeout: Duration) -> Result<(), StdError> {
-        configure(self.stream(), TcpConfig { connect_timeout: timeout, io_timeout: timeout })
-    }
 }
 
 impl Read for Link {
@@ -203,6 +199,12 @@ pub fn from_links(id: PartyId, links: Vec<Option<Link>>, cfg: TcpConfig) -> Resu
         });
     }
     Ok(TcpChannel { id, peers })
+}
+
+/// Set `TCP_NODELAY` and `timeout` for reads and writes on `s` (before a TLS handshake or a
+/// hello, which they bound too).
+pub fn set_timeouts(s: &TcpStream, timeout: Duration) -> Result<(), StdError> {
+    configure(s, TcpConfig { connect_timeout: timeout, io_timeout: timeout })
 }
 
 fn configure(s: &TcpStream, cfg: TcpConfig) -> Result<(), StdError> {

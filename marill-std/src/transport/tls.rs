@@ -446,7 +446,7 @@ mod tests {
     use marill_core::{Channel, Error};
 
     use super::*;
-    use crate::transport::tcp::{Link, TcpChannel, TcpConfig, from_links};
+    use crate::transport::tcp::{Link, TcpChannel, TcpConfig, from_links, set_timeouts};
 
     const CFG: TcpConfig = TcpConfig { connect_timeout: Duration::from_secs(5), io_timeout: Duration::from_secs(5) };
 
@@ -471,13 +471,13 @@ mod tests {
         });
         let acc = std::thread::spawn(move || {
             let (s, _) = back.accept().unwrap();
-            Link::Plain(s.try_clone().unwrap()).set_timeouts(CFG.io_timeout).unwrap();
+            set_timeouts(&s, CFG.io_timeout).unwrap();
             let (link, key) = acceptor.accept(s, &[0])?;
             assert!(acceptor.trusts(0, &key));
             from_links(1, vec![Some(Link::Tls(Box::new(link))), None], CFG)
         });
         let s = TcpStream::connect(fa).unwrap();
-        Link::Plain(s.try_clone().unwrap()).set_timeouts(CFG.io_timeout).unwrap();
+        set_timeouts(&s, CFG.io_timeout).unwrap();
         let dial = dialer.connect(s, 1).and_then(|l| from_links(0, vec![None, Some(Link::Tls(Box::new(l)))], CFG));
         (dial, acc.join().unwrap())
     }
