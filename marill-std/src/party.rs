@@ -375,23 +375,27 @@ fn accept_party(
     log: &mut impl FnMut(&str),
 ) -> Result<Option<(Link, PartyId, [u8; 16])>, StdError> {
     let (s, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
-    let mut key = None;
-    let outcome = secure(s, cfg, |tls, sock| {
-        let (link, k) = tls.accept(sock, allowed)?;
-        key = Some(k);
-        Ok(link)
-    })
-    .and_then(|mut link| Ok((read_hello(&mut link)?, link)));
-    let refuse = |why: String| format!("refused a connection from {peer}: {why}");
-    match outcome {
-        Ok(((p, _), _)) if !allowed.contains(&p) => log(&refuse(format!("party id {p}"))),
-        Ok(((p, _), _)) if matches!(&cfg.security, Security::Tls(t) if !key.is_some_and(|k| t.trusts(p, &k))) => {
-            log(&refuse(format!("its key is not trusted as party {p}")))
+    let outcome = (|| {
+        let mut key = None;
+        let mut link = secure(s, cfg, |tls, sock| {
+            let (link, k) = tls.accept(sock, allowed)?;
+            key = Some(k);
+            Ok(link)
+        })
+        .map_err(|e| e.to_string())?;
+        let (p, sid) = read_hello(&mut link).map_err(|e| e.to_string())?;
+        if !allowed.contains(&p) {
+            return Err(format!("party id {p}"));
         }
-        Ok(((p, sid), link)) => return Ok(Some((link, p, sid))),
-        Err(e) => log(&refuse(e.to_string())),
-    }
-    Ok(None)
+        match (&cfg.security, key) {
+            (Security::Tls(t), Some(k)) if !t.trusts(p, &k) => Err(format!("its key is not trusted as party {p}")),
+            _ => Ok(Some((link, p, sid))),
+        }
+    })();
+    outcome.or_else(|why| {
+        log(&format!("refused a connection from {peer}: {why}"));
+        Ok(None)
+    })
 }
 
 /// Log how session `n` ended.

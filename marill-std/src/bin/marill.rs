@@ -189,6 +189,13 @@ fn flags(args: &[String]) -> Result<std::collections::HashMap<String, String>, S
     Ok(m)
 }
 
+/// The roles a key can be trusted as (`--trust-ROLE`); the dealer is the helper role.
+const ROLES: [(&str, usize); 3] = [
+    ("client", marill_std::model::secure::CLIENT),
+    ("server", marill_std::model::secure::SERVER),
+    ("helper", marill_std::party::HELPER),
+];
+
 /// Flags without a value.
 const SWITCHES: [&str; 1] = ["insecure-plaintext"];
 
@@ -206,13 +213,9 @@ fn security(f: &std::collections::HashMap<String, String>) -> Result<marill_std:
         )),
         (Some(key), false) => {
             let mut tls = Tls::new(Identity::read(std::path::Path::new(key))?);
-            let roles = [
-                ("trust-client", marill_std::model::secure::CLIENT),
-                ("trust-server", marill_std::model::secure::SERVER),
-                ("trust-helper", marill_std::party::HELPER),
-            ];
-            for (flag, party) in roles {
-                for k in f.get(flag).map(String::as_str).unwrap_or("").split(',').filter(|k| !k.is_empty()) {
+            for (name, party) in ROLES {
+                let flag = format!("trust-{name}");
+                for k in f.get(&flag).map(String::as_str).unwrap_or("").split(',').filter(|k| !k.is_empty()) {
                     tls = tls.trust(party, PublicKey::parse_or_read(k)?);
                 }
             }
@@ -279,17 +282,15 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
     };
     if let marill_std::party::Security::Tls(tls) = &cfg.security {
         // Fail at start-up, not at the first connection, when a peer's key is missing.
-        use marill_std::model::secure::{CLIENT, SERVER};
-        let mut peers = match role {
-            "serve" => vec![(CLIENT, "client"), (party::HELPER, "helper")],
-            "client" => vec![(SERVER, "server"), (party::HELPER, "helper")],
-            _ => vec![(SERVER, "server"), (CLIENT, "client")],
+        // Every role but this one's (and no helper in plain 2PC).
+        let me = match role {
+            "serve" => "server",
+            "client" => "client",
+            _ => "helper",
         };
-        if setting == Setting::Ot2pc {
-            peers.retain(|(p, _)| *p != party::HELPER);
-        }
-        for (p, name) in peers {
-            if !tls.trusts_any(p) {
+        let peers = ROLES.iter().filter(|(name, _)| *name != me && !(setting == Setting::Ot2pc && *name == "helper"));
+        for (name, p) in peers {
+            if !tls.trusts_any(*p) {
                 return Err(StdError::Handshake(format!(
                     "--trust-{name} is required: the {name}'s public key (its .pub file from marill keygen, or 64 hex digits)"
                 )));
