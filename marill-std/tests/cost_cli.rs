@@ -17,9 +17,9 @@ fn cost_tables_scale_per_layer_costs_consistently() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<serde_json::Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    // 6 variants and 5 Table 2 rows, in each of the two settings; only JSON on stdout.
-    assert_eq!(rows.len(), 22);
-    for setting in ["dealer", "rep3"] {
+    // 6 variants and 5 Table 2 rows, in each of the three settings; only JSON on stdout.
+    assert_eq!(rows.len(), 33);
+    for setting in ["dealer", "rep3", "ot2pc"] {
         let of = |v: &str| rows.iter().find(|r| r["setting"] == setting && r["variant"] == v).unwrap();
         for key in ["prefill_bytes", "prefill_rounds", "decode_bytes", "decode_rounds"] {
             // LF 0.5 is Table 2's f = 13/26 row.
@@ -33,6 +33,8 @@ fn cost_tables_scale_per_layer_costs_consistently() {
         }
         for r in rows.iter().filter(|r| r["setting"] == setting) {
             assert!(field(r, "prefill_s") >= 0.0 && field(r, "decode_s") >= 0.0);
+            // Plain 2PC's steps are timed once by default, the others twice.
+            assert_eq!(field(r, "runs"), if setting == "ot2pc" { 1.0 } else { 2.0 });
         }
     }
 }

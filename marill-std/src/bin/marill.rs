@@ -23,9 +23,11 @@ const USAGE: &str = "usage:
   marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] SECURITY
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
-  marill cost   [--setting dealer|rep3|all] [--prompt-len B] [--shape paper|tiny] [--json]
+  marill cost   [--setting dealer|rep3|ot2pc|all] [--prompt-len B] [--shape paper|tiny] [--runs N] [--json]
                                            the paper's tables from this engine: openllama-3b-v2 shapes,
-                                           per-layer costs measured on 1- and 2-layer models, scaled
+                                           one private layer's own cost (metered at its boundaries in
+                                           a 1-layer model) scaled to the layers in MPC; each span the
+                                           fastest of N runs (2, or 1 in ot2pc)
   marill --help
 
 SECURITY is either
@@ -415,33 +417,57 @@ fn plain(args: &[String]) -> Result<(), StdError> {
 /// One measured quantity of a step: (seconds, bytes of the party that sends most, rounds).
 type Metric = (f64, f64, f64);
 
-/// Prefill and mean decode metrics of a model.
-fn measure_case(server: Vec<u8>, setting: marill_std::Setting, prompt_len: usize) -> Result<[Metric; 2], StdError> {
-    use marill_std::model::measure::ModelCase;
+/// Prefill and mean decode metrics of a 1-layer model: the whole step, and the private
+/// layer's own span in it (from the runtime's layer marks).
+fn measure_case(
+    server: Vec<u8>,
+    setting: marill_std::Setting,
+    prompt_len: usize,
+    runs: usize,
+) -> Result<([Metric; 2], [Metric; 2]), StdError> {
+    use marill_std::model::measure::{ModelCase, Span};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
     let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?;
-    // Two runs; the faster time of each step (bytes and rounds do not vary).
-    let (m, again) = (case.measure(setting).map_err(bad)?, case.measure(setting).map_err(bad)?);
-    if m.mismatches > 0 {
-        return Err(StdError::Model(format!("cost: {} tokens differ from the plaintext model", m.mismatches)));
+    // `runs` runs; the fastest time of each span (bytes and rounds do not vary).
+    let mut all = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let m = case.measure(setting).map_err(bad)?;
+        if m.mismatches > 0 {
+            return Err(StdError::Model(format!("cost: {} tokens differ from the plaintext model", m.mismatches)));
+        }
+        if m.layers.iter().any(|l| l.len() != 1) {
+            return Err(bad("expected one private layer".into()));
+        }
+        all.push(m);
     }
-    let metric = |i: usize| -> Metric {
-        let t = m.wall[i].min(again.wall[i]).as_secs_f64();
-        (t, m.bytes[i].iter().copied().max().unwrap_or(0) as f64, m.rounds[i] as f64)
+    let metric = |of: &dyn Fn(&marill_std::model::measure::Steps, usize) -> Span, i: usize| -> Metric {
+        let t = all.iter().map(|r| of(r, i).wall).min().unwrap_or_default().as_secs_f64();
+        let s = of(&all[0], i);
+        (t, s.bytes.iter().copied().max().unwrap_or(0) as f64, s.rounds as f64)
     };
-    let steps = (1..m.wall.len()).map(metric).collect::<Vec<_>>();
-    let n = steps.len().max(1) as f64;
-    let decode = steps.iter().fold((0.0, 0.0, 0.0), |a, s| (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n));
-    Ok([metric(0), decode])
+    let whole = |r: &marill_std::model::measure::Steps, i: usize| Span {
+        wall: r.wall[i],
+        bytes: r.bytes[i],
+        rounds: r.rounds[i],
+    };
+    let layer = |r: &marill_std::model::measure::Steps, i: usize| r.layers[i][0];
+    let steps = all[0].wall.len();
+    let prefill_and_decode = |of: &dyn Fn(&marill_std::model::measure::Steps, usize) -> Span| -> [Metric; 2] {
+        let decode = (1..steps).map(|i| metric(of, i)).collect::<Vec<_>>();
+        let n = decode.len().max(1) as f64;
+        let mean = decode.iter().fold((0.0, 0.0, 0.0), |a, s| (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n));
+        [metric(of, 0), mean]
+    };
+    Ok((prefill_and_decode(&whole), prefill_and_decode(&layer)))
 }
 
 /// `marill cost`: MARILL's cost tables for openllama-3b-v2's shapes (d 3200, 32 heads, ffn
-/// 8640, vocab 32000, 26 layers) from this engine. Each variant is measured on random models
-/// of 1 and 2 private layers; their difference is the cost of a layer, the rest the fixed
-/// cost (final norm, lm head, argmax, and for the baseline the embedding in MPC), and a
-/// model of k private layers costs fixed + k·layer. Public layers run at the client in
-/// plaintext and are not counted.
+/// 8640, vocab 32000, 26 layers) from this engine. Each variant is measured on a random model
+/// of one private layer, with the runtime's layer marks: the span between them is the cost
+/// of a layer, the rest of the step the fixed cost (sharing the hidden state, final norm, lm
+/// head, argmax, and for the baseline the embedding in MPC), and a model of k private layers
+/// costs fixed + k·layer. Public layers run at the client in plaintext and are not counted.
 fn paper_cost(args: &[String]) -> Result<(), StdError> {
     use marill_std::Setting;
     use marill_std::model::random::{Shape, Variant, model_shaped};
@@ -449,10 +475,15 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     let rest: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
     let f = flags(&rest)?;
     let settings = match f.get("setting").map(String::as_str) {
-        None | Some("all") => vec![Setting::Dealer, Setting::Rep3],
-        Some(s) => vec![Setting::parse(s).ok_or_else(|| StdError::Model("--setting dealer|rep3|all".into()))?],
+        None | Some("all") => vec![Setting::Dealer, Setting::Rep3, Setting::Ot2pc],
+        Some(s) => vec![Setting::parse(s).ok_or_else(|| StdError::Model("--setting dealer|rep3|ot2pc|all".into()))?],
     };
     let b = num(&f, "prompt-len", 64)?;
+    // Plain 2PC's steps take minutes at the paper's shapes: one run unless asked.
+    let runs = |s: Setting| match num(&f, "runs", if s == Setting::Ot2pc { 1 } else { 2 })? {
+        0 => Err(StdError::Model("--runs must be at least 1".into())),
+        n => Ok(n),
+    };
     // `tiny` (d 64, 4 heads of 16, ffn 172, vocab 256) runs the same method in seconds, for tests.
     let base_shape = match f.get("shape").map(String::as_str) {
         None | Some("paper") => Shape { layers: 1, d: 3200, heads: 32, kv_heads: 32, ffn: 8640, vocab: 32000 },
@@ -478,36 +509,27 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     ];
     if !json {
         println!(
-            "{} shapes, prompt {b} tokens; per-layer costs measured on 1- and 2-layer random models and \
-         scaled to the layers in MPC (public layers run in plaintext at the client and are not counted)",
+            "{} shapes, prompt {b} tokens; one private layer's cost measured in a 1-layer random model and \
+         scaled to the layers in MPC out of 26 (public layers run in plaintext at the client and are not counted)",
             if base_shape.d == 3200 { "openllama-3b-v2" } else { "tiny" }
         );
     }
     for setting in settings {
+        let runs = runs(setting)?;
         let mut fits: Vec<(&str, [Metric; 2], [Metric; 2])> = Vec::new(); // (variant key, fixed, per layer)
         let mut fit = |name: &'static str, var: Variant| -> Result<([Metric; 2], [Metric; 2]), StdError> {
             if let Some((_, fx, pl)) = fits.iter().find(|x| x.0 == name) {
                 return Ok((*fx, *pl));
             }
-            // Bytes and rounds are exact; a time difference can dip below zero by noise when
-            // a layer costs less than the run-to-run spread (tiny shapes), so times clamp at 0.
+            eprintln!("marill cost: {} {name}, 1 layer, {runs} run(s)", setting.name());
+            let t = std::time::Instant::now();
+            let (whole, per) =
+                measure_case(model_shaped(var, Shape { layers: 1, ..base_shape }, 5)?, setting, b, runs)?;
+            eprintln!("marill cost:   done in {:.1} s", t.elapsed().as_secs_f64());
+            // The layer's span is part of the step, so the rest is never negative in bytes
+            // or rounds; a time can be by a hair of clock skew between parties, so it clamps.
             let sub = |a: Metric, c: Metric| ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2);
-            let run = |var: Variant, layers: usize| {
-                eprintln!("marill cost: {} {name}, {layers} layer(s)", setting.name());
-                measure_case(model_shaped(var, Shape { layers, ..base_shape }, 5)?, setting, b)
-            };
-            let one = run(var, 1)?;
-            // A private layer costs the same whether the embedding is in MPC or not, so the
-            // baseline takes the all-private variant's layer cost and is measured with one
-            // layer only (its two-layer model does not fit 24 GB in 3PC).
-            let per = match fits.iter().find(|x| x.0 == "private" && var.private_embedding) {
-                Some((_, _, per)) => *per,
-                None => {
-                    let two = run(var, 2)?;
-                    [sub(two[0], one[0]), sub(two[1], one[1])]
-                }
-            };
-            let fixed = [sub(one[0], per[0]), sub(one[1], per[1])];
+            let fixed = [sub(whole[0], per[0]), sub(whole[1], per[1])];
             fits.push((name, fixed, per));
             Ok((fixed, per))
         };
@@ -562,7 +584,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0}}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0}}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,

@@ -137,6 +137,19 @@ pub struct SecureModel {
     pos: usize,
     /// Largest sequence this session accepts (bounds the cache).
     pub max_seq: usize,
+    /// Layer boundaries of each step, when asked for ([`SecureModel::mark_layers`]).
+    marks: Option<Vec<Mark>>,
+}
+
+/// This party's clock and meter at a layer boundary of [`SecureModel::step`]: the start of
+/// each private layer, then the end of the last. Between two marks lies one layer's own
+/// cost, which `marill cost` scales to a model's depth.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    /// When the boundary was passed.
+    pub at: std::time::Instant,
+    /// The party's meter there (`Cost::default()` over an unmetered channel).
+    pub cost: marill_core::cost::Cost,
 }
 
 fn encode(fp: FixedPoint, v: &[f32]) -> Vec<u64> {
@@ -253,6 +266,7 @@ impl SecureModel {
             cache: (0..n).map(|_| (vec![Vec::new(); P::PLANES], vec![Vec::new(); P::PLANES])).collect(),
             pos: 0,
             max_seq: 4096,
+            marks: None,
         })
     }
 
@@ -438,6 +452,7 @@ impl SecureModel {
         let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
         let group = a.n_heads / a.n_kv_heads;
         for li in 0..self.layers.len() {
+            self.mark(p);
             // attention
             let mut x = vec![0; h.len()];
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
@@ -517,6 +532,7 @@ impl SecureModel {
             let dn = self.run_group(p, &self.layers[li].groups[3], &gu, m).map_err(core)?.remove(0);
             Self::residual(p, h, &dn).map_err(core)?;
         }
+        self.mark(p);
         self.pos += m;
         // Head on the last row.
         let mut last = vec![0; a.d * pl];
@@ -540,6 +556,24 @@ impl SecureModel {
         let mut s = vec![0; nl::tree_scratch(1, a.vocab, pl)];
         nl::argmax(p, &logits, 1, a.vocab, &mut idx, &mut mx, &mut s).map_err(core)?;
         Ok(idx)
+    }
+
+    /// Record a [`Mark`] at every layer boundary of each later step (taken with
+    /// [`SecureModel::take_marks`]). Off by default: a mark reads the clock and the meter.
+    pub fn mark_layers(&mut self) {
+        self.marks.get_or_insert_with(Vec::new);
+    }
+
+    /// The marks recorded since the last call: per step, one per private layer and one more
+    /// at the end of the last.
+    pub fn take_marks(&mut self) -> Vec<Mark> {
+        self.marks.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn mark<P: Protocol>(&mut self, p: &P) {
+        if let Some(m) = &mut self.marks {
+            m.push(Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default() });
+        }
     }
 
     /// Position of the next token.
