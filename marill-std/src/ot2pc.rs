@@ -83,6 +83,8 @@ pub struct Ot2pc<C> {
     pad: CrHash,
     pad_counter: u64,
     he: he::Engine,
+    /// The most OTs one extension makes ([`Ot2pc::set_ot_batch`]).
+    ot_batch: usize,
 }
 
 impl<C: Channel> Ot2pc<C> {
@@ -116,7 +118,21 @@ impl<C: Channel> Ot2pc<C> {
             pad: CrHash::with_key(*b"marill-ot16-pads"),
             pad_counter: 0,
             he,
+            ot_batch: ot::MAX_BATCH,
         })
+    }
+
+    /// The most OTs one extension makes, `64..=`[`ot::MAX_BATCH`] (the default). Longer
+    /// products and conversions run as chunks of it in the same rounds; a comparison of more
+    /// than `batch / 63` elements runs its chunks one after another, in more rounds. A
+    /// smaller batch bounds the memory of one op (about 50 bytes per OT at each party).
+    /// Both parties must set the same value.
+    pub fn set_ot_batch(&mut self, batch: usize) -> Result<()> {
+        if !(64..=ot::MAX_BATCH).contains(&batch) {
+            return Err(Error::InvalidArgument);
+        }
+        self.ot_batch = batch;
+        Ok(())
     }
 
     /// The channel (for its costs, say).
@@ -140,6 +156,7 @@ impl<C: Channel> Ot2pc<C> {
             pad: self.pad.clone(),
             pad_counter: self.pad_counter,
             he: self.he.clone(),
+            ot_batch: self.ot_batch,
         }
     }
 
@@ -159,73 +176,100 @@ impl<C: Channel> Ot2pc<C> {
     /// (if `v` is given). `bits`: how many low bits of each `u` matter (64, or 1 for bits).
     /// Both parties must pass matching `Some`/`None` (one's `u` with the other's `v`) and
     /// the same `n` and `bits`.
+    ///
+    /// An extension makes at most `ot_batch` OTs, so a longer product runs as chunks:
+    /// every chunk's message of a phase goes before any of the next phase, so the rounds
+    /// are those of one batch.
     fn cross(&mut self, u: Option<&[u64]>, v: Option<&[u64]>, n: usize, bits: usize) -> Result<Vec<u64>> {
         ensure_shape(u.is_none_or(|u| u.len() == n) && v.is_none_or(|v| v.len() == n))?;
         ensure_shape((1..=64).contains(&bits))?;
-        let m = n.checked_mul(bits).ok_or(Error::ShapeMismatch)?;
-        let w = m.div_ceil(64);
+        n.checked_mul(bits).ok_or(Error::ShapeMismatch)?;
+        let per = self.ot_batch / bits;
+        let chunks: Vec<std::ops::Range<usize>> = (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect();
         let peer = self.peer();
-        // 1. As receiver: our choice bits, the IKNP matrix to the peer.
-        let recv_batch = match u {
-            Some(u) => {
-                let choices = pack_low_bits(u, bits);
-                let (batch, msg) = self.rcv.start(&choices, m)?;
-                send_words(&mut self.ch, peer, &msg)?;
-                self.ch.flush()?;
-                Some(batch)
-            }
-            None => None,
-        };
-        let mut out = vec![0u64; n];
-        // OT `j` carries bit `b = j mod bits` of `u`. Its shares are taken mod 2^(64−b) and
-        // shifted left by `b` at the end (`(a mod 2^(64−b))·2^b = a·2^b mod 2^64`), so its
-        // correction needs only 64 − b bits: 260 bytes per 64-bit product instead of 512.
+        // OT `j` carries bit `b = j mod bits` of `u` (chunks start at whole elements, so
+        // this holds within a chunk). Its shares are taken mod 2^(64−b) and shifted left by
+        // `b` at the end (`(a mod 2^(64−b))·2^b = a·2^b mod 2^64`), so its correction needs
+        // only 64 − b bits: 260 bytes per 64-bit product instead of 512.
         let width = |j: usize| 64 - (j % bits) as u32;
-        let tau_words = (0..m).map(|j| width(j) as usize).sum::<usize>().div_ceil(64);
+        let tau_words = |m: usize| (0..m).map(|j| width(j) as usize).sum::<usize>().div_ceil(64);
+        // 1. As receiver: our choice bits, the IKNP matrix to the peer.
+        let mut recv_batches = Vec::new();
+        if let Some(u) = u {
+            for r in &chunks {
+                let choices = pack_low_bits(&u[r.clone()], bits);
+                let (batch, msg) = self.rcv.start(&choices, r.len() * bits)?;
+                send_words(&mut self.ch, peer, &msg)?;
+                recv_batches.push(batch);
+            }
+            self.ch.flush()?;
+        }
+        let mut out = vec![0u64; n];
         // 2. As sender: finish the peer's OTs, send the corrections for v.
         if let Some(v) = v {
-            let mut umat = vec![0u64; ot::KAPPA * w];
-            recv_words(&mut self.ch, peer, &mut umat)?;
-            let batch = self.snd.finish(&umat, m)?;
-            let delta: Vec<u64> = (0..m).map(|j| v[j / bits]).collect();
-            let (x, tau) = self.snd.cot_send(&batch, &delta)?;
-            send_words(&mut self.ch, peer, &pack_widths(&tau, width, tau_words))?;
-            self.ch.flush()?;
-            for (j, xj) in x.iter().enumerate() {
-                out[j / bits] = out[j / bits].wrapping_sub(xj << (j % bits));
+            for r in &chunks {
+                let m = r.len() * bits;
+                let mut umat = vec![0u64; ot::KAPPA * m.div_ceil(64)];
+                recv_words(&mut self.ch, peer, &mut umat)?;
+                let batch = self.snd.finish(&umat, m)?;
+                let delta: Vec<u64> = (0..m).map(|j| v[r.start + j / bits]).collect();
+                let (x, tau) = self.snd.cot_send(&batch, &delta)?;
+                send_words(&mut self.ch, peer, &pack_widths(&tau, width, tau_words(m)))?;
+                let o = &mut out[r.clone()];
+                for (j, xj) in x.iter().enumerate() {
+                    o[j / bits] = o[j / bits].wrapping_sub(xj << (j % bits));
+                }
             }
+            self.ch.flush()?;
         }
         // 3. As receiver: the outputs.
-        if let Some(batch) = recv_batch {
-            let mut packed = vec![0u64; tau_words];
+        for (r, batch) in chunks.iter().zip(&recv_batches) {
+            let m = r.len() * bits;
+            let mut packed = vec![0u64; tau_words(m)];
             recv_words(&mut self.ch, peer, &mut packed)?;
-            let y = self.rcv.cot_recv(&batch, &unpack_widths(&packed, m, width))?;
+            let y = self.rcv.cot_recv(batch, &unpack_widths(&packed, m, width))?;
+            let o = &mut out[r.clone()];
             for (j, yj) in y.iter().enumerate() {
-                out[j / bits] = out[j / bits].wrapping_add(yj << (j % bits));
+                o[j / bits] = o[j / bits].wrapping_add(yj << (j % bits));
             }
         }
         Ok(out)
     }
 
-    /// XOR shares of `u_0 ∧ v_1 ⊕ u_1 ∧ v_0` over packed bits (`l` words each).
+    /// XOR shares of `u_0 ∧ v_1 ⊕ u_1 ∧ v_0` over packed bits (`l` words each), in chunks
+    /// of at most `ot_batch` OTs as in [`Self::cross`].
     fn cross_bits(&mut self, u: &[u64], v: &[u64]) -> Result<Vec<u64>> {
         let l = u.len();
         ensure_shape(v.len() == l)?;
-        let m = 64 * l;
+        let per = self.ot_batch / 64;
+        let chunks: Vec<std::ops::Range<usize>> = (0..l).step_by(per).map(|s| s..(s + per).min(l)).collect();
         let peer = self.peer();
-        let (batch, msg) = self.rcv.start(u, m)?;
-        send_words(&mut self.ch, peer, &msg)?;
+        let mut batches = Vec::with_capacity(chunks.len());
+        for r in &chunks {
+            let (batch, msg) = self.rcv.start(&u[r.clone()], 64 * r.len())?;
+            send_words(&mut self.ch, peer, &msg)?;
+            batches.push(batch);
+        }
         self.ch.flush()?;
-        let mut umat = vec![0u64; ot::KAPPA * l];
-        recv_words(&mut self.ch, peer, &mut umat)?;
-        let sb = self.snd.finish(&umat, m)?;
-        let (x, tau) = self.snd.bcot_send(&sb, v)?;
-        send_words(&mut self.ch, peer, &tau)?;
+        let mut out = vec![0u64; l];
+        for r in &chunks {
+            let mut umat = vec![0u64; ot::KAPPA * r.len()];
+            recv_words(&mut self.ch, peer, &mut umat)?;
+            let sb = self.snd.finish(&umat, 64 * r.len())?;
+            let (x, tau) = self.snd.bcot_send(&sb, &v[r.clone()])?;
+            send_words(&mut self.ch, peer, &tau)?;
+            out[r.clone()].copy_from_slice(&x);
+        }
         self.ch.flush()?;
-        let mut tau_in = vec![0u64; l];
-        recv_words(&mut self.ch, peer, &mut tau_in)?;
-        let y = self.rcv.bcot_recv(&batch, &tau_in)?;
-        Ok(x.iter().zip(&y).map(|(a, b)| a ^ b).collect())
+        for (r, batch) in chunks.iter().zip(&batches) {
+            let mut tau_in = vec![0u64; r.len()];
+            recv_words(&mut self.ch, peer, &mut tau_in)?;
+            let y = self.rcv.bcot_recv(batch, &tau_in)?;
+            for (o, b) in out[r.clone()].iter_mut().zip(&y) {
+                *o ^= b;
+            }
+        }
+        Ok(out)
     }
 
     /// Shares of `b_0·b_1` for bits `b` (low bit of each word) held one per party.
@@ -472,6 +516,21 @@ impl<C: Channel> Protocol for Ot2pc<C> {
         let n = x.len();
         let k = offsets.len();
         ensure_shape(k > 0 && out.len() == n.checked_mul(k).ok_or(Error::ShapeMismatch)?)?;
+        // 63 OTs per element: more than an extension makes runs as chunks of elements, one
+        // after another (so their rounds add up; a softmax over 32 × 512 × 512 is 8 chunks).
+        let per = self.ot_batch / 63;
+        if n > per {
+            let mut part = Vec::new();
+            for s in (0..n).step_by(per) {
+                let e = (s + per).min(n);
+                part.resize((e - s) * k, 0);
+                self.ltz_many(&x[s..e], offsets, &mut part)?;
+                for i in 0..k {
+                    out[i * n + s..i * n + e].copy_from_slice(&part[i * (e - s)..(i + 1) * (e - s)]);
+                }
+            }
+            return Ok(());
+        }
         let m = n * k;
         let w = bit_words(m);
         let low = u64::MAX >> 1;
@@ -611,7 +670,100 @@ impl<C: Channel> Protocol for Ot2pc<C> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::transport::mem;
+    use marill_core::cost::Metered;
+
+    /// What the chunked ops open to, and the rounds of each op.
+    type Chunked = (Vec<Vec<u64>>, Vec<u64>);
+
+    /// A product, a comparison with two offsets, an AND of packed bits and a bit conversion
+    /// at one party, with `batch` OTs per extension; the inputs `x`, `y` and the bits `a`,
+    /// `b` are the client's (party 0's).
+    fn chunked_ops(ch: mem::MemChannel, batch: usize, x: &[u64], y: &[u64], a: &[u64], b: &[u64]) -> Chunked {
+        let mut p = Ot2pc::new(Metered::new(ch), [7; 32]).unwrap();
+        assert!(p.set_ot_batch(63).is_err() && p.set_ot_batch(ot::MAX_BATCH + 1).is_err());
+        p.set_ot_batch(batch).unwrap();
+        let me = p.party;
+        let mut share = |v: &[u64]| {
+            let mut o = vec![0; v.len()];
+            p.input(0, (me == 0).then_some(v), &mut o).unwrap();
+            o
+        };
+        let (sx, sy) = (share(x), share(y));
+        // XOR shares of the bits: party 0 holds them, party 1 zeros.
+        let bits = |v: &[u64]| if me == 0 { v.to_vec() } else { vec![0; v.len()] };
+        let (sa, sb) = (bits(a), bits(b));
+        let (mut prod, mut lt) = (vec![0; x.len()], vec![0; 2 * x.len()]);
+        let (mut and, mut conv) = (vec![0; a.len()], vec![0; 64 * a.len()]);
+        let mut rounds = Vec::new();
+        let clock = |p: &Ot2pc<_>| p.cost().unwrap().rounds;
+        let t = clock(&p);
+        p.mul(&sx, &sy, &mut prod).unwrap();
+        rounds.push(clock(&p) - t);
+        let t = clock(&p);
+        p.ltz_many(&sx, &[0, 1 << 40], &mut lt).unwrap();
+        rounds.push(clock(&p) - t);
+        let t = clock(&p);
+        p.and_bits(&sa, &sb, &mut and).unwrap();
+        rounds.push(clock(&p) - t);
+        let t = clock(&p);
+        p.b2a(&sa, &mut conv).unwrap();
+        rounds.push(clock(&p) - t);
+        let mut opened = Vec::new();
+        for v in [prod, lt, conv] {
+            let mut o = vec![0; v.len()];
+            p.open(&v, &mut o).unwrap();
+            opened.push(o);
+        }
+        let mut theirs = vec![0; and.len()];
+        p.exchange(&and, &mut theirs).unwrap();
+        opened.push(and.iter().zip(&theirs).map(|(m, t)| m ^ t).collect());
+        (opened, rounds)
+    }
+
+    /// Ops longer than one OT extension run in chunks and give the plaintext results exactly
+    /// (bound 0: products, comparisons and bits are exact in the ring); products, ANDs and
+    /// conversions take the rounds of one batch, comparisons at most one batch's per chunk.
+    #[test]
+    fn ops_longer_than_a_batch_run_in_chunks() {
+        let mut prg = Prg::new([9; 32], Stream::Local);
+        let n = 40;
+        let mut x = vec![0u64; n];
+        let mut y = vec![0u64; n];
+        prg.fill(&mut x);
+        prg.fill(&mut y);
+        let (mut a, mut b) = (vec![0u64; 3], vec![0u64; 3]);
+        prg.fill(&mut a);
+        prg.fill(&mut b);
+        let run = |batch: usize| {
+            let mut chans = mem::mesh(2).into_iter();
+            let (c0, c1) = (chans.next().unwrap(), chans.next().unwrap());
+            std::thread::scope(|s| {
+                let h = s.spawn(|| chunked_ops(c1, batch, &x, &y, &a, &b));
+                let r0 = chunked_ops(c0, batch, &x, &y, &a, &b);
+                (r0, h.join().unwrap())
+            })
+        };
+        // 128 OTs per extension: 2 elements of a product, 2 of a comparison, 2 words of ANDs.
+        let ((small, small_rounds), (small1, _)) = run(128);
+        let ((whole, whole_rounds), _) = run(ot::MAX_BATCH);
+        assert_eq!(small, small1);
+        let product: Vec<u64> = x.iter().zip(&y).map(|(p, q)| p.wrapping_mul(*q)).collect();
+        assert_eq!(small[0], product);
+        let lt = |o: u64| x.iter().map(move |v| u64::from((v.wrapping_sub(o) as i64) < 0));
+        assert_eq!(small[1], lt(0).chain(lt(1 << 40)).collect::<Vec<_>>());
+        let bits: Vec<u64> = (0..64 * a.len()).map(|e| (a[e / 64] >> (e % 64)) & 1).collect();
+        assert_eq!(small[2], bits);
+        assert_eq!(small[3], a.iter().zip(&b).map(|(p, q)| p & q).collect::<Vec<_>>());
+        assert_eq!(small, whole);
+        assert_eq!(small_rounds[0], whole_rounds[0]);
+        assert_eq!(small_rounds[2..], whole_rounds[2..]);
+        // Comparison chunks run one after another: more rounds, at most one batch's per chunk.
+        let chunks = n.div_ceil(128 / 63) as u64;
+        assert!(small_rounds[1] > whole_rounds[1] && small_rounds[1] <= chunks * whole_rounds[1], "{small_rounds:?}");
+    }
 
     #[test]
     fn packed_widths_round_trip() {

@@ -21,6 +21,8 @@ pub struct ModelCase {
     client: Vec<u8>,
     prompt_len: usize,
     new_tokens: usize,
+    /// What failed where, at each party that failed (a `Program` returns core errors only).
+    failures: std::sync::Mutex<Vec<String>>,
 }
 
 /// Measured steps: index 0 is the prefill, then one per decoded token.
@@ -74,7 +76,7 @@ impl ModelCase {
         if prompt_len == 0 || new_tokens == 0 {
             return Err("--prompt-len and --gen must be positive".into());
         }
-        Ok(Self { server, client, prompt_len, new_tokens })
+        Ok(Self { server, client, prompt_len, new_tokens, failures: Default::default() })
     }
 
     fn prompt(&self, vocab: usize) -> Vec<u32> {
@@ -83,7 +85,10 @@ impl ModelCase {
 
     /// Run every party in memory and measure each step.
     pub fn measure(&self, setting: Setting) -> Result<Steps, String> {
-        let r = run_mem(setting, self).map_err(|e| e.to_string())?;
+        let r = run_mem(setting, self).map_err(|e| {
+            let notes = self.failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+            if notes.is_empty() { e.to_string() } else { format!("{e} ({})", notes.join("; ")) }
+        })?;
         let steps = r[0].0.steps.len();
         let mut out = Steps {
             wall: Vec::new(),
@@ -126,15 +131,26 @@ impl Program for ModelCase {
     type Output = PartySteps;
 
     fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
-        let bad = |_| Error::Protocol;
+        let party = p.party();
+        // Keep the whole error and where it happened; the core error goes on.
+        let failed = |stage: &str, e: crate::StdError| {
+            if let Ok(mut f) = self.failures.lock() {
+                f.push(format!("party {party} in {stage}: {e}"));
+            }
+            match e {
+                crate::StdError::Core(c) => c,
+                _ => Error::Protocol,
+            }
+        };
         let cf = ModelFile::parse(&self.client).map_err(|_| Error::Malformed)?;
         let sf = ModelFile::parse(&self.server).map_err(|_| Error::Malformed)?;
         let arch = arch_of(&cf).map_err(|_| Error::Malformed)?;
         let server = (p.party() == 1).then_some(&sf);
         let public = if p.party() == 1 { &sf } else { &cf };
-        let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(bad)?;
+        let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(|e| failed("set-up", e))?;
         model.mark_layers();
-        let mut pm = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false).map_err(bad)?;
+        let mut pm = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false)
+            .map_err(|e| failed("loading the public layers", e))?;
         let mut feed = self.prompt(arch.vocab);
         let mut m = self.prompt_len;
         let (mut steps, mut layers, mut tokens) = (Vec::new(), Vec::new(), Vec::new());
@@ -142,8 +158,9 @@ impl Program for ModelCase {
             let c0 = p.cost().unwrap_or_default();
             let t0 = Instant::now();
             let client = (p.party() == CLIENT).then_some((&mut pm, &feed[..]));
-            let mut h = model.entry(p, m, client).map_err(bad)?;
-            let idx = model.step(p, &mut h, m).map_err(bad)?;
+            let mut h = model.entry(p, m, client).map_err(|e| failed("the entry", e))?;
+            let idx =
+                model.step(p, &mut h, m).map_err(|e| failed(if m > 1 { "the prefill" } else { "a decode step" }, e))?;
             let mut tok = [0u64];
             p.reveal_to(CLIENT, &idx, &mut tok)?;
             let c1 = p.cost().unwrap_or_default();
