@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p marill-benches --bin cost -- \
-//!     --protocol {dealer|rep3|all} --op {OP|all|base|nonlinear} \
+//!     --protocol {dealer|rep3|ot2pc|all} --op {OP|all|base|nonlinear} \
 //!     [--shape SHAPE] [--frac-bits F] [--runs R] [--json]
 //! ```
 //!
@@ -11,7 +11,8 @@
 //! JSON lines carry the contract's fields for the prefill (`max_abs_err` is the number of
 //! tokens that differ from the plaintext model's, teacher-forced) plus `model`,
 //! `decode_wall_s`, `decode_bytes_sent_per_party`, `decode_rounds` (means per token) and
-//! `token_mismatches`.
+//! `token_mismatches`. Its figures are from one run after a warm-up run (`--no-warm-up`: the
+//! first run; plain 2PC's runs take seconds, where a warm scratch makes no difference).
 //!
 //! With `--json`, one JSON line per case:
 //! `{"protocol","op","shape","frac_bits","wall_s","bytes_sent_per_party":[p0,p1,p2],"rounds","max_abs_err"}`.
@@ -34,14 +35,16 @@ use marill_std::Setting;
 use marill_std::model::measure::ModelCase;
 use marill_std::model::random::{self, Variant};
 
-const USAGE: &str = "usage: cost --protocol {dealer|rep3|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
+const USAGE: &str = "usage: cost --protocol {dealer|rep3|ot2pc|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
 [--runs R] [--json]
-       cost --protocol {dealer|rep3|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N] [--json]
+       cost --protocol {dealer|rep3|ot2pc|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N]
+            [--no-warm-up] [--json]
   V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline (embedding and every layer in MPC),
     private (every layer in MPC, public embedding), lf lora hm lf+hm lf+lora friendly, or all
   --op all runs every op at its default shape, then --op model over every variant
   OP: mul matmul matmul_public matmul_weight trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
-      or all (every op at its default shape), or base (the first six), or nonlinear (the last ten)";
+      or all (every op at its default shape), or base (the first six), or nonlinear (the last ten)
+  --protocol all is dealer and rep3; plain 2PC (ot2pc) is named: its OT-based ops take far longer";
 
 fn main() -> ExitCode {
     match run() {
@@ -60,6 +63,7 @@ fn run() -> Result<(), String> {
     let mut frac_bits = marill_core::fixed::DEFAULT_FRAC_BITS;
     let mut runs = 3usize;
     let mut json = false;
+    let mut warm_up = true;
     let mut model: Option<String> = None;
     let mut variants: Vec<&'static str> = Vec::new();
     let mut prompt_len = 16usize;
@@ -100,6 +104,7 @@ fn run() -> Result<(), String> {
             "--frac-bits" => frac_bits = val()?.parse().map_err(|_| "bad --frac-bits".to_string())?,
             "--runs" => runs = val()?.parse().map_err(|_| "bad --runs".to_string())?,
             "--json" => json = true,
+            "--no-warm-up" => warm_up = false,
             "--model" => model = Some(val()?),
             "--variant" => {
                 let v = val()?;
@@ -127,7 +132,7 @@ fn run() -> Result<(), String> {
         if protocols.is_empty() {
             return Err("--protocol is required".into());
         }
-        return run_model(&protocols, model, variants, prompt_len, gen_tokens, json);
+        return run_model(&protocols, model, variants, prompt_len, gen_tokens, json, warm_up);
     }
     if protocols.is_empty() || ops.is_empty() {
         return Err("--protocol and --op are required".into());
@@ -180,7 +185,7 @@ fn run() -> Result<(), String> {
         }
     }
     if all_ops {
-        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, json)?;
+        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, json, warm_up)?;
     }
     Ok(())
 }
@@ -221,6 +226,7 @@ fn run_model(
     prompt_len: usize,
     gen_tokens: usize,
     json: bool,
+    warm_up: bool,
 ) -> Result<(), String> {
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(path) = model {
@@ -238,7 +244,9 @@ fn run_model(
     for &setting in protocols {
         for (name, bytes) in &cases {
             let case = ModelCase::new(bytes.clone(), prompt_len, gen_tokens)?;
-            case.measure(setting)?; // warm-up
+            if warm_up {
+                case.measure(setting)?;
+            }
             let m = case.measure(setting)?;
             let decode = 1..m.wall.len();
             let dec_wall = if decode.is_empty() {
