@@ -90,9 +90,11 @@ impl PublicKey {
         if let Some(k) = Self::from_hex(s.trim()) {
             return Ok(k);
         }
-        let text = std::fs::read_to_string(s)
+        let (_, bytes) = read_small(Path::new(s))
             .map_err(|e| StdError::io(format!("public key {s:?}: neither 64 hex digits nor a readable file"), e))?;
-        Self::from_hex(text.trim())
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| Self::from_hex(text.trim()))
             .ok_or_else(|| StdError::Handshake(format!("public key file {s}: expected 64 hex digits")))
     }
     fn from_hex(s: &str) -> Option<Self> {
@@ -159,9 +161,25 @@ impl Identity {
         }
         Self::from_pkcs8(bytes)
     }
-    /// Read [`Identity::from_pem_or_der`] from a file.
+    /// Read [`Identity::from_pem_or_der`] from a file. On Unix the file must not be open to
+    /// the group or others (mode `0600` or stricter, as `marill keygen` writes it), as ssh
+    /// demands of its keys: a key others can read is no longer this party's alone.
     pub fn read(path: &Path) -> Result<Self, StdError> {
-        let bytes = std::fs::read(path).map_err(|e| StdError::io(format!("read key {}", path.display()), e))?;
+        let (file, bytes) = read_small(path).map_err(|e| StdError::io(format!("read key {}", path.display()), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                file.metadata().map_err(|e| StdError::io(format!("key {}", path.display()), e))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(StdError::Handshake(format!(
+                    "key {}: open to the group or others (mode {:o}); `chmod 600` it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+        }
+        drop(file);
         Self::from_pem_or_der(&bytes).map_err(|e| StdError::Handshake(format!("key {}: {e}", path.display())))
     }
     fn from_pkcs8(der: &[u8]) -> Result<Self, StdError> {
@@ -183,6 +201,22 @@ impl Identity {
     pub fn public(&self) -> PublicKey {
         self.public
     }
+}
+
+/// The most a key file may hold: a PEM Ed25519 key is 119 bytes, a public key 65.
+const MAX_KEY_FILE: u64 = 16 * 1024;
+
+/// A key file's handle and contents, refusing one of more than [`MAX_KEY_FILE`] bytes (a
+/// path such as `/dev/zero` must not read forever).
+fn read_small(path: &Path) -> std::io::Result<(std::fs::File, Vec<u8>)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    (&file).take(MAX_KEY_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "more than 16 KiB: not a key file"));
+    }
+    Ok((file, bytes))
 }
 
 /// PEM armour (RFC 7468) around `der`.
@@ -600,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_round_trip_through_pem_and_hex_and_other_algorithms_are_refused() {
+    fn keys_round_trip_through_pem_hex_and_files_and_other_algorithms_are_refused() {
         let (id, pem) = Identity::generate().unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
         let back = Identity::from_pem_or_der(pem.as_bytes()).unwrap();
@@ -617,6 +651,30 @@ mod tests {
         let e = Identity::from_pem_or_der(ec.as_ref()).unwrap_err().to_string();
         assert!(e.contains("Ed25519"), "{e}");
         assert!(Identity::from_pem_or_der(b"not a key").is_err());
+        // Key files: open to others refused (Unix), too large refused, 0600 read.
+        let dir = std::env::temp_dir().join(format!("marill-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("party.key");
+        std::fs::write(&path, &pem).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = Identity::read(&path).err().unwrap().to_string();
+            assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(Identity::read(&path).unwrap().public(), id.public());
+        let big = dir.join("big.key");
+        std::fs::write(&big, vec![b'A'; MAX_KEY_FILE as usize + 1]).unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        assert!(Identity::read(&big).err().unwrap().to_string().contains("16 KiB"));
+        let public = dir.join("party.key.pub");
+        std::fs::write(&public, format!("{}\n", id.public())).unwrap();
+        assert_eq!(PublicKey::parse_or_read(public.to_str().unwrap()).unwrap(), id.public());
+        assert!(PublicKey::parse_or_read(big.to_str().unwrap()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(Identity::from_pem_or_der(b"-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n").is_err());
     }
 }
