@@ -5,7 +5,9 @@
 //! **Connections.** The server listens; the helper (or dealer) listens. A client picks a
 //! random session id and connects to both; the helper, on a client's connection, connects
 //! to the server with the same session id; the server pairs a client's and a helper's
-//! connections by session id and serves sessions one after another. Every connection opens
+//! connections by session id and serves sessions one after another. An acceptor thread
+//! secures each accepted connection in a thread of its own (at most 64 at once), so a peer
+//! that stalls its handshake holds only that thread. Every connection opens
 //! with a 32-byte hello: magic `MARILLP1`, the sender's party id (u32), the sender's role
 //! flags (u32, reserved 0) and the 16-byte session id.
 //!
@@ -317,10 +319,20 @@ pub fn serve(
     mut log: impl FnMut(&str),
 ) -> Result<(), StdError> {
     let file = model.file()?;
+    accepting(&listener, cfg, &[CLIENT, HELPER], |next| serve_accepted(next, &file, cfg, sessions, &mut log))
+}
+
+fn serve_accepted(
+    next: &mut Next<'_>,
+    file: &ModelFile<'_>,
+    cfg: &PartyConfig,
+    sessions: Option<usize>,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), StdError> {
     let mut pending: Vec<(PartyId, [u8; 16], Link, Instant)> = Vec::new();
     let mut served = 0;
     while sessions.is_none_or(|n| served < n) {
-        let Some((s, party, session)) = accept_party(&listener, cfg, &[CLIENT, HELPER], &mut log)? else {
+        let Some((s, party, session)) = next(log)? else {
             continue;
         };
         if cfg.setting == Setting::Ot2pc {
@@ -330,9 +342,9 @@ pub fn serve(
                 continue;
             }
             let outcome = tcp::from_links(SERVER, vec![Some(s), None], cfg.tcp)
-                .and_then(|ch| run_session(ch, cfg, &file, session, None));
+                .and_then(|ch| run_session(ch, cfg, file, session, None));
             served += 1;
-            report(&mut log, served, outcome);
+            report(log, served, outcome);
             continue;
         }
         // Forget half-open sessions older than the connect timeout, and bound how many wait.
@@ -350,9 +362,9 @@ pub fn serve(
         streams[party] = Some(s);
         streams[op] = Some(os);
         let outcome =
-            tcp::from_links(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, &file, session, None));
+            tcp::from_links(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, file, session, None));
         served += 1;
-        report(&mut log, served, outcome);
+        report(log, served, outcome);
         // Connections that arrived while this session ran waited for the server, not the
         // other way round: their connect timeout starts now.
         for entry in &mut pending {
@@ -365,41 +377,114 @@ pub fn serve(
 /// Half-open sessions the server keeps waiting for their second connection.
 const MAX_PENDING: usize = 64;
 
-/// Accept one connection, secure it and read its hello; `None` (and a log line) for a
-/// failed TLS handshake, a bad hello, a party id outside `allowed`, or a key not trusted as
-/// the party the hello names.
-fn accept_party(
+/// A secured connection: its link, the party id its hello names, and the session id.
+type Accepted = (Link, PartyId, [u8; 16]);
+
+/// The next secured connection (`None` after logging a refusal to the given log).
+type Next<'a> = dyn FnMut(&mut dyn FnMut(&str)) -> Result<Option<Accepted>, StdError> + 'a;
+
+/// Handshakes that may run at once; a connection beyond them is refused.
+const MAX_HANDSHAKES: usize = 64;
+
+/// What the acceptor hands the serving loop.
+enum Arrival {
+    /// A connection secured and greeted.
+    Party(Accepted),
+    /// A connection refused, and why (for the log).
+    Refused(String),
+    /// The listener failed.
+    Failed(std::io::Error),
+}
+
+/// Run `body` while an acceptor thread takes connections on `listener` and secures each in
+/// a thread of its own (TLS handshake and hello, each read bounded by the I/O timeout), so a
+/// peer that stalls holds only its own thread, never the sessions of others. `body` gets
+/// the next secured connection from its argument (`None` after logging a refusal).
+fn accepting<R>(
     listener: &TcpListener,
     cfg: &PartyConfig,
     allowed: &[PartyId],
-    log: &mut impl FnMut(&str),
-) -> Result<Option<(Link, PartyId, [u8; 16])>, StdError> {
-    let (s, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
-    let outcome = (|| {
-        let mut key = None;
-        let mut link = secure(s, cfg, |tls, sock| {
-            let (link, k) = tls.accept(sock, allowed)?;
-            key = Some(k);
-            Ok(link)
-        })
-        .map_err(|e| e.to_string())?;
-        let (p, sid) = read_hello(&mut link).map_err(|e| e.to_string())?;
-        if !allowed.contains(&p) {
-            return Err(format!("party id {p}"));
-        }
-        match (&cfg.security, key) {
-            (Security::Tls(t), Some(k)) if !t.trusts(p, &k) => Err(format!("its key is not trusted as party {p}")),
-            _ => Ok(Some((link, p, sid))),
-        }
-    })();
-    outcome.or_else(|why| {
-        log(&format!("refused a connection from {peer}: {why}"));
-        Ok(None)
+    body: impl FnOnce(&mut Next<'_>) -> Result<R, StdError>,
+) -> Result<R, StdError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // Polled, so that the acceptor notices when `body` is done.
+    listener.set_nonblocking(true).map_err(|e| StdError::io("listen", e))?;
+    let stop = AtomicBool::new(false);
+    let in_flight = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Arrival>();
+        let (stop, in_flight) = (&stop, &in_flight);
+        scope.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (sock, peer) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Arrival::Failed(e));
+                        return;
+                    }
+                };
+                if in_flight.load(Ordering::Acquire) >= MAX_HANDSHAKES {
+                    let why = format!("refused a connection from {peer}: {MAX_HANDSHAKES} handshakes in flight");
+                    let _ = tx.send(Arrival::Refused(why));
+                    continue;
+                }
+                in_flight.fetch_add(1, Ordering::AcqRel);
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let arrival = match greet(sock, cfg, allowed) {
+                        Ok(a) => Arrival::Party(a),
+                        Err(why) => Arrival::Refused(format!("refused a connection from {peer}: {why}")),
+                    };
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                    // The serving loop may be gone (its sessions done): then this one is dropped.
+                    let _ = tx.send(arrival);
+                });
+            }
+        });
+        let mut next = |log: &mut dyn FnMut(&str)| match rx.recv() {
+            Ok(Arrival::Party(a)) => Ok(Some(a)),
+            Ok(Arrival::Refused(why)) => {
+                log(&why);
+                Ok(None)
+            }
+            Ok(Arrival::Failed(e)) => Err(StdError::io("accept", e)),
+            Err(_) => Err(StdError::Handshake("the acceptor stopped".into())),
+        };
+        let out = body(&mut next);
+        stop.store(true, Ordering::Relaxed);
+        out
     })
 }
 
+/// Secure an accepted connection and read its hello; an error (the reason, for the log) for
+/// a failed TLS handshake, a bad hello, a party id outside `allowed`, or a key not trusted
+/// as the party the hello names.
+fn greet(s: TcpStream, cfg: &PartyConfig, allowed: &[PartyId]) -> Result<Accepted, String> {
+    // Accepted sockets inherit the listener's non-blocking mode on some systems.
+    s.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let mut key = None;
+    let mut link = secure(s, cfg, |tls, sock| {
+        let (link, k) = tls.accept(sock, allowed)?;
+        key = Some(k);
+        Ok(link)
+    })
+    .map_err(|e| e.to_string())?;
+    let (p, sid) = read_hello(&mut link).map_err(|e| e.to_string())?;
+    if !allowed.contains(&p) {
+        return Err(format!("party id {p}"));
+    }
+    match (&cfg.security, key) {
+        (Security::Tls(t), Some(k)) if !t.trusts(p, &k) => Err(format!("its key is not trusted as party {p}")),
+        _ => Ok((link, p, sid)),
+    }
+}
+
 /// Log how session `n` ended.
-fn report(log: &mut impl FnMut(&str), n: usize, outcome: Result<(Vec<u32>, marill_core::cost::Cost), StdError>) {
+fn report(log: &mut dyn FnMut(&str), n: usize, outcome: Result<(Vec<u32>, marill_core::cost::Cost), StdError>) {
     match outcome {
         Ok((_, cost)) => log(&format!("session {n}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds)),
         Err(e) => log(&format!("session {n}: {e}")),
@@ -417,20 +502,22 @@ pub fn helper(
     mut log: impl FnMut(&str),
 ) -> Result<(), StdError> {
     let file = model.file()?;
-    let mut served = 0;
-    while sessions.is_none_or(|n| served < n) {
-        let Some((c, _, session)) = accept_party(&listener, cfg, &[CLIENT], &mut log)? else {
-            continue;
-        };
-        served += 1;
-        let outcome = (|| {
-            let s = connect(server, cfg, SERVER, HELPER, &session)?;
-            let ch = tcp::from_links(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
-            run_session(ch, cfg, &file, session, None)
-        })();
-        report(&mut log, served, outcome);
-    }
-    Ok(())
+    accepting(&listener, cfg, &[CLIENT], |next| {
+        let mut served = 0;
+        while sessions.is_none_or(|n| served < n) {
+            let Some((c, _, session)) = next(&mut log)? else {
+                continue;
+            };
+            served += 1;
+            let outcome = (|| {
+                let s = connect(server, cfg, SERVER, HELPER, &session)?;
+                let ch = tcp::from_links(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
+                run_session(ch, cfg, &file, session, None)
+            })();
+            report(&mut log, served, outcome);
+        }
+        Ok(())
+    })
 }
 
 /// `marill client`: one session; `on_token` sees each token as it arrives. `helper` is the

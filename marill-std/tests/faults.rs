@@ -219,3 +219,57 @@ fn tls_faults_are_refused_and_the_server_keeps_serving() {
     assert!(t.elapsed() < Duration::from_secs(40), "{:?}", t.elapsed());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A peer that opens a connection and stalls in the TLS handshake holds only its own
+/// handshake thread: a client that comes after it is served while it still stalls. The
+/// check is not a timing: after the session, the staller's connection must still be open,
+/// which it would not be had the server waited out its 30 s timeout first.
+#[test]
+fn a_stalled_tls_handshake_does_not_hold_the_server() {
+    let (dir, sp, cp) = model_files("tls-stall");
+    let [server_id, helper_id, client_id] = [(); 3].map(|()| Identity::generate().unwrap().0);
+    let tls = |me: &Identity| {
+        Arc::new(
+            Tls::new(me.clone())
+                .trust(CLIENT, client_id.public())
+                .trust(SERVER, server_id.public())
+                .trust(HELPER, helper_id.public()),
+        )
+    };
+    let timeout = Duration::from_secs(30);
+    let sc = with_security(timeout, Security::Tls(tls(&server_id)));
+    let hc = with_security(timeout, Security::Tls(tls(&helper_id)));
+    let sl = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hl = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (saddr, haddr) = (sl.local_addr().unwrap(), hl.local_addr().unwrap());
+    // Stall both listeners' handshakes before anyone else connects.
+    let stallers = [TcpStream::connect(saddr).unwrap(), TcpStream::connect(haddr).unwrap()];
+    let (sp2, cp2) = (sp.clone(), cp.clone());
+    let server = std::thread::spawn(move || {
+        let m = MappedModel::open(&sp2).unwrap();
+        party::serve(sl, &m, &sc, Some(1), |_| {}).unwrap();
+    });
+    let helper = std::thread::spawn(move || {
+        let m = MappedModel::open(&cp2).unwrap();
+        party::helper(hl, saddr, &m, &hc, Some(1), |_| {}).unwrap();
+    });
+    let model = MappedModel::open(&cp).unwrap();
+    let good = with_security(Duration::from_secs(20), Security::Tls(tls(&client_id)));
+    let (tokens, _) = party::client(saddr, Some(haddr), &model, &good, &[1, 2, 3], 3, &mut |_| {}).unwrap();
+    assert_eq!(tokens.len(), 3);
+    for mut s in stallers {
+        // Still open: a read waits (no end of stream, no reset).
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut b = [0u8; 1];
+        let r = std::io::Read::read(&mut s, &mut b);
+        assert!(
+            matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "{r:?}"
+        );
+        // Now give up: the server and helper finish once their handshake threads see it.
+        drop(s);
+    }
+    server.join().unwrap();
+    helper.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
