@@ -125,7 +125,8 @@ impl<C: Channel> Ot2pc<C> {
     /// The most OTs one extension makes, `64..=`[`ot::MAX_BATCH`] (the default). Longer
     /// products and conversions run as chunks of it in the same rounds; a comparison of more
     /// than `batch / 63` elements runs its chunks one after another, in more rounds. A
-    /// smaller batch bounds the memory of one op (about 50 bytes per OT at each party).
+    /// smaller batch bounds the memory of one op (tens of bytes per OT at each party: the
+    /// extension's rows, pads and corrections).
     /// Both parties must set the same value.
     pub fn set_ot_batch(&mut self, batch: usize) -> Result<()> {
         if !(64..=ot::MAX_BATCH).contains(&batch) {
@@ -184,8 +185,7 @@ impl<C: Channel> Ot2pc<C> {
         ensure_shape(u.is_none_or(|u| u.len() == n) && v.is_none_or(|v| v.len() == n))?;
         ensure_shape((1..=64).contains(&bits))?;
         n.checked_mul(bits).ok_or(Error::ShapeMismatch)?;
-        let per = self.ot_batch / bits;
-        let chunks: Vec<std::ops::Range<usize>> = (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect();
+        let chunks = chunks(n, self.ot_batch / bits);
         let peer = self.peer();
         // OT `j` carries bit `b = j mod bits` of `u` (chunks start at whole elements, so
         // this holds within a chunk). Its shares are taken mod 2^(64−b) and shifted left by
@@ -241,8 +241,7 @@ impl<C: Channel> Ot2pc<C> {
     fn cross_bits(&mut self, u: &[u64], v: &[u64]) -> Result<Vec<u64>> {
         let l = u.len();
         ensure_shape(v.len() == l)?;
-        let per = self.ot_batch / 64;
-        let chunks: Vec<std::ops::Range<usize>> = (0..l).step_by(per).map(|s| s..(s + per).min(l)).collect();
+        let chunks = chunks(l, self.ot_batch / 64);
         let peer = self.peer();
         let mut batches = Vec::with_capacity(chunks.len());
         for r in &chunks {
@@ -284,6 +283,11 @@ impl<C: Channel> Ot2pc<C> {
 }
 
 /// The low `width(j)` bits of each `v[j]`, concatenated into `words` words.
+/// `0..n` in consecutive ranges of at most `per` (≥ 1) elements.
+fn chunks(n: usize, per: usize) -> Vec<std::ops::Range<usize>> {
+    (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()
+}
+
 fn pack_widths(v: &[u64], width: impl Fn(usize) -> u32, words: usize) -> Vec<u64> {
     let mut out = vec![0u64; words];
     let mut at = 0usize;
@@ -521,12 +525,12 @@ impl<C: Channel> Protocol for Ot2pc<C> {
         let per = self.ot_batch / 63;
         if n > per {
             let mut part = Vec::new();
-            for s in (0..n).step_by(per) {
-                let e = (s + per).min(n);
-                part.resize((e - s) * k, 0);
-                self.ltz_many(&x[s..e], offsets, &mut part)?;
+            for r in chunks(n, per) {
+                let len = r.len();
+                part.resize(len * k, 0);
+                self.ltz_many(&x[r.clone()], offsets, &mut part)?;
                 for i in 0..k {
-                    out[i * n + s..i * n + e].copy_from_slice(&part[i * (e - s)..(i + 1) * (e - s)]);
+                    out[i * n + r.start..i * n + r.end].copy_from_slice(&part[i * len..(i + 1) * len]);
                 }
             }
             return Ok(());

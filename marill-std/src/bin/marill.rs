@@ -427,7 +427,7 @@ fn measure_case(
     runs: usize,
     layers: usize,
 ) -> Result<([Metric; 2], [Metric; 2]), StdError> {
-    use marill_std::model::measure::{ModelCase, Span};
+    use marill_std::model::measure::{ModelCase, Span, Steps};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
     let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?;
@@ -443,25 +443,25 @@ fn measure_case(
         }
         all.push(m);
     }
-    let metric = |of: &dyn Fn(&marill_std::model::measure::Steps, usize) -> Span, i: usize| -> Metric {
-        let t = all.iter().map(|r| of(r, i).wall).min().unwrap_or_default().as_secs_f64();
-        let s = of(&all[0], i);
-        (t, s.bytes.iter().copied().max().unwrap_or(0) as f64, s.rounds as f64)
+    // Per step: the span of the first run with the fastest time of any run.
+    let fastest = |pick: fn(&Steps, usize) -> Span| -> Vec<Span> {
+        (0..all[0].wall.len())
+            .map(|i| Span { wall: all.iter().map(|r| pick(r, i).wall).min().unwrap_or_default(), ..pick(&all[0], i) })
+            .collect()
     };
-    let whole = |r: &marill_std::model::measure::Steps, i: usize| Span {
-        wall: r.wall[i],
-        bytes: r.bytes[i],
-        rounds: r.rounds[i],
+    let metric = |s: &Span| -> Metric {
+        (s.wall.as_secs_f64(), s.bytes.iter().copied().max().unwrap_or(0) as f64, s.rounds as f64)
     };
-    let layer = |r: &marill_std::model::measure::Steps, i: usize| r.layers[i].first().copied().unwrap_or_default();
-    let steps = all[0].wall.len();
-    let prefill_and_decode = |of: &dyn Fn(&marill_std::model::measure::Steps, usize) -> Span| -> [Metric; 2] {
-        let decode = (1..steps).map(|i| metric(of, i)).collect::<Vec<_>>();
+    let prefill_and_decode = |spans: Vec<Span>| -> [Metric; 2] {
+        let decode = &spans[1..];
         let n = decode.len().max(1) as f64;
-        let mean = decode.iter().fold((0.0, 0.0, 0.0), |a, s| (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n));
-        [metric(of, 0), mean]
+        let mean =
+            decode.iter().map(metric).fold((0.0, 0.0, 0.0), |a, s| (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n));
+        [metric(&spans[0]), mean]
     };
-    Ok((prefill_and_decode(&whole), prefill_and_decode(&layer)))
+    let whole = fastest(Steps::step);
+    let layer = fastest(|r, i| r.layers[i].first().copied().unwrap_or_default());
+    Ok((prefill_and_decode(whole), prefill_and_decode(layer)))
 }
 
 /// `marill cost`: MARILL's cost tables for openllama-3b-v2's shapes (d 3200, 32 heads, ffn
@@ -529,10 +529,8 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             // baseline takes the all-private variant's layer and is measured without one:
             // its embedding and lm head are the largest weights (3PC at b = 256 does not fit
             // 24 GB with a layer besides).
-            let borrowed = match var.private_embedding {
-                true => fits.iter().find(|x| x.0 == "private").map(|x| x.2),
-                false => None,
-            };
+            let borrowed =
+                if var.private_embedding { fits.iter().find(|x| x.0 == "private").map(|x| x.2) } else { None };
             let layers = usize::from(borrowed.is_none());
             eprintln!("marill cost: {} {name}, {layers} private layer(s), {runs} run(s)", setting.name());
             let t = std::time::Instant::now();

@@ -41,6 +41,13 @@ pub struct Steps {
     pub layers: Vec<Vec<Span>>,
 }
 
+impl Steps {
+    /// Step `i` as a whole.
+    pub fn step(&self, i: usize) -> Span {
+        Span { wall: self.wall[i], bytes: self.bytes[i], rounds: self.rounds[i] }
+    }
+}
+
 /// One span of a step across the parties.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Span {
