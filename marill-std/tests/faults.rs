@@ -65,8 +65,8 @@ fn faults_are_refused_and_the_server_keeps_serving() {
     let (saddr, haddr) = (sl.local_addr().unwrap(), hl.local_addr().unwrap());
     let server_log = Arc::new(Mutex::new(Vec::<String>::new()));
     let (sp2, cp2, c2, c3, log2) = (sp.clone(), cp.clone(), c.clone(), c.clone(), server_log.clone());
-    // Sessions the server sees: the stalled client's, a truncated frame's, a wrong session
-    // id's, then a good one.
+    // Sessions the server sees: the stalled client's, a truncated frame's and a wrong session
+    // id's, and a good one, in the order their hellos arrive.
     let server = std::thread::spawn(move || {
         let m = MappedModel::open(&sp2).unwrap();
         party::serve(sl, &m, &c2, Some(4), |l| log2.lock().unwrap().push(l.to_string())).unwrap();
@@ -136,9 +136,13 @@ fn faults_are_refused_and_the_server_keeps_serving() {
     let log = server_log.lock().unwrap().clone();
     let ended: Vec<&String> = log.iter().filter(|l| l.starts_with("session ")).collect();
     assert_eq!(ended.len(), 4, "{log:?}");
-    assert!(ended[..3].iter().all(|l| !l.contains("done")) && ended[3].contains("done"), "{log:?}");
-    assert!(ended[1].contains("closed"), "a truncated frame ends the session: {log:?}");
-    assert!(ended[2].contains("another session id"), "{log:?}");
+    // The sessions in any order: connections are secured concurrently, so the server pairs
+    // them in the order their hellos complete, not the order they connected. One is done,
+    // the three faulty ones each end with their own error.
+    assert_eq!(ended.iter().filter(|l| l.contains("done")).count(), 1, "{log:?}");
+    assert!(ended.iter().any(|l| l.contains("closed")), "a truncated frame ends the session: {log:?}");
+    assert!(ended.iter().any(|l| l.contains("another session id")), "{log:?}");
+    assert!(ended.iter().any(|l| l.contains("timed out")), "the stalled session times out: {log:?}");
     assert!(log.iter().any(|l| l.contains("refused") && l.contains("bad hello")), "{log:?}");
     assert!(log.iter().any(|l| l.contains("party id 1")), "{log:?}");
     assert!(log.iter().any(|l| l.contains("timed out") || l.contains("Timeout") || l.contains("timeout")), "{log:?}");
