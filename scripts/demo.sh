@@ -6,7 +6,8 @@
 #      TLS 1.3 with keys from `marill keygen` pinned in each party's flags, in 2PC-Dealer,
 #      3PC and plain 2PC, printing the secure text beside the plaintext model's;
 #   3. the cost of secure generation of every variant in every setting (cost --op model)
-#      and the report: cost table with improvement factors, report.json, costs.svg.
+#      and the report: cost table with improvement factors, report.json, and the
+#      quality-vs-cost chart quality-cost.png / .svg.
 # Output goes to ${MARILL_DEMO_DIR:-.cache/marill/demo}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,8 @@ trust=(--trust-server "$keys/server.key.pub" --trust-client "$keys/client.key.pu
 server_tls=(--key "$keys/server.key" "${trust[@]}")
 helper_tls=(--key "$keys/helper.key" "${trust[@]}")
 client_tls=(--key "$keys/client.key" "${trust[@]}")
-prompt='<s>skip dcba ='
+# A request about an entity whose task examples were never fine-tuned on.
+prompt=$(cat "$out/prompt.txt")
 for v in full lf0.5 lora8 hm4 lf0.5+hm4 lf0.5+lora8; do
     server=$out/$v.marill
     client=$out/$v.client.marill

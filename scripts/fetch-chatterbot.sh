@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch the English chatterbot corpus (PyPI package chatterbot-corpus==1.3.3, checked by
-# SHA-256) and write it as JSON lines {"category", "prompt", "answer"} (one line per
-# consecutive pair of turns) to .cache/data/chatterbot.jsonl. Prints that path.
+# SHA-256) and write it as JSON lines {"category", "conversation", "prompt", "answer"}
+# (one line per consecutive pair of turns; consecutive pairs share a turn, so hold out by
+# conversation) to .cache/data/chatterbot.jsonl. Prints that path.
 # Needs python3 with PyYAML (python3 -m pip install pyyaml if missing). Never commit it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,13 +21,13 @@ with zipfile.ZipFile(wheel) as z, open(out, "w") as f:
             continue
         doc = yaml.safe_load(z.read(name))
         cat = name.rsplit("/", 1)[1][:-4]
-        for conv in doc.get("conversations", []):
+        for ci, conv in enumerate(doc.get("conversations", [])):
             if not isinstance(conv, list):
                 continue
             turns = [str(t).strip() for t in conv]
             for p, a in zip(turns, turns[1:]):
                 if p and a:
-                    f.write(json.dumps({"category": cat, "prompt": p, "answer": a}) + "\n")
+                    f.write(json.dumps({"category": cat, "conversation": f"{cat}/{ci}", "prompt": p, "answer": a}) + "\n")
                     n += 1
 print(f"{n} pairs", file=sys.stderr)
 PY

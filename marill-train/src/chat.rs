@@ -23,6 +23,22 @@ pub struct Pair {
     pub prompt: Vec<u32>,
     /// Answer tokens.
     pub answer: Vec<u32>,
+    /// The conversation the pair comes from (pairs of one conversation are held out
+    /// together: consecutive pairs share a turn).
+    pub conversation: String,
+}
+
+/// FNV-1a of `s` (a stable hash for splitting).
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Split `pairs` by conversation: every conversation whose hash falls in one tenth is held
+/// out whole, so that no held-out turn is trained on (as a prompt or as an answer).
+/// Returns (training pairs, held-out pairs).
+pub fn split_by_conversation(pairs: Vec<Pair>) -> (Vec<Pair>, Vec<Pair>) {
+    let (held, train): (Vec<Pair>, Vec<Pair>) = pairs.into_iter().partition(|p| fnv(&p.conversation) % 10 == 0);
+    (train, held)
 }
 
 /// The ChatML text of a user turn followed by the assistant header.
@@ -30,12 +46,14 @@ pub fn chatml(prompt: &str) -> String {
     format!("<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n")
 }
 
-/// Pairs from a JSON-lines file, tokenized; pairs longer than `max_len` tokens and, with
-/// `category`, pairs of other categories are skipped.
+/// Pairs from a JSON-lines file, tokenized and deduplicated; pairs longer than `max_len`
+/// tokens and, with `category`, pairs of other categories are skipped. A pair's
+/// conversation is its `conversation` field, else its prompt.
 pub fn load_pairs(path: &Path, tok: &Tokenizer, max_len: usize, category: Option<&str>) -> Result<Vec<Pair>> {
     let end = tok.token_id("<|im_end|>").ok_or_else(|| Error::Config("the tokenizer has no <|im_end|>".into()))?;
     let text = std::fs::read_to_string(path)?;
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| Error::Config(format!("{}:{}: {e}", path.display(), i + 1)))?;
@@ -49,8 +67,9 @@ pub fn load_pairs(path: &Path, tok: &Tokenizer, max_len: usize, category: Option
         let prompt = tok.encode(&chatml(p))?;
         let mut answer = tok.encode(a)?;
         answer.push(end);
-        if prompt.len() + answer.len() <= max_len {
-            out.push(Pair { prompt, answer });
+        if prompt.len() + answer.len() <= max_len && seen.insert((p.to_string(), a.to_string())) {
+            let conversation = field("conversation").unwrap_or(p).to_string();
+            out.push(Pair { prompt, answer, conversation });
         }
     }
     if out.is_empty() {
@@ -140,12 +159,26 @@ mod tests {
 
     #[test]
     fn only_answer_tokens_are_targets_and_short_pairs_are_padded() {
-        let a = Pair { prompt: vec![1, 2, 3], answer: vec![4, 5] };
-        let b = Pair { prompt: vec![6], answer: vec![7] };
+        let a = Pair { prompt: vec![1, 2, 3], answer: vec![4, 5], conversation: "a".into() };
+        let b = Pair { prompt: vec![6], answer: vec![7], conversation: "b".into() };
         let x = batch(&[&a, &b], &Device::Cpu).unwrap();
         assert_eq!(x.input.to_vec2::<u32>().unwrap(), [[1, 2, 3, 4], [6, 0, 0, 0]]);
         assert_eq!(x.target.to_vec2::<u32>().unwrap(), [[2, 3, 4, 5], [7, 0, 0, 0]]);
         assert_eq!(x.mask.to_vec2::<f32>().unwrap(), [[0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]]);
         assert_eq!(x.count, 3);
+    }
+
+    #[test]
+    fn a_conversation_is_held_out_whole() {
+        let pairs: Vec<Pair> = (0..400)
+            .map(|i| Pair { prompt: vec![i], answer: vec![i + 1], conversation: format!("c{}", i / 4) })
+            .collect();
+        let (train, held) = split_by_conversation(pairs);
+        assert!(!held.is_empty() && train.len() > 5 * held.len());
+        for h in &held {
+            assert!(train.iter().all(|t| t.conversation != h.conversation));
+            // Consecutive pairs share a turn: no held-out turn appears in training.
+            assert!(train.iter().all(|t| t.prompt != h.answer && t.answer != h.prompt));
+        }
     }
 }

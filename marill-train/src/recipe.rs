@@ -83,9 +83,23 @@ impl Recipe {
         self == &Self::full()
     }
 
-    /// Whether distillation needs stage I (layer-wise alignment).
+    /// Whether distillation needs stage I (layer-wise alignment): head merging, head pruning
+    /// and the MPC-friendly approximations (App. G: pruning and approximations follow the
+    /// head-merging recipe).
     pub fn needs_stage1(&self) -> bool {
-        self.head_merge > 1 || self.relu || self.two_relu
+        self.head_merge > 1 || self.head_prune > 0 || self.relu || self.two_relu
+    }
+
+    /// The recipe whose fine-tuned model this one starts from (App. G), or `None` when it
+    /// starts from the pretrained base. Head merging, head pruning and the approximations
+    /// reshape an already fine-tuned model: the teacher (full fine-tuning) when every layer
+    /// trains, else the layer-freezing student of the same fraction. Head similarity is
+    /// measured on that model.
+    pub fn starts_from(&self) -> Option<Recipe> {
+        if !self.needs_stage1() || self.lora_rank > 0 || self.layer_prune > 0 {
+            return None;
+        }
+        Some(Recipe { trained_fraction: self.trained_fraction, ..Recipe::full() })
     }
 
     /// Public bottom layers of an `n`-layer model.
@@ -143,8 +157,14 @@ impl Recipe {
         if self.head_prune > 0 && self.head_merge > 1 {
             return bad("head pruning and head merging are separate ablations");
         }
-        if base.n_public != 0 || base.head_merge != 1 || base.lora.iter().any(Option::is_some) {
-            return bad("apply recipes to a pretrained (unmodified) model");
+        // A pretrained or fully fine-tuned model, or a layer-freezing student of this
+        // recipe's fraction (which head merging starts from).
+        let lf_student = base.n_public == self.n_public(base.cfg.n_layers) && self.layer_prune == 0;
+        if (base.n_public != 0 && !lf_student) || base.head_merge != 1 || base.lora.iter().any(Option::is_some) {
+            return bad("apply recipes to a pretrained, fully fine-tuned or layer-freezing model");
+        }
+        if base.layers.len() != base.cfg.n_layers {
+            return bad("the model's layers were pruned already");
         }
         Ok(())
     }
@@ -209,7 +229,10 @@ impl Recipe {
                 }
             }
         } else {
-            let full = self.is_full() || (self.trained_fraction == 1.0 && self.lora_rank == 0);
+            // The embedding (and an untied lm head) trains when every layer does, except
+            // under layer pruning, whose embedding stays public so that its MPC cost matches
+            // layer freezing's.
+            let full = self.trained_fraction == 1.0 && self.lora_rank == 0 && self.layer_prune == 0;
             let first = m.n_public;
             m.set_trainable(|name| match layer_of(name) {
                 Some(l) => l >= first,

@@ -148,6 +148,125 @@ pub fn train(
     Ok(losses)
 }
 
+/// When a converging run stops: the held-out metric is measured every `every` steps, and
+/// training stops after `patience` measurements without a new best (or at `max_steps`);
+/// the best weights are restored.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Stop {
+    /// Steps at most.
+    pub max_steps: usize,
+    /// Steps between measurements.
+    pub every: usize,
+    /// Measurements without improvement before stopping.
+    pub patience: usize,
+}
+
+/// What a converging run did.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Trained {
+    /// Steps taken.
+    pub steps: usize,
+    /// The step whose weights were kept (the best held-out metric).
+    pub best_step: usize,
+    /// The held-out metric at that step.
+    pub best: f32,
+}
+
+/// Train like [`train`] (linear warm-up over `stop.every` steps, then a constant `lr`)
+/// until `metric` on `valid` stops improving; restore the weights of the best measurement.
+/// `metric` is evaluated without gradients on the held-out batch. A run that never improves
+/// on its starting point keeps its starting weights (`best_step` 0).
+#[allow(clippy::too_many_arguments)]
+pub fn train_until(
+    model: &Model,
+    lr: f64,
+    stop: Stop,
+    obj: Objective<'_>,
+    metric: Objective<'_>,
+    valid: &Batch,
+    label: &str,
+    mut next: impl FnMut(usize) -> Result<Batch>,
+) -> Result<Trained> {
+    let vars: Vec<_> = model.vars().into_iter().map(|(_, v)| v).collect();
+    if vars.is_empty() {
+        return Err(Error::Config(format!("{label}: nothing to train")));
+    }
+    let every = stop.every.max(1);
+    let measure = || -> Result<f32> { Ok(loss(model, valid, metric)?.to_dtype(DType::F32)?.to_scalar::<f32>()?) };
+    let snapshot = || -> Result<Vec<Tensor>> { vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect() };
+    let mut best = Trained { steps: 0, best_step: 0, best: measure()? };
+    let mut kept = snapshot()?;
+    let mut opt = AdamW::new(vars.clone(), ParamsAdamW { lr, weight_decay: 0.0, ..ParamsAdamW::default() })?;
+    let mut progress = Progress::new(label, stop.max_steps);
+    let mut since = 0;
+    for step in 0..stop.max_steps {
+        opt.set_learning_rate(lr * ((step + 1) as f64 / every as f64).min(1.0));
+        let batch = next(step)?;
+        let l = loss(model, &batch, obj)?;
+        opt.backward_step(&l)?;
+        let v = l.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        if !v.is_finite() {
+            return Err(Error::Model(format!("{label}: loss diverged at step {step}")));
+        }
+        progress.step(v, batch.input.elem_count());
+        best.steps = step + 1;
+        if (step + 1) % every == 0 {
+            let m = measure()?;
+            if m < best.best * (1.0 - 1e-3) {
+                best.best = m;
+                best.best_step = step + 1;
+                kept = snapshot()?;
+                since = 0;
+            } else {
+                since += 1;
+                if since >= stop.patience {
+                    break;
+                }
+            }
+        }
+    }
+    progress.finish();
+    for (v, t) in vars.iter().zip(&kept) {
+        v.set(t)?;
+    }
+    Ok(best)
+}
+
+/// Exact match and answer NLL of `examples` in one teacher-forced forward pass: an answer
+/// counts when the argmax at every answer position is its next token (which is exactly
+/// when greedy decoding would produce it); the NLL is per answer token, in nats.
+pub fn score(model: &Model, examples: &[crate::data::Example]) -> Result<(f64, f64)> {
+    if examples.is_empty() {
+        return Ok((0.0, 0.0));
+    }
+    let mut correct = 0;
+    let mut nll_sum = 0.0;
+    let mut count = 0;
+    for chunk in examples.chunks(256) {
+        let b = crate::data::batch(chunk, true, &model.device)?;
+        let logits = model.forward(&b.input, false)?.logits;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let picked = logp.gather(&b.target.unsqueeze(2)?, 2)?.squeeze(2)?;
+        let best = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?;
+        let hit = best.eq(&b.target)?.to_dtype(DType::F32)?;
+        let picked = picked.to_vec2::<f32>()?;
+        let hit = hit.to_vec2::<f32>()?;
+        let mask = b.mask.to_vec2::<f32>()?;
+        for i in 0..chunk.len() {
+            let mut ok = true;
+            for j in 0..mask[i].len() {
+                if mask[i][j] > 0.0 {
+                    ok &= hit[i][j] > 0.0;
+                    nll_sum -= f64::from(picked[i][j]);
+                    count += 1;
+                }
+            }
+            correct += usize::from(ok);
+        }
+    }
+    Ok((correct as f64 / examples.len() as f64, nll_sum / count.max(1) as f64))
+}
+
 /// Exact-match accuracy of greedy answers on `(prompt, answer)` pairs of the embedded task.
 /// Prompts of equal length are decoded together.
 pub fn accuracy(model: &Model, examples: &[crate::data::Example]) -> Result<f64> {

@@ -21,14 +21,17 @@ use marill_train::recipe::Recipe;
 fn secure_generation_equals_plaintext_for_every_variant() {
     marill_train::progress::set_quiet(true);
     let dev = Device::Cpu;
-    let budget = Budget { pretrain: 40, finetune: 12, stage1: 4, batch: 16 };
+    let mut budget = Budget::quick();
+    budget.pretrain = 40;
+    budget.stop.max_steps = 12;
     let base = embedded::pretrain(5, budget, &dev).unwrap();
-    let (train_set, eval_set) = embedded::task(5);
-    let teacher = embedded::finetune(&base, &Recipe::full(), None, &train_set, 5, budget).unwrap();
+    let task = embedded::task(5, 5);
+    let teacher = embedded::finetune(&base, &Recipe::full(), None, &task, 5, budget).unwrap().model;
     let r = Recipe::new;
     let recipes = [r(1.0, 0, 1), r(0.5, 0, 1), r(1.0, 8, 1), r(1.0, 0, 4), r(0.5, 0, 4), r(0.5, 8, 1)];
     let tok = data::tokenizer_json();
-    let prompts: Vec<Vec<u32>> = eval_set
+    let prompts: Vec<Vec<u32>> = task
+        .test
         .iter()
         .take(20)
         .map(|(p, _)| {
@@ -42,7 +45,13 @@ fn secure_generation_equals_plaintext_for_every_variant() {
         let model = if recipe.is_full() {
             teacher.clone()
         } else {
-            embedded::finetune(&base, &recipe, Some(&teacher), &train_set, 5, budget).unwrap()
+            // App. G: merged students start from the teacher or the LF student.
+            let start = match recipe.starts_from() {
+                Some(f) if f.is_full() => teacher.clone(),
+                Some(f) => embedded::finetune(&base, &f, Some(&teacher), &task, 5, budget).unwrap().model,
+                None => base.clone(),
+            };
+            embedded::finetune(&start, &recipe, Some(&teacher), &task, 5, budget).unwrap().model
         };
         let info = ExportInfo {
             recipe: &recipe,

@@ -77,7 +77,11 @@ fn smollm2_chat_fine_tuning_with_lf_and_lora_lowers_the_answer_nll() {
         .map(|(c, k)| {
             let mut answer = tok.encode(&format!("The capital of {c} is {k}.")).unwrap();
             answer.push(end);
-            Pair { prompt: tok.encode(&chatml(&format!("What is the capital of {c}?"))).unwrap(), answer }
+            Pair {
+                prompt: tok.encode(&chatml(&format!("What is the capital of {c}?"))).unwrap(),
+                answer,
+                conversation: c.to_string(),
+            }
         })
         .collect();
     marill_train::progress::set_quiet(true);

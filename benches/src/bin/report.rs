@@ -1,7 +1,10 @@
 //! `report`: the demo's two tables. Joins marill-train's `quality.json` with the JSON lines
 //! of `cost --op model --model FILE`, prints the quality table and, per setting, the cost
 //! table with improvement factors over the baseline (`full`: every layer and the embedding in
-//! MPC), and writes `report.json` and `costs.svg` (improvement factors as bars).
+//! MPC), and writes `report.json` and the quality-vs-cost chart `quality-cost.png` and
+//! `quality-cost.svg` (per setting: x = secure prefill speed-up over full, log scale; y = the
+//! share of full fine-tuning's gain kept; one labelled point per variant), drawn with
+//! plotters.
 //!
 //! `report --quality DIR/quality.json --costs DIR/costs.jsonl --out DIR`
 
@@ -59,9 +62,13 @@ fn run() -> Result<(), String> {
     let q: Value = serde_json::from_str(&std::fs::read_to_string(&quality).map_err(|e| format!("{quality}: {e}"))?)
         .map_err(|e| format!("{quality}: {e}"))?;
     let mut acc: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut gain: BTreeMap<String, f64> = BTreeMap::new();
     for row in q.as_array().ok_or("quality.json: not an array")? {
         let v = row.get("variant").and_then(Value::as_str).ok_or("quality row without variant")?;
         acc.insert(v.into(), (num(row, "accuracy")?, num(row, "relative")?));
+        if let Some(g) = row.get("gain_kept").and_then(Value::as_f64) {
+            gain.insert(v.into(), g);
+        }
     }
     let text = std::fs::read_to_string(&costs).map_err(|e| format!("{costs}: {e}"))?;
     let mut lines = Vec::new();
@@ -173,67 +180,125 @@ fn run() -> Result<(), String> {
     let out = Path::new(&out);
     let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
     std::fs::write(out.join("report.json"), json).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("costs.svg"), svg(&rows, &settings)).map_err(|e| e.to_string())?;
-    println!("\nwrote {}/report.json and {}/costs.svg", out.display(), out.display());
+    match chart(&rows, &gain, &settings, out) {
+        Ok(()) => println!("\nwrote {0}/report.json and {0}/quality-cost.png (and .svg)", out.display()),
+        // The tables and report.json are the report; the chart needs a font file.
+        Err(e) => println!("\nwrote {}/report.json; no chart: {e}", out.display()),
+    }
     Ok(())
 }
 
-/// Grouped bars: per setting and variant, the prefill time, prefill bytes and decode time
-/// improvement factors (log scale, 1× marked).
-fn svg(rows: &[Row], settings: &[String]) -> String {
-    let variants: Vec<&str> = {
-        let mut v: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let (bar, gap, top, h) = (10.0, 14.0, 40.0, 240.0);
-    let group = 3.0 * bar + gap;
-    let panel = variants.len() as f64 * group + 60.0;
-    let width = settings.len() as f64 * panel + 40.0;
-    let max = rows.iter().flat_map(|r| [r.x_prefill_time, r.x_prefill_bytes, r.x_decode_time]).fold(2.0, f64::max);
-    let y = |x: f64| top + h - h * (x.max(0.25).log2() + 2.0) / (max.log2() + 2.0);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" font-family="sans-serif" font-size="10">"#,
-        top + h + 90.0
-    );
-    let _ = write!(
-        s,
-        r#"<text x="10" y="16" font-size="13">MARILL improvement over the all-in-MPC baseline (log scale; blue: prefill time, orange: prefill bytes, green: decode time)</text>"#
-    );
-    let colours = ["#4472c4", "#ed7d31", "#70ad47"];
-    for (si, setting) in settings.iter().enumerate() {
-        let x0 = 40.0 + si as f64 * panel;
-        let _ = write!(s, r#"<text x="{x0}" y="{}" font-size="12">{setting}</text>"#, top - 6.0);
-        let one = y(1.0);
-        let _ = write!(
-            s,
-            r##"<line x1="{x0}" y1="{one}" x2="{}" y2="{one}" stroke="#999" stroke-dasharray="3,3"/><text x="{}" y="{}">1×</text>"##,
-            x0 + panel - 40.0,
-            x0 - 18.0,
-            one + 3.0
-        );
-        for (vi, v) in variants.iter().enumerate() {
-            let Some(r) = rows.iter().find(|r| &r.setting == setting && r.variant == *v) else { continue };
-            let gx = x0 + vi as f64 * group;
-            for (k, val) in [r.x_prefill_time, r.x_prefill_bytes, r.x_decode_time].iter().enumerate() {
-                let (yv, bx) = (y(*val), gx + k as f64 * bar);
-                let (ya, yb) = if yv < one { (yv, one) } else { (one, yv) };
-                let _ = write!(
-                    s,
-                    r#"<rect x="{bx}" y="{ya}" width="{}" height="{}" fill="{}"><title>{v} {val:.2}×</title></rect>"#,
-                    bar - 1.0,
-                    (yb - ya).max(0.5),
-                    colours[k]
-                );
-            }
-            let _ = write!(s, r#"<text transform="translate({},{}) rotate(60)">{v}</text>"#, gx + 4.0, top + h + 8.0);
+/// Font files tried for the chart's text (the first that exists is used).
+const FONTS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/Library/Fonts/Arial.ttf",
+];
+
+/// Register a sans-serif font for plotters' ab_glyph text (once per process).
+fn register_font() -> Result<(), String> {
+    let path = std::env::var("MARILL_CHART_FONT")
+        .ok()
+        .or_else(|| FONTS.iter().find(|p| Path::new(p).exists()).map(|p| p.to_string()))
+        .ok_or("no font for the chart: install fonts-dejavu-core or set MARILL_CHART_FONT=FILE.ttf")?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+    // plotters keeps the font for the life of the process.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes)
+        .map_err(|_| format!("{path}: not a usable font"))
+}
+
+/// One point of the chart: a variant's prefill speed-up and quality.
+pub struct Point {
+    /// Variant label.
+    pub label: String,
+    /// Secure prefill time speed-up over full fine-tuning (×).
+    pub speedup: f64,
+    /// Share of full fine-tuning's quality gain kept.
+    pub quality: f64,
+}
+
+/// Quality against cost, one panel per setting: x = secure prefill speed-up over full
+/// fine-tuning (log scale), y = share of full fine-tuning's gain kept; one labelled point
+/// per variant. Drawn into any plotters backend.
+fn draw<DB: plotters::prelude::DrawingBackend>(
+    root: plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    panels: &[(String, Vec<Point>)],
+    title: &str,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let e = |x: &dyn std::fmt::Debug| format!("chart: {x:?}");
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(|x| e(&x))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, (setting, points)) in areas.into_iter().zip(panels) {
+        let xmax = points.iter().map(|p| p.speedup).fold(2.0, f64::max) * 1.6;
+        let xmin = points.iter().map(|p| p.speedup).fold(1.0, f64::min) * 0.8;
+        let ymin = points.iter().map(|p| p.quality).fold(0.0, f64::min) - 0.05;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(setting, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d((xmin..xmax).log_scale(), ymin..1.15)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("secure prefill speed-up over full (×, log)")
+            .y_desc("share of full fine-tuning's gain")
+            .x_label_formatter(&|v| format!("{v:.1}×"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(LineSeries::new([(xmin, 1.0), (xmax, 1.0)], BLACK.mix(0.3)))
+            .map_err(|x| e(&x))?;
+        for (i, p) in points.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((p.speedup, p.quality))
+                        + Circle::new((0, 0), 5, colour.filled())
+                        + Text::new(p.label.clone(), (7, -12), ("sans-serif", 12).into_font()),
+                ))
+                .map_err(|x| e(&x))?;
         }
     }
-    s.push_str("</svg>\n");
-    s
+    root.present().map_err(|x| e(&x))
+}
+
+/// `DIR/quality-cost.png` and `.svg` from the report's rows (the quality of a variant is its
+/// share of full fine-tuning's gain from quality.json, else its accuracy relative to full).
+fn chart(rows: &[Row], gain: &BTreeMap<String, f64>, settings: &[String], out: &Path) -> Result<(), String> {
+    let panels: Vec<(String, Vec<Point>)> = settings
+        .iter()
+        .map(|s| {
+            let pts = rows
+                .iter()
+                .filter(|r| &r.setting == s)
+                .filter_map(|r| {
+                    let q = gain.get(&r.variant).copied().or(r.relative_accuracy)?;
+                    Some(Point { label: r.variant.clone(), speedup: r.x_prefill_time, quality: q })
+                })
+                .collect();
+            (s.clone(), pts)
+        })
+        .collect();
+    chart_points(&panels, "MARILL: quality kept against secure prefill speed-up", out, "quality-cost")
+}
+
+/// Write `out/NAME.png` and `out/NAME.svg`.
+pub fn chart_points(panels: &[(String, Vec<Point>)], title: &str, out: &Path, name: &str) -> Result<(), String> {
+    use plotters::prelude::*;
+    register_font()?;
+    let size = (460 * panels.len().max(1) as u32, 440);
+    let png = out.join(format!("{name}.png"));
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), panels, title)?;
+    let svg = out.join(format!("{name}.svg"));
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), panels, title)?;
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {

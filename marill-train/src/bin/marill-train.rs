@@ -16,24 +16,39 @@ marill-train: MARILL fine-tuning on candle
 
 USAGE:
   marill-train pretrain  [--out DIR] [--steps N] [--seed S]
-      Pretrain the embedded default base on the generated corpus (Hugging Face layout).
-  marill-train finetune  [--base DIR] [--out FILE] [RECIPE] [--teacher-steps N] [--steps N]
-                         [--stage1-steps N] [--no-distill] [--seed S]
+      Pretrain the embedded default base on the facts of its invented world and generic
+      skills (Hugging Face layout); report its fact recall and zero-shot task accuracy.
+  marill-train finetune  [--base DIR] [--out FILE] [RECIPE] [--max-steps N] [--no-distill]
+                         [--seed S]
       Fine-tune the base (default: the embedded base, pretrained or cached in
-      .cache/marill/base) on the embedded private task, report exact-match accuracy and
-      write the server's split-model file. Non-full recipes distil from a fully
-      fine-tuned teacher unless --no-distill.
-  marill-train pipeline  [--out DIR] [--base DIR] [--steps N] [--pretrain-steps N] [--seed S]
-      The demo's training half: the base (cached), full fine-tuning, then LF=0.5, LoRA=8,
-      HM=4, LF+HM, LF+LoRA and the ablations (adjacent HM, head pruning, layer pruning),
-      distilled; prints the quality table, writes DIR/<variant>.marill and quality.json.
+      .cache/marill/base) on the embedded private task (seed S splits the entities),
+      training until the validation loss stops improving; report exact-match accuracy and
+      answer NLL on the test entities and write the server's split-model file. Recipes
+      follow the paper's App. G: non-full recipes distil from a fully fine-tuned teacher
+      unless --no-distill; head merging and pruning start from the teacher (or the LF
+      student) and add distillation stage I (with --public-transfer, half of each stage-I
+      batch is public pretraining lines instead of private prompts).
+  marill-train pipeline  [--out DIR] [--base DIR] [--seeds N] [--seed S] [--max-steps N]
+                         [--patience P] [--pretrain-steps N] [--min-recall R]
+                         [--public-transfer]
+      The demo's training half: the base (cached; refused when it recalls under R of its
+      facts, default 0.9), then for seeds S..S+N: zero-shot, a model trained from scratch
+      on the private data, full fine-tuning (teacher), LoRA 8, LF 0.75/0.5/0.25, LF+LoRA,
+      HM 4, LF+HM and the ablations (adjacent HM, head pruning, layer pruning), each to
+      convergence; prints the quality table (mean ± sd over seeds), writes the first
+      seed's DIR/<variant>.marill and DIR/quality.json.
   marill-train finetune-chat (--gguf FILE | --base DIR) --data FILE.jsonl [--category C] [RECIPE]
-                         [--steps N] [--batch B] [--max-len L] [--lr LR] [--distill] [--out FILE]
-      The real-data recipe: fine-tune a checkpoint on ChatML pairs (JSON lines with prompt
-      and answer; scripts/fetch-chatterbot.sh writes the chatterbot corpus so), report the
-      held-out answer NLL before and after, write the split-model file.
-  marill-train eval      --base DIR [--prompt TEXT] [--max-new N] [--chat]
-      Greedy generation from a checkpoint; without --prompt, task accuracy.
+                         [--steps N] [--batch B] [--max-len L] [--lr LR] [--distill]
+                         [--teacher-lr LR] [--teacher-cache DIR] [--out FILE]
+      The real-data recipe: fine-tune a checkpoint on ChatML pairs (JSON lines with prompt,
+      answer and conversation; scripts/fetch-chatterbot.sh writes the chatterbot corpus so;
+      duplicates dropped, a tenth of the conversations held out whole), report the held-out
+      answer NLL before and after, write the split-model file. --lr defaults by recipe
+      (1e-3 with LoRA, else 1e-4); the --distill teacher (full fine-tuning at --teacher-lr,
+      default 1e-4) is cached in DIR (default .cache/marill/chat-teacher).
+  marill-train eval      --base DIR [--prompt TEXT] [--max-new N] [--chat] [--seed S]
+      Greedy generation from a checkpoint; without --prompt, the embedded task's accuracy
+      on the test entities of split S (world of the default base).
   marill-train export    (--base DIR | --gguf FILE) --out FILE [--lf F] [--frac-bits B]
       A pretrained checkpoint as a split-model file: the bottom (1-F) of the layers and the
       embedding public, the rest private (no training).
@@ -148,18 +163,15 @@ fn run(mut a: Args) -> Result<()> {
             let t = Instant::now();
             let m = embedded::pretrain(seed, budget, &dev)?;
             load::save_hf(&m, &out, Some(&data::tokenizer_json()))?;
-            let (_, eval_set) = embedded::task(seed);
-            let copy: Vec<data::Example> = eval_set
-                .iter()
-                .map(|(p, _)| {
-                    let w = p.trim_start_matches("skip ").trim_end_matches(" =");
-                    (format!("copy {w} ="), format!(" {w}."))
-                })
-                .collect();
+            std::fs::write(out.join("base.key"), embedded::cache_key(seed, budget))?;
+            let world = data::World::new(seed);
+            let task = embedded::task(seed, seed);
+            let (zs, _) = train::score(&m, &task.test)?;
             println!(
-                "pretrained in {:.1}s; copy accuracy {:.3}; saved {}",
+                "pretrained in {:.1}s; recalls {:.3} of {} facts; zero-shot task accuracy {zs:.3}; saved {}",
                 t.elapsed().as_secs_f64(),
-                train::accuracy(&m, &copy)?,
+                embedded::recall(&m, &world)?,
+                2 * world.names.len(),
                 out.display()
             );
             Ok(())
@@ -168,11 +180,27 @@ fn run(mut a: Args) -> Result<()> {
             let out = PathBuf::from(a.value("--out")?.unwrap_or_else(|| ".cache/marill/demo".into()));
             let base_dir = a.value("--base")?.map_or_else(default_base_dir, PathBuf::from);
             let mut budget = Budget::demo();
-            budget.finetune = a.parse("--steps", budget.finetune)?;
+            budget.stop.max_steps = a.parse("--max-steps", budget.stop.max_steps)?;
+            budget.stop.patience = a.parse("--patience", budget.stop.patience)?;
             budget.pretrain = a.parse("--pretrain-steps", budget.pretrain)?;
+            budget.min_recall = a.parse("--min-recall", budget.min_recall)?;
+            budget.public_transfer = a.flag("--public-transfer");
             let seed = a.parse("--seed", 1u64)?;
+            let n_seeds = a.parse("--seeds", 1u64)?;
             a.done()?;
-            embedded::pipeline(&out, &base_dir, seed, budget, &dev)?;
+            if n_seeds == 0 {
+                return Err(Error::Config("--seeds must be at least 1".into()));
+            }
+            let seeds: Vec<u64> = (0..n_seeds).map(|i| seed + i).collect();
+            let opts = embedded::PipelineOpts {
+                out_dir: &out,
+                base_dir: &base_dir,
+                base_seed: 1,
+                seeds: &seeds,
+                budget,
+                recipes: embedded::demo_recipes(),
+            };
+            embedded::pipeline(&opts, &dev)?;
             println!("wrote {}/*.marill and quality.json", out.display());
             Ok(())
         }
@@ -183,24 +211,45 @@ fn run(mut a: Args) -> Result<()> {
             let steps = a.parse("--steps", 40usize)?;
             let bs = a.parse("--batch", 4usize)?;
             let max_len = a.parse("--max-len", 96usize)?;
-            let lr = a.parse("--lr", 1e-3f64)?;
+            let lr = a.parse("--lr", 0f64)?;
+            let teacher_lr = a.parse("--teacher-lr", 1e-4f64)?;
             let seed = a.parse("--seed", 1u64)?;
             let distill = a.flag("--distill");
+            let teacher_cache = a.value("--teacher-cache")?.map_or_else(|| PathBuf::from(".cache/marill/chat-teacher"), PathBuf::from);
+            let source = format!("{:?}", a.0);
             let l = checkpoint(&mut a, "finetune-chat", &dev)?;
             let r = recipe(&mut a)?;
             a.done()?;
+            // Per-recipe learning rates: LoRA factors take a larger one than full weights.
+            let lr = if lr > 0.0 {
+                lr
+            } else if r.lora_rank > 0 {
+                1e-3
+            } else {
+                1e-4
+            };
             let tok = l.tokenizer.ok_or_else(|| Error::Config("the checkpoint has no tokenizer".into()))?;
             let pairs = chat::load_pairs(std::path::Path::new(&data), &tok, max_len, category.as_deref())?;
-            // Every tenth pair is held out.
-            let (held, train_pairs): (Vec<_>, Vec<_>) = pairs.into_iter().enumerate().partition(|(i, _)| i % 10 == 0);
-            let held: Vec<chat::Pair> = held.into_iter().map(|x| x.1).collect();
-            let train_pairs: Vec<chat::Pair> = train_pairs.into_iter().map(|x| x.1).collect();
-            println!("{} training pairs, {} held out", train_pairs.len(), held.len());
+            // A tenth of the conversations is held out whole.
+            let (train_pairs, held) = chat::split_by_conversation(pairs);
+            println!("{} training pairs, {} held out (whole conversations)", train_pairs.len(), held.len());
             let before = chat::answer_nll(&l.model, &held, bs)?;
             let opts = train::Opts { steps, lr, weight_decay: 0.0 };
             let t = Instant::now();
             let teacher = if distill && !r.is_full() {
-                Some(chat::finetune(&l.model, &Recipe::full(), &train_pairs, None, opts, bs, seed)?.frozen_copy()?)
+                // The teacher is trained once per (checkpoint, data, settings) and cached.
+                let key = format!("{source} {data} {category:?} {steps} {bs} {max_len} {teacher_lr} {seed}");
+                let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key.as_bytes()));
+                let dir = teacher_cache.join(digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+                if dir.join("config.json").exists() {
+                    eprintln!("teacher: cached in {}", dir.display());
+                    Some(load::load_hf(&dir, &dev)?.model)
+                } else {
+                    let o = train::Opts { lr: teacher_lr, ..opts };
+                    let t = chat::finetune(&l.model, &Recipe::full(), &train_pairs, None, o, bs, seed)?.frozen_copy()?;
+                    load::save_hf(&t, &dir, l.tokenizer_json.as_deref())?;
+                    Some(t)
+                }
             } else {
                 None
             };
@@ -229,31 +278,36 @@ fn run(mut a: Args) -> Result<()> {
             let base_dir = a.value("--base")?.map_or_else(default_base_dir, PathBuf::from);
             let out = a.value("--out")?.map(PathBuf::from);
             let mut budget = Budget::demo();
-            budget.finetune = a.parse("--steps", budget.finetune)?;
-            budget.stage1 = a.parse("--stage1-steps", budget.stage1)?;
-            let teacher_steps = a.parse("--teacher-steps", budget.finetune)?;
+            budget.stop.max_steps = a.parse("--max-steps", budget.stop.max_steps)?;
+            budget.pretrain = a.parse("--pretrain-steps", budget.pretrain)?;
+            budget.public_transfer = a.flag("--public-transfer");
             let distill = !a.flag("--no-distill");
             let seed = a.parse("--seed", 1u64)?;
             let r = recipe(&mut a)?;
             a.done()?;
-            let base = embedded::cached_base(&base_dir, seed, budget, &dev)?;
-            let (train_set, eval_set) = embedded::task(seed);
-            let teacher = if distill && !r.is_full() {
-                let b = Budget { finetune: teacher_steps, ..budget };
-                Some(embedded::finetune(&base, &Recipe::full(), None, &train_set, seed, b)?)
+            let base = embedded::cached_base(&base_dir, 1, budget, &dev)?;
+            let task = embedded::task(1, seed);
+            let teacher = if (distill && !r.is_full()) || r.starts_from().is_some() {
+                Some(embedded::finetune(&base, &Recipe::full(), None, &task, seed, budget)?.model.frozen_copy()?)
             } else {
                 None
             };
-            let m = embedded::finetune(&base, &r, teacher.as_ref(), &train_set, seed, budget)?;
-            let acc = train::accuracy(&m, &eval_set)?;
-            let (tr, all) = m.count();
+            let start = match (r.starts_from(), &teacher) {
+                (Some(f), Some(t)) if f.is_full() => t.frozen_copy()?,
+                (Some(f), _) => embedded::finetune(&base, &f, teacher.as_ref(), &task, seed, budget)?.model.frozen_copy()?,
+                (None, _) => base,
+            };
+            let m = embedded::finetune(&start, &r, if distill { teacher.as_ref() } else { None }, &task, seed, budget)?;
+            let (acc, nll) = train::score(&m.model, &task.test)?;
+            let (tr, all) = m.model.count();
             println!(
-                "{}: accuracy {acc:.3} on {} held-out prompts; {tr} of {all} weights trained",
+                "{}: accuracy {acc:.3}, answer NLL {nll:.3} on {} test prompts; {} steps; {tr} of {all} weights trained",
                 r.label(),
-                eval_set.len()
+                task.test.len(),
+                m.steps()
             );
             if let Some(t) = &teacher {
-                println!("teacher (full fine-tuning): accuracy {:.3}", train::accuracy(t, &eval_set)?);
+                println!("teacher (full fine-tuning): accuracy {:.3}", train::score(t, &task.test)?.0);
             }
             if let Some(out) = out {
                 let tok = data::tokenizer_json();
@@ -264,7 +318,7 @@ fn run(mut a: Args) -> Result<()> {
                     frac_bits: 16,
                     notes: format!("embedded task accuracy {acc:.4}"),
                 };
-                std::fs::write(&out, export(&m, &info)?)?;
+                std::fs::write(&out, export(&m.model, &info)?)?;
                 println!("wrote {}", out.display());
             }
             Ok(())
@@ -274,6 +328,8 @@ fn run(mut a: Args) -> Result<()> {
             let prompt = a.value("--prompt")?;
             let max_new = a.parse("--max-new", 32usize)?;
             let chat = a.flag("--chat");
+            let base_seed = a.parse("--world-seed", 1u64)?;
+            let split_seed = a.parse("--seed", 1u64)?;
             a.done()?;
             let l = load::load_hf(&base_dir, &dev)?;
             match (prompt, l.tokenizer) {
@@ -288,8 +344,9 @@ fn run(mut a: Args) -> Result<()> {
                 }
                 (Some(_), None) => Err(Error::Config("the checkpoint has no tokenizer.json".into())),
                 (None, _) => {
-                    let (_, eval_set) = embedded::task(1);
-                    println!("task accuracy {:.3}", train::accuracy(&l.model, &eval_set)?);
+                    let task = embedded::task(base_seed, split_seed);
+                    let (acc, nll) = train::score(&l.model, &task.test)?;
+                    println!("task accuracy {acc:.3}, answer NLL {nll:.3} on {} test prompts", task.test.len());
                     Ok(())
                 }
             }
