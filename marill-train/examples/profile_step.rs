@@ -8,12 +8,13 @@ fn main() {
     let dev = Device::Cpu;
     let m = Model::init(&embedded::config(), 1, &dev).unwrap();
     let mut rng = Rng::new(2);
+    let world = data::World::new(1);
     let vars: Vec<_> = m.vars().into_iter().map(|v| v.1).collect();
     let mut opt = candle_nn::AdamW::new_lr(vars, 1e-3).unwrap();
     for b in [16usize, 32, 64] {
         let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
         for _ in 0..10 {
-            let batch = data::pretrain_batch(&mut rng, b, &dev).unwrap();
+            let batch = data::pretrain_batch(&mut rng, &world, b, &dev).unwrap();
             let t = Instant::now();
             let l = train::loss(&m, &batch, train::Objective::Nll).unwrap();
             tf += t.elapsed().as_secs_f64();

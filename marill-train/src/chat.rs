@@ -37,7 +37,8 @@ fn fnv(s: &str) -> u64 {
 /// out whole, so that no held-out turn is trained on (as a prompt or as an answer).
 /// Returns (training pairs, held-out pairs).
 pub fn split_by_conversation(pairs: Vec<Pair>) -> (Vec<Pair>, Vec<Pair>) {
-    let (held, train): (Vec<Pair>, Vec<Pair>) = pairs.into_iter().partition(|p| fnv(&p.conversation) % 10 == 0);
+    let (held, train): (Vec<Pair>, Vec<Pair>) =
+        pairs.into_iter().partition(|p| fnv(&p.conversation).is_multiple_of(10));
     (train, held)
 }
 
@@ -170,8 +171,14 @@ mod tests {
 
     #[test]
     fn a_conversation_is_held_out_whole() {
-        let pairs: Vec<Pair> = (0..400)
-            .map(|i| Pair { prompt: vec![i], answer: vec![i + 1], conversation: format!("c{}", i / 4) })
+        // 100 conversations of five turns: pair k is (turn k, turn k + 1).
+        let pairs: Vec<Pair> = (0..100u32)
+            .flat_map(|c| (0..4).map(move |k| (c, k)))
+            .map(|(c, k)| Pair {
+                prompt: vec![c * 10 + k],
+                answer: vec![c * 10 + k + 1],
+                conversation: format!("c{c}"),
+            })
             .collect();
         let (train, held) = split_by_conversation(pairs);
         assert!(!held.is_empty() && train.len() > 5 * held.len());

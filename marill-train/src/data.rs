@@ -187,7 +187,7 @@ impl Split {
     /// Two thirds of the entities for fine-tuning (of which `valid` for early stopping),
     /// one third for the test, shuffled by `seed`.
     pub fn new(seed: u64, n_entities: usize, valid: usize) -> Self {
-        let mut rng = Rng::new(seed ^ 0x5370_6c69_74);
+        let mut rng = Rng::new(seed ^ 0x0053_706c_6974);
         let mut idx: Vec<usize> = (0..n_entities).collect();
         for i in (1..idx.len()).rev() {
             idx.swap(i, rng.below(i + 1));

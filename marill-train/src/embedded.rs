@@ -69,7 +69,8 @@ impl Budget {
     pub fn demo() -> Self {
         Self {
             pretrain: 5000,
-            batch: 16, stop: Stop { max_steps: 1500, every: 25, patience: 4 },
+            batch: 16,
+            stop: Stop { max_steps: 1500, every: 25, patience: 4 },
             min_recall: 0.9,
             public_transfer: false,
         }
@@ -78,7 +79,8 @@ impl Budget {
     pub fn quick() -> Self {
         Self {
             pretrain: 60,
-            batch: 16, stop: Stop { max_steps: 20, every: 10, patience: 1 },
+            batch: 16,
+            stop: Stop { max_steps: 20, every: 10, patience: 1 },
             min_recall: 0.0,
             public_transfer: false,
         }
@@ -91,7 +93,9 @@ pub fn pretrain(seed: u64, budget: Budget, dev: &Device) -> Result<Model> {
     let world = World::new(seed);
     let mut rng = Rng::new(seed.wrapping_add(1));
     let opts = train::Opts { steps: budget.pretrain, lr: 3e-3, weight_decay: 0.01 };
-    train::train(&model, opts, Objective::Nll, "pretrain", |_| data::pretrain_batch(&mut rng, &world, budget.batch, dev))?;
+    train::train(&model, opts, Objective::Nll, "pretrain", |_| {
+        data::pretrain_batch(&mut rng, &world, budget.batch, dev)
+    })?;
     Ok(model)
 }
 
@@ -228,7 +232,9 @@ pub fn finetune(
                         let half = budget.batch / 2;
                         let mut ex: Vec<Example> =
                             (0..half).map(|_| train_set[trng.below(train_set.len())].clone()).collect();
-                        ex.extend((half..budget.batch).map(|_| (String::new(), data::pretrain_line(&mut prng, &task.world))));
+                        ex.extend(
+                            (half..budget.batch).map(|_| (String::new(), data::pretrain_line(&mut prng, &task.world))),
+                        );
                         data::batch(&ex, true, &dev)
                     };
                     train::train_until(&student, lr, budget.stop, s1, s1, &valid, &stage1_label, mixed)?
@@ -250,7 +256,16 @@ pub fn finetune(
             stages.push(("II", r));
         }
         _ => {
-            let r = train::train_until(&student, lr, budget.stop, Objective::Nll, Objective::Nll, &valid, &label, &mut next)?;
+            let r = train::train_until(
+                &student,
+                lr,
+                budget.stop,
+                Objective::Nll,
+                Objective::Nll,
+                &valid,
+                &label,
+                &mut next,
+            )?;
             stages.push(("NLL", r));
         }
     }
@@ -487,7 +502,8 @@ pub fn pipeline(o: &PipelineOpts<'_>, dev: &Device) -> Result<Vec<Quality>> {
                         let t = finetune(&base, f, Some(&teacher_model), &task, seed, o.budget)?;
                         lf_students.push((f.trained_fraction, t.model.frozen_copy()?));
                     }
-                    let m = &lf_students.iter().find(|x| x.0 == f.trained_fraction).ok_or(Error::Config("lf".into()))?.1;
+                    let m =
+                        &lf_students.iter().find(|x| x.0 == f.trained_fraction).ok_or(Error::Config("lf".into()))?.1;
                     (m, f.label())
                 }
             };
@@ -499,7 +515,8 @@ pub fn pipeline(o: &PipelineOpts<'_>, dev: &Device) -> Result<Vec<Quality>> {
             push(&mut runs, r.label(), run);
         }
     }
-    let full_accs: Vec<f64> = runs.iter().find(|x| x.0 == "full").map(|x| x.1.iter().map(|r| r.acc).collect()).unwrap_or_default();
+    let full_accs: Vec<f64> =
+        runs.iter().find(|x| x.0 == "full").map(|x| x.1.iter().map(|r| r.acc).collect()).unwrap_or_default();
     let zs_accs: Vec<f64> =
         runs.iter().find(|x| x.0 == "zero-shot").map(|x| x.1.iter().map(|r| r.acc).collect()).unwrap_or_default();
     let full_mean = mean_sd(&full_accs).0.max(1e-9);

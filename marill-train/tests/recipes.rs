@@ -31,10 +31,8 @@ fn tiny() -> Model {
 /// `m` trained a few steps on the task, as a frozen model (a stand-in for a fine-tuned one).
 fn trained(m: &Model, task: &embedded::Task) -> Model {
     let s = Recipe::full().apply(m, None, 1).unwrap();
-    let b = data::batch(&task.train, true, &Device::Cpu).unwrap();
     let opts = Opts { steps: 5, lr: 1e-2, weight_decay: 0.0 };
-    train::train(&s, opts, Objective::Nll, "t", |_| Ok(data::batch(&task.train, true, &Device::Cpu).unwrap())).unwrap();
-    drop(b);
+    train::train(&s, opts, Objective::Nll, "t", |_| data::batch(&task.train, true, &Device::Cpu)).unwrap();
     s.frozen_copy().unwrap()
 }
 

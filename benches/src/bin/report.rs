@@ -252,9 +252,7 @@ fn draw<DB: plotters::prelude::DrawingBackend>(
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|x| e(&x))?;
-        chart
-            .draw_series(LineSeries::new([(xmin, 1.0), (xmax, 1.0)], BLACK.mix(0.3)))
-            .map_err(|x| e(&x))?;
+        chart.draw_series(LineSeries::new([(xmin, 1.0), (xmax, 1.0)], BLACK.mix(0.3))).map_err(|x| e(&x))?;
         for (i, p) in points.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();
             chart

@@ -215,7 +215,8 @@ fn run(mut a: Args) -> Result<()> {
             let teacher_lr = a.parse("--teacher-lr", 1e-4f64)?;
             let seed = a.parse("--seed", 1u64)?;
             let distill = a.flag("--distill");
-            let teacher_cache = a.value("--teacher-cache")?.map_or_else(|| PathBuf::from(".cache/marill/chat-teacher"), PathBuf::from);
+            let teacher_cache =
+                a.value("--teacher-cache")?.map_or_else(|| PathBuf::from(".cache/marill/chat-teacher"), PathBuf::from);
             let source = format!("{:?}", a.0);
             let l = checkpoint(&mut a, "finetune-chat", &dev)?;
             let r = recipe(&mut a)?;
@@ -246,7 +247,8 @@ fn run(mut a: Args) -> Result<()> {
                     Some(load::load_hf(&dir, &dev)?.model)
                 } else {
                     let o = train::Opts { lr: teacher_lr, ..opts };
-                    let t = chat::finetune(&l.model, &Recipe::full(), &train_pairs, None, o, bs, seed)?.frozen_copy()?;
+                    let t =
+                        chat::finetune(&l.model, &Recipe::full(), &train_pairs, None, o, bs, seed)?.frozen_copy()?;
                     load::save_hf(&t, &dir, l.tokenizer_json.as_deref())?;
                     Some(t)
                 }
@@ -294,7 +296,9 @@ fn run(mut a: Args) -> Result<()> {
             };
             let start = match (r.starts_from(), &teacher) {
                 (Some(f), Some(t)) if f.is_full() => t.frozen_copy()?,
-                (Some(f), _) => embedded::finetune(&base, &f, teacher.as_ref(), &task, seed, budget)?.model.frozen_copy()?,
+                (Some(f), _) => {
+                    embedded::finetune(&base, &f, teacher.as_ref(), &task, seed, budget)?.model.frozen_copy()?
+                }
                 (None, _) => base,
             };
             let m = embedded::finetune(&start, &r, if distill { teacher.as_ref() } else { None }, &task, seed, budget)?;
