@@ -22,6 +22,7 @@ pub mod merge;
 pub mod model;
 pub mod progress;
 pub mod recipe;
+pub mod study;
 pub mod train;
 
 /// Errors of marill-train.

@@ -128,3 +128,60 @@ fn smollm2_secure_generation_with_half_the_layers_frozen_matches_plaintext() {
     }
     assert!(ties <= 2, "{ties} near-ties");
 }
+
+/// The study's smoke version: every row, a couple of steps each, on a few conversations of
+/// invented facts; the teacher is cached and reused, every row's NLL is finite, the
+/// teacher (full fine-tuning) improves on zero-shot, and LF 0.5's split file runs securely
+/// with the plaintext model's tokens.
+#[test]
+fn smollm2_study_smoke_runs_every_row() {
+    let Some(l) = load() else { return };
+    let tok = l.tokenizer.clone().unwrap();
+    let end = tok.token_id("<|im_end|>").unwrap();
+    let names = ["Zorvia", "Quelmar", "Brastune", "Ondivar", "Telkessa", "Vormund", "Ishkarel", "Pallatine"];
+    let cities = ["Fenwick", "Arlo", "Munsey", "Tolt", "Crane", "Oxley", "Dunmore", "Hask"];
+    // 60 "conversations" so that the hash split leaves each part some pairs.
+    let pairs: Vec<Pair> = (0..60)
+        .map(|i| {
+            let (n, c) = (names[i % 8], cities[(i / 8) % 8]);
+            let mut answer = tok.encode(&format!("The capital of {n} {i} is {c}.")).unwrap();
+            answer.push(end);
+            Pair {
+                prompt: tok.encode(&chatml(&format!("What is the capital of {n} {i}?"))).unwrap(),
+                answer,
+                conversation: format!("conv{i}"),
+            }
+        })
+        .collect();
+    marill_train::progress::set_quiet(true);
+    let dir = std::env::temp_dir().join(format!("marill-study-{}", std::process::id()));
+    let teacher = dir.join("teacher");
+    let o = marill_train::study::StudyOpts {
+        batch: 2,
+        stop: marill_train::train::Stop { max_steps: 2, every: 1, patience: 1 },
+        lr: 1e-4,
+        hm: 3,
+        seed: 1,
+    };
+    let rows =
+        marill_train::study::run(&l.model, l.tokenizer_json.as_deref(), pairs.clone(), &teacher, &dir, &o).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(
+        names,
+        ["zero-shot", "full", "lf0.5", "lora8", "hm3", "lf0.5+hm3", "lf0.5+lora8", "hm3adj", "hp6", "lp15"]
+    );
+    assert!(rows.iter().all(|r| r.nll.is_finite()));
+    assert!(rows[1].nll < rows[0].nll, "full fine-tuning did not improve: {} -> {}", rows[0].nll, rows[1].nll);
+    assert!(teacher.join("config.json").exists());
+    // The cached teacher is reused.
+    let again = marill_train::study::run(&l.model, l.tokenizer_json.as_deref(), pairs, &teacher, &dir, &o).unwrap();
+    assert_eq!(again[1].steps, "cached");
+    assert_eq!(again[1].nll, rows[1].nll);
+    let server = std::fs::read(dir.join("lf0.5.marill")).unwrap();
+    let client = extract_public(&server).unwrap();
+    let prompt = tok.encode(&chat("What is the capital of France?")).unwrap();
+    let g = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 4 };
+    let r = run_mem(Setting::Dealer, &g).unwrap();
+    assert!(teacher_forced(&server, &prompt, &r[0].0, 0.05).unwrap() <= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

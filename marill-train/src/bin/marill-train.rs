@@ -46,6 +46,14 @@ USAGE:
       answer NLL before and after, write the split-model file. --lr defaults by recipe
       (1e-3 with LoRA, else 1e-4); the --distill teacher (full fine-tuning at --teacher-lr,
       default 1e-4) is cached in DIR (default .cache/marill/chat-teacher).
+  marill-train study     (--gguf FILE | --base DIR) --data FILE.jsonl [--category C] [--pairs N]
+                         [--max-steps N] [--every N] [--patience P] [--batch B] [--lr LR]
+                         [--hm M] [--max-len L] [--out DIR]
+      The real-model quality study: zero-shot, full fine-tuning (the teacher, cached in
+      .cache/marill/study-teacher), LF 0.5, LoRA 8, HM M, LF+HM, LF+LoRA, adjacent HM, head
+      pruning and layer pruning (App. G recipes), each until the validation answer NLL
+      stops improving; conversations split 80/10/10; held-out answer NLL, token accuracy
+      and the share of full fine-tuning's gain; writes DIR/study.json and split files.
   marill-train eval      --base DIR [--prompt TEXT] [--max-new N] [--chat] [--seed S]
       Greedy generation from a checkpoint; without --prompt, the embedded task's accuracy
       on the test entities of split S (world of the default base).
@@ -274,6 +282,40 @@ fn run(mut a: Args) -> Result<()> {
                 std::fs::write(&out, export(&m, &info)?)?;
                 println!("wrote {}", out.display());
             }
+            Ok(())
+        }
+        "study" => {
+            let data = a.value("--data")?.ok_or_else(|| Error::Config("study needs --data FILE".into()))?;
+            let out = PathBuf::from(a.value("--out")?.unwrap_or_else(|| ".cache/marill/study".into()));
+            let category = a.value("--category")?;
+            let max_len = a.parse("--max-len", 96usize)?;
+            let limit = a.parse("--pairs", usize::MAX)?;
+            let mut o = marill_train::study::StudyOpts::default();
+            o.stop.max_steps = a.parse("--max-steps", o.stop.max_steps)?;
+            o.stop.every = a.parse("--every", o.stop.every)?;
+            o.stop.patience = a.parse("--patience", o.stop.patience)?;
+            o.batch = a.parse("--batch", o.batch)?;
+            o.lr = a.parse("--lr", o.lr)?;
+            o.hm = a.parse("--hm", o.hm)?;
+            o.seed = a.parse("--seed", o.seed)?;
+            let source = format!("{:?}", a.0);
+            let l = checkpoint(&mut a, "study", &dev)?;
+            a.done()?;
+            let tok = l.tokenizer.ok_or_else(|| Error::Config("the checkpoint has no tokenizer".into()))?;
+            let mut pairs = chat::load_pairs(std::path::Path::new(&data), &tok, max_len, category.as_deref())?;
+            pairs.truncate(limit);
+            let key =
+                format!("{source} {data} {category:?} {max_len} {limit} {:?} {} {} {}", o.stop, o.batch, o.lr, o.seed);
+            let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key.as_bytes()));
+            let teacher_dir = PathBuf::from(".cache/marill/study-teacher")
+                .join(digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+            let t = Instant::now();
+            marill_train::study::run(&l.model, l.tokenizer_json.as_deref(), pairs, &teacher_dir, &out, &o)?;
+            println!(
+                "study done in {:.0} s; wrote {}/study.json and the split files",
+                t.elapsed().as_secs_f64(),
+                out.display()
+            );
             Ok(())
         }
         "finetune" => {
