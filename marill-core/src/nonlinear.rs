@@ -22,7 +22,7 @@
 //! | [`reciprocal`] | thermometer normalisation + 2 Newton steps | `[2^lo, 2^hi)` | 1e-3 rel | 18 / 19 |
 //! | [`rsqrt`] | thermometer normalisation + quadratic guess + 1 Newton step | `[2^lo, 2^hi)` | 1e-3 rel | 18 / 19 |
 //! | [`rms_norm`] | Σx², `rsqrt` with `√d` folded in, two products | rows of `d` | 1e-3 | ≈ 24 / 27 |
-//! | [`softmax`] | row max (tree), `exp`, `reciprocal`, product | rows of `C` | 5e-3 | 85 / 95 at `C = 128` |
+//! | [`softmax`] | row max (tree), clamp at −64 (`relu`), `exp`, `reciprocal`, product | rows of `C` | 5e-3 | 92 / 103 at `C = 128` |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | ≈ 27 / 29 |
 //! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 15 / 17 |
 //! | [`argmax`] | tournament tree, lowest index on ties | rows of `C` | exact | 7·⌈log2 C⌉ / 8·⌈log2 C⌉ |
@@ -676,6 +676,9 @@ fn tree<P: Protocol>(
 
 /// Large negative value (in real units) given to masked entries before the row max.
 const MASKED: f64 = -1_048_576.0;
+/// Softmax clamps max-subtracted scores at `−SOFTMAX_CLAMP` (inside exp's domain; the weight
+/// it gives, ≤ 0.5^64, is below anything 16 fractional bits can hold).
+const SOFTMAX_CLAMP: f64 = 64.0;
 
 fn ceil_log2(v: usize) -> i32 {
     (usize::BITS - v.saturating_sub(1).leading_zeros()) as i32
@@ -739,9 +742,11 @@ fn check_causal(rows: usize, cols: usize, causal: Option<usize>) -> Result<()> {
 /// Row-wise softmax of `rows × cols` scores with an optional causal mask: max-subtracted,
 /// `exp`, `reciprocal` of the row sum (range `[2^-1, 2^⌈log2 cols⌉+1)`, 30 output bits),
 /// one product. Error ≤ 5e-3 (tested: rows of 128, scores N(0, 2²)). Masked entries get
-/// exactly 0. A visible score more than 115 below its row's maximum is outside exp's
-/// domain and gets a wrong weight (the polynomial grows again past −128); attention logits
-/// stay far inside that range, and clamping would cost a comparison (7 rounds).
+/// exactly 0. Max-subtracted scores are clamped at −64 (one `relu`: 7 / 8 rounds and one
+/// comparison per score) before `exp`, whose polynomial is meaningless below −115: trained
+/// models do reach such spreads (the embedded default's base has rows spread past 103, where
+/// f32 underflows), and without the clamp their secure tokens differed from the plaintext
+/// model's.
 pub fn softmax<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -775,7 +780,15 @@ pub fn softmax<P: Protocol>(
     row_max(p, xm, rows, cols, mx, rest)?;
     gather(pl, mx, rows, &mut es[..len], n, |i| i / cols);
     p.sub(xm, &es[..len], d)?;
-    exp(p, d, ex, es, fp)?;
+    // Clamp to exp's domain: d = max(d, −SOFTMAX_CLAMP) = relu(d + C) − C. A trained
+    // model's attention can spread far more than 115 within a row (the embedded default's
+    // base does), where exp's polynomial would grow again.
+    fill.iter_mut().for_each(|v| *v = enc(SOFTMAX_CLAMP, f));
+    p.add_public(d, fill, xm)?;
+    relu(p, xm, d, &mut es[..len])?;
+    fill.iter_mut().for_each(|v| *v = enc(-SOFTMAX_CLAMP, f));
+    p.add_public(d, fill, xm)?;
+    exp(p, xm, ex, es, fp)?;
     p.mul_public(ex, mask, d)?; // masked entries are exactly 0
     normalise_rows(p, d, rows, cols, -1, hi, out, mx, r, es, rest, fp, false)
 }

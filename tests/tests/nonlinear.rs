@@ -193,6 +193,26 @@ fn softmax_ref(x: &[f64], rows: usize, cols: usize, causal: Option<usize>) -> Ve
     out
 }
 
+/// Rows spread far wider than exp's domain (scores down to 600 below the row maximum, as the
+/// sharp heads of trained models produce): the clamp at −64 keeps every weight right.
+#[test]
+fn softmax_of_widely_spread_rows() {
+    let (rows, cols) = (4, 32);
+    let x: Vec<f64> = (0..rows * cols)
+        .map(|i| {
+            let (r, j) = (i / cols, i % cols);
+            // One large score per row, the rest spread over [−600, 10].
+            if j == r { 40.0 } else { FP.decode(FP.encode(10.0 - ((j * 37 + r * 11) % 61) as f64 * 10.0)) }
+        })
+        .collect();
+    let want = softmax_ref(&x, rows, cols, None);
+    for got in both(&Case { op: Op::Softmax { rows, cols, causal: None }, x: x.clone(), gain: vec![] }) {
+        let e = max_abs(&got, &want);
+        eprintln!("softmax (spread rows) error: measured {e:.2e} (bound 5e-3)");
+        assert!(e <= 5e-3, "softmax of spread rows: error {e}");
+    }
+}
+
 #[test]
 fn softmax_rows_of_128() {
     let (rows, cols) = (6, 128);
