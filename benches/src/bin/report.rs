@@ -236,12 +236,13 @@ fn draw<DB: plotters::prelude::DrawingBackend>(
         let xmax = points.iter().map(|p| p.speedup).fold(2.0, f64::max) * 1.6;
         let xmin = points.iter().map(|p| p.speedup).fold(1.0, f64::min) * 0.8;
         let ymin = points.iter().map(|p| p.quality).fold(0.0, f64::min) - 0.05;
+        let ymax = points.iter().map(|p| p.quality).fold(1.0, f64::max) + 0.2;
         let mut chart = ChartBuilder::on(&area)
             .caption(setting, ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d((xmin..xmax).log_scale(), ymin..1.15)
+            .build_cartesian_2d((xmin..xmax).log_scale(), ymin..ymax)
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
