@@ -29,7 +29,7 @@ pub struct Pair {
 }
 
 /// FNV-1a of `s` (a stable hash for splitting).
-fn fnv(s: &str) -> u64 {
+pub(crate) fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 

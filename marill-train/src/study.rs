@@ -34,11 +34,23 @@ pub struct StudyOpts {
     pub hm: usize,
     /// The seed of batch order and LoRA initialisation.
     pub seed: u64,
+    /// The recipes after full fine-tuning (`None`: [`study_recipes`]).
+    pub recipes: Option<Vec<Recipe>>,
+    /// Labels of the variants whose split files are written (`None`: every variant).
+    pub export: Option<Vec<String>>,
 }
 
 impl Default for StudyOpts {
     fn default() -> Self {
-        Self { batch: 4, stop: Stop { max_steps: 120, every: 10, patience: 3 }, lr: 1e-4, hm: 3, seed: 1 }
+        Self {
+            batch: 4,
+            stop: Stop { max_steps: 120, every: 10, patience: 3 },
+            lr: 1e-4,
+            hm: 3,
+            seed: 1,
+            recipes: None,
+            export: None,
+        }
     }
 }
 
@@ -63,15 +75,11 @@ pub struct StudyRow {
     pub train_s: f64,
 }
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 /// (train, valid, test) by conversation.
 pub fn split3(pairs: Vec<Pair>) -> (Vec<Pair>, Vec<Pair>, Vec<Pair>) {
     let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
     for p in pairs {
-        match fnv(&p.conversation) % 10 {
+        match chat::fnv(&p.conversation) % 10 {
             0 => test.push(p),
             1 => valid.push(p),
             _ => train.push(p),
@@ -208,6 +216,9 @@ pub fn run(
     let steps_of =
         |s: &[(&str, Trained)]| s.iter().map(|(n, t)| format!("{n} {}", t.steps)).collect::<Vec<_>>().join(" + ");
     let export = |r: &Recipe, m: &Model| -> Result<()> {
+        if o.export.as_ref().is_some_and(|e| !e.contains(&r.label())) {
+            return Ok(());
+        }
         let info = crate::export::ExportInfo {
             recipe: r,
             distilled: !r.is_full(),
@@ -247,7 +258,8 @@ pub fn run(
     });
     eprintln!("full: NLL {full_nll:.3} (zero-shot {zs_nll:.3})");
     let mut lf_students: Vec<(f64, Model)> = Vec::new();
-    for r in study_recipes(o.hm, base.cfg.n_heads, base.cfg.n_layers) {
+    let recipes = o.recipes.clone().unwrap_or_else(|| study_recipes(o.hm, base.cfg.n_heads, base.cfg.n_layers));
+    for r in recipes {
         let t0 = std::time::Instant::now();
         let lr = if r.lora_rank > 0 { 10.0 * o.lr } else { o.lr };
         let (start, from) = match r.starts_from() {

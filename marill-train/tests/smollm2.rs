@@ -162,6 +162,8 @@ fn smollm2_study_smoke_runs_every_row() {
         lr: 1e-4,
         hm: 3,
         seed: 1,
+        recipes: None,
+        export: Some(vec!["lf0.5".into()]),
     };
     let rows =
         marill_train::study::run(&l.model, l.tokenizer_json.as_deref(), pairs.clone(), &teacher, &dir, &o).unwrap();
@@ -174,7 +176,9 @@ fn smollm2_study_smoke_runs_every_row() {
     assert!(rows[1].nll < rows[0].nll, "full fine-tuning did not improve: {} -> {}", rows[0].nll, rows[1].nll);
     assert!(teacher.join("config.json").exists());
     // The cached teacher is reused.
-    let again = marill_train::study::run(&l.model, l.tokenizer_json.as_deref(), pairs, &teacher, &dir, &o).unwrap();
+    let only = marill_train::study::StudyOpts { recipes: Some(Vec::new()), ..o };
+    let again = marill_train::study::run(&l.model, l.tokenizer_json.as_deref(), pairs, &teacher, &dir, &only).unwrap();
+    assert_eq!(again.len(), 2);
     assert_eq!(again[1].steps, "cached");
     assert_eq!(again[1].nll, rows[1].nll);
     let server = std::fs::read(dir.join("lf0.5.marill")).unwrap();
