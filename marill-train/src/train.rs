@@ -108,6 +108,27 @@ pub fn loss(student: &Model, batch: &Batch, obj: Objective<'_>) -> Result<Tensor
     }
 }
 
+/// One optimiser step on the next batch: its loss, an error when it is not finite.
+fn one_step(
+    model: &Model,
+    opt: &mut AdamW,
+    obj: Objective<'_>,
+    next: &mut impl FnMut(usize) -> Result<Batch>,
+    label: &str,
+    step: usize,
+    progress: &mut Progress,
+) -> Result<f32> {
+    let batch = next(step)?;
+    let l = loss(model, &batch, obj)?;
+    opt.backward_step(&l)?;
+    let v = l.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if !v.is_finite() {
+        return Err(Error::Model(format!("{label}: loss diverged at step {step}")));
+    }
+    progress.step(v, batch.input.elem_count());
+    Ok(v)
+}
+
 /// Train `model`'s trainable variables for `opts.steps` steps on batches from `next`,
 /// reporting progress under `label`. Returns the loss of each step.
 pub fn train(
@@ -134,15 +155,8 @@ pub fn train(
             opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
         };
         opt.set_learning_rate(lr);
-        let batch = next(step)?;
-        let l = loss(model, &batch, obj)?;
-        opt.backward_step(&l)?;
-        let v = l.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        if !v.is_finite() {
-            return Err(Error::Model(format!("{label}: loss diverged at step {step}")));
-        }
+        let v = one_step(model, &mut opt, obj, &mut next, label, step, &mut progress)?;
         losses.push(v);
-        progress.step(v, batch.input.elem_count());
     }
     progress.finish();
     Ok(losses)
@@ -201,14 +215,7 @@ pub fn train_until(
     let mut since = 0;
     for step in 0..stop.max_steps {
         opt.set_learning_rate(lr * ((step + 1) as f64 / every as f64).min(1.0));
-        let batch = next(step)?;
-        let l = loss(model, &batch, obj)?;
-        opt.backward_step(&l)?;
-        let v = l.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        if !v.is_finite() {
-            return Err(Error::Model(format!("{label}: loss diverged at step {step}")));
-        }
-        progress.step(v, batch.input.elem_count());
+        one_step(model, &mut opt, obj, &mut next, label, step, &mut progress)?;
         best.steps = step + 1;
         if (step + 1) % every == 0 {
             let m = measure()?;
