@@ -128,6 +128,17 @@ struct Pass {
     mask_mul: Tensor,
 }
 
+/// Where [`Model::forward_to`] applies the output head.
+#[derive(Debug, Clone, Copy)]
+pub enum Head<'a> {
+    /// At every position.
+    All,
+    /// At these flat positions of `b·t` (u32).
+    Rows(&'a Tensor),
+    /// Nowhere.
+    None,
+}
+
 /// What [`Model::forward`] returns.
 pub struct Forward {
     /// `[b, t, vocab]`.
@@ -297,6 +308,14 @@ impl Model {
     /// The forward pass over `tokens` (`[b, t]`, u32). With `trace`, also the per-layer
     /// attention outputs and hidden states.
     pub fn forward(&self, tokens: &Tensor, trace: bool) -> Result<Forward> {
+        self.forward_to(tokens, trace, Head::All)
+    }
+
+    /// The forward pass with the output head applied where `head` says: at every position
+    /// (`[b, t, vocab]` logits), only at the given flat positions of `b·t` (`[n, vocab]`: the
+    /// training losses need logits only where an answer token is scored, and the head is a
+    /// fifth of a small model's work), or nowhere (empty logits; stage I needs none).
+    pub fn forward_to(&self, tokens: &Tensor, trace: bool, head: Head<'_>) -> Result<Forward> {
         let (b, t) = tokens.dims2()?;
         let d = self.cfg.d;
         let (mut h, ctx) = self.embed(tokens)?;
@@ -309,10 +328,18 @@ impl Model {
                 out.hidden.push(h.reshape((b, t, d))?);
             }
         }
+        let h = match head {
+            Head::None => return Ok(out),
+            Head::All => h,
+            Head::Rows(rows) => h.reshape((b * t, d))?.index_select(rows, 0)?,
+        };
         let x = rms_norm(&h, self.get(names::NORM)?, self.cfg.rms_eps)?;
         let embed = self.get(names::EMBED)?;
-        let head = if self.cfg.tie_embeddings { embed } else { self.get(names::LM_HEAD)? };
-        out.logits = x.matmul(&head.t()?)?.reshape((b, t, self.cfg.vocab))?;
+        let w = if self.cfg.tie_embeddings { embed } else { self.get(names::LM_HEAD)? };
+        out.logits = x.matmul(&w.t()?)?;
+        if let Head::All = head {
+            out.logits = out.logits.reshape((b, t, self.cfg.vocab))?;
+        }
         Ok(out)
     }
 

@@ -13,7 +13,7 @@ use candle_core::{D, DType, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use crate::data::Batch;
-use crate::model::Model;
+use crate::model::{Head, Model};
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -58,20 +58,47 @@ pub enum Objective<'a> {
     Stage2(&'a Model, DistillCoeffs),
 }
 
-/// Masked mean NLL of `logits` (`[b, t, V]`) against `batch`.
+/// The positions of `batch` that count: their flat indices into `b·t` (u32), targets (u32)
+/// and weights (f32), each `[n]`.
+pub fn counted_rows(batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
+    let mask = batch.mask.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let idx: Vec<u32> = (0..mask.len()).filter(|&i| mask[i] > 0.0).map(|i| i as u32).collect();
+    let weight: Vec<f32> = idx.iter().map(|&i| mask[i as usize]).collect();
+    let dev = batch.mask.device();
+    let rows = Tensor::new(idx.as_slice(), dev)?;
+    let target = batch.target.flatten_all()?.index_select(&rows, 0)?;
+    Ok((rows, target, Tensor::new(weight.as_slice(), dev)?))
+}
+
+/// `logits` at the counted positions: `[n, V]` as they are (from [`Head::Rows`]), or
+/// gathered from `[b, t, V]`; with their targets and weights.
+fn at_rows(logits: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
+    let (rows, target, weight) = counted_rows(batch)?;
+    let logits = match logits.rank() {
+        2 => logits.clone(),
+        _ => logits.flatten_to(1)?.index_select(&rows, 0)?,
+    };
+    Ok((logits, target, weight))
+}
+
+/// Masked mean NLL of `logits` (`[b, t, V]`, or `[n, V]` at the counted positions) against
+/// `batch`.
 pub fn nll(logits: &Tensor, batch: &Batch) -> Result<Tensor> {
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let picked = logp.gather(&batch.target.unsqueeze(2)?, 2)?.squeeze(2)?;
-    let s = (picked * &batch.mask)?.sum_all()?;
+    let (logits, target, weight) = at_rows(logits, batch)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = logp.gather(&target.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let s = (picked * weight)?.sum_all()?;
     Ok((s.neg()? / batch.count.max(1) as f64)?)
 }
 
-/// Masked mean `KL(p_teacher ‖ p_student)` per position.
+/// Masked mean `KL(p_teacher ‖ p_student)` per position (logits as for [`nll`]).
 pub fn kl(teacher: &Tensor, student: &Tensor, batch: &Batch) -> Result<Tensor> {
-    let lt = candle_nn::ops::log_softmax(teacher, D::Minus1)?;
-    let ls = candle_nn::ops::log_softmax(student, D::Minus1)?;
+    let (teacher, _, weight) = at_rows(teacher, batch)?;
+    let (student, _, _) = at_rows(student, batch)?;
+    let lt = candle_nn::ops::log_softmax(&teacher, D::Minus1)?;
+    let ls = candle_nn::ops::log_softmax(&student, D::Minus1)?;
     let per = (lt.exp()? * (lt - ls)?)?.sum(D::Minus1)?;
-    Ok(((per * &batch.mask)?.sum_all()? / batch.count.max(1) as f64)?)
+    Ok(((per * weight)?.sum_all()? / batch.count.max(1) as f64)?)
 }
 
 /// Mean squared error over the positions that count.
@@ -85,10 +112,13 @@ fn masked_mse(a: &Tensor, b: &Tensor, batch: &Batch) -> Result<Tensor> {
 /// The loss of `student` on `batch` under `obj`.
 pub fn loss(student: &Model, batch: &Batch, obj: Objective<'_>) -> Result<Tensor> {
     match obj {
-        Objective::Nll => nll(&student.forward(&batch.input, false)?.logits, batch),
+        Objective::Nll => {
+            let (rows, _, _) = counted_rows(batch)?;
+            nll(&student.forward_to(&batch.input, false, Head::Rows(&rows))?.logits, batch)
+        }
         Objective::Stage1(teacher, c) => {
-            let s = student.forward(&batch.input, true)?;
-            let t = teacher.forward(&batch.input, true)?;
+            let s = student.forward_to(&batch.input, true, Head::None)?;
+            let t = teacher.forward_to(&batch.input, true, Head::None)?;
             if s.hidden.len() != t.hidden.len() {
                 return Err(Error::Config("stage I needs student and teacher with the same layers".into()));
             }
@@ -101,8 +131,9 @@ pub fn loss(student: &Model, batch: &Batch, obj: Objective<'_>) -> Result<Tensor
             Ok(total)
         }
         Objective::Stage2(teacher, c) => {
-            let s = student.forward(&batch.input, false)?.logits;
-            let t = teacher.forward(&batch.input, false)?.logits.detach();
+            let (rows, _, _) = counted_rows(batch)?;
+            let s = student.forward_to(&batch.input, false, Head::Rows(&rows))?.logits;
+            let t = teacher.forward_to(&batch.input, false, Head::Rows(&rows))?.logits.detach();
             Ok(((kl(&t, &s, batch)? * c.kl)? + (nll(&s, batch)? * c.nll)?)?)
         }
     }
