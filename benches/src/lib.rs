@@ -16,7 +16,7 @@ use marill_core::ring::MatDims;
 use marill_core::share::{split_additive, split_replicated};
 use marill_core::{Error, FixedPoint};
 use marill_std::Setting;
-use marill_std::run::{Program, run_mem};
+use marill_std::run::{Program, run_mem_over};
 
 /// This party's shares of `x`: the harness's deterministic split.
 pub fn local_shares<P: Protocol>(p: &P, x: &[u64], salt: u8) -> Vec<u64> {
@@ -397,8 +397,18 @@ impl Case {
     /// Run at all parties in memory: one warm-up, then `runs` measured repetitions in the
     /// same session (scratch memory and buffers warm, as in a long-lived deployment).
     pub fn measure(&self, setting: Setting, runs: usize) -> Result<Vec<Measured>, String> {
+        self.measure_over(setting, runs, None)
+    }
+
+    /// [`Case::measure`] with the parties over an emulated `link` when one is given.
+    pub fn measure_over(
+        &self,
+        setting: Setting,
+        runs: usize,
+        link: Option<marill_std::transport::link::LinkModel>,
+    ) -> Result<Vec<Measured>, String> {
         let prog = Repeat { case: self, runs };
-        let r = run_mem(setting, &prog).map_err(|e| e.to_string())?;
+        let r = run_mem_over(setting, link, &prog).map_err(|e| e.to_string())?;
         let opened = &r[0].0.1;
         let reference = self.reference();
         let bits = self.out_bits();

@@ -43,6 +43,7 @@ use crate::model::plain::PlainModel;
 use crate::model::secure::{CLIENT, SERVER, SecureModel, generate_streaming};
 use crate::model_file::MappedModel;
 use crate::session::{dealer_party, entropy, ot2pc_party, rep3_party};
+use crate::transport::link::{LinkModel, MaybeLinked};
 use crate::transport::tcp::{self, Link, TcpChannel, TcpConfig};
 use crate::transport::tls::Tls;
 use crate::{Setting, StdError};
@@ -249,6 +250,9 @@ pub struct PartyConfig {
     pub max_seq: usize,
     /// TLS or plaintext.
     pub security: Security,
+    /// An emulated link on every session's messages ([`crate::transport::link`]); every
+    /// party of a session must use the same one.
+    pub link: Option<LinkModel>,
 }
 
 fn run_session(
@@ -260,7 +264,7 @@ fn run_session(
 ) -> Result<(Vec<u32>, marill_core::cost::Cost), StdError> {
     let (digest, arch) = model_info(file)?;
     let me = ch.id();
-    let mut ch = Metered::new(ch);
+    let mut ch = Metered::new(MaybeLinked::new(ch, cfg.link));
     let mine = Handshake {
         version: SESSION_VERSION,
         setting: setting_code(cfg.setting),

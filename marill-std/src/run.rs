@@ -11,6 +11,7 @@ use marill_core::proto::Protocol;
 use marill_core::{Channel, Error};
 
 use crate::session::{dealer_party, ot2pc_party, rep3_party};
+use crate::transport::link::{LinkModel, MaybeLinked};
 use crate::transport::{mem, tcp};
 use crate::{Setting, StdError};
 
@@ -59,11 +60,21 @@ where
 /// Run `prog` at the parties of `setting` (three, or two in plain 2PC), connected in memory. The first party
 /// error, if any, is returned (the others then fail with `PeerClosed` or `Timeout`).
 pub fn run_mem<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult<G::Output>>, StdError> {
+    run_mem_over(setting, None, prog)
+}
+
+/// [`run_mem`] with every message over an emulated `link` when one is given
+/// ([`crate::transport::link`]).
+pub fn run_mem_over<G: Program>(
+    setting: Setting,
+    link: Option<LinkModel>,
+    prog: &G,
+) -> Result<Vec<PartyResult<G::Output>>, StdError> {
     let n = setting.parties();
     let chans = std::sync::Mutex::new(mem::mesh(n).into_iter().map(Some).collect::<Vec<_>>());
     let results = join_all(n, |i| {
         let ch = chans.lock().map_err(|_| Error::Protocol)?[i].take().ok_or(Error::Protocol)?;
-        party(setting, ch, prog)
+        party(setting, MaybeLinked::new(ch, link), prog)
     })?;
     collect(results)
 }

@@ -3,6 +3,7 @@
 //! Both have message semantics: a `recv` must ask for exactly the length that was sent,
 //! or it fails with `Malformed`; both time out instead of waiting forever.
 
+pub mod link;
 pub mod mem;
 pub mod split;
 pub mod tcp;

@@ -38,3 +38,51 @@ fn cost_tables_scale_per_layer_costs_consistently() {
         }
     }
 }
+
+/// `--variant` runs one row and `--link` puts the parties on an emulated network: the same
+/// bytes and rounds as without it, every round now costing at least the link's one-way
+/// latency, and the profile named in the JSON.
+#[test]
+fn one_variant_over_an_emulated_link() {
+    let run = |link: Option<&str>| -> serde_json::Value {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_marill"));
+        cmd.args([
+            "cost",
+            "--shape",
+            "tiny",
+            "--prompt-len",
+            "4",
+            "--setting",
+            "dealer",
+            "--variant",
+            "lf0.5",
+            "--json",
+        ]);
+        if let Some(l) = link {
+            cmd.args(["--link", l]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<serde_json::Value> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows[0].clone()
+    };
+    let (direct, linked) = (run(None), run(Some("4,1000")));
+    assert_eq!(direct["link"], "none");
+    assert_eq!(linked["link"], "4,1000");
+    assert_eq!(linked["variant"], "lf0.5");
+    for key in ["prefill_bytes", "prefill_rounds", "decode_bytes", "decode_rounds"] {
+        assert_eq!(field(&direct, key), field(&linked, key), "{key}");
+    }
+    for step in ["prefill", "decode"] {
+        let rounds = field(&linked, &format!("{step}_rounds"));
+        let took = field(&linked, &format!("{step}_s"));
+        // Rounds are one-way message depths: each costs a one-way latency of 2 ms.
+        assert!(took >= 0.9 * rounds * 0.002, "{step}: {took} s for {rounds} rounds");
+        assert!(took > field(&direct, &format!("{step}_s")));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_marill")).args(["cost", "--variant", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--variant nope"));
+}

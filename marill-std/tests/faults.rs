@@ -30,6 +30,7 @@ fn with_security(timeout: Duration, security: Security) -> PartyConfig {
         tcp: TcpConfig { connect_timeout: timeout, io_timeout: timeout },
         max_seq: 64,
         security,
+        link: None,
     }
 }
 

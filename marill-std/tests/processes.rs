@@ -208,6 +208,32 @@ fn dealer_setting_as_processes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Every party on an emulated link (`--link`): the same tokens; a client without the
+/// link is refused with an error, not left waiting.
+#[test]
+fn dealer_setting_over_an_emulated_link() {
+    let dir = std::env::temp_dir().join(format!("marill-proc-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server_bytes, sp, cp) = files(&dir, 26);
+    let (sp, cp) = (sp.to_str().unwrap(), cp.to_str().unwrap());
+    let linked = ["--insecure-plaintext".to_string(), "--link".to_string(), "2,1000".to_string()];
+    let (mut srv, saddr) = serve(sp, "dealer", "2", &linked);
+    let (mut dlr, daddr) = start(
+        &["dealer", "--model", cp, "--listen", "127.0.0.1:0", "--server", &saddr, "--sessions", "2", "--timeout", "20"],
+        &linked,
+    );
+    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 3, &linked));
+    assert!(ok, "{err}");
+    check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
+    let plain = ["--insecure-plaintext".to_string()];
+    let (ok, _, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5", 1, &plain));
+    assert!(!ok);
+    assert!(err.contains("malformed"), "{err}");
+    assert!(srv.0.wait().unwrap().success());
+    assert!(dlr.0.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn plain_2pc_as_two_processes() {
     let dir = std::env::temp_dir().join(format!("marill-proc-ot2pc-{}", std::process::id()));

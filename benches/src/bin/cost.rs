@@ -3,8 +3,13 @@
 //! ```text
 //! cargo run --release -p marill-benches --bin cost -- \
 //!     --protocol {dealer|rep3|ot2pc|all} --op {OP|all|base|nonlinear} \
-//!     [--shape SHAPE] [--frac-bits F] [--runs R] [--json]
+//!     [--shape SHAPE] [--frac-bits F] [--runs R] [--link lan|wan|RTT_MS,MBPS] [--json]
 //! ```
+//!
+//! `--link` puts the parties on an emulated network (`marill_std::transport::link`: per
+//! direction a one-way latency and a bandwidth, applied to every message; `lan` is 16 Gbps
+//! and 0.1 ms round trip, `wan` 400 Mbps and 40 ms); every JSON line then names it in
+//! `link` (`"none"` without).
 //!
 //! `--op model` measures secure greedy generation instead: the prefill of a prompt and each
 //! decoded token, on a server file (`--model`) or a random model of a MARILL variant; its
@@ -36,9 +41,10 @@ use marill_std::model::measure::ModelCase;
 use marill_std::model::random::{self, Variant};
 
 const USAGE: &str = "usage: cost --protocol {dealer|rep3|ot2pc|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
-[--runs R] [--json]
+[--runs R] [--link L] [--json]
        cost --protocol {dealer|rep3|ot2pc|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N]
-            [--no-warm-up] [--json]
+            [--no-warm-up] [--link L] [--json]
+  L: lan (16 Gbps, 0.1 ms round trip), wan (400 Mbps, 40 ms) or RTT_MS,MBPS: an emulated network between the parties
   V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline (embedding and every layer in MPC),
     private (every layer in MPC, public embedding), lf lora hm lf+hm lf+lora friendly, or all
   --op all runs every op at its default shape, then --op model over every variant
@@ -70,6 +76,7 @@ fn run() -> Result<(), String> {
     let mut gen_tokens = 4usize;
     let mut model_op = false;
     let mut all_ops = false;
+    let mut link = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -105,6 +112,7 @@ fn run() -> Result<(), String> {
             "--runs" => runs = val()?.parse().map_err(|_| "bad --runs".to_string())?,
             "--json" => json = true,
             "--no-warm-up" => warm_up = false,
+            "--link" => link = Some(marill_std::transport::link::LinkModel::parse(&val()?)?),
             "--model" => model = Some(val()?),
             "--variant" => {
                 let v = val()?;
@@ -132,7 +140,7 @@ fn run() -> Result<(), String> {
         if protocols.is_empty() {
             return Err("--protocol is required".into());
         }
-        return run_model(&protocols, model, variants, prompt_len, gen_tokens, json, warm_up);
+        return run_model(&protocols, model, variants, prompt_len, gen_tokens, json, warm_up, link);
     }
     if protocols.is_empty() || ops.is_empty() {
         return Err("--protocol and --op are required".into());
@@ -140,6 +148,7 @@ fn run() -> Result<(), String> {
     if runs < 3 {
         return Err("--runs must be at least 3".into());
     }
+    let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
     for &setting in &protocols {
         for &op in &ops {
             let sh = match shape {
@@ -147,7 +156,7 @@ fn run() -> Result<(), String> {
                 _ => op.default_shape(),
             };
             let case = Case::new(op, sh, frac_bits)?;
-            let samples = case.measure(setting, runs)?;
+            let samples = case.measure_over(setting, runs, link)?;
             let mut walls: Vec<f64> = samples.iter().map(|m| m.wall.as_secs_f64()).collect();
             walls.sort_by(f64::total_cmp);
             let median = walls[walls.len() / 2];
@@ -155,7 +164,7 @@ fn run() -> Result<(), String> {
             let err = samples.iter().map(|m| m.max_abs_err).fold(0.0, f64::max);
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"{}\",\"shape\":\"{}\",\"frac_bits\":{},\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{:e}}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"{}\",\"shape\":\"{}\",\"frac_bits\":{},\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{:e},\"link\":\"{link_name}\"}}",
                     setting.name(),
                     op.name(),
                     sh.text(),
@@ -185,7 +194,7 @@ fn run() -> Result<(), String> {
         }
     }
     if all_ops {
-        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, json, warm_up)?;
+        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, json, warm_up, link)?;
     }
     Ok(())
 }
@@ -227,7 +236,9 @@ fn run_model(
     gen_tokens: usize,
     json: bool,
     warm_up: bool,
+    link: Option<marill_std::transport::link::LinkModel>,
 ) -> Result<(), String> {
+    let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(path) = model {
         let bytes = std::fs::read(&path).map_err(|e| format!("read {path}: {e}"))?;
@@ -243,7 +254,7 @@ fn run_model(
     }
     for &setting in protocols {
         for (name, bytes) in &cases {
-            let case = ModelCase::new(bytes.clone(), prompt_len, gen_tokens)?;
+            let case = ModelCase::new(bytes.clone(), prompt_len, gen_tokens)?.over(link);
             if warm_up {
                 case.measure(setting)?;
             }
@@ -260,7 +271,7 @@ fn run_model(
             let shape = format!("prompt={prompt_len},gen={gen_tokens}");
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{}}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\"}}",
                     setting.name(),
                     m.wall[0].as_secs_f64(),
                     m.bytes[0][0],

@@ -17,18 +17,24 @@ const USAGE: &str = "usage:
                                            one of private lf lora lf+lora hm lf+hm friendly baseline
   marill keygen --out FILE                 write an Ed25519 key (FILE, PKCS#8 PEM, mode 0600) and its
                                            public half (FILE.pub, 64 hex digits) for a party's TLS
-  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S] SECURITY
-  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] SECURITY   (3PC)
-  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] SECURITY   (2PC-Dealer)
-  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] SECURITY
+  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S] [--link L] SECURITY
+  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] SECURITY   (3PC)
+  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] SECURITY   (2PC-Dealer)
+  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] [--link L] SECURITY
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
   marill cost   [--setting dealer|rep3|ot2pc|all] [--prompt-len B] [--shape paper|tiny] [--runs N] [--json]
+                [--link lan|wan|RTT_MS,MBPS] [--variant NAME]
                                            the paper's tables from this engine: openllama-3b-v2 shapes,
                                            one private layer's own cost (metered at its boundaries in
                                            a 1-layer model) scaled to the layers in MPC; each span the
-                                           fastest of N runs (2, or 1 in ot2pc)
+                                           fastest of N runs (2, or 1 in ot2pc); --link emulates a
+                                           network between the parties (lan: 16 Gbps, 0.1 ms round
+                                           trip; wan: 400 Mbps, 40 ms); --variant runs one row
   marill --help
+
+--link L emulates a network on every session message (L is lan: 16 Gbps and 0.1 ms round trip,
+wan: 400 Mbps and 40 ms, or RTT_MS,MBPS); every party of a session must be given the same L.
 
 SECURITY is either
   --key FILE [--trust-server KEYS] [--trust-client KEYS] [--trust-helper KEYS]
@@ -281,6 +287,11 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
         tcp: marill_std::transport::tcp::TcpConfig { connect_timeout: timeout, io_timeout: timeout },
         max_seq: num(&f, "max-seq", 4096)?,
         security: security(&f)?,
+        link: f
+            .get("link")
+            .map(|l| marill_std::transport::link::LinkModel::parse(l))
+            .transpose()
+            .map_err(StdError::Handshake)?,
     };
     if let marill_std::party::Security::Tls(tls) = &cfg.security {
         // Fail at start-up, not at the first connection, when a peer's key is missing.
@@ -426,11 +437,12 @@ fn measure_case(
     prompt_len: usize,
     runs: usize,
     layers: usize,
+    link: Option<marill_std::transport::link::LinkModel>,
 ) -> Result<([Metric; 2], [Metric; 2]), StdError> {
     use marill_std::model::measure::{ModelCase, Span, Steps};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
-    let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?;
+    let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?.over(link);
     // `runs` runs; the fastest time of each span (bytes and rounds do not vary).
     let mut all = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
@@ -483,6 +495,10 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
         Some(s) => vec![Setting::parse(s).ok_or_else(|| StdError::Model("--setting dealer|rep3|ot2pc|all".into()))?],
     };
     let b = num(&f, "prompt-len", 64)?;
+    let link =
+        f.get("link").map(|l| marill_std::transport::link::LinkModel::parse(l)).transpose().map_err(StdError::Model)?;
+    let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
+    let only = f.get("variant").cloned();
     // Plain 2PC's steps take minutes at the paper's shapes: one run unless asked.
     let runs = |s: Setting| match num(&f, "runs", if s == Setting::Ot2pc { 1 } else { 2 })? {
         0 => Err(StdError::Model("--runs must be at least 1".into())),
@@ -511,10 +527,20 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
         ("lf0.5+hm4", v(0, 4, false), N / 2.0),
         ("lf0.5+lora64", v(64, 1, false), N / 2.0),
     ];
+    let table2 = [13.0, 9.0, 6.0, 5.0, 4.0];
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if let Some(o) = &only {
+        let known = cases.iter().any(|c| c.0 == o) || table2.iter().any(|t| format!("f={t}/26") == *o);
+        if !known {
+            return Err(StdError::Model(format!(
+                "--variant {o}: one of baseline lf0.5 hm4 lora64 lf0.5+hm4 lf0.5+lora64 f=13/26 f=9/26 f=6/26 f=5/26 f=4/26"
+            )));
+        }
+    }
     if !json {
         println!(
-            "{} shapes, prompt {b} tokens; one private layer's cost measured in a 1-layer random model and \
-         scaled to the layers in MPC out of 26 (public layers run in plaintext at the client and are not counted)",
+            "{} shapes, prompt {b} tokens, link {link_name}; one private layer's cost measured in a 1-layer random \
+         model and scaled to the layers in MPC out of 26 (public layers run in plaintext at the client and are not counted)",
             if base_shape.d == 3200 { "openllama-3b-v2" } else { "tiny" }
         );
     }
@@ -535,7 +561,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             eprintln!("marill cost: {} {name}, {layers} private layer(s), {runs} run(s)", setting.name());
             let t = std::time::Instant::now();
             let (whole, own) =
-                measure_case(model_shaped(var, Shape { layers, ..base_shape }, 5)?, setting, b, runs, layers)?;
+                measure_case(model_shaped(var, Shape { layers, ..base_shape }, 5)?, setting, b, runs, layers, link)?;
             eprintln!("marill cost:   done in {:.1} s", t.elapsed().as_secs_f64());
             // The layer's span is part of the step, so the rest is never negative in bytes
             // or rounds; a time can be by a hair of clock skew between parties, so it clamps.
@@ -545,9 +571,12 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             fits.push((name, fixed, per));
             Ok((fixed, per))
         };
-        fit("private", v(0, 1, false))?;
+        // The baseline borrows the all-private variant's layer.
+        if wanted("baseline") {
+            fit("private", v(0, 1, false))?;
+        }
         let mut rows = Vec::new();
-        for (name, var, k) in cases {
+        for (name, var, k) in cases.iter().copied().filter(|c| wanted(c.0)) {
             let key = match (var.private_embedding, var.head_merge, var.lora_rank) {
                 (true, ..) => "baseline",
                 (_, 4, _) => "hm",
@@ -559,12 +588,13 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             rows.push((name.to_string(), [total(0), total(1)]));
         }
         // Table 2: layer freezing alone, trained fraction f of 26 layers.
-        let (fixed, per) = fit("private", v(0, 1, false))?;
-        for t in [13.0, 9.0, 6.0, 5.0, 4.0] {
+        for t in table2.into_iter().filter(|t| wanted(&format!("f={t}/26"))) {
+            let (fixed, per) = fit("private", v(0, 1, false))?;
             let total = |i: usize| (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2);
             rows.push((format!("f={t}/26"), [total(0), total(1)]));
         }
-        let base = rows[0].1;
+        // Ratios against the baseline (none when --variant leaves it out).
+        let base = rows.iter().find(|r| r.0 == "baseline").map(|r| r.1);
         if !json {
             println!("\n{} (× = baseline / variant)", setting.name());
             println!(
@@ -586,6 +616,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
         }
         for (name, r) in &rows {
             let x = |i: usize, j: usize| {
+                let Some(base) = base else { return f64::NAN };
                 let (a, c) = (base[i], r[i]);
                 let (a, c) = match j {
                     0 => (a.0, c.0),
@@ -596,7 +627,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0}}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\"}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,

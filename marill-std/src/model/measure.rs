@@ -9,7 +9,8 @@ use super::secure::{CLIENT, SecureModel};
 use super::{Arch, check};
 use crate::Setting;
 use crate::model_file::extract_public;
-use crate::run::{Program, run_mem};
+use crate::run::{Program, run_mem_over};
+use crate::transport::link::LinkModel;
 use marill_core::Error;
 use marill_core::cost::Cost;
 use marill_core::format::ModelFile;
@@ -21,6 +22,8 @@ pub struct ModelCase {
     client: Vec<u8>,
     prompt_len: usize,
     new_tokens: usize,
+    /// The emulated link between the parties (none: memory, as fast as it goes).
+    link: Option<LinkModel>,
     /// What failed where, at each party that failed (a `Program` returns core errors only).
     failures: std::sync::Mutex<Vec<String>>,
 }
@@ -83,7 +86,13 @@ impl ModelCase {
         if prompt_len == 0 || new_tokens == 0 {
             return Err("--prompt-len and --gen must be positive".into());
         }
-        Ok(Self { server, client, prompt_len, new_tokens, failures: Default::default() })
+        Ok(Self { server, client, prompt_len, new_tokens, link: None, failures: Default::default() })
+    }
+
+    /// The parties talk over `link` (see [`crate::transport::link`]).
+    pub fn over(mut self, link: Option<LinkModel>) -> Self {
+        self.link = link;
+        self
     }
 
     fn prompt(&self, vocab: usize) -> Vec<u32> {
@@ -92,7 +101,7 @@ impl ModelCase {
 
     /// Run every party in memory and measure each step.
     pub fn measure(&self, setting: Setting) -> Result<Steps, String> {
-        let r = run_mem(setting, self).map_err(|e| {
+        let r = run_mem_over(setting, self.link, self).map_err(|e| {
             let notes = self.failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
             if notes.is_empty() { e.to_string() } else { format!("{e} ({})", notes.join("; ")) }
         })?;
