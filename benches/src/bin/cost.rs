@@ -16,7 +16,10 @@
 //! JSON lines carry the contract's fields for the prefill (`max_abs_err` is the number of
 //! tokens that differ from the plaintext model's, teacher-forced) plus `model`,
 //! `decode_wall_s`, `decode_bytes_sent_per_party`, `decode_rounds` (means per token) and
-//! `token_mismatches`. Its figures are from one run after a warm-up run (`--no-warm-up`: the
+//! `token_mismatches`, and `parts`: per part of a step (`norms`, `q|k|v`, `scores`,
+//! `softmax`, `P·V`, `o`, `gate|up`, `SiLU×up`, `down` summed over the private layers, then
+//! the head's `head norm`, `lm head`, `argmax`), its prefill and mean decode time, bytes of
+//! the party that sends most and rounds. Its figures are from one run after a warm-up run (`--no-warm-up`: the
 //! first run; plain 2PC's runs take seconds, where a warm scratch makes no difference).
 //!
 //! With `--json`, one JSON line per case:
@@ -269,9 +272,31 @@ fn run_model(
                 (0..3).map(|p| mean_u64(&m.bytes[decode.clone()].iter().map(|b| b[p]).collect::<Vec<_>>())).collect();
             let dec_rounds = mean_u64(&m.rounds[decode.clone()]);
             let shape = format!("prompt={prompt_len},gen={gen_tokens}");
+            // Per part of a step (summed over the private layers): the prefill's, and the
+            // mean of the decode steps'.
+            let mut parts = Vec::new();
+            for (k, (name, pre)) in m.parts[0].iter().enumerate() {
+                let dec: Vec<_> = m.parts[decode.clone()].iter().filter_map(|p| p.get(k)).map(|p| p.1).collect();
+                let n = dec.len().max(1) as f64;
+                let dwall = dec.iter().map(|s| s.wall.as_secs_f64()).sum::<f64>() / n;
+                let dbytes = dec.iter().map(|s| *s.bytes.iter().max().unwrap_or(&0) as f64).sum::<f64>() / n;
+                let drounds = dec.iter().map(|s| s.rounds as f64).sum::<f64>() / n;
+                parts.push((
+                    *name,
+                    format!(
+                        "{{\"part\":\"{name}\",\"prefill_s\":{:.6},\"prefill_bytes\":{},\"prefill_rounds\":{},\"decode_s\":{dwall:.6},\"decode_bytes\":{dbytes:.0},\"decode_rounds\":{drounds:.1}}}",
+                        pre.wall.as_secs_f64(),
+                        pre.bytes.iter().max().unwrap_or(&0),
+                        pre.rounds
+                    ),
+                    pre.rounds,
+                    drounds,
+                ));
+            }
+            let parts_json = parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join(",");
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\"}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"parts\":[{parts_json}]}}",
                     setting.name(),
                     m.wall[0].as_secs_f64(),
                     m.bytes[0][0],
@@ -302,6 +327,8 @@ fn run_model(
                     dec_rounds,
                     m.mismatches
                 );
+                let line: Vec<String> = parts.iter().map(|p| format!("{} {}/{:.0}", p.0, p.2, p.3)).collect();
+                println!("        rounds per part (prefill/decode, over the private layers): {}", line.join(", "));
             }
         }
     }

@@ -438,7 +438,7 @@ fn measure_case(
     runs: usize,
     layers: usize,
     link: Option<marill_std::transport::link::LinkModel>,
-) -> Result<([Metric; 2], [Metric; 2]), StdError> {
+) -> Result<([Metric; 2], [Metric; 2], Parts), StdError> {
     use marill_std::model::measure::{ModelCase, Span, Steps};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
@@ -473,7 +473,21 @@ fn measure_case(
     };
     let whole = fastest(Steps::step);
     let layer = fastest(|r, i| r.layers[i].first().copied().unwrap_or_default());
-    Ok((prefill_and_decode(whole), prefill_and_decode(layer)))
+    // Each part as a span, the same way.
+    let names: Vec<&'static str> = all[0].parts[0].iter().map(|x| x.0).collect();
+    let mut parts = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let spans = (0..all[0].wall.len())
+            .map(|i| {
+                let own = |r: &Steps| r.parts[i].get(k).filter(|x| x.0 == *name).map(|x| x.1);
+                let first = own(&all[0]).ok_or_else(|| bad("the steps marked different parts".into()))?;
+                let wall = all.iter().filter_map(own).map(|s| s.wall).min().unwrap_or_default();
+                Ok(Span { wall, ..first })
+            })
+            .collect::<Result<Vec<_>, StdError>>()?;
+        parts.push((*name, prefill_and_decode(spans)));
+    }
+    Ok((prefill_and_decode(whole), prefill_and_decode(layer), parts))
 }
 
 /// `marill cost`: MARILL's cost tables for openllama-3b-v2's shapes (d 3200, 32 heads, ffn
@@ -484,6 +498,31 @@ fn measure_case(
 /// fixed cost (the embedding in MPC besides) comes from a model without layers, and its
 /// layers cost what the all-private variant's do. Public layers run at the client in
 /// plaintext and are not counted.
+/// Per part of a step (`marill_std::model::secure::PARTS`): prefill and decode.
+type Parts = Vec<(&'static str, [Metric; 2])>;
+
+/// One measured layer kind: the fixed cost of a step, a layer's, a layer's parts and the
+/// head's parts.
+type Fit = ([Metric; 2], [Metric; 2], Parts, Parts);
+
+/// A step's parts as JSON: each with `scope` `layer` (one private layer's part) or `step`
+/// (the head's, once per step), and its prefill and decode time, bytes and rounds.
+fn parts_json(layer: &Parts, head: &Parts) -> String {
+    let one = |scope: &str, (name, m): &(&str, [Metric; 2])| {
+        format!(
+            "{{\"part\":\"{name}\",\"scope\":\"{scope}\",\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0}}}",
+            m[0].0, m[0].1, m[0].2, m[1].0, m[1].1, m[1].2
+        )
+    };
+    let all: Vec<String> = layer.iter().map(|p| one("layer", p)).chain(head.iter().map(|p| one("step", p))).collect();
+    format!("[{}]", all.join(","))
+}
+
+/// Is `name` one of a layer's parts (not the head's)?
+fn in_layer(name: &str) -> bool {
+    marill_std::model::secure::PARTS[..9].contains(&name)
+}
+
 fn paper_cost(args: &[String]) -> Result<(), StdError> {
     use marill_std::Setting;
     use marill_std::model::random::{Shape, Variant, model_shaped};
@@ -546,30 +585,35 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     }
     for setting in settings {
         let runs = runs(setting)?;
-        let mut fits: Vec<(&str, [Metric; 2], [Metric; 2])> = Vec::new(); // (variant key, fixed, per layer)
-        let mut fit = |name: &'static str, var: Variant| -> Result<([Metric; 2], [Metric; 2]), StdError> {
-            if let Some((_, fx, pl)) = fits.iter().find(|x| x.0 == name) {
-                return Ok((*fx, *pl));
+        // (variant key, fixed, per layer, a layer's parts, the head's parts)
+        let mut fits: Vec<(&str, Fit)> = Vec::new();
+        let mut fit = |name: &'static str, var: Variant| -> Result<Fit, StdError> {
+            if let Some((_, f)) = fits.iter().find(|x| x.0 == name) {
+                return Ok(f.clone());
             }
             // A private layer costs the same whether the embedding is in MPC or not, so the
             // baseline takes the all-private variant's layer and is measured without one:
             // its embedding and lm head are the largest weights (3PC at b = 256 does not fit
             // 24 GB with a layer besides).
-            let borrowed =
-                if var.private_embedding { fits.iter().find(|x| x.0 == "private").map(|x| x.2) } else { None };
+            let borrowed = if var.private_embedding {
+                fits.iter().find(|x| x.0 == "private").map(|x| (x.1.1, x.1.2.clone()))
+            } else {
+                None
+            };
             let layers = usize::from(borrowed.is_none());
             eprintln!("marill cost: {} {name}, {layers} private layer(s), {runs} run(s)", setting.name());
             let t = std::time::Instant::now();
-            let (whole, own) =
+            let (whole, own, parts) =
                 measure_case(model_shaped(var, Shape { layers, ..base_shape }, 5)?, setting, b, runs, layers, link)?;
             eprintln!("marill cost:   done in {:.1} s", t.elapsed().as_secs_f64());
             // The layer's span is part of the step, so the rest is never negative in bytes
             // or rounds; a time can be by a hair of clock skew between parties, so it clamps.
             let sub = |a: Metric, c: Metric| ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2);
             let fixed = [sub(whole[0], own[0]), sub(whole[1], own[1])];
-            let per = borrowed.unwrap_or(own);
-            fits.push((name, fixed, per));
-            Ok((fixed, per))
+            let (layer_parts, head_parts): (Parts, Parts) = parts.into_iter().partition(|p| in_layer(p.0));
+            let (per, layer_parts) = borrowed.unwrap_or((own, layer_parts));
+            fits.push((name, (fixed, per, layer_parts.clone(), head_parts.clone())));
+            Ok((fixed, per, layer_parts, head_parts))
         };
         // The baseline borrows the all-private variant's layer.
         if wanted("baseline") {
@@ -583,15 +627,15 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 (_, _, 64) => "lora",
                 _ => "private",
             };
-            let (fixed, per) = fit(key, var)?;
+            let (fixed, per, lp, hp) = fit(key, var)?;
             let total = |i: usize| (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2);
-            rows.push((name.to_string(), [total(0), total(1)]));
+            rows.push((name.to_string(), [total(0), total(1)], key, parts_json(&lp, &hp)));
         }
         // Table 2: layer freezing alone, trained fraction f of 26 layers.
         for t in table2.into_iter().filter(|t| wanted(&format!("f={t}/26"))) {
-            let (fixed, per) = fit("private", v(0, 1, false))?;
+            let (fixed, per, lp, hp) = fit("private", v(0, 1, false))?;
             let total = |i: usize| (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2);
-            rows.push((format!("f={t}/26"), [total(0), total(1)]));
+            rows.push((format!("f={t}/26"), [total(0), total(1)], "private", parts_json(&lp, &hp)));
         }
         // Ratios against the baseline (none when --variant leaves it out).
         let base = rows.iter().find(|r| r.0 == "baseline").map(|r| r.1);
@@ -614,7 +658,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 "×rnd"
             );
         }
-        for (name, r) in &rows {
+        for (name, r, _, parts) in &rows {
             let x = |i: usize, j: usize| {
                 let Some(base) = base else { return f64::NAN };
                 let (a, c) = (base[i], r[i]);
@@ -627,7 +671,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\"}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"parts\":{parts}}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,
@@ -655,8 +699,59 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 );
             }
         }
+        if !json {
+            let mut keys: Vec<&str> = Vec::new();
+            for (_, _, key, _) in &rows {
+                let key = if *key == "baseline" { "private" } else { key };
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            for key in keys {
+                if let Some((_, (_, _, lp, hp))) = fits.iter().find(|x| x.0 == key) {
+                    let what = match key {
+                        "hm" => "a head-merged (HM 4) layer",
+                        "lora" => "a LoRA 64 layer",
+                        _ => "a private layer",
+                    };
+                    print_parts(&format!("{} per part: {what}, then the head (once per step)", setting.name()), lp, hp);
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// The per-part table of `marill cost` (bytes of the party that sends most).
+fn print_parts(title: &str, layer: &Parts, head: &Parts) {
+    println!("\n{title}");
+    println!(
+        "{:<11} {:>10} {:>9} {:>7} | {:>9} {:>9} {:>7}",
+        "part", "prefill s", "MB", "rounds", "decode s", "MB", "rounds"
+    );
+    let row = |name: &str, m: &[Metric; 2]| {
+        println!(
+            "{:<11} {:>10.4} {:>9.2} {:>7.0} | {:>9.4} {:>9.3} {:>7.0}",
+            name,
+            m[0].0,
+            m[0].1 / 1e6,
+            m[0].2,
+            m[1].0,
+            m[1].1 / 1e6,
+            m[1].2
+        )
+    };
+    let mut sum = [(0.0, 0.0, 0.0); 2];
+    for (name, m) in layer {
+        row(name, m);
+        for i in 0..2 {
+            sum[i] = (sum[i].0 + m[i].0, sum[i].1 + m[i].1, sum[i].2 + m[i].2);
+        }
+    }
+    row("layer", &sum);
+    for (name, m) in head {
+        row(name, m);
+    }
 }
 
 fn random_model(args: &[String]) -> Result<(), StdError> {

@@ -42,6 +42,9 @@ pub struct Steps {
     pub mismatches: usize,
     /// Per step, per private layer: that layer's own span (from [`super::secure::Mark`]s).
     pub layers: Vec<Vec<Span>>,
+    /// Per step, each part of [`super::secure::PARTS`] that ran, summed over the private
+    /// layers (the head's parts once), in that order.
+    pub parts: Vec<Vec<(&'static str, Span)>>,
 }
 
 impl Steps {
@@ -113,6 +116,7 @@ impl ModelCase {
             tokens: r[0].0.tokens.clone(),
             mismatches: 0,
             layers: Vec::new(),
+            parts: Vec::new(),
         };
         for i in 0..steps {
             let whole = span(&r.iter().map(|(o, _)| &o.steps[i]).collect::<Vec<_>>());
@@ -125,6 +129,26 @@ impl ModelCase {
             }
             out.layers
                 .push((0..layers).map(|l| span(&r.iter().map(|(o, _)| &o.layers[i][l]).collect::<Vec<_>>())).collect());
+            let names: Vec<&str> = r[0].0.parts[i].iter().map(|x| x.0).collect();
+            if r.iter().any(|(o, _)| o.parts[i].iter().map(|x| x.0).ne(names.iter().copied())) {
+                return Err("the parties marked different parts".into());
+            }
+            let mut parts: Vec<(&'static str, Span)> = Vec::new();
+            for (k, name) in r[0].0.parts[i].iter().map(|x| x.0).enumerate() {
+                let one = span(&r.iter().map(|(o, _)| &o.parts[i][k].1).collect::<Vec<_>>());
+                match parts.iter_mut().find(|x| x.0 == name) {
+                    Some(x) => {
+                        x.1.wall += one.wall;
+                        x.1.rounds += one.rounds;
+                        for (a, b) in x.1.bytes.iter_mut().zip(one.bytes) {
+                            *a += b;
+                        }
+                    }
+                    None => parts.push((name, one)),
+                }
+            }
+            parts.sort_by_key(|x| super::secure::PARTS.iter().position(|p| *p == x.0));
+            out.parts.push(parts);
         }
         // Teacher-forced plaintext check of the tokens.
         let prompt = self.prompt(arch_of(&ModelFile::parse(&self.client).map_err(|e| e.to_string())?)?.vocab);
@@ -139,6 +163,8 @@ pub struct PartySteps {
     steps: Vec<Spent>,
     /// Per step, per private layer.
     layers: Vec<Vec<Spent>>,
+    /// Per step, per part mark: its name and span to the next mark.
+    parts: Vec<Vec<(&'static str, Spent)>>,
     /// The client's tokens (empty at the other parties).
     tokens: Vec<u32>,
 }
@@ -169,7 +195,7 @@ impl Program for ModelCase {
             .map_err(|e| failed("loading the public layers", e))?;
         let mut feed = self.prompt(arch.vocab);
         let mut m = self.prompt_len;
-        let (mut steps, mut layers, mut tokens) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut steps, mut layers, mut parts, mut tokens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.new_tokens {
             let c0 = p.cost().unwrap_or_default();
             let t0 = Instant::now();
@@ -188,13 +214,23 @@ impl Program for ModelCase {
                     .map(|w| (w[1].at - w[0].at, w[1].cost.since(&w[0].cost), (w[0].cost.rounds, w[1].cost.rounds)))
                     .collect(),
             );
+            let marks = model.take_parts();
+            parts.push(
+                marks
+                    .windows(2)
+                    .map(|w| {
+                        let (a, b) = (&w[0].1, &w[1].1);
+                        (w[0].0, (b.at - a.at, b.cost.since(&a.cost), (a.cost.rounds, b.cost.rounds)))
+                    })
+                    .collect(),
+            );
             if p.party() == CLIENT {
                 tokens.push(tok[0] as u32);
                 feed = vec![tok[0] as u32];
             }
             m = 1;
         }
-        Ok(PartySteps { steps, layers, tokens })
+        Ok(PartySteps { steps, layers, parts, tokens })
     }
 }
 
@@ -236,6 +272,18 @@ mod tests {
                 let added = two.rounds[step] - one.rounds[step];
                 assert!(layer.rounds.abs_diff(added) <= 1, "{setting:?} {step}: {} vs {added}", layer.rounds);
                 assert!(layer.wall <= one.wall[step]);
+                // The parts of the layers add up to the layers, in bytes and rounds exactly;
+                // the head's parts run once per step.
+                let in_layer = |name: &str| super::super::secure::PARTS[..9].contains(&name);
+                let parts = &two.parts[step];
+                assert_eq!(parts.iter().filter(|p| !in_layer(p.0)).count(), 3, "{parts:?}");
+                let (pb, pr) = parts
+                    .iter()
+                    .filter(|p| in_layer(p.0))
+                    .fold((0, 0), |(b, r), p| (b + sum(&p.1.bytes), r + p.1.rounds));
+                let layers = &two.layers[step];
+                assert_eq!(pb, layers.iter().map(|l| sum(&l.bytes)).sum::<u64>(), "{setting:?} {step}");
+                assert_eq!(pr, layers.iter().map(|l| l.rounds).sum::<u64>(), "{setting:?} {step}");
                 assert!(layer.bytes.iter().zip(one.bytes[step]).all(|(l, s)| *l <= s));
             }
         }

@@ -139,7 +139,13 @@ pub struct SecureModel {
     pub max_seq: usize,
     /// Layer boundaries of each step, when asked for ([`SecureModel::mark_layers`]).
     marks: Option<Vec<Mark>>,
+    /// The start of each part of a step, when asked for (with the layer marks).
+    parts: Option<Vec<(&'static str, Mark)>>,
 }
+
+/// The parts of a step that [`SecureModel::take_parts`] names: a layer's, then the head's.
+pub const PARTS: [&str; 12] =
+    ["norms", "q|k|v", "scores", "softmax", "P·V", "o", "gate|up", "SiLU×up", "down", "head norm", "lm head", "argmax"];
 
 /// This party's clock and meter at a layer boundary of [`SecureModel::step`]: the start of
 /// each private layer, then the end of the last. Between two marks lies one layer's own
@@ -267,6 +273,7 @@ impl SecureModel {
             pos: 0,
             max_seq: 4096,
             marks: None,
+            parts: None,
         })
     }
 
@@ -453,10 +460,12 @@ impl SecureModel {
         let group = a.n_heads / a.n_kv_heads;
         for li in 0..self.layers.len() {
             self.mark(p);
+            Self::part(&mut self.parts, p, "norms");
             // attention
             let mut x = vec![0; h.len()];
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].attn_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
+            Self::part(&mut self.parts, p, "q|k|v");
             let mut qkv = self.run_group(p, &self.layers[li].groups[0], &x, m).map_err(core)?.into_iter();
             let (mut q, mut k, v) = match (qkv.next(), qkv.next(), qkv.next()) {
                 (Some(q), Some(k), Some(v)) => (q, k, v),
@@ -483,9 +492,11 @@ impl SecureModel {
                 }
             }
             let ks = cache_blocks(kc, t, kvd, hd, nh, group, true);
+            Self::part(&mut self.parts, p, "scores");
             let mut scores = vec![0; nh * m * t * pl];
             p.matmul_many(&qs, &ks, &mut scores, MatDims::new(m, hd, t), nh).map_err(core)?;
             p.trunc_in_place(&mut scores, f.frac_bits).map_err(core)?;
+            Self::part(&mut self.parts, p, "softmax");
             let rows = nh * m;
             let mut probs = vec![0; scores.len()];
             let mut s = vec![0; nl::softmax_scratch(rows, t, pl)];
@@ -494,6 +505,7 @@ impl SecureModel {
             } else {
                 nl::softmax(p, &scores, rows, t, Some(m), &mut probs, &mut s, f).map_err(core)?;
             }
+            Self::part(&mut self.parts, p, "P·V");
             let vs = cache_blocks(vc, t, kvd, hd, nh, group, false);
             let mut heads = vec![0; nh * m * hd * pl];
             p.matmul_many(&probs, &vs, &mut heads, MatDims::new(m, t, hd), nh).map_err(core)?;
@@ -509,16 +521,20 @@ impl SecureModel {
                     }
                 }
             }
+            Self::part(&mut self.parts, p, "o");
             let o = self.run_group(p, &self.layers[li].groups[1], &attn, m).map_err(core)?.remove(0);
             Self::residual(p, h, &o).map_err(core)?;
             // MLP
+            Self::part(&mut self.parts, p, "norms");
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].mlp_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
+            Self::part(&mut self.parts, p, "gate|up");
             let mut gu_parts = self.run_group(p, &self.layers[li].groups[2], &x, m).map_err(core)?.into_iter();
             let (g, u) = match (gu_parts.next(), gu_parts.next()) {
                 (Some(g), Some(u)) => (g, u),
                 _ => return Err(StdError::Core(Error::Protocol)),
             };
+            Self::part(&mut self.parts, p, "SiLU×up");
             let mut act = vec![0; g.len()];
             if a.relu {
                 let mut s = vec![0; nl::relu_scratch(m * a.ffn, pl)];
@@ -529,10 +545,12 @@ impl SecureModel {
             }
             let mut gu = vec![0; g.len()];
             p.mul_trunc(&act, &u, f.frac_bits, &mut gu).map_err(core)?;
+            Self::part(&mut self.parts, p, "down");
             let dn = self.run_group(p, &self.layers[li].groups[3], &gu, m).map_err(core)?.remove(0);
             Self::residual(p, h, &dn).map_err(core)?;
         }
         self.mark(p);
+        Self::part(&mut self.parts, p, "head norm");
         self.pos += m;
         // Head on the last row.
         let mut last = vec![0; a.d * pl];
@@ -542,6 +560,7 @@ impl SecureModel {
         let mut xn = vec![0; last.len()];
         let mut s = vec![0; nl::rms_norm_scratch(1, a.d, pl)];
         nl::rms_norm(p, &last, 1, a.d, self.norm.gain(), a.rms_eps, &mut xn, &mut s, f).map_err(core)?;
+        Self::part(&mut self.parts, p, "lm head");
         let head = SecLinear {
             w: std::mem::replace(&mut self.head, Mat::Public(Vec::new())),
             lora: None,
@@ -552,9 +571,11 @@ impl SecureModel {
         let logits = self.linear(p, &head, &xn, 1);
         self.head = head.w;
         let logits = logits.map_err(core)?;
+        Self::part(&mut self.parts, p, "argmax");
         let (mut idx, mut mx) = (vec![0; pl], vec![0; pl]);
         let mut s = vec![0; nl::tree_scratch(1, a.vocab, pl)];
         nl::argmax(p, &logits, 1, a.vocab, &mut idx, &mut mx, &mut s).map_err(core)?;
+        Self::part(&mut self.parts, p, "end");
         Ok(idx)
     }
 
@@ -562,12 +583,26 @@ impl SecureModel {
     /// [`SecureModel::take_marks`]). Off by default: a mark reads the clock and the meter.
     pub fn mark_layers(&mut self) {
         self.marks.get_or_insert_with(Vec::new);
+        self.parts.get_or_insert_with(Vec::new);
     }
 
     /// The marks recorded since the last call: per step, one per private layer and one more
     /// at the end of the last.
     pub fn take_marks(&mut self) -> Vec<Mark> {
         self.marks.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The part marks recorded since the last call, in order: each names the part that
+    /// starts there (one of [`PARTS`]), and a last one, `end`, closes the step. A part's
+    /// cost is from its mark to the next.
+    pub fn take_parts(&mut self) -> Vec<(&'static str, Mark)> {
+        self.parts.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn part<P: Protocol>(parts: &mut Option<Vec<(&'static str, Mark)>>, p: &P, name: &'static str) {
+        if let Some(v) = parts {
+            v.push((name, Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default() }));
+        }
     }
 
     fn mark<P: Protocol>(&mut self, p: &P) {
