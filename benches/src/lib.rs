@@ -389,7 +389,7 @@ impl Case {
             Op::Softmax | Op::Softmax2Relu => nl::softmax_scratch(rows, cols, pl),
             Op::Silu | Op::Gelu => nl::act_scratch(n, pl),
             Op::Relu => nl::relu_scratch(n, pl),
-            Op::Argmax => nl::tree_scratch(rows, cols, pl),
+            Op::Argmax => nl::argmax_scratch(rows, cols, pl),
             _ => 0,
         }
     }

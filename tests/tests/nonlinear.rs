@@ -84,10 +84,8 @@ impl Program for Case {
             Op::Relu => nl::relu(p, &x, &mut out, &mut vec![0; nl::relu_scratch(n, pl)])?,
             Op::Argmax { rows, cols } => {
                 let (mut idx, mut mx) = (vec![0; rows * pl], vec![0; rows * pl]);
-                nl::argmax(p, &x, rows, cols, &mut idx, &mut mx, &mut vec![0; nl::tree_scratch(rows, cols, pl)])?;
-                out[..rows * pl].copy_from_slice(&idx);
-                out[rows * pl..2 * rows * pl].copy_from_slice(&mx);
-                // open as 2·rows elements: [idx | max] per plane is not the layout; open each
+                nl::argmax(p, &x, rows, cols, &mut idx, &mut mx, &mut vec![0; nl::argmax_scratch(rows, cols, pl)])?;
+                // Open the index and the maximum, one after the other.
                 let mut o1 = vec![0; rows];
                 let mut o2 = vec![0; rows];
                 p.open(&idx, &mut o1)?;
@@ -320,5 +318,56 @@ fn rms_norm_public_and_shared_gain() {
             eprintln!("rmsnorm error: measured {e:.2e} (bound 1e-3)");
             assert!(e <= 1e-3, "rmsnorm (shared gain: {shared}) error {e}");
         }
+    }
+}
+
+/// Argmax against the plaintext first maximum, over widths around the group size (16) and
+/// its powers, with many ties (values from five levels), several rows.
+#[test]
+fn argmax_with_ties_at_every_width() {
+    for cols in [1, 2, 3, 15, 16, 17, 31, 33, 256, 257] {
+        let rows = 3;
+        let x: Vec<f64> = words(rows * cols, cols as u8).iter().map(|w| (w % 5) as f64 - 2.0).collect();
+        let want: Vec<f64> = (0..rows)
+            .map(|r| {
+                let row = &x[r * cols..(r + 1) * cols];
+                let m = row.iter().copied().fold(f64::MIN, f64::max);
+                row.iter().position(|v| *v == m).unwrap() as f64
+            })
+            .collect();
+        for got in both(&Case { op: Op::Argmax { rows, cols }, x: x.clone(), gain: vec![] }) {
+            let idx: Vec<f64> = got[..rows].iter().map(|v| v * 65536.0).collect();
+            assert_eq!(idx, want, "cols {cols}");
+        }
+    }
+}
+
+/// The rounds of argmax over a 32 000-entry vocabulary: four levels of groups of 16, the
+/// last of 8: 3·(6 + 4 + 1) + (6 + 3 + 1) = 43 in 2PC-Dealer, 3·12 + 11 = 47 in 3PC.
+#[test]
+fn argmax_over_a_vocabulary_in_few_rounds() {
+    struct Rounds(usize);
+    impl Program for Rounds {
+        type Output = (u64, u64, u64);
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+            let pl = P::PLANES;
+            let v: Vec<u64> = (0..self.0).map(|i| FP.encode(((i * 7919) % 1000) as f64 / 8.0)).collect();
+            let x = input(p, &v)?;
+            let (mut idx, mut mx) = (vec![0; pl], vec![0; pl]);
+            let before = p.cost().unwrap().rounds;
+            nl::argmax(p, &x, 1, self.0, &mut idx, &mut mx, &mut vec![0; nl::argmax_scratch(1, self.0, pl)])?;
+            let after = p.cost().unwrap().rounds;
+            let mut o = [0u64];
+            p.open(&idx, &mut o)?;
+            Ok((before, after, o[0]))
+        }
+    }
+    let first_max = (0..32_000u64).position(|i| (i * 7919) % 1000 == 999).unwrap() as u64;
+    for (setting, want) in [(Setting::Dealer, 43), (Setting::Rep3, 47)] {
+        let r = run_mem(setting, &Rounds(32_000)).unwrap();
+        assert_eq!(r[0].0.2, first_max);
+        // The depth the call added: the largest clock after it less the largest before.
+        let rounds = r.iter().map(|x| x.0.1).max().unwrap() - r.iter().map(|x| x.0.0).max().unwrap();
+        assert_eq!(rounds, want, "{setting:?}");
     }
 }

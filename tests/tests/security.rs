@@ -113,7 +113,7 @@ fn nonlinear_buffer_errors_come_before_any_byte() {
     let mut s2 = vec![0u64; nl::normalised_scratch(128, 1, 0, 10)];
     assert_eq!(nl::reciprocal(&mut p, &x, &mut out, &mut s2, fp, 10, 0, 32), Err(Error::InvalidArgument));
     let (mut i, mut m) = (vec![0u64; 3], vec![0u64; 4]);
-    let mut s3 = vec![0u64; nl::tree_scratch(4, 32, 1)];
+    let mut s3 = vec![0u64; nl::argmax_scratch(4, 32, 1)];
     assert_eq!(nl::argmax(&mut p, &x, 4, 32, &mut i, &mut m, &mut s3), Err(Error::ShapeMismatch));
     assert_eq!(p.channel().cost().bytes_sent, 0);
 }

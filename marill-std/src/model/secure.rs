@@ -573,7 +573,7 @@ impl SecureModel {
         let logits = logits.map_err(core)?;
         Self::part(&mut self.parts, p, "argmax");
         let (mut idx, mut mx) = (vec![0; pl], vec![0; pl]);
-        let mut s = vec![0; nl::tree_scratch(1, a.vocab, pl)];
+        let mut s = vec![0; nl::argmax_scratch(1, a.vocab, pl)];
         nl::argmax(p, &logits, 1, a.vocab, &mut idx, &mut mx, &mut s).map_err(core)?;
         Self::part(&mut self.parts, p, "end");
         Ok(idx)
