@@ -25,7 +25,7 @@
 //! | [`softmax`] | row max (tree), clamp at −64 (`relu`), `exp`, `reciprocal`, product | rows of `C` | 5e-3 | 92 / 103 at `C = 128` |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | ≈ 27 / 29 |
 //! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 15 / 17 |
-//! | [`argmax`] | tournament in groups of 16, lowest index on ties | rows of `C` | exact | 11·⌈log16 C⌉ / 12·⌈log16 C⌉ at most |
+//! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 10·⌈log8 C⌉ / 11·⌈log8 C⌉ at most |
 //!
 //! **Normalisation by thermometer codes.** For `x ∈ [2^lo, 2^hi)` one batched comparison
 //! gives the bits `b_j = [x ≥ 2^j]`, `lo < j < hi`. They form a thermometer code of
@@ -557,7 +557,7 @@ pub fn row_max<P: Protocol>(
 }
 
 /// Group size of [`argmax`]'s tournament.
-pub const ARGMAX_GROUP: usize = 16;
+pub const ARGMAX_GROUP: usize = 8;
 
 /// Scratch words for [`argmax`] over `rows × cols`.
 pub const fn argmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
@@ -574,9 +574,11 @@ pub const fn argmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
 /// indicator `b_i = Π_{j>i} c_ij · Π_{j<i} (1 − c_ji)` (exactly one is 1: `≥` towards the
 /// lower index is a strict order) is a product of `k − 1` bits, `⌈log2(k − 1)⌉` rounds of
 /// exact products; one more product selects `x_last + Σ_{i<last} b_i·(x_i − x_last)` and
-/// the same for the index. A level is `ltz + 5` rounds and divides the width by 16: over
-/// 32 000 entries, 4 levels, 43 / 47 rounds (a pairwise tree: 105 / 120), at 7.5
-/// comparisons per entry in the first level instead of 0.5.
+/// the same for the index. A level is `ltz + 4` rounds and divides the width by 8: over
+/// 32 000 entries, 5 levels, 50 / 55 rounds (a pairwise tree: 105 / 120), at 3.5
+/// comparisons and 6 products per entry in the first level instead of 0.5 and 0.5 (bytes
+/// 1.49 → 6.4 MB per compute party in 2PC-Dealer over 32 000; groups of 16 took 43 rounds
+/// and 12.4 MB, a poor trade on a LAN).
 pub fn argmax<P: Protocol>(
     p: &mut P,
     x: &[u64],
