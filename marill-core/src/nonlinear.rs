@@ -539,12 +539,14 @@ pub fn rms_norm<P: Protocol>(
 
 /// Scratch words for [`row_max`] over `rows × cols`.
 pub const fn tree_scratch(rows: usize, cols: usize, planes: usize) -> usize {
-    10 * rows * cols * planes
+    grouped_scratch(rows, cols, ROW_MAX_GROUP, false, planes)
 }
 
-/// Row-wise maximum of `rows × cols` into `out` (`rows` elements). Exact. A tournament:
-/// each level compares neighbours in one batched `ltz` and selects with one product,
-/// `⌈log2 cols⌉` levels of 7 / 8 rounds.
+/// Row-wise maximum of `rows × cols` into `out` (`rows` elements). Exact. A tournament in
+/// groups of [`ROW_MAX_GROUP`] ([`grouped`]): `⌈log4 cols⌉` levels of 9 / 10 rounds (one
+/// of 7 / 8 where two entries are left), so 27 / 30 over 64 columns where a pairwise tree
+/// takes 42 / 48, for 2 comparisons and about 3.7 exact products per entry instead of 1
+/// and 1.
 pub fn row_max<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -553,32 +555,31 @@ pub fn row_max<P: Protocol>(
     out: &mut [u64],
     scratch: &mut [u64],
 ) -> Result<()> {
-    tree(p, x, rows, cols, out, None, scratch)
+    grouped(p, x, rows, cols, ROW_MAX_GROUP, out, None, scratch)
 }
 
 /// Group size of [`argmax`]'s tournament.
 pub const ARGMAX_GROUP: usize = 8;
+/// Group size of [`row_max`]'s tournament (softmax's row maximum).
+pub const ROW_MAX_GROUP: usize = 4;
 
 /// Scratch words for [`argmax`] over `rows × cols`.
 pub const fn argmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
-    let k = ARGMAX_GROUP;
-    planes * rows * cols * (2 + 2 * (k / 2) + (k - 1) + 3 * (k / 2) + 6)
+    grouped_scratch(rows, cols, ARGMAX_GROUP, true, planes)
+}
+
+/// Scratch words of a tournament in groups of `k` (with the index or without).
+const fn grouped_scratch(rows: usize, cols: usize, k: usize, with_index: bool, planes: usize) -> usize {
+    let n = rows * cols;
+    let (half, idx) = (k.div_ceil(2), if with_index { 2 } else { 1 });
+    planes * n * (idx + 2 * half + (k - 1) + 3 * half + 3 * idx)
 }
 
 /// Row-wise argmax: shares of the index (an integer, not fixed point) and of the maximum.
-/// Exact; on ties the lowest index wins.
-///
-/// A tournament in groups of up to [`ARGMAX_GROUP`] rather than pairs, trading comparisons
-/// for rounds (argmax runs once per generated token, over the vocabulary): within a group,
-/// one batched `ltz` compares every pair, `c_ij = [x_i ≥ x_j]` for `i < j`; the winner's
-/// indicator `b_i = Π_{j>i} c_ij · Π_{j<i} (1 − c_ji)` (exactly one is 1: `≥` towards the
-/// lower index is a strict order) is a product of `k − 1` bits, `⌈log2(k − 1)⌉` rounds of
-/// exact products; one more product selects `x_last + Σ_{i<last} b_i·(x_i − x_last)` and
-/// the same for the index. A level is `ltz + 4` rounds and divides the width by 8: over
-/// 32 000 entries, 5 levels, 50 / 55 rounds (a pairwise tree: 105 / 120), at 3.5
-/// comparisons and 6 products per entry in the first level instead of 0.5 and 0.5 (bytes
-/// 1.49 → 6.4 MB per compute party in 2PC-Dealer over 32 000; groups of 16 took 43 rounds
-/// and 12.4 MB, a poor trade on a LAN).
+/// Exact; on ties the lowest index wins. A tournament in groups of [`ARGMAX_GROUP`]
+/// ([`grouped`]): over 32 000 entries, 5 levels, 50 / 55 rounds (a pairwise tree: 105 /
+/// 120), 6.4 MB per compute party in 2PC-Dealer (the pairwise tree: 1.5 MB; groups of 16
+/// took 43 rounds and 12.4 MB, a poor trade on a LAN).
 pub fn argmax<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -588,34 +589,59 @@ pub fn argmax<P: Protocol>(
     max: &mut [u64],
     scratch: &mut [u64],
 ) -> Result<()> {
+    ensure_shape(index.len() == rows * P::PLANES)?;
+    grouped(p, x, rows, cols, ARGMAX_GROUP, max, Some(index), scratch)
+}
+
+/// A tournament in groups of up to `k` rather than pairs, trading comparisons for rounds:
+/// within a group, one batched `ltz` compares every pair, `c_ij = [x_i ≥ x_j]` for `i < j`;
+/// the winner's indicator `b_i = Π_{j>i} c_ij · Π_{j<i} (1 − c_ji)` (exactly one is 1: `≥`
+/// towards the lower index is a strict order) is a product of `k − 1` bits, `⌈log2(k − 1)⌉`
+/// rounds of exact products; one more product selects `x_last + Σ_{i<last} b_i·(x_i −
+/// x_last)`, and the same for the index when asked. A level is `ltz + ⌈log2(k−1)⌉ + 1`
+/// rounds and divides the width by `k`, at `(k−1)/2` comparisons and `k − 2` products per
+/// entry (a pairwise level: `ltz + 1` rounds, half a comparison and half a product).
+#[allow(clippy::too_many_arguments)]
+fn grouped<P: Protocol>(
+    p: &mut P,
+    x: &[u64],
+    rows: usize,
+    cols: usize,
+    k: usize,
+    max: &mut [u64],
+    index: Option<&mut [u64]>,
+    scratch: &mut [u64],
+) -> Result<()> {
     let pl = P::PLANES;
-    let k = ARGMAX_GROUP;
     let n = rows.checked_mul(cols).ok_or(Error::ShapeMismatch)?;
-    ensure_shape(cols > 0 && x.len() == n * pl && max.len() == rows * pl && index.len() == rows * pl)?;
-    check_scratch(scratch, argmax_scratch(rows, cols, pl))?;
-    let half = k / 2;
+    ensure_shape(k >= 2 && cols > 0 && x.len() == n * pl && max.len() == rows * pl)?;
+    let with_index = index.is_some();
+    check_scratch(scratch, grouped_scratch(rows, cols, k, with_index, pl))?;
+    let (half, kk) = (k.div_ceil(2), if with_index { 2 } else { 1 });
     let [cv, ci, cin, cout, fct, fa, fb, fo, sa, sb, so] = carve(
         scratch,
         [
             n * pl,
-            n * pl,
+            if with_index { n * pl } else { 0 },
             n * half * pl,
             n * half * pl,
             n * (k - 1) * pl,
             n * half * pl,
             n * half * pl,
             n * half * pl,
-            2 * n * pl,
-            2 * n * pl,
-            2 * n * pl,
+            kk * n * pl,
+            kk * n * pl,
+            kk * n * pl,
         ],
     );
     let public = p.public_plane();
     cv.copy_from_slice(x);
-    ci.fill(0);
-    if let Some(q) = public {
-        for i in 0..n {
-            ci[q * n + i] = (i % cols) as u64;
+    if with_index {
+        ci.fill(0);
+        if let Some(q) = public {
+            for i in 0..n {
+                ci[q * n + i] = (i % cols) as u64;
+            }
         }
     }
     let mut w = cols;
@@ -696,6 +722,7 @@ pub fn argmax<P: Protocol>(
         }
         // Select: x_last + Σ_{i<last} b_i·(x_i − x_last), and the same for the index.
         let sel = rows * (w - groups);
+        let ss = kk * sel;
         let mut t = 0;
         for r in 0..rows {
             for gi in 0..groups {
@@ -704,16 +731,18 @@ pub fn argmax<P: Protocol>(
                 for i in 0..s - 1 {
                     for q in 0..pl {
                         let b = fct[q * nn + start + i];
-                        sa[q * 2 * sel + t] = b;
-                        sa[q * 2 * sel + sel + t] = b;
-                        sb[q * 2 * sel + t] = cv[q * nn + start + i].wrapping_sub(cv[q * nn + last]);
-                        sb[q * 2 * sel + sel + t] = ci[q * nn + start + i].wrapping_sub(ci[q * nn + last]);
+                        sa[q * ss + t] = b;
+                        sb[q * ss + t] = cv[q * nn + start + i].wrapping_sub(cv[q * nn + last]);
+                        if with_index {
+                            sa[q * ss + sel + t] = b;
+                            sb[q * ss + sel + t] = ci[q * nn + start + i].wrapping_sub(ci[q * nn + last]);
+                        }
                     }
                     t += 1;
                 }
             }
         }
-        p.mul(&sa[..2 * sel * pl], &sb[..2 * sel * pl], &mut so[..2 * sel * pl])?;
+        p.mul(&sa[..ss * pl], &sb[..ss * pl], &mut so[..ss * pl])?;
         let nw = groups;
         let nl = rows * nw;
         let mut t = 0;
@@ -722,117 +751,25 @@ pub fn argmax<P: Protocol>(
                 let (start, s) = (r * w + gi * g, size(gi));
                 let last = start + s - 1;
                 for q in 0..pl {
-                    let (mut v, mut ix) = (cv[q * nn + last], ci[q * nn + last]);
+                    let mut v = cv[q * nn + last];
                     for o in 0..s - 1 {
-                        v = v.wrapping_add(so[q * 2 * sel + t + o]);
-                        ix = ix.wrapping_add(so[q * 2 * sel + sel + t + o]);
+                        v = v.wrapping_add(so[q * ss + t + o]);
                     }
                     fa[q * nl + r * nw + gi] = v;
-                    fb[q * nl + r * nw + gi] = ix;
+                    if with_index {
+                        let mut ix = ci[q * nn + last];
+                        for o in 0..s - 1 {
+                            ix = ix.wrapping_add(so[q * ss + sel + t + o]);
+                        }
+                        fb[q * nl + r * nw + gi] = ix;
+                    }
                 }
                 t += s - 1;
             }
         }
         cv[..nl * pl].copy_from_slice(&fa[..nl * pl]);
-        ci[..nl * pl].copy_from_slice(&fb[..nl * pl]);
-        w = nw;
-    }
-    max.copy_from_slice(&cv[..rows * pl]);
-    index.copy_from_slice(&ci[..rows * pl]);
-    Ok(())
-}
-
-fn tree<P: Protocol>(
-    p: &mut P,
-    x: &[u64],
-    rows: usize,
-    cols: usize,
-    max: &mut [u64],
-    index: Option<&mut [u64]>,
-    scratch: &mut [u64],
-) -> Result<()> {
-    let pl = P::PLANES;
-    let n = rows.checked_mul(cols).ok_or(Error::ShapeMismatch)?;
-    ensure_shape(cols > 0 && x.len() == n * pl && max.len() == rows * pl)?;
-    if let Some(ix) = index.as_deref() {
-        ensure_shape(ix.len() == rows * pl)?;
-    }
-    check_scratch(scratch, tree_scratch(rows, cols, pl))?;
-    let len = n * pl;
-    let [cv, ci, a, d, g, m] = carve(scratch, [len, len, len, 2 * len, 2 * len, 2 * len]);
-    cv.copy_from_slice(x);
-    let with_index = index.is_some();
-    if with_index {
-        ci.fill(0);
-        if let Some(q) = p.public_plane() {
-            for i in 0..n {
-                ci[q * n + i] = (i % cols) as u64;
-            }
-        }
-    }
-    let mut w = cols;
-    while w > 1 {
-        let h = w / 2;
-        let odd = w % 2;
-        let m_el = rows * h; // pairs
-        // d = [A − B | IA − IB], as one planar vector of 2·m_el (or m_el) elements.
-        let k = if with_index { 2 } else { 1 };
-        for q in 0..pl {
-            for r in 0..rows {
-                for i in 0..h {
-                    let (ia, ib) = (q * rows * w + r * w + 2 * i, q * rows * w + r * w + 2 * i + 1);
-                    let at = q * k * m_el + r * h + i;
-                    d[at] = cv[ia].wrapping_sub(cv[ib]);
-                    if with_index {
-                        d[at + m_el] = ci[ia].wrapping_sub(ci[ib]);
-                    }
-                }
-            }
-        }
-        // g = 1 − [A − B < 0] = [A ≥ B], duplicated for the index half.
-        gather(pl, d, k * m_el, a, m_el, |i| i);
-        p.ltz(&a[..m_el * pl], &mut g[..m_el * pl])?;
-        for v in g[..m_el * pl].iter_mut() {
-            *v = v.wrapping_neg();
-        }
-        add_scalar_in_place(p, &mut g[..m_el * pl], 1)?;
         if with_index {
-            for q in (0..pl).rev() {
-                let (src, dst) = (q * m_el, q * 2 * m_el);
-                for i in (0..m_el).rev() {
-                    let v = g[src + i];
-                    g[dst + i] = v;
-                    g[dst + m_el + i] = v;
-                }
-            }
-        }
-        let tot = k * m_el * pl;
-        p.mul(&d[..tot], &g[..tot], &mut m[..tot])?;
-        // new = B + g·(A − B); odd rows keep their last element.
-        let nw = h + odd;
-        for q in 0..pl {
-            for r in 0..rows {
-                for i in 0..h {
-                    let ib = q * rows * w + r * w + 2 * i + 1;
-                    let at = q * k * m_el + r * h + i;
-                    a[q * rows * nw + r * nw + i] = cv[ib].wrapping_add(m[at]);
-                    if with_index {
-                        d[q * rows * nw + r * nw + i] = ci[ib].wrapping_add(m[at + m_el]);
-                    }
-                }
-                if odd == 1 {
-                    let last = q * rows * w + r * w + w - 1;
-                    a[q * rows * nw + r * nw + h] = cv[last];
-                    if with_index {
-                        d[q * rows * nw + r * nw + h] = ci[last];
-                    }
-                }
-            }
-        }
-        let nl = rows * nw * pl;
-        cv[..nl].copy_from_slice(&a[..nl]);
-        if with_index {
-            ci[..nl].copy_from_slice(&d[..nl]);
+            ci[..nl * pl].copy_from_slice(&fb[..nl * pl]);
         }
         w = nw;
     }

@@ -231,27 +231,29 @@ mod tests {
         (Linked::new(m.next().unwrap(), link), Linked::new(m.next().unwrap(), link))
     }
 
-    /// A 1-byte ping-pong takes two one-way latencies, within 10 %.
+    /// A 1-byte ping-pong takes two one-way latencies, within 10 % (the fastest of seven:
+    /// on a loaded machine a thread can wake late, which a link emulation cannot undo).
     #[test]
     fn ping_pong_takes_a_round_trip() {
-        let link = LinkModel::new(30.0, 400.0).unwrap();
+        let link = LinkModel::new(50.0, 400.0).unwrap();
         let (mut a, mut b) = pair(link);
         let echo = std::thread::spawn(move || {
             let mut x = [0u8];
-            for _ in 0..5 {
+            for _ in 0..7 {
                 b.recv(0, &mut x).unwrap();
                 b.send(0, &x).unwrap();
             }
         });
-        let t = Instant::now();
         let mut x = [7u8];
-        for _ in 0..5 {
+        let mut best = f64::MAX;
+        for _ in 0..7 {
+            let t = Instant::now();
             a.send(1, &x).unwrap();
             a.recv(1, &mut x).unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
         }
-        let per = t.elapsed().as_secs_f64() / 5.0;
         echo.join().unwrap();
-        assert!((per - 0.030).abs() < 0.003, "round trip {per} s, want 0.030 s");
+        assert!((best - 0.050).abs() < 0.005, "round trip {best} s, want 0.050 s");
     }
 
     /// 100 MB take size / bandwidth (plus one latency), within 10 %, whether sent as one
@@ -262,14 +264,14 @@ mod tests {
         for pieces in [1usize, 100] {
             let (mut a, mut b) = pair(link);
             let n = 100_000_000 / pieces;
+            // Buffers first: only the transfer is timed.
+            let (out, mut buf) = (vec![1u8; n], vec![0u8; n]);
             let t = Instant::now();
             let sender = std::thread::spawn(move || {
-                let buf = vec![1u8; n];
                 for _ in 0..pieces {
-                    a.send(1, &buf).unwrap();
+                    a.send(1, &out).unwrap();
                 }
             });
-            let mut buf = vec![0u8; n];
             for _ in 0..pieces {
                 b.recv(0, &mut buf).unwrap();
             }
