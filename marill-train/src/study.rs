@@ -178,7 +178,8 @@ pub fn study_recipes(hm: usize, n_heads: usize, n_layers: usize) -> Vec<Recipe> 
 
 /// Run the study on `base` with `pairs`; `teacher_dir` caches the teacher. Prints the
 /// table and writes `out_dir/study.json`; every variant's split file goes to
-/// `out_dir/<label>.marill`.
+/// `out_dir/<label>.marill` (the teacher's to `full.marill`); `scripts/study-report.sh`
+/// then checks each securely and draws the quality-vs-cost chart.
 pub fn run(
     base: &Model,
     tokenizer_json: Option<&str>,
@@ -244,6 +245,8 @@ pub fn run(
         crate::load::save_hf(&m, teacher_dir, tokenizer_json)?;
         (m, steps_of(&s))
     };
+    // The baseline of the cost comparison: every layer and the embedding in MPC.
+    export(&full, &teacher)?;
     let (full_nll, full_acc) = evaluate(&teacher, &test, o.batch)?;
     let gain = |nll: f64| if zs_nll > full_nll { (zs_nll - nll) / (zs_nll - full_nll) } else { 0.0 };
     rows.push(StudyRow {

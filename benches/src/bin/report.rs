@@ -7,6 +7,9 @@
 //! plotters.
 //!
 //! `report --quality DIR/quality.json --costs DIR/costs.jsonl --out DIR`
+//!
+//! The quality file may also be the study's `study.json` (`marill-train study`): its token
+//! accuracy stands in for the accuracy, relative to full fine-tuning's.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -63,9 +66,23 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("{quality}: {e}"))?;
     let mut acc: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut gain: BTreeMap<String, f64> = BTreeMap::new();
-    for row in q.as_array().ok_or("quality.json: not an array")? {
+    let rows_in = q.as_array().ok_or("quality.json: not an array")?;
+    // The study's rows (`marill-train study`) carry a token accuracy and no `relative`:
+    // relative to full fine-tuning's.
+    let accuracy_of = |row: &Value| num(row, "accuracy").or_else(|_| num(row, "token_accuracy"));
+    let full_acc = rows_in
+        .iter()
+        .find(|r| r.get("variant").and_then(Value::as_str) == Some("full"))
+        .and_then(|r| accuracy_of(r).ok());
+    for row in rows_in {
         let v = row.get("variant").and_then(Value::as_str).ok_or("quality row without variant")?;
-        acc.insert(v.into(), (num(row, "accuracy")?, num(row, "relative")?));
+        let a = accuracy_of(row)?;
+        let relative = match (num(row, "relative"), full_acc) {
+            (Ok(r), _) => r,
+            (Err(_), Some(f)) if f > 0.0 => a / f,
+            (Err(e), _) => return Err(e),
+        };
+        acc.insert(v.into(), (a, relative));
         if let Some(g) = row.get("gain_kept").and_then(Value::as_f64) {
             gain.insert(v.into(), g);
         }
