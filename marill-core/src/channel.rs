@@ -27,6 +27,11 @@ pub trait Channel {
     fn cost(&self) -> Option<crate::cost::Cost> {
         None
     }
+    /// Wait until everything this party has sent has been delivered: a no-op on a real
+    /// transport; an emulated link waits for its queue to drain.
+    fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<C: Channel + ?Sized> Channel for &mut C {
@@ -45,6 +50,25 @@ impl<C: Channel + ?Sized> Channel for &mut C {
     fn cost(&self) -> Option<crate::cost::Cost> {
         (**self).cost()
     }
+    fn settle(&mut self) -> Result<()> {
+        (**self).settle()
+    }
+}
+
+/// A barrier over `parties` parties: settle (see [`Channel::settle`]), then one byte to and
+/// from every peer. Afterwards nothing sent before it is still on its way, so a measurement
+/// that starts here does not pay for earlier traffic. One round; every party must call it.
+pub fn barrier<C: Channel + ?Sized>(ch: &mut C, parties: usize) -> Result<()> {
+    ch.settle()?;
+    let me = ch.id();
+    for peer in (0..parties).filter(|p| *p != me) {
+        ch.send(peer, &[0])?;
+    }
+    ch.flush()?;
+    for peer in (0..parties).filter(|p| *p != me) {
+        ch.recv(peer, &mut [0])?;
+    }
+    Ok(())
 }
 
 /// Send a slice of ring elements (little-endian on the wire; a cast on LE hosts).

@@ -100,4 +100,7 @@ impl<C: Channel> Channel for Metered<C> {
     fn cost(&self) -> Option<Cost> {
         Some(self.cost)
     }
+    fn settle(&mut self) -> Result<()> {
+        self.inner.settle()
+    }
 }

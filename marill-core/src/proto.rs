@@ -38,6 +38,13 @@ pub trait Protocol {
     /// What this party's channel has metered so far, if it is metered.
     fn cost(&self) -> Option<crate::cost::Cost>;
 
+    /// A barrier between all parties ([`crate::channel::barrier`]): nothing sent before it is
+    /// still in flight after it. For measurements over an emulated link; not part of any
+    /// protocol. The default does nothing.
+    fn barrier(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// The plane of this party's shares that absorbs public constants, or `None` if this
     /// party adds nothing when a public value is added to a shared one.
     fn public_plane(&self) -> Option<usize>;

@@ -358,6 +358,10 @@ impl<C: Channel> Protocol for Ot2pc<C> {
         self.ch.cost()
     }
 
+    fn barrier(&mut self) -> Result<()> {
+        marill_core::channel::barrier(&mut self.ch, 2)
+    }
+
     fn public_plane(&self) -> Option<usize> {
         (self.party == 0).then_some(0)
     }

@@ -98,6 +98,10 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         self.ch.cost()
     }
 
+    fn barrier(&mut self) -> Result<()> {
+        crate::channel::barrier(&mut self.ch, 3)
+    }
+
     fn public_plane(&self) -> Option<usize> {
         (self.party == 0).then_some(0)
     }

@@ -191,6 +191,11 @@ impl Program for ModelCase {
         let public = if p.party() == 1 { &sf } else { &cf };
         let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(|e| failed("set-up", e))?;
         model.mark_layers();
+        // Over an emulated link the set-up's traffic (the weights' shares) can still be
+        // queued: wait it out, so that the steps pay only for their own.
+        if self.link.is_some() {
+            p.barrier()?;
+        }
         let mut pm = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false)
             .map_err(|e| failed("loading the public layers", e))?;
         let mut feed = self.prompt(arch.vocab);
