@@ -22,7 +22,7 @@
 //! | [`reciprocal`] | thermometer normalisation + 2 Newton steps | `[2^lo, 2^hi)` | 1e-3 rel | 18 / 19 |
 //! | [`rsqrt`] | thermometer normalisation + quadratic guess + 1 Newton step | `[2^lo, 2^hi)` | 1e-3 rel | 18 / 19 |
 //! | [`rms_norm`] | Σx², `rsqrt` with `√d` folded in, two products | rows of `d` | 1e-3 | ≈ 24 / 27 |
-//! | [`softmax`] | row max (tree), clamp at −64 (`relu`), `exp`, `reciprocal`, product | rows of `C` | 5e-3 | 92 / 103 at `C = 128` |
+//! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, `reciprocal`, product | rows of `C` | 5e-3 | 88 / 99 at `C = 128` (groups of 4: 73 / 81) |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | ≈ 27 / 29 |
 //! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 15 / 17 |
 //! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 10·⌈log8 C⌉ / 11·⌈log8 C⌉ at most |
@@ -539,14 +539,18 @@ pub fn rms_norm<P: Protocol>(
 
 /// Scratch words for [`row_max`] over `rows × cols`.
 pub const fn tree_scratch(rows: usize, cols: usize, planes: usize) -> usize {
-    grouped_scratch(rows, cols, ROW_MAX_GROUP, false, planes)
+    row_max_scratch(rows, cols, 2, planes)
 }
 
-/// Row-wise maximum of `rows × cols` into `out` (`rows` elements). Exact. A tournament in
-/// groups of [`ROW_MAX_GROUP`] ([`grouped`]): `⌈log4 cols⌉` levels of 9 / 10 rounds (one
-/// of 7 / 8 where two entries are left), so 27 / 30 over 64 columns where a pairwise tree
-/// takes 42 / 48, for 2 comparisons and about 3.7 exact products per entry instead of 1
-/// and 1.
+/// Scratch words for [`row_max_in_groups`] over `rows × cols` in groups of `group`.
+pub const fn row_max_scratch(rows: usize, cols: usize, group: usize, planes: usize) -> usize {
+    grouped_scratch(rows, cols, if group < 2 { 2 } else { group }, false, planes)
+}
+
+/// Row-wise maximum of `rows × cols` into `out` (`rows` elements). Exact. A pairwise
+/// tournament: each level compares neighbours in one batched `ltz` and selects with one
+/// product, `⌈log2 cols⌉` levels of 7 / 8 rounds, one comparison and one product per entry
+/// in all.
 pub fn row_max<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -555,13 +559,28 @@ pub fn row_max<P: Protocol>(
     out: &mut [u64],
     scratch: &mut [u64],
 ) -> Result<()> {
-    grouped(p, x, rows, cols, ROW_MAX_GROUP, out, None, scratch)
+    grouped(p, x, rows, cols, 2, out, None, scratch)
+}
+
+/// [`row_max`] as a tournament in groups of `group` ≥ 2 ([`grouped`]): groups of 4 take
+/// `⌈log4 cols⌉` levels of 9 / 10 rounds (27 / 30 over 64 columns, against 42 / 48
+/// pairwise) for 2 comparisons and about 3.7 exact products per entry instead of 1 and 1.
+/// Worth it where rounds cost more than bytes: decoding (one query row per head), or a
+/// long-latency link.
+pub fn row_max_in_groups<P: Protocol>(
+    p: &mut P,
+    x: &[u64],
+    rows: usize,
+    cols: usize,
+    group: usize,
+    out: &mut [u64],
+    scratch: &mut [u64],
+) -> Result<()> {
+    grouped(p, x, rows, cols, group, out, None, scratch)
 }
 
 /// Group size of [`argmax`]'s tournament.
 pub const ARGMAX_GROUP: usize = 8;
-/// Group size of [`row_max`]'s tournament (softmax's row maximum).
-pub const ROW_MAX_GROUP: usize = 4;
 
 /// Scratch words for [`argmax`] over `rows × cols`.
 pub const fn argmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
@@ -794,11 +813,16 @@ fn ceil_log2(v: usize) -> i32 {
 
 /// Scratch words for [`softmax`] and [`softmax_2relu`] over `rows × cols`.
 pub const fn softmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
+    softmax_scratch_in_groups(rows, cols, 2, planes)
+}
+
+/// Scratch words for [`softmax_in_groups`] over `rows × cols` with row-max groups of `group`.
+pub const fn softmax_scratch_in_groups(rows: usize, cols: usize, group: usize, planes: usize) -> usize {
     let n = rows * cols;
     5 * n * planes
         + 2 * n
         + 2 * rows * planes
-        + tree_scratch(rows, cols, planes)
+        + row_max_scratch(rows, cols, group, planes)
         + normalised_scratch(rows, planes, -8, 40)
 }
 
@@ -822,6 +846,7 @@ fn mask_vectors(rows: usize, cols: usize, causal: Option<usize>, f: u32, mask: &
 }
 
 /// Shared checks of the row-wise softmaxes: `(f, rows·cols, rows·cols·PLANES)`.
+#[allow(clippy::too_many_arguments)]
 fn check_rows<P: Protocol>(
     x: &[u64],
     rows: usize,
@@ -830,13 +855,14 @@ fn check_rows<P: Protocol>(
     out: &[u64],
     scratch: &[u64],
     fp: FixedPoint,
+    group: usize,
 ) -> Result<(u32, usize, usize)> {
     let f = check_f(fp)?;
     let n = rows.checked_mul(cols).ok_or(Error::ShapeMismatch)?;
     let len = n * P::PLANES;
-    ensure_shape(cols > 0 && x.len() == len && out.len() == len)?;
+    ensure_shape(cols > 0 && group >= 2 && x.len() == len && out.len() == len)?;
     check_causal(rows, cols, causal)?;
-    check_scratch(scratch, softmax_scratch(rows, cols, P::PLANES))?;
+    check_scratch(scratch, softmax_scratch_in_groups(rows, cols, group, P::PLANES))?;
     Ok((f, n, len))
 }
 
@@ -865,7 +891,26 @@ pub fn softmax<P: Protocol>(
     scratch: &mut [u64],
     fp: FixedPoint,
 ) -> Result<()> {
-    let (f, n, len) = check_rows::<P>(x, rows, cols, causal, out, scratch, fp)?;
+    softmax_in_groups(p, x, rows, cols, causal, 2, out, scratch, fp)
+}
+
+/// [`softmax`] with the row maximum in groups of `group` ≥ 2 ([`row_max_in_groups`]):
+/// the same result (the maximum is exact either way), fewer rounds for more bytes. The
+/// runtime uses groups of 4 when decoding, where a step's softmax is one query row per head
+/// and rounds dominate, and pairs in the prefill, where the scores are many.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_in_groups<P: Protocol>(
+    p: &mut P,
+    x: &[u64],
+    rows: usize,
+    cols: usize,
+    causal: Option<usize>,
+    group: usize,
+    out: &mut [u64],
+    scratch: &mut [u64],
+    fp: FixedPoint,
+) -> Result<()> {
+    let (f, n, len) = check_rows::<P>(x, rows, cols, causal, out, scratch, fp, group)?;
     let pl = P::PLANES;
     let hi = ceil_log2(cols) + 1;
     let [xm, d, ex, es, mask, fill, mx, r, rest] = carve(
@@ -879,13 +924,13 @@ pub fn softmax<P: Protocol>(
             n,
             rows * pl,
             rows * pl,
-            tree_scratch(rows, cols, pl) + normalised_scratch(rows, pl, -8, 40),
+            row_max_scratch(rows, cols, group, pl) + normalised_scratch(rows, pl, -8, 40),
         ],
     );
     mask_vectors(rows, cols, causal, f, mask, fill);
     p.mul_public(x, mask, &mut es[..len])?;
     p.add_public(&es[..len], fill, xm)?;
-    row_max(p, xm, rows, cols, mx, rest)?;
+    row_max_in_groups(p, xm, rows, cols, group, mx, rest)?;
     gather(pl, mx, rows, &mut es[..len], n, |i| i / cols);
     p.sub(xm, &es[..len], d)?;
     // Clamp to exp's domain: d = max(d, −SOFTMAX_CLAMP) = relu(d + C) − C. A trained
@@ -942,7 +987,7 @@ pub fn softmax_2relu<P: Protocol>(
     scratch: &mut [u64],
     fp: FixedPoint,
 ) -> Result<()> {
-    let (f, n, len) = check_rows::<P>(x, rows, cols, causal, out, scratch, fp)?;
+    let (f, n, len) = check_rows::<P>(x, rows, cols, causal, out, scratch, fp, 2)?;
     let pl = P::PLANES;
     let hi = (ceil_log2(cols) + 12).min(40 - f as i32);
     let [rl, e, t, mask, fill, sums, r, rest] = carve(

@@ -29,7 +29,7 @@ enum Op {
     Exp,
     Recip,
     Rsqrt,
-    Softmax { rows: usize, cols: usize, causal: Option<usize> },
+    Softmax { rows: usize, cols: usize, causal: Option<usize>, group: usize },
     Softmax2Relu { rows: usize, cols: usize },
     Silu,
     Gelu,
@@ -71,9 +71,13 @@ impl Program for Case {
                 bits = 24;
                 nl::rsqrt(p, &x, &mut out, &mut vec![0; nl::normalised_scratch(n, pl, -7, 7)], FP, -7, 7, 24)?
             }
-            Op::Softmax { rows, cols, causal } => {
+            Op::Softmax { rows, cols, causal, group: 2 } => {
                 let mut s = vec![0; nl::softmax_scratch(rows, cols, pl)];
                 nl::softmax(p, &x, rows, cols, causal, &mut out, &mut s, FP)?
+            }
+            Op::Softmax { rows, cols, causal, group } => {
+                let mut s = vec![0; nl::softmax_scratch_in_groups(rows, cols, group, pl)];
+                nl::softmax_in_groups(p, &x, rows, cols, causal, group, &mut out, &mut s, FP)?
             }
             Op::Softmax2Relu { rows, cols } => {
                 let mut s = vec![0; nl::softmax_scratch(rows, cols, pl)];
@@ -204,10 +208,12 @@ fn softmax_of_widely_spread_rows() {
         })
         .collect();
     let want = softmax_ref(&x, rows, cols, None);
-    for got in both(&Case { op: Op::Softmax { rows, cols, causal: None }, x: x.clone(), gain: vec![] }) {
-        let e = max_abs(&got, &want);
-        eprintln!("softmax (spread rows) error: measured {e:.2e} (bound 5e-3)");
-        assert!(e <= 5e-3, "softmax of spread rows: error {e}");
+    for group in [2, 4] {
+        for got in both(&Case { op: Op::Softmax { rows, cols, causal: None, group }, x: x.clone(), gain: vec![] }) {
+            let e = max_abs(&got, &want);
+            eprintln!("softmax (spread rows, row max in groups of {group}) error: measured {e:.2e} (bound 5e-3)");
+            assert!(e <= 5e-3, "softmax of spread rows: error {e}");
+        }
     }
 }
 
@@ -215,11 +221,12 @@ fn softmax_of_widely_spread_rows() {
 fn softmax_rows_of_128() {
     let (rows, cols) = (6, 128);
     let x: Vec<f64> = normal(rows * cols, 2.0, 5).iter().map(|v| FP.decode(FP.encode(*v))).collect();
-    for causal in [None, Some(6)] {
+    // The row maximum pairwise, and in groups of 4 (the runtime's decode), 3 and 8.
+    for (causal, group) in [(None, 2), (Some(6), 2), (None, 4), (Some(6), 4), (Some(6), 3), (None, 8)] {
         let want = softmax_ref(&x, rows, cols, causal);
-        for got in both(&Case { op: Op::Softmax { rows, cols, causal }, x: x.clone(), gain: vec![] }) {
+        for got in both(&Case { op: Op::Softmax { rows, cols, causal, group }, x: x.clone(), gain: vec![] }) {
             let e = max_abs(&got, &want);
-            eprintln!("softmax error: measured {e:.2e} (bound 5e-3)");
+            eprintln!("softmax (row max in groups of {group}) error: measured {e:.2e} (bound 5e-3)");
             assert!(e <= 5e-3, "softmax ({causal:?}) error {e}");
             for (g, w) in got.iter().zip(&want) {
                 if *w == 0.0 {
@@ -369,5 +376,21 @@ fn argmax_over_a_vocabulary_in_few_rounds() {
         // The depth the call added: the largest clock after it less the largest before.
         let rounds = r.iter().map(|x| x.0.1).max().unwrap() - r.iter().map(|x| x.0.0).max().unwrap();
         assert_eq!(rounds, want, "{setting:?}");
+    }
+}
+
+/// Odd widths (a prompt of 5 tokens) in every grouping.
+#[test]
+fn softmax_of_odd_widths() {
+    for (cols, causal) in [(1, None), (3, None), (5, None), (6, Some(1)), (7, Some(1)), (9, None)] {
+        let rows = 4;
+        let x: Vec<f64> = normal(rows * cols, 2.0, 7).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+        let want = softmax_ref(&x, rows, cols, causal);
+        for group in [2, 3, 4] {
+            for got in both(&Case { op: Op::Softmax { rows, cols, causal, group }, x: x.clone(), gain: vec![] }) {
+                let e = max_abs(&got, &want);
+                assert!(e <= 5e-3, "cols {cols}, groups of {group}: error {e}");
+            }
+        }
     }
 }

@@ -260,7 +260,15 @@ mod tests {
                 case.measure(setting).unwrap()
             };
             let (one, two) = (run(1), run(2));
-            assert_eq!(one.mismatches + two.mismatches, 0, "{setting:?}");
+            assert_eq!(
+                one.mismatches + two.mismatches,
+                0,
+                "{setting:?}: {} {} {:?} {:?}",
+                one.mismatches,
+                two.mismatches,
+                one.tokens,
+                two.tokens
+            );
             for step in 0..3 {
                 assert_eq!(one.layers[step].len(), 1);
                 assert_eq!(two.layers[step].len(), 2);
