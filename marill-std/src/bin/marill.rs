@@ -331,7 +331,10 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             let mut out = std::io::stdout();
             let mut ids = Vec::new();
             let mut shown = 0;
+            let t0 = std::time::Instant::now();
+            let mut first: Option<f64> = None;
             let mut on_token = |t: u32| {
+                first.get_or_insert_with(|| t0.elapsed().as_secs_f64());
                 match &tokenizer {
                     // Print the text as it grows (a token may end inside a UTF-8 character).
                     Some(tok) => {
@@ -348,7 +351,6 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
                 }
                 let _ = out.flush();
             };
-            let t0 = std::time::Instant::now();
             let (_, cost) = party::client(
                 addr(need(&f, "server")?)?,
                 match (setting, f.get("helper")) {
@@ -363,8 +365,9 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             )?;
             println!();
             eprintln!(
-                "marill client: {n} tokens in {:.3} s; this party sent {} bytes, {} rounds",
+                "marill client: {n} tokens in {:.3} s (the first after {:.3} s); this party sent {} bytes, {} rounds",
                 t0.elapsed().as_secs_f64(),
+                first.unwrap_or_default(),
                 cost.bytes_sent,
                 cost.rounds
             );
