@@ -18,8 +18,11 @@
 //! The client then announces its request (prompt length and tokens to generate), which
 //! the others check against their sequence limit.
 //!
-//! **Failures.** Connect and every read or write time out (`TcpConfig`); a party that dies
-//! ends the others with an error; the server logs it and serves the next session.
+//! **Failures.** Connect and every read or write time out (`TcpConfig`), and everything
+//! before a session on an accepted connection (TLS, hello) has one deadline, the I/O timeout
+//! (a trickling peer is cut off); at most 8 connections from one address are in their
+//! handshake at once. A party that dies ends the others with an error; the server logs it
+//! and serves the next session.
 //!
 //! **Transport security.** By default every connection is TLS 1.3 with mutual authentication
 //! by pinned Ed25519 keys ([`crate::transport::tls`]): a party dials only a peer that proves
@@ -336,6 +339,8 @@ fn serve_accepted(
     let mut pending: Vec<(PartyId, [u8; 16], Link, Instant)> = Vec::new();
     let mut served = 0;
     while sessions.is_none_or(|n| served < n) {
+        // Half-open sessions older than the connect timeout are dropped, on a timer too.
+        pending.retain(|(_, _, _, t)| t.elapsed() < cfg.tcp.connect_timeout);
         let Some((s, party, session)) = next(log)? else {
             continue;
         };
@@ -389,6 +394,11 @@ type Next<'a> = dyn FnMut(&mut dyn FnMut(&str)) -> Result<Option<Accepted>, StdE
 
 /// Handshakes that may run at once; a connection beyond them is refused.
 const MAX_HANDSHAKES: usize = 64;
+/// Handshakes that may run at once from one IP address (a client, a helper and a few
+/// retries; a flood from one host cannot take every slot).
+const MAX_HANDSHAKES_PER_ADDR: usize = 8;
+/// How often the serving loop wakes without a connection (to drop stale half-open sessions).
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// What the acceptor hands the serving loop.
 enum Arrival {
@@ -415,9 +425,10 @@ fn accepting<R>(
     listener.set_nonblocking(true).map_err(|e| StdError::io("listen", e))?;
     let stop = AtomicBool::new(false);
     let in_flight = AtomicUsize::new(0);
+    let per_addr = std::sync::Mutex::new(std::collections::HashMap::<std::net::IpAddr, usize>::new());
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<Arrival>();
-        let (stop, in_flight) = (&stop, &in_flight);
+        let (stop, in_flight, per_addr) = (&stop, &in_flight, &per_addr);
         scope.spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let (sock, peer) = match listener.accept() {
@@ -436,6 +447,30 @@ fn accepting<R>(
                     let _ = tx.send(Arrival::Refused(why));
                     continue;
                 }
+                let ip = peer.ip();
+                let admitted = per_addr.lock().is_ok_and(|mut m| {
+                    let n = m.entry(ip).or_insert(0);
+                    *n += 1;
+                    *n <= MAX_HANDSHAKES_PER_ADDR
+                });
+                let release = move || {
+                    if let Ok(mut m) = per_addr.lock()
+                        && let Some(n) = m.get_mut(&ip)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            m.remove(&ip);
+                        }
+                    }
+                };
+                if !admitted {
+                    release();
+                    let why = format!(
+                        "refused a connection from {peer}: {MAX_HANDSHAKES_PER_ADDR} handshakes in flight from {ip}"
+                    );
+                    let _ = tx.send(Arrival::Refused(why));
+                    continue;
+                }
                 in_flight.fetch_add(1, Ordering::AcqRel);
                 let tx = tx.clone();
                 scope.spawn(move || {
@@ -443,20 +478,25 @@ fn accepting<R>(
                         Ok(a) => Arrival::Party(a),
                         Err(why) => Arrival::Refused(format!("refused a connection from {peer}: {why}")),
                     };
+                    release();
                     in_flight.fetch_sub(1, Ordering::AcqRel);
                     // The serving loop may be gone (its sessions done): then this one is dropped.
                     let _ = tx.send(arrival);
                 });
             }
         });
-        let mut next = |log: &mut dyn FnMut(&str)| match rx.recv() {
+        // Wakes every IDLE_TICK without an arrival (`None`), so callers can expire state.
+        let mut next = |log: &mut dyn FnMut(&str)| match rx.recv_timeout(IDLE_TICK) {
             Ok(Arrival::Party(a)) => Ok(Some(a)),
             Ok(Arrival::Refused(why)) => {
                 log(&why);
                 Ok(None)
             }
             Ok(Arrival::Failed(e)) => Err(StdError::io("accept", e)),
-            Err(_) => Err(StdError::Handshake("the acceptor stopped".into())),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(StdError::Handshake("the acceptor stopped".into()))
+            }
         };
         let out = body(&mut next);
         stop.store(true, Ordering::Relaxed);
@@ -464,12 +504,56 @@ fn accepting<R>(
     })
 }
 
-/// Secure an accepted connection and read its hello; an error (the reason, for the log) for
-/// a failed TLS handshake, a bad hello, a party id outside `allowed`, or a key not trusted
-/// as the party the hello names.
+/// Secure an accepted connection and read its hello, all within one deadline (the I/O
+/// timeout, from accept to the hello's last byte); an error (the reason, for the log) for a
+/// failed TLS handshake, a bad hello, a party id outside `allowed`, a key not trusted as the
+/// party the hello names, or the deadline passing. Each read has its own timeout too, but a
+/// peer that trickles a byte just inside it would otherwise hold the connection (and its
+/// handshake slot) for ever: a watchdog shuts the socket down at the deadline, which ends any
+/// read in progress.
 fn greet(s: TcpStream, cfg: &PartyConfig, allowed: &[PartyId]) -> Result<Accepted, String> {
+    use std::sync::{Condvar, Mutex};
     // Accepted sockets inherit the listener's non-blocking mode on some systems.
     s.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let watched = s.try_clone().map_err(|e| e.to_string())?;
+    // (greeting finished, deadline fired), decided under one lock so exactly one wins.
+    let state = Arc::new((Mutex::new((false, false)), Condvar::new()));
+    let deadline = Instant::now() + cfg.tcp.io_timeout;
+    let watchdog = {
+        let state = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let (lock, cv) = &*state;
+            let Ok(mut g) = lock.lock() else { return };
+            while !g.0 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    g.1 = true;
+                    let _ = watched.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                g = match cv.wait_timeout(g, left) {
+                    Ok((g, _)) => g,
+                    Err(_) => return,
+                };
+            }
+        })
+    };
+    let out = greet_within(s, cfg, allowed);
+    let fired = {
+        let (lock, cv) = &*state;
+        let mut g = lock.lock().map_err(|_| "greeting state poisoned".to_string())?;
+        g.0 = true;
+        cv.notify_all();
+        g.1
+    };
+    let _ = watchdog.join();
+    if fired {
+        return Err(format!("no hello within {} s of connecting", cfg.tcp.io_timeout.as_secs_f64()));
+    }
+    out
+}
+
+fn greet_within(s: TcpStream, cfg: &PartyConfig, allowed: &[PartyId]) -> Result<Accepted, String> {
     let mut key = None;
     let mut link = secure(s, cfg, |tls, sock| {
         let (link, k) = tls.accept(sock, allowed)?;

@@ -340,3 +340,78 @@ fn killing_a_process_mid_decode_ends_the_session_and_the_server_serves_on() {
     assert!(!ended[0].contains("done") && ended[1].contains("done") && !ended[2].contains("done"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A peer that trickles its TLS handshake or its plaintext hello a byte every 300 ms, each
+/// well inside the 2 s read timeout, is cut off at the 2 s deadline for everything before a
+/// session (it used to hold its handshake slot for as long as it kept trickling), and the
+/// server then serves an honest client.
+#[test]
+fn a_trickling_peer_is_cut_off_at_the_deadline() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("marill-proc-trickle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server_bytes, sp, cp) = files(&dir, 27);
+    let (sp, cp) = (sp.to_str().unwrap(), cp.to_str().unwrap());
+    let keys = Keys::new(&dir);
+    // A TLS record header announcing a 512-byte ClientHello, then its body; the hello.
+    let tls_start: Vec<u8> = [0x16, 0x03, 0x01, 0x02, 0x00].into_iter().chain(std::iter::repeat_n(1u8, 512)).collect();
+    let hello_start: Vec<u8> = b"MARILLP1".iter().copied().chain(std::iter::repeat_n(0u8, 24)).collect();
+    for (security, trickle) in
+        [(keys.args("server"), tls_start), (vec!["--insecure-plaintext".to_string()], hello_start)]
+    {
+        let args = ["serve", "--model", sp, "--listen", "127.0.0.1:0", "--setting", "ot2pc", "--sessions", "1"];
+        let (mut srv, saddr) = start(&[&args[..], &["--timeout", "2"]].concat(), &security);
+        let t = Instant::now();
+        let mut sock = std::net::TcpStream::connect(&saddr).unwrap();
+        let mut reader = sock.try_clone().unwrap();
+        let closed = std::thread::spawn(move || {
+            let mut b = [0u8; 256];
+            while let Ok(n) = reader.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+            }
+            t.elapsed()
+        });
+        for b in &trickle {
+            if closed.is_finished() || sock.write_all(&[*b]).is_err() || t.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let at = closed.join().unwrap();
+        assert!(at >= Duration::from_millis(1900) && at < Duration::from_secs(4), "cut off after {at:?}");
+        // The slot is free again: an honest client is served.
+        let client_security = if security.len() == 1 { security.clone() } else { keys.args("client") };
+        let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, "", "ot2pc", "5 6", 2, &client_security));
+        assert!(ok, "{err}");
+        check_tokens(&server_bytes, &[5, 6], &tokens(&out));
+        assert!(srv.0.wait().unwrap().success());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One address may hold at most 8 connections in their handshake: a ninth silent
+/// connection from it is closed at once, the eight at the deadline.
+#[test]
+fn one_address_holds_at_most_eight_handshakes() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("marill-proc-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, sp, _) = files(&dir, 28);
+    let args = ["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", "ot2pc"];
+    let (_srv, saddr) = start(&[&args[..], &["--timeout", "3"]].concat(), &["--insecure-plaintext".to_string()]);
+    let silent: Vec<std::net::TcpStream> = (0..8).map(|_| std::net::TcpStream::connect(&saddr).unwrap()).collect();
+    // Let the acceptor take the eight before the ninth arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let mut ninth = std::net::TcpStream::connect(&saddr).unwrap();
+    ninth.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n = ninth.read(&mut [0u8; 8]).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(t.elapsed() < Duration::from_secs(1), "the ninth waited {:?}", t.elapsed());
+    drop(silent);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
