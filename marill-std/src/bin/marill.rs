@@ -662,15 +662,16 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             );
         }
         for (name, r, _, parts) in &rows {
-            let x = |i: usize, j: usize| {
-                let Some(base) = base else { return f64::NAN };
+            // "-" without a baseline in the run (--variant).
+            let x = |i: usize, j: usize| -> String {
+                let Some(base) = base else { return "-".into() };
                 let (a, c) = (base[i], r[i]);
                 let (a, c) = match j {
                     0 => (a.0, c.0),
                     1 => (a.1, c.1),
                     _ => (a.2, c.2),
                 };
-                if c > 0.0 { a / c } else { 0.0 }
+                format!("{:.2}", if c > 0.0 { a / c } else { 0.0 })
             };
             if json {
                 println!(
@@ -685,7 +686,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 );
             } else {
                 println!(
-                    "{:<13} {:>10.2} {:>10.1} {:>7.0} {:>6.2} {:>6.2} {:>6.2} | {:>9.3} {:>9.2} {:>7.0} {:>6.2} {:>6.2} {:>6.2}",
+                    "{:<13} {:>10.2} {:>10.1} {:>7.0} {:>6} {:>6} {:>6} | {:>9.3} {:>9.2} {:>7.0} {:>6} {:>6} {:>6}",
                     name,
                     r[0].0,
                     r[0].1 / 1e6,
