@@ -14,15 +14,25 @@ settings=${2:-dealer rep3}
 [ -f "$dir/full.marill" ] || { echo "no $dir/full.marill (the baseline)" >&2; exit 1; }
 cargo build --release -q -p marill-benches --bin cost --bin report
 : >"$dir/costs.jsonl"
+failed=()
 for f in "$dir"/*.marill; do
+    case $f in *.client.marill) continue ;; esac
     for s in $settings; do
         echo "secure generation: $(basename "$f") in $s" >&2
-        target/release/cost --protocol "$s" --op model --model "$f" --prompt-len 16 --gen 2 --no-warm-up --json \
-            >>"$dir/costs.jsonl"
+        if ! target/release/cost --protocol "$s" --op model --model "$f" --prompt-len 16 --gen 2 --no-warm-up \
+            --json >>"$dir/costs.jsonl"; then
+            failed+=("$(basename "$f") in $s")
+        fi
     done
 done
 target/release/report --quality "$dir/study.json" --costs "$dir/costs.jsonl" --out "$dir"
+status=0
 if grep -q '"token_mismatches":[1-9]' "$dir/costs.jsonl"; then
     echo "some secure tokens differ from the plaintext model's (see $dir/costs.jsonl)" >&2
-    exit 1
+    status=1
 fi
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "secure generation failed: ${failed[*]}" >&2
+    status=1
+fi
+exit $status
