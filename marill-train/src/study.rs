@@ -67,7 +67,7 @@ pub struct StudyRow {
     pub gain_kept: f64,
     /// What the student started from.
     pub starts_from: String,
-    /// Steps per stage.
+    /// Steps per stage, each with the step whose weights were kept.
     pub steps: String,
     /// Learning rate.
     pub lr: f64,
@@ -214,8 +214,11 @@ pub fn run(
         lr: 0.0,
         train_s: 0.0,
     });
-    let steps_of =
-        |s: &[(&str, Trained)]| s.iter().map(|(n, t)| format!("{n} {}", t.steps)).collect::<Vec<_>>().join(" + ");
+    // Steps taken per stage, and the step whose weights were kept (the cap binds when the two
+    // are close: the held-out NLL was still improving).
+    let steps_of = |s: &[(&str, Trained)]| {
+        s.iter().map(|(n, t)| format!("{n} {} (best {})", t.steps, t.best_step)).collect::<Vec<_>>().join(" + ")
+    };
     let export = |r: &Recipe, m: &Model| -> Result<()> {
         if o.export.as_ref().is_some_and(|e| !e.contains(&r.label())) {
             return Ok(());
@@ -300,12 +303,12 @@ pub fn run(
         test.len()
     );
     println!(
-        "{:<14} {:>8} {:>9} {:>9} {:<8} {:<18} {:>8} {:>8}",
+        "{:<14} {:>8} {:>9} {:>9} {:<8} {:<34} {:>8} {:>8}",
         "variant", "NLL", "token acc", "gain kept", "from", "steps", "lr", "train s"
     );
     for r in &rows {
         println!(
-            "{:<14} {:>8.3} {:>9.3} {:>9.3} {:<8} {:<18} {:>8.0e} {:>8.1}",
+            "{:<14} {:>8.3} {:>9.3} {:>9.3} {:<8} {:<34} {:>8.0e} {:>8.1}",
             r.variant, r.nll, r.token_accuracy, r.gain_kept, r.starts_from, r.steps, r.lr, r.train_s
         );
     }
