@@ -58,47 +58,63 @@ pub enum Objective<'a> {
     Stage2(&'a Model, DistillCoeffs),
 }
 
-/// The positions of `batch` that count: their flat indices into `b·t` (u32), targets (u32)
-/// and weights (f32), each `[n]`.
-pub fn counted_rows(batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
-    let mask = batch.mask.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    let idx: Vec<u32> = (0..mask.len()).filter(|&i| mask[i] > 0.0).map(|i| i as u32).collect();
-    let weight: Vec<f32> = idx.iter().map(|&i| mask[i as usize]).collect();
-    let dev = batch.mask.device();
-    let rows = Tensor::new(idx.as_slice(), dev)?;
-    let target = batch.target.flatten_all()?.index_select(&rows, 0)?;
-    Ok((rows, target, Tensor::new(weight.as_slice(), dev)?))
+/// The positions of a batch that count: their flat indices into `b·t` (u32), targets (u32)
+/// and weights (f32), each `[n]`, and the batch's count (the losses' denominator).
+pub struct Counted {
+    /// Flat indices into `b·t`.
+    pub rows: Tensor,
+    target: Tensor,
+    weight: Tensor,
+    count: usize,
 }
 
-/// `logits` at the counted positions: `[n, V]` as they are (from [`Head::Rows`]), or
-/// gathered from `[b, t, V]`; with their targets and weights.
-fn at_rows(logits: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
-    let (rows, target, weight) = counted_rows(batch)?;
-    let logits = match logits.rank() {
-        2 => logits.clone(),
-        _ => logits.flatten_to(1)?.index_select(&rows, 0)?,
-    };
-    Ok((logits, target, weight))
+impl Counted {
+    /// Read `batch`'s mask once (a small host copy).
+    pub fn of(batch: &Batch) -> Result<Self> {
+        let mask = batch.mask.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let idx: Vec<u32> = (0..mask.len()).filter(|&i| mask[i] > 0.0).map(|i| i as u32).collect();
+        let weight: Vec<f32> = idx.iter().map(|&i| mask[i as usize]).collect();
+        let dev = batch.mask.device();
+        let rows = Tensor::new(idx.as_slice(), dev)?;
+        let target = batch.target.flatten_all()?.index_select(&rows, 0)?;
+        Ok(Self { rows, target, weight: Tensor::new(weight.as_slice(), dev)?, count: batch.count })
+    }
+
+    /// `logits` at the counted positions: `[n, V]` as they are (from [`Head::Rows`]), or
+    /// gathered from `[b, t, V]`.
+    fn at(&self, logits: &Tensor) -> Result<Tensor> {
+        Ok(match logits.rank() {
+            2 => logits.clone(),
+            _ => logits.flatten_to(1)?.index_select(&self.rows, 0)?,
+        })
+    }
+
+    /// Weighted mean NLL of `logits` (either shape of [`Counted::at`]).
+    fn nll(&self, logits: &Tensor) -> Result<Tensor> {
+        let logp = candle_nn::ops::log_softmax(&self.at(logits)?, D::Minus1)?;
+        let picked = logp.gather(&self.target.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let s = (picked * &self.weight)?.sum_all()?;
+        Ok((s.neg()? / self.count.max(1) as f64)?)
+    }
+
+    /// Weighted mean `KL(p_teacher ‖ p_student)` per position.
+    fn kl(&self, teacher: &Tensor, student: &Tensor) -> Result<Tensor> {
+        let lt = candle_nn::ops::log_softmax(&self.at(teacher)?, D::Minus1)?;
+        let ls = candle_nn::ops::log_softmax(&self.at(student)?, D::Minus1)?;
+        let per = (lt.exp()? * (lt - ls)?)?.sum(D::Minus1)?;
+        Ok(((per * &self.weight)?.sum_all()? / self.count.max(1) as f64)?)
+    }
 }
 
 /// Masked mean NLL of `logits` (`[b, t, V]`, or `[n, V]` at the counted positions) against
 /// `batch`.
 pub fn nll(logits: &Tensor, batch: &Batch) -> Result<Tensor> {
-    let (logits, target, weight) = at_rows(logits, batch)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = logp.gather(&target.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let s = (picked * weight)?.sum_all()?;
-    Ok((s.neg()? / batch.count.max(1) as f64)?)
+    Counted::of(batch)?.nll(logits)
 }
 
 /// Masked mean `KL(p_teacher ‖ p_student)` per position (logits as for [`nll`]).
 pub fn kl(teacher: &Tensor, student: &Tensor, batch: &Batch) -> Result<Tensor> {
-    let (teacher, _, weight) = at_rows(teacher, batch)?;
-    let (student, _, _) = at_rows(student, batch)?;
-    let lt = candle_nn::ops::log_softmax(&teacher, D::Minus1)?;
-    let ls = candle_nn::ops::log_softmax(&student, D::Minus1)?;
-    let per = (lt.exp()? * (lt - ls)?)?.sum(D::Minus1)?;
-    Ok(((per * weight)?.sum_all()? / batch.count.max(1) as f64)?)
+    Counted::of(batch)?.kl(teacher, student)
 }
 
 /// Mean squared error over the positions that count.
@@ -113,8 +129,8 @@ fn masked_mse(a: &Tensor, b: &Tensor, batch: &Batch) -> Result<Tensor> {
 pub fn loss(student: &Model, batch: &Batch, obj: Objective<'_>) -> Result<Tensor> {
     match obj {
         Objective::Nll => {
-            let (rows, _, _) = counted_rows(batch)?;
-            nll(&student.forward_to(&batch.input, false, Head::Rows(&rows))?.logits, batch)
+            let c = Counted::of(batch)?;
+            c.nll(&student.forward_to(&batch.input, false, Head::Rows(&c.rows))?.logits)
         }
         Objective::Stage1(teacher, c) => {
             let s = student.forward_to(&batch.input, true, Head::None)?;
@@ -131,10 +147,10 @@ pub fn loss(student: &Model, batch: &Batch, obj: Objective<'_>) -> Result<Tensor
             Ok(total)
         }
         Objective::Stage2(teacher, c) => {
-            let (rows, _, _) = counted_rows(batch)?;
-            let s = student.forward_to(&batch.input, false, Head::Rows(&rows))?.logits;
-            let t = teacher.forward_to(&batch.input, false, Head::Rows(&rows))?.logits.detach();
-            Ok(((kl(&t, &s, batch)? * c.kl)? + (nll(&s, batch)? * c.nll)?)?)
+            let n = Counted::of(batch)?;
+            let s = student.forward_to(&batch.input, false, Head::Rows(&n.rows))?.logits;
+            let t = teacher.forward_to(&batch.input, false, Head::Rows(&n.rows))?.logits.detach();
+            Ok(((n.kl(&t, &s)? * c.kl)? + (n.nll(&s)? * c.nll)?)?)
         }
     }
 }
