@@ -612,6 +612,32 @@ pub fn argmax<P: Protocol>(
     grouped(p, x, rows, cols, ARGMAX_GROUP, max, Some(index), scratch)
 }
 
+/// Visit the groups of a tournament level: `rows` rows of width `w` in groups of `g` (the
+/// last of a row may be smaller): `f(k, start, size)`, `k = row·⌈w/g⌉ + group` (its place
+/// in the next level), `start` its first flat index.
+fn each_group(rows: usize, w: usize, g: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let groups = w.div_ceil(g);
+    for r in 0..rows {
+        for gi in 0..groups {
+            f(r * groups + gi, r * w + gi * g, g.min(w - gi * g));
+        }
+    }
+}
+
+/// Every pair of elements `a < b` within a group of a level, numbered in order:
+/// `f(pair, a, b)` with flat indices.
+fn each_pair(rows: usize, w: usize, g: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let mut c = 0;
+    each_group(rows, w, g, |_, start, s| {
+        for a in start..start + s {
+            for b in a + 1..start + s {
+                f(c, a, b);
+                c += 1;
+            }
+        }
+    });
+}
+
 /// A tournament in groups of up to `k` rather than pairs, trading comparisons for rounds:
 /// within a group, one batched `ltz` compares every pair, `c_ij = [x_i ≥ x_j]` for `i < j`;
 /// the winner's indicator `b_i = Π_{j>i} c_ij · Π_{j<i} (1 − c_ji)` (exactly one is 1: `≥`
@@ -668,24 +694,14 @@ fn grouped<P: Protocol>(
         let g = w.min(k);
         let groups = w.div_ceil(g);
         let nn = rows * w;
-        let size = |gi: usize| g.min(w - gi * g);
         // Every pair of every group, in one comparison.
-        let per_row: usize = (0..groups).map(|gi| size(gi) * (size(gi) - 1) / 2).sum();
-        let c_all = rows * per_row;
-        let mut c = 0;
-        for r in 0..rows {
-            for gi in 0..groups {
-                let (start, s) = (r * w + gi * g, size(gi));
-                for i in 0..s {
-                    for j in i + 1..s {
-                        for q in 0..pl {
-                            cin[q * c_all + c] = cv[q * nn + start + i].wrapping_sub(cv[q * nn + start + j]);
-                        }
-                        c += 1;
-                    }
-                }
+        let mut c_all = 0;
+        each_group(rows, w, g, |_, _, s| c_all += s * (s - 1) / 2);
+        each_pair(rows, w, g, |c, a, b| {
+            for q in 0..pl {
+                cin[q * c_all + c] = cv[q * nn + a].wrapping_sub(cv[q * nn + b]);
             }
-        }
+        });
         p.ltz(&cin[..c_all * pl], &mut cout[..c_all * pl])?;
         // Factors: element i's slot t (j = t, or t + 1 past i) holds c_ij (j > i) or
         // 1 − c_ji = [x_j < x_i] (j < i); slots a smaller group lacks hold 1.
@@ -695,24 +711,17 @@ fn grouped<P: Protocol>(
             let one = u64::from(public == Some(q));
             fct[q * fl..(q + 1) * fl].fill(one);
         }
-        let mut c = 0;
-        for r in 0..rows {
-            for gi in 0..groups {
-                let (start, s) = (r * w + gi * g, size(gi));
-                for i in 0..s {
-                    for j in i + 1..s {
-                        for q in 0..pl {
-                            let lt = cout[q * c_all + c];
-                            let one = u64::from(public == Some(q));
-                            // c_ij = [x_i ≥ x_j] = 1 − [x_i − x_j < 0] for i; [x_i < x_j] for j.
-                            fct[q * fl + (start + i) * m + (j - 1)] = one.wrapping_sub(lt);
-                            fct[q * fl + (start + j) * m + i] = lt;
-                        }
-                        c += 1;
-                    }
-                }
+        each_pair(rows, w, g, |c, a, b| {
+            // Within the group, a is element i and b element j > i: i's slot j − 1, j's slot i.
+            let (i, j) = (a % w % g, b % w % g);
+            for q in 0..pl {
+                let lt = cout[q * c_all + c];
+                let one = u64::from(public == Some(q));
+                // c_ij = [x_i ≥ x_j] = 1 − [x_i − x_j < 0] for i; [x_i < x_j] for j.
+                fct[q * fl + a * m + (j - 1)] = one.wrapping_sub(lt);
+                fct[q * fl + b * m + i] = lt;
             }
-        }
+        });
         // Multiply each element's factors down to one, pairwise.
         while m > 1 {
             let u = m / 2;
@@ -743,54 +752,42 @@ fn grouped<P: Protocol>(
         let sel = rows * (w - groups);
         let ss = kk * sel;
         let mut t = 0;
-        for r in 0..rows {
-            for gi in 0..groups {
-                let (start, s) = (r * w + gi * g, size(gi));
-                let last = start + s - 1;
-                for i in 0..s - 1 {
-                    for q in 0..pl {
-                        let b = fct[q * nn + start + i];
-                        sa[q * ss + t] = b;
-                        sb[q * ss + t] = cv[q * nn + start + i].wrapping_sub(cv[q * nn + last]);
-                        if with_index {
-                            sa[q * ss + sel + t] = b;
-                            sb[q * ss + sel + t] = ci[q * nn + start + i].wrapping_sub(ci[q * nn + last]);
-                        }
-                    }
-                    t += 1;
-                }
-            }
-        }
-        p.mul(&sa[..ss * pl], &sb[..ss * pl], &mut so[..ss * pl])?;
-        let nw = groups;
-        let nl = rows * nw;
-        let mut t = 0;
-        for r in 0..rows {
-            for gi in 0..groups {
-                let (start, s) = (r * w + gi * g, size(gi));
-                let last = start + s - 1;
+        each_group(rows, w, g, |_, start, s| {
+            let last = start + s - 1;
+            for e in start..last {
                 for q in 0..pl {
-                    let mut v = cv[q * nn + last];
-                    for o in 0..s - 1 {
-                        v = v.wrapping_add(so[q * ss + t + o]);
-                    }
-                    fa[q * nl + r * nw + gi] = v;
+                    let b = fct[q * nn + e];
+                    sa[q * ss + t] = b;
+                    sb[q * ss + t] = cv[q * nn + e].wrapping_sub(cv[q * nn + last]);
                     if with_index {
-                        let mut ix = ci[q * nn + last];
-                        for o in 0..s - 1 {
-                            ix = ix.wrapping_add(so[q * ss + sel + t + o]);
-                        }
-                        fb[q * nl + r * nw + gi] = ix;
+                        sa[q * ss + sel + t] = b;
+                        sb[q * ss + sel + t] = ci[q * nn + e].wrapping_sub(ci[q * nn + last]);
                     }
                 }
-                t += s - 1;
+                t += 1;
             }
-        }
+        });
+        p.mul(&sa[..ss * pl], &sb[..ss * pl], &mut so[..ss * pl])?;
+        let nl = rows * groups;
+        let mut t = 0;
+        each_group(rows, w, g, |k, start, s| {
+            let last = start + s - 1;
+            for q in 0..pl {
+                let sum = |base: u64, off: usize| {
+                    so[q * ss + off + t..q * ss + off + t + s - 1].iter().fold(base, |acc, v| acc.wrapping_add(*v))
+                };
+                fa[q * nl + k] = sum(cv[q * nn + last], 0);
+                if with_index {
+                    fb[q * nl + k] = sum(ci[q * nn + last], sel);
+                }
+            }
+            t += s - 1;
+        });
         cv[..nl * pl].copy_from_slice(&fa[..nl * pl]);
         if with_index {
             ci[..nl * pl].copy_from_slice(&fb[..nl * pl]);
         }
-        w = nw;
+        w = groups;
     }
     max.copy_from_slice(&cv[..rows * pl]);
     if let Some(ix) = index {
