@@ -22,26 +22,7 @@ cargo build --release -p marill-train -p marill-std -p marill-benches
 step "fine-tuning (marill-train pipeline)"
 "$bin/marill-train" pipeline --out "$out"
 
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-# Start a listening party in the background; echo its address (the first stdout line).
-start() {
-    local log=$1; shift
-    "$@" >"$log" 2>"$log.err" &
-    pids+=($!)
-    for _ in $(seq 1 100); do
-        if grep -q '^listening on ' "$log" 2>/dev/null; then
-            sed -n 's/^listening on //p' "$log" | head -n1
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "party did not start: $*" >&2
-    cat "$log.err" >&2
-    return 1
-}
+source scripts/parties.sh
 
 step "secure inference, parties as processes over loopback TCP (TLS, pinned keys)"
 # One key per role, made afresh for this run; every party pins the others' public keys.

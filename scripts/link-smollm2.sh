@@ -24,24 +24,7 @@ target/release/marill extract-public "$server" -o "$client" >/dev/null
 # 64 token ids of ordinary text (the ids do not matter to the cost; the tokens are checked
 # against `marill plain` below).
 prompt=$(seq 1000 17 2071 | head -n 64 | tr '\n' ' ')
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-start() {
-    local log=$1; shift
-    "$@" >"$log" 2>"$log.err" &
-    pids+=($!)
-    for _ in $(seq 1 300); do
-        if grep -q '^listening on ' "$log" 2>/dev/null; then
-            sed -n 's/^listening on //p' "$log" | head -n1
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "party did not start: $*" >&2
-    cat "$log.err" >&2
-    return 1
-}
+source scripts/parties.sh
 want=$(target/release/marill plain --model "$server" --prompt "$prompt" --gen "$gen")
 for setting in $settings; do
     third=helper

@@ -521,11 +521,6 @@ fn parts_json(layer: &Parts, head: &Parts) -> String {
     format!("[{}]", all.join(","))
 }
 
-/// Is `name` one of a layer's parts (not the head's)?
-fn in_layer(name: &str) -> bool {
-    marill_std::model::secure::PARTS[..9].contains(&name)
-}
-
 fn paper_cost(args: &[String]) -> Result<(), StdError> {
     use marill_std::Setting;
     use marill_std::model::random::{Shape, Variant, model_shaped};
@@ -613,7 +608,8 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             // or rounds; a time can be by a hair of clock skew between parties, so it clamps.
             let sub = |a: Metric, c: Metric| ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2);
             let fixed = [sub(whole[0], own[0]), sub(whole[1], own[1])];
-            let (layer_parts, head_parts): (Parts, Parts) = parts.into_iter().partition(|p| in_layer(p.0));
+            let (layer_parts, head_parts): (Parts, Parts) =
+                parts.into_iter().partition(|p| marill_std::model::secure::is_layer_part(p.0));
             let (per, layer_parts) = borrowed.unwrap_or((own, layer_parts));
             fits.push((name, (fixed, per, layer_parts.clone(), head_parts.clone())));
             Ok((fixed, per, layer_parts, head_parts))

@@ -287,7 +287,7 @@ mod tests {
                 assert!(layer.wall <= one.wall[step]);
                 // The parts of the layers add up to the layers, in bytes and rounds exactly;
                 // the head's parts run once per step.
-                let in_layer = |name: &str| super::super::secure::PARTS[..9].contains(&name);
+                let in_layer = super::super::secure::is_layer_part;
                 let parts = &two.parts[step];
                 assert_eq!(parts.iter().filter(|p| !in_layer(p.0)).count(), 3, "{parts:?}");
                 let (pb, pr) = parts

@@ -147,6 +147,11 @@ pub struct SecureModel {
 pub const PARTS: [&str; 12] =
     ["norms", "q|k|v", "scores", "softmax", "P·V", "o", "gate|up", "SiLU×up", "down", "head norm", "lm head", "argmax"];
 
+/// Is `name` one of a layer's parts (the first nine of [`PARTS`]), not the head's?
+pub fn is_layer_part(name: &str) -> bool {
+    PARTS[..9].contains(&name)
+}
+
 /// This party's clock and meter at a layer boundary of [`SecureModel::step`]: the start of
 /// each private layer, then the end of the last. Between two marks lies one layer's own
 /// cost, which `marill cost` scales to a model's depth.
