@@ -1,6 +1,6 @@
-//! Ring kernels: the matrix product per backend (throughput in multiply-adds: criterion's
+//! Ring kernels: the matrix product per backend the CPU has (portable, AVX2, AVX-512) (throughput in multiply-adds: criterion's
 //! "elements/s" reads as MAC/s, so 6.7 Gelem/s is 6.7 G MAC/s = 13.4 GOPS), and the
-//! elementwise product.
+//! elementwise product per backend.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,14 +16,9 @@ fn matmul(c: &mut Criterion) {
         let (a, b) = (words(m * n, 1), words(n * k, 2));
         let mut out = vec![0u64; m * k];
         g.throughput(Throughput::Elements((m * n * k) as u64));
-        for portable in [false, true] {
-            if portable && ring::detected() == ring::Backend::Portable {
-                continue;
-            }
-            let name = format!("{m}x{n}x{k}/{}", if portable { "portable" } else { "avx512" });
-            ring::force_portable(portable);
-            g.bench_function(name, |bch| bch.iter(|| ring::matmul(&a, &b, &mut out, d).unwrap()));
-            ring::force_portable(false);
+        for backend in ring::Backend::ALL.into_iter().filter(|b| b.available()) {
+            let name = format!("{m}x{n}x{k}/{}", backend.name());
+            g.bench_function(name, |bch| bch.iter(|| ring::matmul_on(backend, &a, &b, &mut out, d).unwrap()));
         }
     }
     g.finish();
@@ -35,13 +30,11 @@ fn elementwise(c: &mut Criterion) {
     let (a, b) = (words(n, 3), words(n, 4));
     let mut out = vec![0u64; n];
     g.throughput(Throughput::Elements(n as u64));
-    for portable in [false, true] {
-        ring::force_portable(portable);
-        g.bench_function(if portable { "portable" } else { "dispatched" }, |bch| {
-            bch.iter(|| ring::mul(&a, &b, &mut out).unwrap())
-        });
+    for backend in ring::Backend::ALL.into_iter().filter(|b| b.available()) {
+        assert!(ring::force(Some(backend)));
+        g.bench_function(backend.name(), |bch| bch.iter(|| ring::mul(&a, &b, &mut out).unwrap()));
     }
-    ring::force_portable(false);
+    ring::force(None);
     g.finish();
 }
 

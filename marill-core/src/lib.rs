@@ -2,8 +2,8 @@
 //!
 //! The `no_std`, allocation-free core of marill: everything that touches a secret share.
 //!
-//! * [`ring`]: wrapping `u64` slice kernels (Z_2^64) with a portable and an AVX-512 backend
-//!   chosen once at run time.
+//! * [`ring`]: wrapping `u64` slice kernels (Z_2^64) with portable, AVX2 and AVX-512
+//!   backends, the best one chosen once at run time.
 //! * [`fixed`]: fixed-point encoding of reals into the ring.
 //! * [`share`]: additive (2-of-2) and replicated (2-of-3) layouts, packed boolean shares.
 //! * [`channel`]: the one IO seam ([`Channel`]), blocking and message-oriented.

@@ -2,9 +2,10 @@
 //!
 //! Every public function checks lengths and returns [`Error::ShapeMismatch`] without
 //! writing anything on a mismatch, then dispatches once (not per element) to a backend:
-//! [`portable`] always, `avx512` when the CPU has AVX-512F and AVX-512DQ (the 64-bit
-//! low multiply `vpmullq` lives in DQ) and the OS saves the ZMM state. Detection runs
-//! once and is cached. Tests check every backend against the portable one.
+//! [`portable`] always, `avx2` when the CPU has AVX2 and the OS saves the YMM state, and
+//! `avx512` when it has AVX-512F and AVX-512DQ (the 64-bit low multiply `vpmullq` lives in
+//! DQ) and the OS saves the ZMM state; the best one wins. Detection runs once and is
+//! cached. Tests check every backend the CPU has against the portable one.
 //!
 //! Matrices are row-major. [`MatDims`] `{ m, n, k }` describes `(m×n) · (n×k) = (m×k)`.
 
@@ -12,6 +13,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::{Result, ensure_shape};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod portable;
@@ -55,54 +58,123 @@ impl MatDims {
 pub enum Backend {
     /// Plain Rust, any CPU.
     Portable,
-    /// AVX-512F + AVX-512DQ.
+    /// AVX2: 64-bit products from 32-bit pieces (`vpmuludq`, `vpmulld`).
+    Avx2,
+    /// AVX-512F + AVX-512DQ (`vpmullq`).
     Avx512,
 }
 
-const UNKNOWN: u8 = 0;
-const PORTABLE: u8 = 1;
-const AVX512: u8 = 2;
-static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
-static FORCE_PORTABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+impl Backend {
+    /// Every backend, slowest first.
+    pub const ALL: [Backend; 3] = [Backend::Portable, Backend::Avx2, Backend::Avx512];
 
-/// The backend the kernels use on this CPU (detected once, then cached).
-pub fn backend() -> Backend {
-    if FORCE_PORTABLE.load(Ordering::Relaxed) {
-        return Backend::Portable;
+    /// Lower-case name, as benches and logs print it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Portable => "portable",
+            Backend::Avx2 => "avx2",
+            Backend::Avx512 => "avx512",
+        }
     }
-    detected()
+
+    /// Whether this CPU and OS run the backend (detected once, then cached).
+    pub fn available(self) -> bool {
+        let f = features();
+        match self {
+            Backend::Portable => true,
+            Backend::Avx2 => f & HAS_AVX2 != 0,
+            Backend::Avx512 => f & HAS_AVX512 != 0,
+        }
+    }
+
+    const fn code(self) -> u8 {
+        match self {
+            Backend::Portable => 1,
+            Backend::Avx2 => 2,
+            Backend::Avx512 => 3,
+        }
+    }
 }
 
-/// The best backend this CPU supports, ignoring [`force_portable`].
-pub fn detected() -> Backend {
-    let mut v = DETECTED.load(Ordering::Relaxed);
-    if v == UNKNOWN {
-        v = if detect_avx512() { AVX512 } else { PORTABLE };
-        DETECTED.store(v, Ordering::Relaxed);
+const PROBED: u8 = 1;
+const HAS_AVX2: u8 = 2;
+const HAS_AVX512: u8 = 4;
+static FEATURES: AtomicU8 = AtomicU8::new(0);
+/// 0: none forced; otherwise [`Backend::code`].
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+fn features() -> u8 {
+    let mut f = FEATURES.load(Ordering::Relaxed);
+    if f & PROBED == 0 {
+        f = PROBED;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2::supported() {
+                f |= HAS_AVX2;
+            }
+            if avx512::supported() {
+                f |= HAS_AVX512;
+            }
+        }
+        FEATURES.store(f, Ordering::Relaxed);
     }
-    if v == AVX512 { Backend::Avx512 } else { Backend::Portable }
+    f
+}
+
+/// The backend the kernels use now: the one [`force`]d, else the [`detected`] one.
+pub fn backend() -> Backend {
+    match FORCED.load(Ordering::Relaxed) {
+        1 => Backend::Portable,
+        2 => Backend::Avx2,
+        3 => Backend::Avx512,
+        _ => detected(),
+    }
+}
+
+/// The best backend this CPU supports, ignoring [`force`].
+pub fn detected() -> Backend {
+    if Backend::Avx512.available() {
+        Backend::Avx512
+    } else if Backend::Avx2.available() {
+        Backend::Avx2
+    } else {
+        Backend::Portable
+    }
+}
+
+/// Route every later kernel call to `backend` (`None`: back to the detected one).
+/// Returns `false`, and changes nothing, when this CPU lacks the backend. For benchmarks
+/// and tests that compare backends; process-wide.
+pub fn force(backend: Option<Backend>) -> bool {
+    match backend {
+        Some(b) if !b.available() => false,
+        Some(b) => {
+            FORCED.store(b.code(), Ordering::Relaxed);
+            true
+        }
+        None => {
+            FORCED.store(0, Ordering::Relaxed);
+            true
+        }
+    }
 }
 
 /// Route every later kernel call to the portable backend (`true`) or back to the detected
-/// one (`false`). For benchmarks that compare backends; process-wide.
+/// one (`false`). Shorthand for [`force`].
 pub fn force_portable(on: bool) {
-    FORCE_PORTABLE.store(on, Ordering::Relaxed);
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_avx512() -> bool {
-    avx512::supported()
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_avx512() -> bool {
-    false
+    force(if on { Some(Backend::Portable) } else { None });
 }
 
 macro_rules! dispatch {
-    ($name:ident ( $($arg:expr),* )) => {{
-        match backend() {
+    ($name:ident ( $($arg:expr),* )) => {
+        dispatch!(backend(), $name($($arg),*))
+    };
+    ($backend:expr, $name:ident ( $($arg:expr),* )) => {{
+        match $backend {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 => avx512::$name($($arg),*),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => avx2::$name($($arg),*),
             _ => portable::$name($($arg),*),
         }
     }};
@@ -186,6 +258,16 @@ pub fn matmul_acc(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) -> Result<(
     Ok(())
 }
 
+/// `out = a · b` on the given backend, whatever is [`force`]d (the portable one when this
+/// CPU lacks it: check [`Backend::available`]). For benches and tests that compare backends
+/// without touching process-wide state.
+pub fn matmul_on(backend: Backend, a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
+    d.check(a.len(), b.len(), out.len())?;
+    out.fill(0);
+    dispatch!(backend, matmul_acc(a, b, out, d));
+    Ok(())
+}
+
 /// Reference product for tests: the portable kernel, whatever the CPU.
 pub fn matmul_portable(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
     d.check(a.len(), b.len(), out.len())?;
@@ -217,13 +299,17 @@ mod tests {
         let mut b = [0u64; 41 * 35];
         let mut c1 = [0u64; 37 * 35];
         let mut c2 = [0u64; 37 * 35];
-        for &(m, n, k) in &[(1, 1, 1), (1, 41, 35), (3, 5, 17), (4, 16, 16), (5, 33, 31), (37, 41, 35), (9, 1, 33)] {
+        let shapes =
+            [(1, 1, 1), (1, 41, 35), (3, 5, 17), (4, 16, 16), (5, 33, 31), (37, 41, 35), (9, 1, 33), (8, 8, 8)];
+        for &(m, n, k) in &shapes {
             let d = MatDims::new(m, n, k);
             fill(&mut a[..m * n], &mut seed);
             fill(&mut b[..n * k], &mut seed);
-            matmul(&a[..m * n], &b[..n * k], &mut c1[..m * k], d).unwrap();
             matmul_portable(&a[..m * n], &b[..n * k], &mut c2[..m * k], d).unwrap();
-            assert_eq!(&c1[..m * k], &c2[..m * k], "shape {m}x{n}x{k}");
+            for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+                matmul_on(backend, &a[..m * n], &b[..n * k], &mut c1[..m * k], d).unwrap();
+                assert_eq!(&c1[..m * k], &c2[..m * k], "shape {m}x{n}x{k} on {}", backend.name());
+            }
             // Naive triple loop as the reference of the reference.
             for i in 0..m {
                 for j in 0..k {
@@ -238,9 +324,36 @@ mod tests {
     }
 
     #[test]
+    fn matmul_backends_agree_past_one_panel() {
+        // Depth 300 crosses the 256-deep panel; extreme words exercise every carry.
+        let (m, n, k) = (9, 300, 19);
+        let mut seed = 11;
+        let mut a = [0u64; 9 * 300];
+        let mut b = [0u64; 300 * 19];
+        fill(&mut a, &mut seed);
+        fill(&mut b, &mut seed);
+        a[..40].fill(u64::MAX);
+        b[..40].fill(u64::MAX);
+        let d = MatDims::new(m, n, k);
+        let mut want = [0u64; 9 * 19];
+        matmul_portable(&a, &b, &mut want, d).unwrap();
+        for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+            let mut got = [1u64; 9 * 19];
+            matmul_on(backend, &a, &b, &mut got, d).unwrap();
+            assert_eq!(got, want, "{}", backend.name());
+        }
+    }
+
+    #[test]
     fn elementwise_backends_agree() {
+        for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+            elementwise_on(backend);
+        }
+    }
+
+    fn elementwise_on(backend: Backend) {
         let mut seed = 3;
-        for len in [0usize, 1, 7, 8, 9, 63, 64, 65, 257] {
+        for len in [0usize, 1, 3, 4, 7, 8, 9, 63, 64, 65, 257] {
             let mut a = [0u64; 257];
             let mut b = [0u64; 257];
             fill(&mut a[..len], &mut seed);
@@ -248,27 +361,44 @@ mod tests {
             let (a, b) = (&a[..len], &b[..len]);
             let mut o = [0u64; 257];
             let o = &mut o[..len];
-            add(a, b, o).unwrap();
+            dispatch!(backend, add(a, b, o));
             assert!(o.iter().zip(a.iter().zip(b)).all(|(o, (a, b))| *o == a.wrapping_add(*b)));
-            sub(a, b, o).unwrap();
+            dispatch!(backend, sub(a, b, o));
             assert!(o.iter().zip(a.iter().zip(b)).all(|(o, (a, b))| *o == a.wrapping_sub(*b)));
-            mul(a, b, o).unwrap();
+            dispatch!(backend, mul(a, b, o));
             assert!(o.iter().zip(a.iter().zip(b)).all(|(o, (a, b))| *o == a.wrapping_mul(*b)));
-            neg(a, o).unwrap();
+            dispatch!(backend, neg(a, o));
             assert!(o.iter().zip(a).all(|(o, a)| *o == a.wrapping_neg()));
-            scale(a, 0xdead_beef_1234, o).unwrap();
+            dispatch!(backend, scale(a, 0xdead_beef_1234, o));
             assert!(o.iter().zip(a).all(|(o, a)| *o == a.wrapping_mul(0xdead_beef_1234)));
             o.copy_from_slice(b);
-            axpy(99, a, o).unwrap();
+            dispatch!(backend, axpy(99, a, o));
             assert!(o.iter().zip(a.iter().zip(b)).all(|(o, (a, b))| *o == b.wrapping_add(a.wrapping_mul(99))));
             o.copy_from_slice(b);
-            mul_add_assign(o, a, b).unwrap();
+            dispatch!(backend, mul_add_assign(o, a, b));
             assert!(o.iter().zip(a.iter().zip(b)).all(|(o, (a, b))| *o == b.wrapping_add(a.wrapping_mul(*b))));
             o.copy_from_slice(b);
-            add_assign(o, a).unwrap();
-            sub_assign(o, a).unwrap();
+            dispatch!(backend, add_assign(o, a));
+            dispatch!(backend, sub_assign(o, a));
             assert_eq!(&*o, b);
         }
+        // The checked, dispatched entry points too.
+        let (a, b) = ([5u64, 7, 9], [2u64, 3, 4]);
+        let mut o = [0u64; 3];
+        mul(&a, &b, &mut o).unwrap();
+        assert_eq!(o, [10, 21, 36]);
+    }
+
+    #[test]
+    fn detection_is_consistent() {
+        let best = detected();
+        assert!(best.available());
+        // AVX-512 CPUs all have AVX2; the detected backend is the best available one.
+        if Backend::Avx512.available() {
+            assert!(Backend::Avx2.available());
+            assert_eq!(best, Backend::Avx512);
+        }
+        assert!(Backend::Portable.available());
     }
 
     #[test]

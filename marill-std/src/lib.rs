@@ -74,5 +74,26 @@ pub mod tokenizer;
 pub mod transport;
 
 pub use error::StdError;
+
+/// Pins the ring kernels named by the environment variable `MARILL_RING` (`portable`,
+/// `avx2` or `avx512`; unset or empty: the best this CPU has). The `marill` binary and the
+/// `cost` harness call it first, so a user can measure the path an older CPU would take.
+/// An unknown name, or a backend this CPU lacks, is an error naming the choices.
+pub fn pin_ring_from_env() -> Result<(), String> {
+    use marill_core::ring::{self, Backend};
+    let Ok(name) = std::env::var("MARILL_RING") else { return Ok(()) };
+    if name.is_empty() {
+        return Ok(());
+    }
+    let choices: Vec<&str> = Backend::ALL.iter().filter(|b| b.available()).map(|b| b.name()).collect();
+    let backend = Backend::ALL
+        .into_iter()
+        .find(|b| b.name() == name)
+        .ok_or_else(|| format!("MARILL_RING={name} is not a ring backend (this CPU has: {})", choices.join(", ")))?;
+    if !ring::force(Some(backend)) {
+        return Err(format!("MARILL_RING={name}: this CPU lacks it (it has: {})", choices.join(", ")));
+    }
+    Ok(())
+}
 pub use scratch::HeapScratch;
 pub use session::Setting;

@@ -44,32 +44,10 @@ fn cost_tables_scale_per_layer_costs_consistently() {
 /// latency, and the profile named in the JSON.
 #[test]
 fn one_variant_over_an_emulated_link() {
-    let run = |link: Option<&str>| -> serde_json::Value {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_marill"));
-        cmd.args([
-            "cost",
-            "--shape",
-            "tiny",
-            "--prompt-len",
-            "4",
-            "--setting",
-            "dealer",
-            "--variant",
-            "lf0.5",
-            "--json",
-        ]);
-        if let Some(l) = link {
-            cmd.args(["--link", l]);
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<serde_json::Value> =
-            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        rows[0].clone()
-    };
+    let run = |link: Option<&str>| -> serde_json::Value { run_lf(link, None) };
     let (direct, linked) = (run(None), run(Some("4,1000")));
     assert_eq!(direct["link"], "none");
+    assert_eq!(direct["ring"], marill_core::ring::detected().name());
     assert_eq!(linked["link"], "4,1000");
     assert_eq!(linked["variant"], "lf0.5");
     for key in ["prefill_bytes", "prefill_rounds", "decode_bytes", "decode_rounds"] {
@@ -85,4 +63,41 @@ fn one_variant_over_an_emulated_link() {
     let out = Command::new(env!("CARGO_BIN_EXE_marill")).args(["cost", "--variant", "nope"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--variant nope"));
+}
+
+/// `MARILL_RING` pins the ring kernels: every backend this CPU has gives the same bytes and
+/// rounds and is named in the JSON; an unknown one is refused with the choices.
+#[test]
+fn marill_ring_pins_the_kernels() {
+    use marill_core::ring::Backend;
+    let base = run_lf(None, Some("portable"));
+    assert_eq!(base["ring"], "portable");
+    for b in Backend::ALL.into_iter().filter(|b| b.available() && *b != Backend::Portable) {
+        let row = run_lf(None, Some(b.name()));
+        assert_eq!(row["ring"], b.name());
+        for key in ["prefill_bytes", "prefill_rounds", "decode_bytes", "decode_rounds"] {
+            assert_eq!(field(&base, key), field(&row, key), "{key} on {}", b.name());
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_marill")).env("MARILL_RING", "sse9").args(["cost"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MARILL_RING=sse9") && err.contains("portable"), "{err}");
+}
+
+fn run_lf(link: Option<&str>, ring: Option<&str>) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_marill"));
+    if let Some(r) = ring {
+        cmd.env("MARILL_RING", r);
+    }
+    cmd.args(["cost", "--shape", "tiny", "--prompt-len", "4", "--setting", "dealer", "--variant", "lf0.5", "--json"]);
+    if let Some(l) = link {
+        cmd.args(["--link", l]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows[0].clone()
 }

@@ -9,7 +9,8 @@
 //! `--link` puts the parties on an emulated network (`marill_std::transport::link`: per
 //! direction a one-way latency and a bandwidth, applied to every message; `lan` is 16 Gbps
 //! and 0.1 ms round trip, `wan` 400 Mbps and 40 ms); every JSON line then names it in
-//! `link` (`"none"` without).
+//! `link` (`"none"` without). Every JSON line also names the ring kernels that ran in
+//! `ring` (`portable`, `avx2` or `avx512`).
 //!
 //! `--op model` measures secure greedy generation instead: the prefill of a prompt and each
 //! decoded token, on a server file (`--model`) or a random model of a MARILL variant; its
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    marill_std::pin_ring_from_env()?;
     let mut protocols = Vec::new();
     let mut ops = Vec::new();
     let mut shape = None;
@@ -152,6 +154,7 @@ fn run() -> Result<(), String> {
         return Err("--runs must be at least 3".into());
     }
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
+    let ring = marill_core::ring::backend().name();
     for &setting in &protocols {
         for &op in &ops {
             let sh = match shape {
@@ -167,7 +170,7 @@ fn run() -> Result<(), String> {
             let err = samples.iter().map(|m| m.max_abs_err).fold(0.0, f64::max);
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"{}\",\"shape\":\"{}\",\"frac_bits\":{},\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{:e},\"link\":\"{link_name}\"}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"{}\",\"shape\":\"{}\",\"frac_bits\":{},\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{:e},\"link\":\"{link_name}\",\"ring\":\"{ring}\"}}",
                     setting.name(),
                     op.name(),
                     sh.text(),
@@ -242,6 +245,7 @@ fn run_model(
     link: Option<marill_std::transport::link::LinkModel>,
 ) -> Result<(), String> {
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
+    let ring = marill_core::ring::backend().name();
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(path) = model {
         let bytes = std::fs::read(&path).map_err(|e| format!("read {path}: {e}"))?;
@@ -296,7 +300,7 @@ fn run_model(
             let parts_json = parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join(",");
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"parts\":[{parts_json}]}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"parts\":[{parts_json}]}}",
                     setting.name(),
                     m.wall[0].as_secs_f64(),
                     m.bytes[0][0],

@@ -44,7 +44,7 @@ unsafe fn xgetbv0() -> u64 {
 
 #[inline]
 fn ok() -> bool {
-    super::detected() == super::Backend::Avx512
+    super::Backend::Avx512.available()
 }
 
 macro_rules! elementwise {
@@ -93,6 +93,11 @@ pub(crate) fn matmul_acc(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) {
 #[target_feature(enable = "avx512f,avx512dq")]
 fn matmul_impl(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) {
     let MatDims { m, n, k } = d;
+    if m < MR {
+        // Fewer rows than a tile (decode's matrix-vector products): memory-bound, so stream
+        // rows of `b` contiguously, as the portable loop does (vectorised here).
+        return portable::matmul_acc(a, b, out, d);
+    }
     let k16 = k - k % NR;
     let mut p0 = 0;
     while p0 < n {

@@ -44,9 +44,15 @@ SECURITY is either
   --insecure-plaintext
       plaintext TCP: seeds and shares travel in the clear. For loopback tests only.
 serve and helper print `listening on ADDR` first; the client prints token ids as they arrive, or
-text when the prompt is given with --text (encoded and decoded with the file's tokenizer).";
+text when the prompt is given with --text (encoded and decoded with the file's tokenizer).
+
+MARILL_RING=portable|avx2|avx512 pins the ring kernels (default: the best this CPU has).";
 
 fn main() -> ExitCode {
+    if let Err(e) = marill_std::pin_ring_from_env() {
+        eprintln!("marill: {e}");
+        return ExitCode::from(2);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("inspect") if args.len() == 2 => inspect(PathBuf::from(&args[1])),
@@ -535,6 +541,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     let link =
         f.get("link").map(|l| marill_std::transport::link::LinkModel::parse(l)).transpose().map_err(StdError::Model)?;
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
+    let ring = marill_core::ring::backend().name();
     let only = f.get("variant").cloned();
     // Plain 2PC's steps take minutes at the paper's shapes: one run unless asked.
     let runs = |s: Setting| match num(&f, "runs", if s == Setting::Ot2pc { 1 } else { 2 })? {
@@ -576,7 +583,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     }
     if !json {
         println!(
-            "{} shapes, prompt {b} tokens, link {link_name}; one private layer's cost measured in a 1-layer random \
+            "{} shapes, prompt {b} tokens, link {link_name}, ring kernels {ring}; one private layer's cost measured in a 1-layer random \
          model and scaled to the layers in MPC out of 26 (public layers run in plaintext at the client and are not counted)",
             if base_shape.d == 3200 { "openllama-3b-v2" } else { "tiny" }
         );
@@ -671,7 +678,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"parts\":{parts}}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"parts\":{parts}}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,
