@@ -45,16 +45,16 @@ for v in full lf0.5 lora8 hm4 lf0.5+hm4 lf0.5+lora8; do
     printf '\n%s  prompt "%s"\n' "$v" "$prompt"
     printf '  %-10s %s\n' plaintext "$("$bin/marill" plain --model "$server" --text "$prompt" --gen 8)"
     for setting in dealer rep3 ot2pc; do
-        saddr=$(start "$out/serve.log" "$bin/marill" serve --model "$server" --listen 127.0.0.1:0 --setting "$setting" --sessions 1 "${server_tls[@]}")
+        saddr=$(start "$out/serve.log" "$bin/marill" serve --model "$server" --listen 127.0.0.1:0 --setting "$setting" --sessions 1 --threads "$party_threads" "${server_tls[@]}")
         helper=()
         if [ "$setting" != ot2pc ]; then
             third=helper
             [ "$setting" = dealer ] && third=dealer
-            haddr=$(start "$out/$third.log" "$bin/marill" "$third" --model "$client" --listen 127.0.0.1:0 --server "$saddr" --sessions 1 "${helper_tls[@]}")
+            haddr=$(start "$out/$third.log" "$bin/marill" "$third" --model "$client" --listen 127.0.0.1:0 --server "$saddr" --sessions 1 --threads "$party_threads" "${helper_tls[@]}")
             helper=(--helper "$haddr")
         fi
         text=$("$bin/marill" client --model "$client" --server "$saddr" "${helper[@]}" --setting "$setting" \
-            --text "$prompt" --gen 8 "${client_tls[@]}" 2>"$out/client.err")
+            --text "$prompt" --gen 8 --threads "$party_threads" "${client_tls[@]}" 2>"$out/client.err")
         printf '  %-10s %s   (%s)\n' "$setting" "$text" "$(sed -n 's/^marill client: //p' "$out/client.err")"
         wait "${pids[@]}"
         pids=()

@@ -29,7 +29,7 @@ want=$(target/release/marill plain --model "$server" --prompt "$prompt" --gen "$
 for setting in $settings; do
     third=helper
     [ "$setting" = dealer ] && third=dealer
-    common=(--insecure-plaintext --link "$link" --timeout 600)
+    common=(--insecure-plaintext --link "$link" --timeout 600 --threads "$party_threads")
     saddr=$(start "$dir/serve.log" target/release/marill serve --model "$server" --listen 127.0.0.1:0 \
         --setting "$setting" --sessions 1 "${common[@]}")
     haddr=$(start "$dir/$third.log" target/release/marill "$third" --model "$client" --listen 127.0.0.1:0 \

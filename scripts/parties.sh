@@ -2,6 +2,10 @@
 # link-smollm2.sh): `start LOG CMD...` runs a listening party, waits for its
 # `listening on ADDR` line and echoes ADDR; every party started is killed on exit.
 pids=()
+# The parties share this machine: each gets its share of the cores for its kernels
+# (`--threads`; a party on its own machine would take them all, the default).
+party_threads=$(( $(nproc) / 3 ))
+[ "$party_threads" -ge 1 ] || party_threads=1
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 

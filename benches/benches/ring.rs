@@ -38,5 +38,39 @@ fn elementwise(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matmul, elementwise);
+/// One party's heavy local kernels on 1 and 2 threads (`marill_std::threads`), with the
+/// best backend: the matrix products, an elementwise product and a PRG expansion of 2^20
+/// words.
+fn threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring_threads");
+    g.sample_size(10);
+    for &(m, n, k) in &[(128, 768, 768), (1, 3200, 3200), (64, 3200, 8640)] {
+        let d = MatDims::new(m, n, k);
+        let (a, b) = (words(m * n, 1), words(n * k, 2));
+        let mut out = vec![0u64; m * k];
+        g.throughput(Throughput::Elements((m * n * k) as u64));
+        for t in [1, 2] {
+            marill_std::threads::set_threads(t);
+            g.bench_function(format!("matmul {m}x{n}x{k}/{t}"), |bch| {
+                bch.iter(|| ring::matmul(&a, &b, &mut out, d).unwrap())
+            });
+        }
+    }
+    let mut out = vec![0u64; 1 << 20];
+    let (a, b) = (words(1 << 20, 3), words(1 << 20, 4));
+    g.throughput(Throughput::Elements(1 << 20));
+    for t in [1, 2] {
+        marill_std::threads::set_threads(t);
+        g.bench_function(format!("mul 2^20/{t}"), |bch| bch.iter(|| ring::mul(&a, &b, &mut out).unwrap()));
+    }
+    for t in [1, 2] {
+        marill_std::threads::set_threads(t);
+        let mut prg = marill_core::prg::Prg::new([1; 32], marill_core::prg::Stream::Deal);
+        g.bench_function(format!("prg 2^20/{t}"), |bch| bch.iter(|| prg.fill(&mut out)));
+    }
+    marill_std::threads::set_threads(1);
+    g.finish();
+}
+
+criterion_group!(benches, matmul, elementwise, threads);
 criterion_main!(benches);

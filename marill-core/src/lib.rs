@@ -8,7 +8,9 @@
 //! * [`share`]: additive (2-of-2) and replicated (2-of-3) layouts, packed boolean shares.
 //! * [`channel`]: the one IO seam ([`Channel`]), blocking and message-oriented.
 //! * [`cost`]: a metering channel wrapper that counts bytes and rounds.
-//! * [`prg`]: the ChaCha12 generator that expands seeds into correlated randomness.
+//! * [`par`]: the data-parallel hook: a host registers an executor and the matrix products
+//!   and PRG expansion split their output across its threads.
+//! * [`prg`]: the AES-128-CTR generator that expands seeds into correlated randomness.
 //! * [`proto`]: the [`Protocol`](proto::Protocol) trait and its implementations,
 //!   2PC with a dealer ([`proto::dealer`]) and 3PC replicated ([`proto::rep3`]).
 //! * [`format`]: zero-copy, validating parser of the split-model file.
@@ -25,12 +27,17 @@
 #[cfg(target_endian = "big")]
 compile_error!("marill puts shares on the wire little-endian by casting slices; big-endian hosts are not supported");
 
+// Unit tests may allocate; the library never does.
+#[cfg(test)]
+extern crate std;
+
 pub mod channel;
 pub mod cost;
 pub mod error;
 pub mod fixed;
 pub mod format;
 pub mod nonlinear;
+pub mod par;
 pub mod prg;
 pub mod proto;
 pub mod ring;

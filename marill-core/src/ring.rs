@@ -180,66 +180,76 @@ macro_rules! dispatch {
     }};
 }
 
+/// Elementwise kernels shorter than this run on the caller's thread. They are memory-bound:
+/// more threads help only where one core cannot use the memory bandwidth (servers).
+const PAR_MIN_WORDS: usize = 1 << 16;
+
+/// Runs `f(offset, piece)` over pieces of `out` on the registered executor (whole `out`
+/// on this thread when it is short).
+fn each(out: &mut [u64], f: &(dyn Fn(usize, &mut [u64]) + Sync)) {
+    crate::par::split(crate::par::executor(), out, 1, PAR_MIN_WORDS, f);
+}
+
 /// `out[i] = a[i] + b[i]`.
 pub fn add(a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
     ensure_shape(a.len() == b.len() && a.len() == out.len())?;
-    dispatch!(add(a, b, out));
+    each(out, &|i, o| dispatch!(add(&a[i..i + o.len()], &b[i..i + o.len()], o)));
     Ok(())
 }
 
 /// `out[i] = a[i] - b[i]`.
 pub fn sub(a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
     ensure_shape(a.len() == b.len() && a.len() == out.len())?;
-    dispatch!(sub(a, b, out));
+    each(out, &|i, o| dispatch!(sub(&a[i..i + o.len()], &b[i..i + o.len()], o)));
     Ok(())
 }
 
 /// `out[i] = a[i] * b[i]` (low 64 bits).
 pub fn mul(a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
     ensure_shape(a.len() == b.len() && a.len() == out.len())?;
-    dispatch!(mul(a, b, out));
+    each(out, &|i, o| dispatch!(mul(&a[i..i + o.len()], &b[i..i + o.len()], o)));
     Ok(())
 }
 
 /// `out[i] = -a[i]`.
 pub fn neg(a: &[u64], out: &mut [u64]) -> Result<()> {
     ensure_shape(a.len() == out.len())?;
-    dispatch!(neg(a, out));
+    each(out, &|i, o| dispatch!(neg(&a[i..i + o.len()], o)));
     Ok(())
 }
 
 /// `out[i] = c * a[i]`.
 pub fn scale(a: &[u64], c: u64, out: &mut [u64]) -> Result<()> {
     ensure_shape(a.len() == out.len())?;
-    dispatch!(scale(a, c, out));
+    each(out, &|i, o| dispatch!(scale(&a[i..i + o.len()], c, o)));
     Ok(())
 }
 
 /// `y[i] += alpha * x[i]`.
 pub fn axpy(alpha: u64, x: &[u64], y: &mut [u64]) -> Result<()> {
     ensure_shape(x.len() == y.len())?;
-    dispatch!(axpy(alpha, x, y));
+    each(y, &|i, o| dispatch!(axpy(alpha, &x[i..i + o.len()], o)));
     Ok(())
 }
 
 /// `y[i] += x[i]`.
 pub fn add_assign(y: &mut [u64], x: &[u64]) -> Result<()> {
     ensure_shape(x.len() == y.len())?;
-    dispatch!(add_assign(y, x));
+    each(y, &|i, o| dispatch!(add_assign(o, &x[i..i + o.len()])));
     Ok(())
 }
 
 /// `y[i] -= x[i]`.
 pub fn sub_assign(y: &mut [u64], x: &[u64]) -> Result<()> {
     ensure_shape(x.len() == y.len())?;
-    dispatch!(sub_assign(y, x));
+    each(y, &|i, o| dispatch!(sub_assign(o, &x[i..i + o.len()])));
     Ok(())
 }
 
 /// `y[i] += a[i] * b[i]`.
 pub fn mul_add_assign(y: &mut [u64], a: &[u64], b: &[u64]) -> Result<()> {
     ensure_shape(a.len() == y.len() && b.len() == y.len())?;
-    dispatch!(mul_add_assign(y, a, b));
+    each(y, &|i, o| dispatch!(mul_add_assign(o, &a[i..i + o.len()], &b[i..i + o.len()])));
     Ok(())
 }
 
@@ -247,25 +257,65 @@ pub fn mul_add_assign(y: &mut [u64], a: &[u64], b: &[u64]) -> Result<()> {
 pub fn matmul(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
     d.check(a.len(), b.len(), out.len())?;
     out.fill(0);
-    dispatch!(matmul_acc(a, b, out, d));
+    matmul_par(par_executor(d), backend(), a, b, out, d);
     Ok(())
 }
 
 /// `out += a · b` for row-major `a (m×n)`, `b (n×k)`, `out (m×k)`.
 pub fn matmul_acc(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
     d.check(a.len(), b.len(), out.len())?;
-    dispatch!(matmul_acc(a, b, out, d));
+    matmul_par(par_executor(d), backend(), a, b, out, d);
     Ok(())
 }
 
 /// `out = a · b` on the given backend, whatever is [`force`]d (the portable one when this
 /// CPU lacks it: check [`Backend::available`]). For benches and tests that compare backends
-/// without touching process-wide state.
+/// without touching process-wide state. Uses the registered [`par`](crate::par) executor.
 pub fn matmul_on(backend: Backend, a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) -> Result<()> {
     d.check(a.len(), b.len(), out.len())?;
     out.fill(0);
-    dispatch!(backend, matmul_acc(a, b, out, d));
+    matmul_par(par_executor(d), backend, a, b, out, d);
     Ok(())
+}
+
+/// Products smaller than this many multiply-adds run on the caller's thread: splitting
+/// costs a thread hand-off (tens of µs), about what 2^18 multiply-adds take.
+const PAR_MIN_MACS: usize = 1 << 18;
+
+/// The registered executor, for products big enough to split.
+fn par_executor(d: MatDims) -> Option<&'static dyn crate::par::Executor> {
+    let macs = d.m.saturating_mul(d.n).saturating_mul(d.k);
+    crate::par::executor().filter(|_| macs >= PAR_MIN_MACS)
+}
+
+/// `out += a · b`, split across `exec`'s threads: by rows of `out`, or for a single row
+/// (decode's matrix-vector products) by columns. Lengths were checked by the caller.
+fn matmul_par(
+    exec: Option<&dyn crate::par::Executor>,
+    backend: Backend,
+    a: &[u64],
+    b: &[u64],
+    out: &mut [u64],
+    d: MatDims,
+) {
+    let MatDims { m, n, k } = d;
+    if m == 1 {
+        // Columns j0.. of the one output row: out[j] += Σ_p a[p]·b[p][j], rows of b streamed.
+        const COLS: usize = 8;
+        crate::par::split(exec, out, COLS, 0, &|block, piece| {
+            let j0 = block * COLS;
+            for (p, &s) in a.iter().enumerate() {
+                let row = &b[p * k + j0..p * k + j0 + piece.len()];
+                dispatch!(backend, axpy(s, row, piece));
+            }
+        });
+    } else {
+        crate::par::split(exec, out, k, 0, &|i0, piece| {
+            let rows = piece.len() / k.max(1);
+            let sub = MatDims::new(rows, n, k);
+            dispatch!(backend, matmul_acc(&a[i0 * n..(i0 + rows) * n], b, piece, sub));
+        });
+    }
 }
 
 /// Reference product for tests: the portable kernel, whatever the CPU.
@@ -341,6 +391,31 @@ mod tests {
             let mut got = [1u64; 9 * 19];
             matmul_on(backend, &a, &b, &mut got, d).unwrap();
             assert_eq!(got, want, "{}", backend.name());
+        }
+    }
+
+    #[test]
+    fn matmul_is_the_same_on_any_number_of_threads() {
+        use crate::par::tests::Reversed;
+        let mut seed = 5;
+        let mut a = [0u64; 13 * 29];
+        let mut b = [0u64; 29 * 37];
+        fill(&mut a, &mut seed);
+        fill(&mut b, &mut seed);
+        for &(m, n, k) in &[(1, 29, 37), (1, 29, 5), (2, 29, 37), (13, 29, 37), (7, 1, 9), (13, 29, 1), (1, 1, 1)] {
+            let d = MatDims::new(m, n, k);
+            let (a, b) = (&a[..m * n], &b[..n * k]);
+            let mut want = [0u64; 13 * 37];
+            matmul_portable(a, b, &mut want[..m * k], d).unwrap();
+            for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+                for threads in [1, 2, 3, 4, 16, 64] {
+                    let mut got = [3u64; 13 * 37];
+                    got[..m * k].fill(0);
+                    matmul_par(Some(&Reversed(threads)), backend, a, b, &mut got[..m * k], d);
+                    assert_eq!(&got[..m * k], &want[..m * k], "{m}x{n}x{k} on {} with {threads}", backend.name());
+                    assert!(got[m * k..].iter().all(|w| *w == 3), "wrote past the output");
+                }
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! in-process parties, [`transport::tcp`] for parties as processes, over plaintext or
 //! [`transport::tls`] links with pinned keys), session set-up with
 //! OS entropy ([`session`]), plain 2PC ([`ot2pc`]: OT extension and RLWE matrix products),
-//! a growable [`HeapScratch`], and helpers that run all parties
+//! a growable [`HeapScratch`], [`threads`] for the core's data-parallel kernels, and helpers that run all parties
 //! of a session in threads ([`run`]), the split-model file's writer, memory-mapped
 //! loader and client extraction ([`model_file`]), the transformer runtime ([`model`]) and
 //! the parties as processes ([`party`]) and the BPE [`tokenizer`] of the model file.
@@ -70,6 +70,7 @@ pub mod party;
 pub mod run;
 pub mod scratch;
 pub mod session;
+pub mod threads;
 pub mod tokenizer;
 pub mod transport;
 

@@ -44,7 +44,7 @@ fn cost_tables_scale_per_layer_costs_consistently() {
 /// latency, and the profile named in the JSON.
 #[test]
 fn one_variant_over_an_emulated_link() {
-    let run = |link: Option<&str>| -> serde_json::Value { run_lf(link, None) };
+    let run = |link: Option<&str>| -> serde_json::Value { run_lf(link, None, 1) };
     let (direct, linked) = (run(None), run(Some("4,1000")));
     assert_eq!(direct["link"], "none");
     assert_eq!(direct["ring"], marill_core::ring::detected().name());
@@ -65,16 +65,18 @@ fn one_variant_over_an_emulated_link() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--variant nope"));
 }
 
-/// `MARILL_RING` pins the ring kernels: every backend this CPU has gives the same bytes and
-/// rounds and is named in the JSON; an unknown one is refused with the choices.
+/// `MARILL_RING` pins the ring kernels and `--threads` splits them: every backend this CPU
+/// has, on 1 or 3 threads, gives the same bytes and rounds and is named in the JSON; an
+/// unknown backend is refused with the choices.
 #[test]
-fn marill_ring_pins_the_kernels() {
+fn marill_ring_pins_the_kernels_and_threads_split_them() {
     use marill_core::ring::Backend;
-    let base = run_lf(None, Some("portable"));
-    assert_eq!(base["ring"], "portable");
-    for b in Backend::ALL.into_iter().filter(|b| b.available() && *b != Backend::Portable) {
-        let row = run_lf(None, Some(b.name()));
+    let base = run_lf(None, Some("portable"), 1);
+    assert_eq!((&base["ring"], &base["threads"]), (&serde_json::json!("portable"), &serde_json::json!(1)));
+    for (b, t) in Backend::ALL.into_iter().filter(|b| b.available()).flat_map(|b| [(b, 1), (b, 3)]) {
+        let row = run_lf(None, Some(b.name()), t);
         assert_eq!(row["ring"], b.name());
+        assert_eq!(row["threads"], t);
         for key in ["prefill_bytes", "prefill_rounds", "decode_bytes", "decode_rounds"] {
             assert_eq!(field(&base, key), field(&row, key), "{key} on {}", b.name());
         }
@@ -85,12 +87,13 @@ fn marill_ring_pins_the_kernels() {
     assert!(err.contains("MARILL_RING=sse9") && err.contains("portable"), "{err}");
 }
 
-fn run_lf(link: Option<&str>, ring: Option<&str>) -> serde_json::Value {
+fn run_lf(link: Option<&str>, ring: Option<&str>, threads: usize) -> serde_json::Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_marill"));
+    cmd.args(["cost", "--threads", &threads.to_string()]);
     if let Some(r) = ring {
         cmd.env("MARILL_RING", r);
     }
-    cmd.args(["cost", "--shape", "tiny", "--prompt-len", "4", "--setting", "dealer", "--variant", "lf0.5", "--json"]);
+    cmd.args(["--shape", "tiny", "--prompt-len", "4", "--setting", "dealer", "--variant", "lf0.5", "--json"]);
     if let Some(l) = link {
         cmd.args(["--link", l]);
     }

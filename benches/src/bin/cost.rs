@@ -10,7 +10,8 @@
 //! direction a one-way latency and a bandwidth, applied to every message; `lan` is 16 Gbps
 //! and 0.1 ms round trip, `wan` 400 Mbps and 40 ms); every JSON line then names it in
 //! `link` (`"none"` without). Every JSON line also names the ring kernels that ran in
-//! `ring` (`portable`, `avx2` or `avx512`).
+//! `ring` (`portable`, `avx2` or `avx512`) and the threads per party in `threads`
+//! (`--threads T`, default a third of the cores: the parties share this process).
 //!
 //! `--op model` measures secure greedy generation instead: the prefill of a prompt and each
 //! decoded token, on a server file (`--model`) or a random model of a MARILL variant; its
@@ -45,9 +46,10 @@ use marill_std::model::measure::ModelCase;
 use marill_std::model::random::{self, Variant};
 
 const USAGE: &str = "usage: cost --protocol {dealer|rep3|ot2pc|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
-[--runs R] [--link L] [--json]
+[--runs R] [--link L] [--threads T] [--json]
        cost --protocol {dealer|rep3|ot2pc|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N]
-            [--no-warm-up] [--link L] [--json]
+            [--no-warm-up] [--link L] [--threads T] [--json]
+  T: threads per party for matrix products and PRG expansion (default: a third of the cores, as the parties share this process)
   L: lan (16 Gbps, 0.1 ms round trip), wan (400 Mbps, 40 ms) or RTT_MS,MBPS: an emulated network between the parties
   V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline (embedding and every layer in MPC),
     private (every layer in MPC, public embedding), lf lora hm lf+hm lf+lora friendly, or all
@@ -82,6 +84,7 @@ fn run() -> Result<(), String> {
     let mut model_op = false;
     let mut all_ops = false;
     let mut link = None;
+    let mut threads = marill_std::threads::shared_default_threads();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -118,6 +121,10 @@ fn run() -> Result<(), String> {
             "--json" => json = true,
             "--no-warm-up" => warm_up = false,
             "--link" => link = Some(marill_std::transport::link::LinkModel::parse(&val()?)?),
+            "--threads" => {
+                let v = val()?;
+                threads = v.parse().map_err(|_| format!("--threads: not a number: {v}"))?;
+            }
             "--model" => model = Some(val()?),
             "--variant" => {
                 let v = val()?;
@@ -141,6 +148,7 @@ fn run() -> Result<(), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    marill_std::threads::set_threads(threads);
     if model_op {
         if protocols.is_empty() {
             return Err("--protocol is required".into());
@@ -155,6 +163,7 @@ fn run() -> Result<(), String> {
     }
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
     let ring = marill_core::ring::backend().name();
+    let threads = marill_std::threads::threads();
     for &setting in &protocols {
         for &op in &ops {
             let sh = match shape {
@@ -170,7 +179,7 @@ fn run() -> Result<(), String> {
             let err = samples.iter().map(|m| m.max_abs_err).fold(0.0, f64::max);
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"{}\",\"shape\":\"{}\",\"frac_bits\":{},\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{:e},\"link\":\"{link_name}\",\"ring\":\"{ring}\"}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"{}\",\"shape\":\"{}\",\"frac_bits\":{},\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{:e},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads}}}",
                     setting.name(),
                     op.name(),
                     sh.text(),
@@ -246,6 +255,7 @@ fn run_model(
 ) -> Result<(), String> {
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
     let ring = marill_core::ring::backend().name();
+    let threads = marill_std::threads::threads();
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(path) = model {
         let bytes = std::fs::read(&path).map_err(|e| format!("read {path}: {e}"))?;
@@ -300,7 +310,7 @@ fn run_model(
             let parts_json = parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join(",");
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"parts\":[{parts_json}]}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"parts\":[{parts_json}]}}",
                     setting.name(),
                     m.wall[0].as_secs_f64(),
                     m.bytes[0][0],

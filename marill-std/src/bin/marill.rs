@@ -17,14 +17,14 @@ const USAGE: &str = "usage:
                                            one of private lf lora lf+lora hm lf+hm friendly baseline
   marill keygen --out FILE                 write an Ed25519 key (FILE, PKCS#8 PEM, mode 0600) and its
                                            public half (FILE.pub, 64 hex digits) for a party's TLS
-  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S] [--link L] SECURITY
-  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] SECURITY   (3PC)
-  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] SECURITY   (2PC-Dealer)
-  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] [--link L] SECURITY
+  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY
+  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (3PC)
+  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (2PC-Dealer)
+  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] [--link L] [--threads T] SECURITY
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
   marill cost   [--setting dealer|rep3|ot2pc|all] [--prompt-len B] [--shape paper|tiny] [--runs N] [--json]
-                [--link lan|wan|RTT_MS,MBPS] [--variant NAME]
+                [--link lan|wan|RTT_MS,MBPS] [--variant NAME] [--threads T]
                                            the paper's tables from this engine: openllama-3b-v2 shapes,
                                            one private layer's own cost (metered at its boundaries in
                                            a 1-layer model) scaled to the layers in MPC; each span the
@@ -33,6 +33,9 @@ const USAGE: &str = "usage:
                                            trip; wan: 400 Mbps, 40 ms); --variant runs one row
   marill --help
 
+--threads T splits each party's matrix products and PRG expansion across T threads (default: the
+machine's cores for a party, a third of them for marill cost, whose three parties share one
+process; 1: none); results are the same for every T.
 --link L emulates a network on every session message (L is lan: 16 Gbps and 0.1 ms round trip,
 wan: 400 Mbps and 40 ms, or RTT_MS,MBPS); every party of a session must be given the same L.
 
@@ -280,6 +283,7 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
     use marill_std::party::{self, PartyConfig};
     use std::io::Write;
     let f = flags(args)?;
+    marill_std::threads::set_threads(num(&f, "threads", marill_std::threads::default_threads())?);
     let model = MappedModel::open(std::path::Path::new(need(&f, "model")?))?;
     let setting = match role {
         "helper" => Setting::Rep3,
@@ -533,6 +537,8 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     let json = args.iter().any(|a| a == "--json");
     let rest: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
     let f = flags(&rest)?;
+    marill_std::threads::set_threads(num(&f, "threads", marill_std::threads::shared_default_threads())?);
+    let threads = marill_std::threads::threads();
     let settings = match f.get("setting").map(String::as_str) {
         None | Some("all") => vec![Setting::Dealer, Setting::Rep3, Setting::Ot2pc],
         Some(s) => vec![Setting::parse(s).ok_or_else(|| StdError::Model("--setting dealer|rep3|ot2pc|all".into()))?],
@@ -583,7 +589,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     }
     if !json {
         println!(
-            "{} shapes, prompt {b} tokens, link {link_name}, ring kernels {ring}; one private layer's cost measured in a 1-layer random \
+            "{} shapes, prompt {b} tokens, link {link_name}, ring kernels {ring}, {threads} thread(s) per party; one private layer's cost measured in a 1-layer random \
          model and scaled to the layers in MPC out of 26 (public layers run in plaintext at the client and are not counted)",
             if base_shape.d == 3200 { "openllama-3b-v2" } else { "tiny" }
         );
@@ -678,7 +684,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"parts\":{parts}}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"parts\":{parts}}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,
