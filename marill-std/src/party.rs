@@ -5,7 +5,8 @@
 //! **Connections.** The server listens; the helper (or dealer) listens. A client picks a
 //! random session id and connects to both; the helper, on a client's connection, connects
 //! to the server with the same session id; the server pairs a client's and a helper's
-//! connections by session id and serves sessions one after another. An acceptor thread
+//! connections by session id and runs up to `max_sessions` sessions at once, each in a
+//! thread of its own that owns all of its state (one after another by default). An acceptor thread
 //! secures each accepted connection in a thread of its own (at most 64 at once), so a peer
 //! that stalls its handshake holds only that thread. Every connection opens
 //! with a 32-byte hello: magic `MARILLP1`, the sender's party id (u32), the sender's role
@@ -33,7 +34,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use marill_core::cost::Metered;
@@ -256,6 +257,10 @@ pub struct PartyConfig {
     /// An emulated link on every session's messages ([`crate::transport::link`]); every
     /// party of a session must use the same one.
     pub link: Option<LinkModel>,
+    /// Sessions a listening party (server, helper, dealer) runs at once, each in a thread of
+    /// its own with its own channels, protocol state and shares (at least 1). A session
+    /// ready beyond it waits, unread, until one ends; its peers' read timeouts bound the wait.
+    pub max_sessions: usize,
 }
 
 fn run_session(
@@ -315,49 +320,56 @@ fn drive<P: Protocol>(
     Ok((tokens, p.cost().unwrap_or_default()))
 }
 
-/// `marill serve`: serve sessions one after another on `listener`, with the server file
-/// `model`. Runs until `sessions` sessions ended (forever with `None`); each session's
-/// outcome is passed to `log`.
+/// `marill serve`: serve sessions on `listener`, up to `cfg.max_sessions` at once, with the
+/// server file `model`. Runs until `sessions` sessions ended (forever with `None`); each
+/// session's outcome is passed to `log`.
 pub fn serve(
     listener: TcpListener,
     model: &MappedModel,
     cfg: &PartyConfig,
     sessions: Option<usize>,
-    mut log: impl FnMut(&str),
+    log: impl FnMut(&str) + Send,
 ) -> Result<(), StdError> {
     let file = model.file()?;
-    accepting(&listener, cfg, &[CLIENT, HELPER], |next| serve_accepted(next, &file, cfg, sessions, &mut log))
+    let log = Mutex::new(log);
+    accepting(&listener, cfg, &[CLIENT, HELPER], |next| {
+        Slots::run(cfg, &log, |slots| serve_accepted(next, &file, cfg, sessions, slots))
+    })
 }
 
-fn serve_accepted(
+fn serve_accepted<'scope, 'env, L: FnMut(&str) + Send>(
     next: &mut Next<'_>,
-    file: &ModelFile<'_>,
-    cfg: &PartyConfig,
+    file: &'env ModelFile<'env>,
+    cfg: &'env PartyConfig,
     sessions: Option<usize>,
-    log: &mut dyn FnMut(&str),
+    slots: &mut Slots<'scope, 'env, L>,
 ) -> Result<(), StdError> {
     let mut pending: Vec<(PartyId, [u8; 16], Link, Instant)> = Vec::new();
-    let mut served = 0;
-    while sessions.is_none_or(|n| served < n) {
+    while sessions.is_none_or(|n| slots.started < n) {
+        if slots.wait_for_room() {
+            // Connections that arrived while every slot was busy waited for the server, not
+            // the other way round: their connect timeout starts now.
+            for entry in &mut pending {
+                entry.3 = Instant::now();
+            }
+        }
         // Half-open sessions older than the connect timeout are dropped, on a timer too.
         pending.retain(|(_, _, _, t)| t.elapsed() < cfg.tcp.connect_timeout);
-        let Some((s, party, session)) = next(log)? else {
+        let Some((s, party, session)) = next(&mut |m| slots.log(m))? else {
             continue;
         };
         if cfg.setting == Setting::Ot2pc {
             // Plain 2PC: the client alone is the session.
             if party != CLIENT {
-                log("refused a helper: this server runs plain 2PC");
+                slots.log("refused a helper: this server runs plain 2PC");
                 continue;
             }
-            let outcome = tcp::from_links(SERVER, vec![Some(s), None], cfg.tcp)
-                .and_then(|ch| run_session(ch, cfg, file, session, None));
-            served += 1;
-            report(log, served, outcome);
+            slots.start(move || {
+                tcp::from_links(SERVER, vec![Some(s), None], cfg.tcp)
+                    .and_then(|ch| run_session(ch, cfg, file, session, None))
+            });
             continue;
         }
-        // Forget half-open sessions older than the connect timeout, and bound how many wait.
-        pending.retain(|(_, _, _, t)| t.elapsed() < cfg.tcp.connect_timeout);
         if pending.len() >= MAX_PENDING {
             pending.remove(0);
         }
@@ -370,17 +382,83 @@ fn serve_accepted(
         let mut streams: Vec<Option<Link>> = vec![None, None, None];
         streams[party] = Some(s);
         streams[op] = Some(os);
-        let outcome =
-            tcp::from_links(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, file, session, None));
-        served += 1;
-        report(log, served, outcome);
-        // Connections that arrived while this session ran waited for the server, not the
-        // other way round: their connect timeout starts now.
-        for entry in &mut pending {
-            entry.3 = Instant::now();
-        }
+        slots.start(move || {
+            tcp::from_links(SERVER, streams, cfg.tcp).and_then(|ch| run_session(ch, cfg, file, session, None))
+        });
     }
     Ok(())
+}
+
+type Outcome = Result<(Vec<u32>, marill_core::cost::Cost), StdError>;
+
+/// The sessions a listening party runs: each in a scoped thread, at most
+/// `cfg.max_sessions` at once. Every session owns its links, channel, protocol state and
+/// shares; the threads share only the read-only model file and the log.
+struct Slots<'scope, 'env, L> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    log: &'env Mutex<L>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    done: std::sync::mpsc::Receiver<()>,
+    done_tx: std::sync::mpsc::Sender<()>,
+    max: usize,
+    /// Sessions started so far (their numbers in the log are 1, 2, …).
+    started: usize,
+}
+
+impl<'scope, 'env, L: FnMut(&str) + Send> Slots<'scope, 'env, L> {
+    /// Runs `body` with fresh slots; returns when `body` has and every session it started
+    /// has ended.
+    fn run<R>(cfg: &'env PartyConfig, log: &'env Mutex<L>, body: impl FnOnce(&mut Slots<'_, 'env, L>) -> R) -> R
+    where
+        L: 'env,
+    {
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            let (done_tx, done) = std::sync::mpsc::channel();
+            let mut slots = Slots { scope, log, running, done, done_tx, max: cfg.max_sessions.max(1), started: 0 };
+            body(&mut slots)
+        })
+    }
+
+    fn log(&self, m: &str) {
+        (self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner))(m);
+    }
+
+    /// Blocks while every slot is taken (waking each `IDLE_TICK`, and as soon as a session
+    /// ends); whether it had to wait.
+    fn wait_for_room(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut waited = false;
+        while self.running.load(Ordering::Acquire) >= self.max {
+            waited = true;
+            let _ = self.done.recv_timeout(IDLE_TICK);
+        }
+        waited
+    }
+
+    /// Runs one session in a thread of its own and logs how it ended.
+    fn start(&mut self, session: impl FnOnce() -> Outcome + Send + 'env) {
+        use std::sync::atomic::Ordering;
+        self.started += 1;
+        let (n, log, running, done) = (self.started, self.log, Arc::clone(&self.running), self.done_tx.clone());
+        let now = running.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.max > 1 {
+            self.log(&format!("session {n}: started, {now} running"));
+        }
+        let spawned =
+            std::thread::Builder::new().name(format!("marill-session-{n}")).spawn_scoped(self.scope, move || {
+                let outcome = session();
+                report(&mut |m| (log.lock().unwrap_or_else(std::sync::PoisonError::into_inner))(m), n, outcome);
+                running.fetch_sub(1, Ordering::AcqRel);
+                let _ = done.send(());
+            });
+        if let Err(e) = spawned {
+            // The session's links were moved into the closure and are closed with it: its
+            // peers see the connection end.
+            self.running.fetch_sub(1, Ordering::AcqRel);
+            self.log(&format!("session {n}: could not start a thread: {e}"));
+        }
+    }
 }
 
 /// Half-open sessions the server keeps waiting for their second connection.
@@ -395,7 +473,8 @@ type Next<'a> = dyn FnMut(&mut dyn FnMut(&str)) -> Result<Option<Accepted>, StdE
 /// Handshakes that may run at once; a connection beyond them is refused.
 const MAX_HANDSHAKES: usize = 64;
 /// Handshakes that may run at once from one IP address (a client, a helper and a few
-/// retries; a flood from one host cannot take every slot).
+/// retries; a flood from one host cannot take every slot), or two per session slot where
+/// `--max-sessions` is larger (a helper opens one connection per concurrent session).
 const MAX_HANDSHAKES_PER_ADDR: usize = 8;
 /// How often the serving loop wakes without a connection (to drop stale half-open sessions).
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -426,6 +505,7 @@ fn accepting<R>(
     let stop = AtomicBool::new(false);
     let in_flight = AtomicUsize::new(0);
     let per_addr = std::sync::Mutex::new(std::collections::HashMap::<std::net::IpAddr, usize>::new());
+    let per_addr_cap = MAX_HANDSHAKES_PER_ADDR.max(2 * cfg.max_sessions).min(MAX_HANDSHAKES);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<Arrival>();
         let (stop, in_flight, per_addr) = (&stop, &in_flight, &per_addr);
@@ -451,7 +531,7 @@ fn accepting<R>(
                 let admitted = per_addr.lock().is_ok_and(|mut m| {
                     let n = m.entry(ip).or_insert(0);
                     *n += 1;
-                    *n <= MAX_HANDSHAKES_PER_ADDR
+                    *n <= per_addr_cap
                 });
                 let release = move || {
                     if let Ok(mut m) = per_addr.lock()
@@ -465,9 +545,8 @@ fn accepting<R>(
                 };
                 if !admitted {
                     release();
-                    let why = format!(
-                        "refused a connection from {peer}: {MAX_HANDSHAKES_PER_ADDR} handshakes in flight from {ip}"
-                    );
+                    let why =
+                        format!("refused a connection from {peer}: {per_addr_cap} handshakes in flight from {ip}");
                     let _ = tx.send(Arrival::Refused(why));
                     continue;
                 }
@@ -572,7 +651,7 @@ fn greet_within(s: TcpStream, cfg: &PartyConfig, allowed: &[PartyId]) -> Result<
 }
 
 /// Log how session `n` ended.
-fn report(log: &mut dyn FnMut(&str), n: usize, outcome: Result<(Vec<u32>, marill_core::cost::Cost), StdError>) {
+fn report(log: &mut dyn FnMut(&str), n: usize, outcome: Outcome) {
     match outcome {
         Ok((_, cost)) => log(&format!("session {n}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds)),
         Err(e) => log(&format!("session {n}: {e}")),
@@ -580,31 +659,33 @@ fn report(log: &mut dyn FnMut(&str), n: usize, outcome: Result<(Vec<u32>, marill
 }
 
 /// `marill helper` / `marill dealer`: for each client that connects to `listener`, join
-/// the session at `server` and play party 2.
+/// the session at `server` and play party 2; up to `cfg.max_sessions` sessions at once.
 pub fn helper(
     listener: TcpListener,
     server: SocketAddr,
     model: &MappedModel,
     cfg: &PartyConfig,
     sessions: Option<usize>,
-    mut log: impl FnMut(&str),
+    log: impl FnMut(&str) + Send,
 ) -> Result<(), StdError> {
     let file = model.file()?;
+    let log = Mutex::new(log);
+    let file = &file;
     accepting(&listener, cfg, &[CLIENT], |next| {
-        let mut served = 0;
-        while sessions.is_none_or(|n| served < n) {
-            let Some((c, _, session)) = next(&mut log)? else {
-                continue;
-            };
-            served += 1;
-            let outcome = (|| {
-                let s = connect(server, cfg, SERVER, HELPER, &session)?;
-                let ch = tcp::from_links(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
-                run_session(ch, cfg, &file, session, None)
-            })();
-            report(&mut log, served, outcome);
-        }
-        Ok(())
+        Slots::run(cfg, &log, |slots| {
+            while sessions.is_none_or(|n| slots.started < n) {
+                slots.wait_for_room();
+                let Some((c, _, session)) = next(&mut |m| slots.log(m))? else {
+                    continue;
+                };
+                slots.start(move || {
+                    let s = connect(server, cfg, SERVER, HELPER, &session)?;
+                    let ch = tcp::from_links(HELPER, vec![Some(c), Some(s), None], cfg.tcp)?;
+                    run_session(ch, cfg, file, session, None)
+                });
+            }
+            Ok(())
+        })
     })
 }
 

@@ -31,6 +31,7 @@ fn with_security(timeout: Duration, security: Security) -> PartyConfig {
         max_seq: 64,
         security,
         link: None,
+        max_sessions: 1,
     }
 }
 

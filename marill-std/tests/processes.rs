@@ -260,6 +260,100 @@ fn plain_2pc_as_two_processes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--max-sessions 8`: eight clients at once over TLS, in every setting, each with its
+/// own prompt, each get the plaintext model's tokens for their own prompt (a session that
+/// read another's shares or messages would decode garbage or fail); the sessions really ran
+/// side by side (the server logs how many were running), and the server's peak memory stays
+/// within eight single sessions' share of it.
+#[test]
+fn eight_concurrent_sessions_each_get_their_own_tokens() {
+    let dir = std::env::temp_dir().join(format!("marill-proc-many-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server_bytes, sp, cp) = files(&dir, 27);
+    let keys = Keys::new(&dir);
+    for (setting, third) in [("rep3", "helper"), ("dealer", "dealer"), ("ot2pc", "")] {
+        let log = dir.join(format!("serve-{setting}.log"));
+        let mut srv = Command::new(exe())
+            .args(["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", setting])
+            .args(["--sessions", "10", "--max-sessions", "8", "--timeout", "30", "--threads", "1"])
+            .args(keys.args("server"))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(srv.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let saddr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        let mut srv = Guard(srv);
+        let limits = ["--sessions", "10", "--max-sessions", "8", "--timeout", "30", "--threads", "1"].map(String::from);
+        let (hlp, haddr) = match third {
+            "" => (None, String::new()),
+            _ => {
+                let (g, a) = start(
+                    &[third, "--model", cp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--server", &saddr],
+                    &[&limits[..], &keys.args("helper")].concat(),
+                );
+                (Some(g), a)
+            }
+        };
+        let prompt_of = |i: u32| -> Vec<u32> { (0..3 + i % 3).map(|j| (i * 7 + j * 5 + 1) % 64).collect() };
+        let text = |p: &[u32]| p.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+        // One session alone first: the server's peak memory for one session.
+        let (ok, out, err) =
+            output(client_cmd(cp.as_path(), &saddr, &haddr, setting, &text(&prompt_of(99)), 6, &keys.args("client")));
+        assert!(ok, "{err}");
+        check_tokens(&server_bytes, &prompt_of(99), &tokens(&out));
+        let hwm = |pid: u32| -> u64 {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map_or(0, |v| v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0))
+        };
+        let one = hwm(srv.0.id());
+        let clients: Vec<Child> = (0..8)
+            .map(|i| {
+                let mut cmd =
+                    client_cmd(cp.as_path(), &saddr, &haddr, setting, &text(&prompt_of(i)), 6, &keys.args("client"));
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        for (i, c) in clients.into_iter().enumerate() {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "client {i}: {}", String::from_utf8_lossy(&out.stderr));
+            let got = tokens(&String::from_utf8(out.stdout).unwrap());
+            assert_eq!(got.len(), 6, "client {i}");
+            check_tokens(&server_bytes, &prompt_of(i as u32), &got);
+        }
+        // Read while the server still runs (it ends after a tenth session), then one more
+        // session after the crowd.
+        let eight = hwm(srv.0.id());
+        let (ok, out, err) =
+            output(client_cmd(cp.as_path(), &saddr, &haddr, setting, &text(&prompt_of(98)), 6, &keys.args("client")));
+        assert!(ok, "{err}");
+        check_tokens(&server_bytes, &prompt_of(98), &tokens(&out));
+        assert!(srv.0.wait().unwrap().success());
+        if let Some(mut hlp) = hlp {
+            assert!(hlp.0.wait().unwrap().success());
+        }
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(log.matches(": done,").count(), 10, "{log}");
+        let most = log
+            .lines()
+            .filter_map(|l| l.split("started, ").nth(1))
+            .filter_map(|r| r.split(' ').next()?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        assert!((2..=8).contains(&most), "sessions never overlapped (most running: {most}):\n{log}");
+        eprintln!(
+            "{setting}: at most {most} sessions running; server peak RSS {one} kB (one session), {eight} kB (then eight)"
+        );
+        // Eight sessions at once cost at most eight sessions' growth over the idle process.
+        assert!(one > 0 && eight >= one && eight <= 8 * one, "peak RSS {eight} kB for 8 sessions vs {one} kB for one");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Read the client's stdout up to its first streamed token: the session is then decoding.
 fn first_token(child: &mut Child) -> u32 {
     use std::io::Read;

@@ -17,9 +17,9 @@ const USAGE: &str = "usage:
                                            one of private lf lora lf+lora hm lf+hm friendly baseline
   marill keygen --out FILE                 write an Ed25519 key (FILE, PKCS#8 PEM, mode 0600) and its
                                            public half (FILE.pub, 64 hex digits) for a party's TLS
-  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY
-  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (3PC)
-  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (2PC-Dealer)
+  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY
+  marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (3PC)
+  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (2PC-Dealer)
   marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] [--link L] [--threads T] SECURITY
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
@@ -33,6 +33,8 @@ const USAGE: &str = "usage:
                                            trip; wan: 400 Mbps, 40 ms); --variant runs one row
   marill --help
 
+--sessions N ends a listening party after N sessions (default: never); --max-sessions K runs up to
+K sessions at once (default 1), each in its own thread with its own shares and memory.
 --threads T splits each party's matrix products and PRG expansion across T threads (default: the
 machine's cores for a party, a third of them for marill cost, whose three parties share one
 process; 1: none); results are the same for every T.
@@ -302,6 +304,10 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             .map(|l| marill_std::transport::link::LinkModel::parse(l))
             .transpose()
             .map_err(StdError::Handshake)?,
+        max_sessions: match num(&f, "max-sessions", 1)? {
+            0 => return Err(StdError::Handshake("--max-sessions: at least 1".into())),
+            k => k,
+        },
     };
     if let marill_std::party::Security::Tls(tls) = &cfg.security {
         // Fail at start-up, not at the first connection, when a peer's key is missing.
