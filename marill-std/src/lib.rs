@@ -62,6 +62,7 @@
 //! assert_eq!(c.tensor("model.embed_tokens.weight").unwrap().get_f32(3), Some(4.0));
 //! ```
 
+pub mod alloc_meter;
 pub mod error;
 pub mod model;
 pub mod model_file;

@@ -48,7 +48,15 @@ where
 {
     std::thread::scope(|s| {
         let f = &f;
-        let handles: Vec<_> = (0..n).map(|i| s.spawn(move || f(i))).collect();
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                s.spawn(move || {
+                    // Party i's allocations, for `alloc_meter` where it is installed.
+                    crate::alloc_meter::tag_thread(i);
+                    f(i)
+                })
+            })
+            .collect();
         let mut out = Vec::with_capacity(n);
         for (i, h) in handles.into_iter().enumerate() {
             out.push(h.join().map_err(|_| StdError::Panicked(i))?);

@@ -73,6 +73,11 @@ fn marill_ring_pins_the_kernels_and_threads_split_them() {
     use marill_core::ring::Backend;
     let base = run_lf(None, Some("portable"), 1);
     assert_eq!((&base["ring"], &base["threads"]), (&serde_json::json!("portable"), &serde_json::json!(1)));
+    // Each party's peak heap over the measured session: three figures, each at least the
+    // layer's weights' shares (d 64, ffn 172: about 50 000 weights, 8 bytes a share word).
+    let peak = base["peak_heap_per_party"].as_array().unwrap();
+    assert_eq!(peak.len(), 3);
+    assert!(peak.iter().all(|p| p.as_f64().unwrap() > 4e5), "{peak:?}");
     for (b, t) in Backend::ALL.into_iter().filter(|b| b.available()).flat_map(|b| [(b, 1), (b, 3)]) {
         let row = run_lf(None, Some(b.name()), t);
         assert_eq!(row["ring"], b.name());

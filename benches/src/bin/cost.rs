@@ -21,7 +21,8 @@
 //! `token_mismatches`, and `parts`: per part of a step (`norms`, `q|k|v`, `scores`,
 //! `softmax`, `P·V`, `o`, `gate|up`, `SiLU×up`, `down` summed over the private layers, then
 //! the head's `head norm`, `lm head`, `argmax`), its prefill and mean decode time, bytes of
-//! the party that sends most and rounds. Its figures are from one run after a warm-up run (`--no-warm-up`: the
+//! the party that sends most and rounds; and `peak_heap_per_party`, each party's peak live
+//! heap in bytes over the measured session (set-up, prefill, decode). Its figures are from one run after a warm-up run (`--no-warm-up`: the
 //! first run; plain 2PC's runs take seconds, where a warm scratch makes no difference).
 //!
 //! With `--json`, one JSON line per case:
@@ -57,6 +58,10 @@ const USAGE: &str = "usage: cost --protocol {dealer|rep3|ot2pc|all} --op OP [--s
   OP: mul matmul matmul_public matmul_weight trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
       or all (every op at its default shape), or base (the first six), or nonlinear (the last ten)
   --protocol all is dealer and rep3; plain 2PC (ot2pc) is named: its OT-based ops take far longer";
+
+/// Per-party heap figures for `--op model` (see `marill_std::alloc_meter`).
+#[global_allocator]
+static GLOBAL: marill_std::alloc_meter::PartyAlloc = marill_std::alloc_meter::PartyAlloc;
 
 fn main() -> ExitCode {
     match run() {
@@ -308,9 +313,10 @@ fn run_model(
                 ));
             }
             let parts_json = parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join(",");
+            let peak = m.peak_heap.map_or_else(|| "null".to_string(), |p| format!("[{},{},{}]", p[0], p[1], p[2]));
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"parts\":[{parts_json}]}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{peak},\"parts\":[{parts_json}]}}",
                     setting.name(),
                     m.wall[0].as_secs_f64(),
                     m.bytes[0][0],

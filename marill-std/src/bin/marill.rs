@@ -53,6 +53,10 @@ text when the prompt is given with --text (encoded and decoded with the file's t
 
 MARILL_RING=portable|avx2|avx512 pins the ring kernels (default: the best this CPU has).";
 
+/// Per-party heap figures for `marill cost` (see `marill_std::alloc_meter`).
+#[global_allocator]
+static GLOBAL: marill_std::alloc_meter::PartyAlloc = marill_std::alloc_meter::PartyAlloc;
+
 fn main() -> ExitCode {
     if let Err(e) = marill_std::pin_ring_from_env() {
         eprintln!("marill: {e}");
@@ -457,7 +461,7 @@ fn measure_case(
     runs: usize,
     layers: usize,
     link: Option<marill_std::transport::link::LinkModel>,
-) -> Result<([Metric; 2], [Metric; 2], Parts), StdError> {
+) -> Result<([Metric; 2], [Metric; 2], Parts, Option<[u64; 3]>), StdError> {
     use marill_std::model::measure::{ModelCase, Span, Steps};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
@@ -506,7 +510,9 @@ fn measure_case(
             .collect::<Result<Vec<_>, StdError>>()?;
         parts.push((*name, prefill_and_decode(spans)));
     }
-    Ok((prefill_and_decode(whole), prefill_and_decode(layer), parts))
+    // Each party's peak heap: the largest over the runs.
+    let peak = all.iter().filter_map(|r| r.peak_heap).reduce(|a, b| std::array::from_fn(|i| a[i].max(b[i])));
+    Ok((prefill_and_decode(whole), prefill_and_decode(layer), parts, peak))
 }
 
 /// `marill cost`: MARILL's cost tables for openllama-3b-v2's shapes (d 3200, 32 heads, ffn
@@ -520,9 +526,14 @@ fn measure_case(
 /// Per part of a step (`marill_std::model::secure::PARTS`): prefill and decode.
 type Parts = Vec<(&'static str, [Metric; 2])>;
 
-/// One measured layer kind: the fixed cost of a step, a layer's, a layer's parts and the
-/// head's parts.
-type Fit = ([Metric; 2], [Metric; 2], Parts, Parts);
+/// One measured layer kind: the fixed cost of a step, a layer's, a layer's parts, the
+/// head's parts, and each party's peak heap while the measured model ran.
+type Fit = ([Metric; 2], [Metric; 2], Parts, Parts, Option<[u64; 3]>);
+
+/// Peak heap per party as JSON (`null` where the allocator is not metered).
+fn peak_json(p: Option<[u64; 3]>) -> String {
+    p.map_or_else(|| "null".into(), |p| format!("[{},{},{}]", p[0], p[1], p[2]))
+}
 
 /// A step's parts as JSON: each with `scope` `layer` (one private layer's part) or `step`
 /// (the head's, once per step), and its prefill and decode time, bytes and rounds.
@@ -620,9 +631,13 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             let layers = usize::from(borrowed.is_none());
             eprintln!("marill cost: {} {name}, {layers} private layer(s), {runs} run(s)", setting.name());
             let t = std::time::Instant::now();
-            let (whole, own, parts) =
+            let (whole, own, parts, peak) =
                 measure_case(model_shaped(var, Shape { layers, ..base_shape }, 5)?, setting, b, runs, layers, link)?;
-            eprintln!("marill cost:   done in {:.1} s", t.elapsed().as_secs_f64());
+            let heap = peak.map_or_else(String::new, |p| {
+                let mb = |i: usize| p[i] as f64 / 1e6;
+                format!(", peak heap per party {:.1} / {:.1} / {:.1} MB", mb(0), mb(1), mb(2))
+            });
+            eprintln!("marill cost:   done in {:.1} s{heap}", t.elapsed().as_secs_f64());
             // The layer's span is part of the step, so the rest is never negative in bytes
             // or rounds; a time can be by a hair of clock skew between parties, so it clamps.
             let sub = |a: Metric, c: Metric| ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2);
@@ -630,8 +645,8 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             let (layer_parts, head_parts): (Parts, Parts) =
                 parts.into_iter().partition(|p| marill_std::model::secure::is_layer_part(p.0));
             let (per, layer_parts) = borrowed.unwrap_or((own, layer_parts));
-            fits.push((name, (fixed, per, layer_parts.clone(), head_parts.clone())));
-            Ok((fixed, per, layer_parts, head_parts))
+            fits.push((name, (fixed, per, layer_parts.clone(), head_parts.clone(), peak)));
+            Ok((fixed, per, layer_parts, head_parts, peak))
         };
         // The baseline borrows the all-private variant's layer.
         if wanted("baseline") {
@@ -645,15 +660,15 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 (_, _, 64) => "lora",
                 _ => "private",
             };
-            let (fixed, per, lp, hp) = fit(key, var)?;
+            let (fixed, per, lp, hp, peak) = fit(key, var)?;
             let total = |i: usize| (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2);
-            rows.push((name.to_string(), [total(0), total(1)], key, parts_json(&lp, &hp)));
+            rows.push((name.to_string(), [total(0), total(1)], key, parts_json(&lp, &hp), peak));
         }
         // Table 2: layer freezing alone, trained fraction f of 26 layers.
         for t in table2.into_iter().filter(|t| wanted(&format!("f={t}/26"))) {
-            let (fixed, per, lp, hp) = fit("private", v(0, 1, false))?;
+            let (fixed, per, lp, hp, peak) = fit("private", v(0, 1, false))?;
             let total = |i: usize| (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2);
-            rows.push((format!("f={t}/26"), [total(0), total(1)], "private", parts_json(&lp, &hp)));
+            rows.push((format!("f={t}/26"), [total(0), total(1)], "private", parts_json(&lp, &hp), peak));
         }
         // Ratios against the baseline (none when --variant leaves it out).
         let base = rows.iter().find(|r| r.0 == "baseline").map(|r| r.1);
@@ -676,7 +691,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 "×rnd"
             );
         }
-        for (name, r, _, parts) in &rows {
+        for (name, r, _, parts, peak) in &rows {
             // "-" without a baseline in the run (--variant).
             let x = |i: usize, j: usize| -> String {
                 let Some(base) = base else { return "-".into() };
@@ -690,14 +705,15 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"parts\":{parts}}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{},\"parts\":{parts}}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,
                     r[0].2,
                     r[1].0,
                     r[1].1,
-                    r[1].2
+                    r[1].2,
+                    peak_json(*peak)
                 );
             } else {
                 println!(
@@ -720,20 +736,33 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
         }
         if !json {
             let mut keys: Vec<&str> = Vec::new();
-            for (_, _, key, _) in &rows {
+            for (_, _, key, _, _) in &rows {
                 let key = if *key == "baseline" { "private" } else { key };
                 if !keys.contains(&key) {
                     keys.push(key);
                 }
             }
             for key in keys {
-                if let Some((_, (_, _, lp, hp))) = fits.iter().find(|x| x.0 == key) {
+                if let Some((_, (_, _, lp, hp, peak))) = fits.iter().find(|x| x.0 == key) {
                     let what = match key {
                         "hm" => "a head-merged (HM 4) layer",
                         "lora" => "a LoRA 64 layer",
                         _ => "a private layer",
                     };
-                    print_parts(&format!("{} per part: {what}, then the head (once per step)", setting.name()), lp, hp);
+                    let heap = peak.map_or_else(String::new, |p| {
+                        let mb = |i: usize| p[i] as f64 / 1e6;
+                        format!(
+                            "; peak heap per party over the 1-layer model's session: {:.1} / {:.1} / {:.1} MB",
+                            mb(0),
+                            mb(1),
+                            mb(2)
+                        )
+                    });
+                    print_parts(
+                        &format!("{} per part: {what}, then the head (once per step){heap}", setting.name()),
+                        lp,
+                        hp,
+                    );
                 }
             }
         }

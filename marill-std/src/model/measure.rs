@@ -45,6 +45,9 @@ pub struct Steps {
     /// Per step, each part of [`super::secure::PARTS`] that ran, summed over the private
     /// layers (the head's parts once), in that order.
     pub parts: Vec<Vec<(&'static str, Span)>>,
+    /// Each party's peak live heap over the whole session (set-up, prefill, decode), in
+    /// bytes, where the binary installed [`crate::alloc_meter::PartyAlloc`].
+    pub peak_heap: Option<[u64; 3]>,
 }
 
 impl Steps {
@@ -104,6 +107,7 @@ impl ModelCase {
 
     /// Run every party in memory and measure each step.
     pub fn measure(&self, setting: Setting) -> Result<Steps, String> {
+        crate::alloc_meter::reset_peaks();
         let r = run_mem_over(setting, self.link, self).map_err(|e| {
             let notes = self.failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
             if notes.is_empty() { e.to_string() } else { format!("{e} ({})", notes.join("; ")) }
@@ -117,6 +121,7 @@ impl ModelCase {
             mismatches: 0,
             layers: Vec::new(),
             parts: Vec::new(),
+            peak_heap: crate::alloc_meter::peaks(),
         };
         for i in 0..steps {
             let whole = span(&r.iter().map(|(o, _)| &o.steps[i]).collect::<Vec<_>>());

@@ -27,6 +27,12 @@ use super::plain::{PlainModel, weights};
 use super::{Arch, names};
 use crate::StdError;
 
+/// Default [`SecureModel::attn_tile_scores`]: 2^20 scores, about 20 words of state each
+/// per share plane in the softmax (160 MB a plane), so a prefill's attention stays near
+/// that whatever its length. Prompts whose all-head score block fits run in one tile, as
+/// before (openllama-3b's 32 heads up to b = 181, SmolLM2's 9 up to b = 341).
+pub const ATTN_TILE_SCORES: usize = 1 << 20;
+
 /// The client's party id.
 pub const CLIENT: PartyId = 0;
 /// The server's party id.
@@ -137,6 +143,9 @@ pub struct SecureModel {
     pos: usize,
     /// Largest sequence this session accepts (bounds the cache).
     pub max_seq: usize,
+    /// Most attention scores (all heads) a prefill computes at once: query rows go in
+    /// tiles under it. Every party must use the same value (it fixes the messages).
+    pub attn_tile_scores: usize,
     /// Layer boundaries of each step, when asked for ([`SecureModel::mark_layers`]).
     marks: Option<Vec<Mark>>,
     /// The start of each part of a step, when asked for (with the layer marks).
@@ -277,6 +286,7 @@ impl SecureModel {
             cache: (0..n).map(|_| (vec![Vec::new(); P::PLANES], vec![Vec::new(); P::PLANES])).collect(),
             pos: 0,
             max_seq: 4096,
+            attn_tile_scores: ATTN_TILE_SCORES,
             marks: None,
             parts: None,
         })
@@ -446,6 +456,72 @@ impl SecureModel {
         p.add(&old, add, h)
     }
 
+    /// One tile of attention: query rows `r0..r1` of the step's `m` (shares in `q`, all
+    /// heads) against the first `t − m + r1` keys and values of layer `li`'s cache (the
+    /// keys row `r1 − 1` sees), written into rows `r0..r1` of `attn`.
+    fn attention_tile<P: Protocol>(
+        &mut self,
+        p: &mut P,
+        li: usize,
+        q: &[u64],
+        attn: &mut [u64],
+        (m, r0, r1): (usize, usize, usize),
+        t: usize,
+    ) -> Result<(), Error> {
+        let a = &self.arch;
+        let (pl, f) = (P::PLANES, self.fp);
+        let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
+        let group = a.n_heads / a.n_kv_heads;
+        let (mt, tt) = (r1 - r0, t - m + r1);
+        // All heads' Q (mt × hd) blocks; Kᵀ and V blocks come from the cache.
+        let qb = mt * hd;
+        let mut qs = vec![0; nh * qb * pl];
+        for qq in 0..pl {
+            for hh in 0..nh {
+                for i in 0..mt {
+                    for j in 0..hd {
+                        qs[qq * nh * qb + hh * qb + i * hd + j] = q[qq * m * qd + (r0 + i) * qd + hh * hd + j];
+                    }
+                }
+            }
+        }
+        let (kc, vc) = &self.cache[li];
+        let ks = cache_blocks(kc, tt, kvd, hd, nh, group, true);
+        Self::part(&mut self.parts, p, "scores");
+        let mut scores = vec![0; nh * mt * tt * pl];
+        p.matmul_many(&qs, &ks, &mut scores, MatDims::new(mt, hd, tt), nh)?;
+        drop(ks);
+        p.trunc_in_place(&mut scores, f.frac_bits)?;
+        Self::part(&mut self.parts, p, "softmax");
+        let rows = nh * mt;
+        let mut probs = vec![0; scores.len()];
+        // Decoding has one query row per head: the row maximum in groups of 4 saves 15
+        // rounds a layer for a few more bytes. The prefill's many rows keep pairs.
+        let max_group = if m == 1 { 4 } else { 2 };
+        let mut s = vec![0; nl::softmax_scratch_in_groups(rows, tt, max_group, pl)];
+        if a.two_relu {
+            nl::softmax_2relu(p, &scores, rows, tt, Some(mt), &mut probs, &mut s, f)?;
+        } else {
+            nl::softmax_in_groups(p, &scores, rows, tt, Some(mt), max_group, &mut probs, &mut s, f)?;
+        }
+        drop((s, scores));
+        Self::part(&mut self.parts, p, "P·V");
+        let vs = cache_blocks(vc, tt, kvd, hd, nh, group, false);
+        let mut heads = vec![0; nh * mt * hd * pl];
+        p.matmul_many(&probs, &vs, &mut heads, MatDims::new(mt, tt, hd), nh)?;
+        p.trunc_in_place(&mut heads, f.frac_bits)?;
+        for qq in 0..pl {
+            for hh in 0..nh {
+                for i in 0..mt {
+                    let from = qq * nh * mt * hd + hh * mt * hd + i * hd;
+                    let to = qq * m * qd + (r0 + i) * qd + hh * hd;
+                    attn[to..to + hd].copy_from_slice(&heads[from..from + hd]);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One step: `m` new rows of hidden state `h` (shares) through the private layers, the
     /// head and argmax. Returns this party's shares of the token index.
     pub fn step<P: Protocol>(&mut self, p: &mut P, h: &mut [u64], m: usize) -> Result<Vec<u64>, StdError> {
@@ -462,7 +538,6 @@ impl SecureModel {
             )));
         }
         let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
-        let group = a.n_heads / a.n_kv_heads;
         for li in 0..self.layers.len() {
             self.mark(p);
             Self::part(&mut self.parts, p, "norms");
@@ -484,50 +559,15 @@ impl SecureModel {
                 vc[qq].extend_from_slice(&v[qq * m * kvd..(qq + 1) * m * kvd]);
             }
             let t = kc[0].len() / kvd;
-            // All heads' Q (m × hd) blocks; Kᵀ and V blocks come from the cache.
-            let qb = m * hd;
-            let mut qs = vec![0; nh * qb * pl];
-            for qq in 0..pl {
-                for hh in 0..nh {
-                    for i in 0..m {
-                        for j in 0..hd {
-                            qs[qq * nh * qb + hh * qb + i * hd + j] = q[qq * m * qd + i * qd + hh * hd + j];
-                        }
-                    }
-                }
-            }
-            let ks = cache_blocks(kc, t, kvd, hd, nh, group, true);
-            Self::part(&mut self.parts, p, "scores");
-            let mut scores = vec![0; nh * m * t * pl];
-            p.matmul_many(&qs, &ks, &mut scores, MatDims::new(m, hd, t), nh).map_err(core)?;
-            p.trunc_in_place(&mut scores, f.frac_bits).map_err(core)?;
-            Self::part(&mut self.parts, p, "softmax");
-            let rows = nh * m;
-            let mut probs = vec![0; scores.len()];
-            // Decoding has one query row per head: the row maximum in groups of 4 saves 15
-            // rounds a layer for a few more bytes. The prefill's many rows keep pairs.
-            let max_group = if m == 1 { 4 } else { 2 };
-            let mut s = vec![0; nl::softmax_scratch_in_groups(rows, t, max_group, pl)];
-            if a.two_relu {
-                nl::softmax_2relu(p, &scores, rows, t, Some(m), &mut probs, &mut s, f).map_err(core)?;
-            } else {
-                nl::softmax_in_groups(p, &scores, rows, t, Some(m), max_group, &mut probs, &mut s, f).map_err(core)?;
-            }
-            Self::part(&mut self.parts, p, "P·V");
-            let vs = cache_blocks(vc, t, kvd, hd, nh, group, false);
-            let mut heads = vec![0; nh * m * hd * pl];
-            p.matmul_many(&probs, &vs, &mut heads, MatDims::new(m, t, hd), nh).map_err(core)?;
-            p.trunc_in_place(&mut heads, f.frac_bits).map_err(core)?;
             let mut attn = vec![0; m * qd * pl];
-            for qq in 0..pl {
-                for hh in 0..nh {
-                    for i in 0..m {
-                        for j in 0..hd {
-                            attn[qq * m * qd + i * qd + hh * hd + j] =
-                                heads[qq * nh * m * hd + hh * m * hd + i * hd + j];
-                        }
-                    }
-                }
+            // Query rows in tiles of at most `attn_tile_scores` scores (all heads): a tile of
+            // rows r0..r1 needs only the keys its last row sees (causal), so memory is
+            // bounded by the tile and the masked upper triangle is never computed. One tile
+            // (every decode step, and prefills up to the budget) is the whole block.
+            let rows_per_tile = (self.attn_tile_scores / (nh * t)).clamp(1, m);
+            for r0 in (0..m).step_by(rows_per_tile) {
+                let r1 = (r0 + rows_per_tile).min(m);
+                self.attention_tile(p, li, &q, &mut attn, (m, r0, r1), t).map_err(core)?;
             }
             Self::part(&mut self.parts, p, "o");
             let o = self.run_group(p, &self.layers[li].groups[1], &attn, m).map_err(core)?.remove(0);
