@@ -81,12 +81,13 @@ fn outer(layout: Layout) -> Option<Layout> {
     Layout::from_size_align(layout.size().checked_add(h)?, h).ok()
 }
 
-// SAFETY (for the impl as a whole): every block handed out is `header(layout)` bytes into a
+// Why the impl is sound: every block handed out is `header(layout)` bytes into a
 // system block allocated with `outer(layout)`, whose alignment is the header size (a power of
 // two ≥ the caller's alignment), so the caller's pointer is aligned and the header byte
 // before it lies inside the block. `dealloc` and `realloc` receive the caller's `layout`
 // (GlobalAlloc's contract), recompute the same header and outer layout, and hand the system
 // allocator back exactly the pointer and layout it gave out.
+// SAFETY: the allocation contract holds as argued above.
 unsafe impl GlobalAlloc for PartyAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(o) = outer(layout) else { return std::ptr::null_mut() };
