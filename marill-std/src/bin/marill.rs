@@ -461,7 +461,7 @@ fn measure_case(
     runs: usize,
     layers: usize,
     link: Option<marill_std::transport::link::LinkModel>,
-) -> Result<([Metric; 2], [Metric; 2], Parts, Option<[u64; 3]>), StdError> {
+) -> Result<Measured, StdError> {
     use marill_std::model::measure::{ModelCase, Span, Steps};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
@@ -525,6 +525,10 @@ fn measure_case(
 /// plaintext and are not counted.
 /// Per part of a step (`marill_std::model::secure::PARTS`): prefill and decode.
 type Parts = Vec<(&'static str, [Metric; 2])>;
+
+/// A measured case: the whole step and the marked layer (prefill, decode), the parts, and
+/// each party's peak heap.
+type Measured = ([Metric; 2], [Metric; 2], Parts, Option<[u64; 3]>);
 
 /// One measured layer kind: the fixed cost of a step, a layer's, a layer's parts, the
 /// head's parts, and each party's peak heap while the measured model ran.
