@@ -28,8 +28,8 @@ impl Program for Grow {
         drop(v);
         if i == 2 {
             let mut g: Vec<u8> = Vec::new();
-            for _ in 0..4 * MB {
-                g.push(1);
+            for k in 0..4 * MB {
+                g.push(k as u8);
             }
         }
         Ok(())
