@@ -272,6 +272,11 @@ fn run_session(
 ) -> Result<(Vec<u32>, marill_core::cost::Cost), StdError> {
     let (digest, arch) = model_info(file)?;
     let me = ch.id();
+    let mut ch = ch;
+    if cfg.setting == Setting::Dealer && me == HELPER {
+        // The dealer only sends: bound how far it runs ahead of each compute party.
+        ch.limit_ahead(crate::transport::DEALER_AHEAD, cfg.tcp.io_timeout);
+    }
     let mut ch = Metered::new(MaybeLinked::new(ch, cfg.link));
     let mine = Handshake {
         version: SESSION_VERSION,

@@ -13,3 +13,35 @@ use std::time::Duration;
 
 /// Default time a party waits for a peer's message before giving up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How far (bytes queued but not yet read by the peer) a party that only sends, the
+/// 2PC-Dealer dealer, may run ahead of each peer: its corrections do not depend on the
+/// parties' inputs, so without a bound it would queue a whole session's (gigabytes at long
+/// prompts). A message is always accepted when nothing is queued, so any size goes through.
+pub const DEALER_AHEAD: usize = 64 << 20;
+
+/// Waits until `queued` (bytes sent to a peer and not yet taken) leaves room for `len`
+/// more under `limit` (or is empty), polling; `Timeout` past `deadline`, `PeerClosed` once
+/// `gone()` says the peer's end is closed.
+fn wait_for_room(
+    queued: &std::sync::atomic::AtomicUsize,
+    len: usize,
+    limit: usize,
+    deadline: std::time::Instant,
+    gone: impl Fn() -> bool,
+) -> Result<(), marill_core::Error> {
+    use std::sync::atomic::Ordering;
+    loop {
+        let q = queued.load(Ordering::Acquire);
+        if q == 0 || q.saturating_add(len) <= limit {
+            return Ok(());
+        }
+        if gone() {
+            return Err(marill_core::Error::PeerClosed);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(marill_core::Error::Timeout);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}

@@ -16,6 +16,8 @@
 
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,8 @@ impl Default for TcpConfig {
 struct Peer {
     reader: Box<dyn Read + Send>,
     queue: Option<Sender<Out>>,
+    /// Bytes of messages queued and not yet written by the writer thread.
+    queued: Arc<AtomicUsize>,
     writer: Option<JoinHandle<()>>,
     stream: TcpStream,
 }
@@ -99,6 +103,19 @@ impl Write for Link {
 pub struct TcpChannel {
     id: PartyId,
     peers: Vec<Option<Peer>>,
+    /// Most bytes queued for one peer's writer before a send waits
+    /// ([`TcpChannel::limit_ahead`]), and how long it may wait.
+    ahead: Option<(usize, Duration)>,
+}
+
+impl TcpChannel {
+    /// Let a send wait (up to `timeout`) while more than `bytes` sent to that peer are still
+    /// queued for its writer: for a party that only sends, so that it cannot queue a whole
+    /// session ahead of its peers ([`super::DEALER_AHEAD`]). The socket's own buffer adds
+    /// what the kernel holds.
+    pub fn limit_ahead(&mut self, bytes: usize, timeout: Duration) {
+        self.ahead = Some((bytes, timeout));
+    }
 }
 
 /// Bind party `id`'s listening socket (needed if any party has a larger id).
@@ -181,7 +198,7 @@ pub fn establish(
             Some(stream) => Some(spawn_peer(id, j, Link::Plain(stream))?),
         });
     }
-    Ok(TcpChannel { id, peers })
+    Ok(TcpChannel { id, peers, ahead: None })
 }
 
 /// A channel for party `id` from links already connected to its peers (`links[j]` for
@@ -198,7 +215,7 @@ pub fn from_links(id: PartyId, links: Vec<Option<Link>>, cfg: TcpConfig) -> Resu
             }
         });
     }
-    Ok(TcpChannel { id, peers })
+    Ok(TcpChannel { id, peers, ahead: None })
 }
 
 /// Set `TCP_NODELAY` and `timeout` for reads and writes on `s` (before a TLS handshake or a
@@ -216,6 +233,8 @@ fn configure(s: &TcpStream, cfg: TcpConfig) -> Result<(), StdError> {
 
 fn spawn_peer(id: PartyId, j: PartyId, link: Link) -> Result<Peer, StdError> {
     let (tx, rx) = channel::<Out>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let written = Arc::clone(&queued);
     let name = format!("marill-tcp-w{id}->{j}");
     let spawn = |f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new().name(name.clone()).spawn(f).map_err(|e| StdError::io("spawn writer", e))
@@ -226,20 +245,29 @@ fn spawn_peer(id: PartyId, j: PartyId, link: Link) -> Result<Peer, StdError> {
             let rstream = stream.try_clone().map_err(|e| StdError::io("clone socket", e))?;
             let writer = spawn(Box::new(move || {
                 let w = BufWriter::with_capacity(MAX_FRAME + 5, wstream);
-                pump(rx, w, write_message, |_| Ok(()));
+                pump(rx, w, counted(written), |_| Ok(()));
             }))?;
             let reader = Box::new(BufReader::with_capacity(1 << 16, rstream));
-            Ok(Peer { reader, queue: Some(tx), writer: Some(writer), stream })
+            Ok(Peer { reader, queue: Some(tx), queued, writer: Some(writer), stream })
         }
         Link::Tls(t) => {
             let TlsLink { mut reader, writer, sock } = *t;
             reader.nudge = Some(tx.clone());
             let writer = spawn(Box::new(move || {
                 let w = BufWriter::with_capacity(MAX_FRAME + 5, writer);
-                pump(rx, w, write_message, |w| w.close());
+                pump(rx, w, counted(written), |w| w.close());
             }))?;
-            Ok(Peer { reader: Box::new(reader), queue: Some(tx), writer: Some(writer), stream: sock })
+            Ok(Peer { reader: Box::new(reader), queue: Some(tx), queued, writer: Some(writer), stream: sock })
         }
+    }
+}
+
+/// Frame a message, then take its bytes off the writer's queue count.
+fn counted<W: Write>(written: Arc<AtomicUsize>) -> impl Fn(&mut BufWriter<W>, &[u8]) -> std::io::Result<()> {
+    move |w, msg| {
+        let r = write_message(w, msg);
+        written.fetch_sub(msg.len(), Ordering::AcqRel);
+        r
     }
 }
 
@@ -307,6 +335,12 @@ impl Channel for TcpChannel {
     fn send(&mut self, to: PartyId, bytes: &[u8]) -> Result<(), Error> {
         let p = self.peers.get(to).and_then(Option::as_ref).ok_or(Error::InvalidArgument)?;
         let q = p.queue.as_ref().ok_or(Error::PeerClosed)?;
+        if let Some((limit, timeout)) = self.ahead {
+            // A writer that stopped (write error) never drains: the wait ends with it.
+            let stopped = || p.writer.as_ref().is_none_or(JoinHandle::is_finished);
+            super::wait_for_room(&p.queued, bytes.len(), limit, Instant::now() + timeout, stopped)?;
+        }
+        p.queued.fetch_add(bytes.len(), Ordering::AcqRel);
         q.send(Out::Msg(bytes.to_vec())).map_err(|_| Error::PeerClosed)
     }
 
@@ -336,6 +370,31 @@ impl Drop for TcpChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limited_sender_waits_for_its_peer_to_read_over_tcp() {
+        let l = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addrs = [l.local_addr().unwrap(), "127.0.0.1:0".parse().unwrap()];
+        let cfg = TcpConfig { connect_timeout: Duration::from_secs(5), io_timeout: Duration::from_secs(10) };
+        let peer = std::thread::spawn(move || establish(1, None, &addrs, cfg).unwrap());
+        let mut a = establish(0, Some(l), &addrs, cfg).unwrap();
+        let mut b = peer.join().unwrap();
+        a.limit_ahead(1 << 20, Duration::from_millis(300));
+        // 32 MB cannot all sit in the kernel's socket buffers: the writer is still on it,
+        // so the next message waits and times out while nobody reads.
+        let big = vec![7u8; 32 << 20];
+        a.send(1, &big).unwrap();
+        assert_eq!(a.send(1, &[1; 10]), Err(Error::Timeout));
+        let mut got = vec![0u8; big.len()];
+        b.recv(0, &mut got).unwrap();
+        assert!(got == big);
+        // Read: the writer finishes the message and the queue empties.
+        a.limit_ahead(1 << 20, Duration::from_secs(10));
+        a.send(1, &[1; 10]).unwrap();
+        let mut small = [0u8; 10];
+        b.recv(0, &mut small).unwrap();
+        assert_eq!(small, [1; 10]);
+    }
 
     #[test]
     fn frames_round_trip_and_reject_bad_lengths() {
