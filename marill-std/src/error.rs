@@ -26,6 +26,10 @@ pub enum StdError {
     /// A model could not be written or its metadata decoded.
     #[error("model file: {0}")]
     Model(String),
+    /// A command line that cannot run: a flag unknown to the command, a missing flag or a
+    /// bad value (the `marill` binary exits with 2).
+    #[error("{0}")]
+    Usage(String),
     /// A party thread panicked (a bug; reported instead of propagating the panic).
     #[error("party {0} panicked")]
     Panicked(usize),

@@ -109,3 +109,47 @@ fn run_lf(link: Option<&str>, ring: Option<&str>, threads: usize) -> serde_json:
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows[0].clone()
 }
+
+/// Usage errors exit with 2 and name what is wrong: an unknown flag (with the command's
+/// flags), a bad value (with the choices), a flag without its value, and a client file
+/// given to `marill serve` (refused before it listens).
+#[test]
+fn usage_errors_name_the_flag_or_the_value() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_marill")).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, err, _) = run(&["cost", "--bogus", "1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown flag --bogus") && err.contains("--prompt-len"), "{err}");
+    let (code, err, _) = run(&["cost", "--setting", "rep4"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--setting rep4") && err.contains("dealer, rep3, ot2pc"), "{err}");
+    let (code, err, _) = run(&["cost", "--setting"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--setting needs a value") && !err.contains("handshake"), "{err}");
+    let dir = std::env::temp_dir().join(format!("marill-usage-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    assert_eq!(run(&["random-model", "--variant", "lf", "--out", d]).0, Some(0));
+    let client = dir.join("client.marill");
+    let (code, err, out) = run(&[
+        "serve",
+        "--model",
+        client.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--setting",
+        "rep3",
+        "--insecure-plaintext",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is a client file") && !out.contains("listening"), "{err}");
+    let (code, err, _) = run(&["random-model", "--variant", "lf9", "--out", d]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--variant lf9") && err.contains("lf+lora"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -84,6 +84,10 @@ fn main() -> ExitCode {
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ StdError::Usage(_)) => {
+            eprintln!("marill: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("marill: {e}");
             ExitCode::FAILURE
@@ -194,22 +198,47 @@ fn extract(input: PathBuf, output: PathBuf) -> Result<(), StdError> {
     Ok(())
 }
 
-/// `--flag value` pairs.
-fn flags(args: &[String]) -> Result<std::collections::HashMap<String, String>, StdError> {
+/// `--flag value` pairs, each flag one of `allowed` (or a switch); `command` names the
+/// command in errors.
+fn flags(
+    command: &str,
+    args: &[String],
+    allowed: &[&str],
+) -> Result<std::collections::HashMap<String, String>, StdError> {
     let mut m = std::collections::HashMap::new();
     let mut it = args.iter();
     while let Some(k) = it.next() {
         let Some(name) = k.strip_prefix("--") else {
-            return Err(StdError::Handshake(format!("unexpected argument {k}\n{USAGE}")));
+            return Err(StdError::Usage(format!("{command}: unexpected argument {k} (flags start with --)")));
         };
-        if SWITCHES.contains(&name) {
+        let switch = SWITCHES.contains(&name) && allowed.contains(&name);
+        if !switch && !allowed.contains(&name) {
+            let list: Vec<String> = allowed.iter().map(|a| format!("--{a}")).collect();
+            return Err(StdError::Usage(format!("{command}: unknown flag --{name} (its flags: {})", list.join(" "))));
+        }
+        if switch {
             m.insert(name.to_string(), String::new());
             continue;
         }
-        let v = it.next().ok_or_else(|| StdError::Handshake(format!("--{name} needs a value")))?;
+        let v = it.next().ok_or_else(|| StdError::Usage(format!("{command}: --{name} needs a value")))?;
         m.insert(name.to_string(), v.clone());
     }
     Ok(m)
+}
+
+/// Flags of the security choice, shared by the party commands.
+const SECURITY_FLAGS: [&str; 5] = ["key", "trust-server", "trust-client", "trust-helper", "insecure-plaintext"];
+
+/// Flags of each party command (and the security flags).
+fn party_flags(role: &str) -> Vec<&'static str> {
+    let mut f: Vec<&'static str> = match role {
+        "serve" => vec!["model", "listen", "setting", "sessions", "max-sessions"],
+        "helper" | "dealer" => vec!["model", "listen", "server", "sessions", "max-sessions"],
+        _ => vec!["model", "server", "helper", "setting", "prompt", "text", "gen"],
+    };
+    f.extend(["max-seq", "timeout", "link", "threads"]);
+    f.extend(SECURITY_FLAGS);
+    f
 }
 
 /// The roles a key can be trusted as (`--trust-ROLE`); the dealer is the helper role.
@@ -227,9 +256,9 @@ fn security(f: &std::collections::HashMap<String, String>) -> Result<marill_std:
     use marill_std::party::Security;
     use marill_std::transport::tls::{Identity, PublicKey, Tls};
     match (f.get("key"), f.contains_key("insecure-plaintext")) {
-        (Some(_), true) => Err(StdError::Handshake("--key and --insecure-plaintext exclude each other".into())),
+        (Some(_), true) => Err(StdError::Usage("--key and --insecure-plaintext exclude each other".into())),
         (None, true) => Ok(Security::InsecurePlaintext),
-        (None, false) => Err(StdError::Handshake(
+        (None, false) => Err(StdError::Usage(
             "no --key: parties talk TLS with pinned keys (make one with `marill keygen --out FILE`); \
              --insecure-plaintext runs without, for loopback tests"
                 .into(),
@@ -250,7 +279,7 @@ fn security(f: &std::collections::HashMap<String, String>) -> Result<marill_std:
 /// `marill keygen --out FILE`: a new Ed25519 key, and its public half in FILE.pub.
 fn keygen(args: &[String]) -> Result<(), StdError> {
     use std::io::Write;
-    let f = flags(args)?;
+    let f = flags("keygen", args, &["out"])?;
     let out = PathBuf::from(need(&f, "out")?);
     let (id, pem) = marill_std::transport::tls::Identity::generate()?;
     let mut opts = std::fs::OpenOptions::new();
@@ -269,18 +298,20 @@ fn keygen(args: &[String]) -> Result<(), StdError> {
 }
 
 fn need<'a>(f: &'a std::collections::HashMap<String, String>, k: &str) -> Result<&'a str, StdError> {
-    f.get(k).map(String::as_str).ok_or_else(|| StdError::Handshake(format!("--{k} is required\n{USAGE}")))
+    f.get(k)
+        .map(String::as_str)
+        .ok_or_else(|| StdError::Usage(format!("--{k} is required (marill --help lists every command's flags)")))
 }
 
 fn addr(s: &str) -> Result<std::net::SocketAddr, StdError> {
     use std::net::ToSocketAddrs;
-    s.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| StdError::Handshake(format!("bad address {s}")))
+    s.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| StdError::Usage(format!("bad address {s}")))
 }
 
 fn num(f: &std::collections::HashMap<String, String>, k: &str, default: usize) -> Result<usize, StdError> {
     match f.get(k) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| StdError::Handshake(format!("--{k}: not a number: {v}"))),
+        Some(v) => v.parse().map_err(|_| StdError::Usage(format!("--{k}: not a number: {v}"))),
     }
 }
 
@@ -288,14 +319,23 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
     use marill_std::Setting;
     use marill_std::party::{self, PartyConfig};
     use std::io::Write;
-    let f = flags(args)?;
+    let f = flags(role, args, &party_flags(role))?;
     marill_std::threads::set_threads(num(&f, "threads", marill_std::threads::default_threads())?);
     let model = MappedModel::open(std::path::Path::new(need(&f, "model")?))?;
+    if role == "serve" && model.file()?.find_section(SectionKind::TensorIndex, true).is_none() {
+        return Err(StdError::Usage(format!(
+            "marill serve: --model {} is a client file (its public part only): the server needs the server file, \
+             with the private weights",
+            need(&f, "model")?
+        )));
+    }
     let setting = match role {
         "helper" => Setting::Rep3,
         "dealer" => Setting::Dealer,
-        _ => Setting::parse(need(&f, "setting")?)
-            .ok_or_else(|| StdError::Handshake("--setting is dealer, rep3 or ot2pc".into()))?,
+        _ => {
+            let v = need(&f, "setting")?;
+            Setting::parse(v).ok_or_else(|| StdError::Usage(format!("--setting {v}: one of dealer, rep3, ot2pc")))?
+        }
     };
     let timeout = std::time::Duration::from_secs(num(&f, "timeout", 60)? as u64);
     let cfg = PartyConfig {
@@ -307,9 +347,9 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             .get("link")
             .map(|l| marill_std::transport::link::LinkModel::parse(l))
             .transpose()
-            .map_err(StdError::Handshake)?,
+            .map_err(StdError::Usage)?,
         max_sessions: match num(&f, "max-sessions", 1)? {
-            0 => return Err(StdError::Handshake("--max-sessions: at least 1".into())),
+            0 => return Err(StdError::Usage("--max-sessions: at least 1".into())),
             k => k,
         },
     };
@@ -324,7 +364,7 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
         let peers = ROLES.iter().filter(|(name, _)| *name != me && !(setting == Setting::Ot2pc && *name == "helper"));
         for (name, p) in peers {
             if !tls.trusts_any(*p) {
-                return Err(StdError::Handshake(format!(
+                return Err(StdError::Usage(format!(
                     "--trust-{name} is required: the {name}'s public key (its .pub file from marill keygen, or 64 hex digits)"
                 )));
             }
@@ -414,7 +454,7 @@ fn prompt_of(
     }
     let ids = need(f, "prompt")?
         .split_whitespace()
-        .map(|t| t.parse().map_err(|_| StdError::Handshake(format!("prompt token {t} is not a number"))))
+        .map(|t| t.parse().map_err(|_| StdError::Usage(format!("--prompt: token {t} is not a number"))))
         .collect::<Result<_, _>>()?;
     Ok((None, ids))
 }
@@ -422,7 +462,7 @@ fn prompt_of(
 /// `marill plain`: greedy generation with the plaintext model of a server file.
 fn plain(args: &[String]) -> Result<(), StdError> {
     use marill_std::model::plain::{PlainModel, argmax};
-    let f = flags(args)?;
+    let f = flags("plain", args, &["model", "prompt", "text", "gen"])?;
     let model = MappedModel::open(std::path::Path::new(need(&f, "model")?))?;
     let (tokenizer, prompt) = prompt_of(&f, &model)?;
     let n = num(&f, "gen", 16)?;
@@ -557,12 +597,15 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     use marill_std::model::random::{Shape, Variant, model_shaped};
     let json = args.iter().any(|a| a == "--json");
     let rest: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
-    let f = flags(&rest)?;
+    let f = flags("cost", &rest, &["setting", "prompt-len", "shape", "runs", "link", "variant", "threads"])?;
     marill_std::threads::set_threads(num(&f, "threads", marill_std::threads::shared_default_threads())?);
     let threads = marill_std::threads::threads();
     let settings = match f.get("setting").map(String::as_str) {
         None | Some("all") => vec![Setting::Dealer, Setting::Rep3, Setting::Ot2pc],
-        Some(s) => vec![Setting::parse(s).ok_or_else(|| StdError::Model("--setting dealer|rep3|ot2pc|all".into()))?],
+        Some(s) => vec![
+            Setting::parse(s)
+                .ok_or_else(|| StdError::Usage(format!("--setting {s}: one of dealer, rep3, ot2pc, all")))?,
+        ],
     };
     let b = num(&f, "prompt-len", 64)?;
     let link =
@@ -572,14 +615,14 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     let only = f.get("variant").cloned();
     // Plain 2PC's steps take minutes at the paper's shapes: one run unless asked.
     let runs = |s: Setting| match num(&f, "runs", if s == Setting::Ot2pc { 1 } else { 2 })? {
-        0 => Err(StdError::Model("--runs must be at least 1".into())),
+        0 => Err(StdError::Usage("--runs must be at least 1".into())),
         n => Ok(n),
     };
     // `tiny` (d 64, 4 heads of 16, ffn 172, vocab 256) runs the same method in seconds, for tests.
     let base_shape = match f.get("shape").map(String::as_str) {
         None | Some("paper") => Shape { layers: 1, d: 3200, heads: 32, kv_heads: 32, ffn: 8640, vocab: 32000 },
         Some("tiny") => Shape { layers: 1, d: 64, heads: 4, kv_heads: 4, ffn: 172, vocab: 256 },
-        Some(other) => return Err(StdError::Model(format!("--shape {other}: paper or tiny"))),
+        Some(other) => return Err(StdError::Usage(format!("--shape {other}: paper or tiny"))),
     };
     const N: f64 = 26.0;
     let v = |lora_rank, head_merge, private_embedding| Variant {
@@ -808,7 +851,7 @@ fn print_parts(title: &str, layer: &Parts, head: &Parts) {
 
 fn random_model(args: &[String]) -> Result<(), StdError> {
     use marill_std::model::random::{self, Variant};
-    let f = flags(args)?;
+    let f = flags("random-model", args, &["variant", "seed", "out"])?;
     let v = |public_layers, lora_rank, head_merge, mpc_friendly, private_embedding| Variant {
         public_layers,
         lora_rank,
@@ -825,9 +868,13 @@ fn random_model(args: &[String]) -> Result<(), StdError> {
         "hm" => v(0, 0, 2, false, false),
         "lf+hm" => v(2, 0, 2, false, false),
         "friendly" => v(0, 0, 1, true, false),
-        other => return Err(StdError::Handshake(format!("unknown variant {other}"))),
+        other => {
+            return Err(StdError::Usage(format!(
+                "--variant {other}: one of baseline private lf lora lf+lora hm lf+hm friendly"
+            )));
+        }
     };
-    let seed = u8::try_from(num(&f, "seed", 11)?).map_err(|_| StdError::Handshake("--seed is 0..=255".into()))?;
+    let seed = u8::try_from(num(&f, "seed", 11)?).map_err(|_| StdError::Usage("--seed is 0..=255".into()))?;
     let dir = PathBuf::from(need(&f, "out")?);
     std::fs::create_dir_all(&dir).map_err(|e| StdError::io(format!("create {}", dir.display()), e))?;
     let server = random::model(variant, 4, 64, 256, seed)?;
