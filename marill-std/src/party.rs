@@ -261,6 +261,11 @@ pub struct PartyConfig {
     /// its own with its own channels, protocol state and shares (at least 1). A session
     /// ready beyond it waits, unread, until one ends; its peers' read timeouts bound the wait.
     pub max_sessions: usize,
+    /// The 2PC-Dealer dealer's bound on bytes queued ahead of each compute party (`None`:
+    /// unbounded, the default). The dealer is input-independent and runs ahead of the
+    /// session; a bound caps its memory, but on a shared machine it costs time (see
+    /// [`crate::transport::DEALER_AHEAD`]).
+    pub dealer_ahead: Option<usize>,
 }
 
 fn run_session(
@@ -273,9 +278,9 @@ fn run_session(
     let (digest, arch) = model_info(file)?;
     let me = ch.id();
     let mut ch = ch;
-    if cfg.setting == Setting::Dealer && me == HELPER {
+    if let (Setting::Dealer, HELPER, Some(bytes)) = (cfg.setting, me, cfg.dealer_ahead) {
         // The dealer only sends: bound how far it runs ahead of each compute party.
-        ch.limit_ahead(crate::transport::DEALER_AHEAD, cfg.tcp.io_timeout);
+        ch.limit_ahead(bytes, cfg.tcp.io_timeout);
     }
     let mut ch = Metered::new(MaybeLinked::new(ch, cfg.link));
     let mine = Handshake {

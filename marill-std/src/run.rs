@@ -42,10 +42,6 @@ fn measured<P: Protocol, G: Program>(mut p: P, prog: &G) -> Result<PartyResult<G
     Ok((out, p.cost().unwrap_or_default().since(&before)))
 }
 
-/// The dealer's party id in 2PC-Dealer: it only sends, so its queues are bounded
-/// ([`crate::transport::DEALER_AHEAD`]).
-const DEALER: usize = 2;
-
 fn join_all<T: Send, F>(n: usize, f: F) -> Result<Vec<Result<T, Error>>, StdError>
 where
     F: Fn(usize) -> Result<T, Error> + Sync,
@@ -85,10 +81,7 @@ pub fn run_mem_over<G: Program>(
     let n = setting.parties();
     let chans = std::sync::Mutex::new(mem::mesh(n).into_iter().map(Some).collect::<Vec<_>>());
     let results = join_all(n, |i| {
-        let mut ch = chans.lock().map_err(|_| Error::Protocol)?[i].take().ok_or(Error::Protocol)?;
-        if setting == Setting::Dealer && i == DEALER {
-            ch.limit_ahead(crate::transport::DEALER_AHEAD);
-        }
+        let ch = chans.lock().map_err(|_| Error::Protocol)?[i].take().ok_or(Error::Protocol)?;
         party(setting, MaybeLinked::new(ch, link), prog)
     })?;
     collect(results)
@@ -108,11 +101,7 @@ pub fn run_tcp<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult
     let listeners = std::sync::Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>());
     let results = join_all(n, |i| {
         let l = if i + 1 < n { listeners.lock().map_err(|_| Error::Protocol)?[i].take() } else { None };
-        let cfg = tcp::TcpConfig::default();
-        let mut ch = tcp::establish(i, l, &addrs, cfg).map_err(|_| Error::Io)?;
-        if setting == Setting::Dealer && i == DEALER {
-            ch.limit_ahead(crate::transport::DEALER_AHEAD, cfg.io_timeout);
-        }
+        let ch = tcp::establish(i, l, &addrs, tcp::TcpConfig::default()).map_err(|_| Error::Io)?;
         party(setting, ch, prog)
     })?;
     collect(results)

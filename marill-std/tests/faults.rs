@@ -32,6 +32,7 @@ fn with_security(timeout: Duration, security: Security) -> PartyConfig {
         security,
         link: None,
         max_sessions: 1,
+        dealer_ahead: None,
     }
 }
 

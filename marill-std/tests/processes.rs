@@ -56,7 +56,22 @@ fn dealer_setting_as_processes() {
     let plain = ["--insecure-plaintext".to_string()];
     let (mut srv, saddr) = serve(sp, "dealer", "2", &plain);
     let (mut dlr, daddr) = start(
-        &["dealer", "--model", cp, "--listen", "127.0.0.1:0", "--server", &saddr, "--sessions", "2", "--timeout", "20"],
+        // A dealer bounded to 1 MB ahead of each compute party: the same tokens.
+        &[
+            "dealer",
+            "--model",
+            cp,
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            &saddr,
+            "--sessions",
+            "2",
+            "--timeout",
+            "20",
+            "--ahead-mb",
+            "1",
+        ],
         &plain,
     );
     let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 5, &plain));
@@ -82,7 +97,22 @@ fn dealer_setting_over_an_emulated_link() {
     let linked = ["--insecure-plaintext".to_string(), "--link".to_string(), "2,1000".to_string()];
     let (mut srv, saddr) = serve(sp, "dealer", "2", &linked);
     let (mut dlr, daddr) = start(
-        &["dealer", "--model", cp, "--listen", "127.0.0.1:0", "--server", &saddr, "--sessions", "2", "--timeout", "20"],
+        // A dealer bounded to 1 MB ahead of each compute party: the same tokens.
+        &[
+            "dealer",
+            "--model",
+            cp,
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            &saddr,
+            "--sessions",
+            "2",
+            "--timeout",
+            "20",
+            "--ahead-mb",
+            "1",
+        ],
         &linked,
     );
     let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 3, &linked));

@@ -19,7 +19,7 @@ const USAGE: &str = "usage:
                                            public half (FILE.pub, 64 hex digits) for a party's TLS
   marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY
   marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (3PC)
-  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (2PC-Dealer)
+  marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--ahead-mb M] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (2PC-Dealer)
   marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] [--link L] [--threads T] SECURITY
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
@@ -35,6 +35,8 @@ const USAGE: &str = "usage:
 
 --sessions N ends a listening party after N sessions (default: never); --max-sessions K runs up to
 K sessions at once (default 1), each in its own thread with its own shares and memory.
+--ahead-mb M bounds how many MB of corrections the dealer queues ahead of each compute party
+(default: unbounded; a bound caps its memory and can cost time).
 --threads T splits each party's matrix products and PRG expansion across T threads (default: the
 machine's cores for a party, a third of them for marill cost, whose three parties share one
 process; 1: none); results are the same for every T.
@@ -233,7 +235,8 @@ const SECURITY_FLAGS: [&str; 5] = ["key", "trust-server", "trust-client", "trust
 fn party_flags(role: &str) -> Vec<&'static str> {
     let mut f: Vec<&'static str> = match role {
         "serve" => vec!["model", "listen", "setting", "sessions", "max-sessions"],
-        "helper" | "dealer" => vec!["model", "listen", "server", "sessions", "max-sessions"],
+        "helper" => vec!["model", "listen", "server", "sessions", "max-sessions"],
+        "dealer" => vec!["model", "listen", "server", "sessions", "max-sessions", "ahead-mb"],
         _ => vec!["model", "server", "helper", "setting", "prompt", "text", "gen"],
     };
     f.extend(["max-seq", "timeout", "link", "threads"]);
@@ -351,6 +354,10 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
         max_sessions: match num(&f, "max-sessions", 1)? {
             0 => return Err(StdError::Usage("--max-sessions: at least 1".into())),
             k => k,
+        },
+        dealer_ahead: match f.get("ahead-mb").map(|_| num(&f, "ahead-mb", 0)).transpose()? {
+            Some(0) => return Err(StdError::Usage("--ahead-mb: at least 1".into())),
+            mb => mb.map(|m| m << 20),
         },
     };
     if let marill_std::party::Security::Tls(tls) = &cfg.security {
