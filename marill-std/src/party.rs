@@ -438,6 +438,9 @@ impl<'scope, 'env, L: FnMut(&str) + Send> Slots<'scope, 'env, L> {
     /// ends); whether it had to wait.
     fn wait_for_room(&self) -> bool {
         use std::sync::atomic::Ordering;
+        // Sessions that ended while there was room left a note each: drop them, so that the
+        // channel does not grow with every session of a long-running server.
+        while self.done.try_recv().is_ok() {}
         let mut waited = false;
         while self.running.load(Ordering::Acquire) >= self.max {
             waited = true;
