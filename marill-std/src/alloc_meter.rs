@@ -55,6 +55,13 @@ pub fn reset_peaks() {
     }
 }
 
+/// Live heap of the whole process in bytes (every party and "other"), or `None` when
+/// [`PartyAlloc`] is not installed. The serving parties log it after each session, so a
+/// leak shows as a rising floor.
+pub fn live_total() -> Option<u64> {
+    installed().then(|| LIVE.iter().map(|l| l.load(Ordering::Relaxed) as u64).sum())
+}
+
 /// Each party's peak live heap in bytes since the last [`reset_peaks`] (parties 0, 1, 2),
 /// or `None` when [`PartyAlloc`] is not installed.
 pub fn peaks() -> Option<[u64; 3]> {

@@ -665,9 +665,14 @@ fn greet_within(s: TcpStream, cfg: &PartyConfig, allowed: &[PartyId]) -> Result<
 
 /// Log how session `n` ended.
 fn report(log: &mut dyn FnMut(&str), n: usize, outcome: Outcome) {
+    // The process's live heap after the session (where `marill` installed the metering
+    // allocator): a leak shows as a rising floor in the log.
+    let heap = crate::alloc_meter::live_total().map_or_else(String::new, |b| format!("; live heap {b} bytes"));
     match outcome {
-        Ok((_, cost)) => log(&format!("session {n}: done, {} bytes sent, {} rounds", cost.bytes_sent, cost.rounds)),
-        Err(e) => log(&format!("session {n}: {e}")),
+        Ok((_, cost)) => {
+            log(&format!("session {n}: done, {} bytes sent, {} rounds{heap}", cost.bytes_sent, cost.rounds))
+        }
+        Err(e) => log(&format!("session {n}: {e}{heap}")),
     }
 }
 

@@ -10,7 +10,9 @@
 //! every client process ends within its deadline (none hangs); a trickling connection is cut
 //! off within the server's `--timeout`; after the faults stop, an honest session succeeds
 //! and the server's threads and open files return to what they were before the first
-//! session, and its resident memory stays within 1.5× its first minute's. The curve
+//! session, its resident memory stays within 1.5× its first minute's, and its live heap
+//! (logged after each session by the metering allocator) has the same floor at the end as
+//! at the start, within 1 MiB. The curve
 //! (RSS, threads, open files, every 5 s) is printed.
 //!
 //! Run: `MARILL_SOAK_SECS=1200 cargo test --release -p marill-std --test soak -- --ignored
@@ -317,6 +319,20 @@ fn soak_with_faults() {
         eprintln!("soak:        {t:>5} {rss:>9} {th:>7} {fd:>3}");
     }
     eprintln!("soak: before {baseline:?}, after {after:?} (RSS kB, threads, open files)");
+    // The server's live heap after each session (its log): the floor of the last fifth of
+    // the sessions against that of the first fifth. Sessions overlap, so each reading
+    // includes whatever others held at that moment; the floor is the quiet baseline.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let heap: Vec<u64> = log
+        .lines()
+        .filter_map(|l| l.split("live heap ").nth(1))
+        .filter_map(|r| r.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(heap.len() > 10, "the server logged {} live-heap readings", heap.len());
+    let fifth = heap.len() / 5;
+    let (first, last) = (heap[..fifth].iter().min().unwrap(), heap[heap.len() - fifth..].iter().min().unwrap());
+    eprintln!("soak: server live heap floor: {first} B over the first fifth of sessions, {last} B over the last");
+    assert!(*last <= first + (1 << 20), "the server's live heap floor rose from {first} to {last} bytes");
     assert!(ok.load(Ordering::Relaxed) > 0, "no honest session succeeded");
     assert!(after.1 <= baseline.1 + 1, "threads grew: {baseline:?} -> {after:?}");
     assert!(after.2 <= baseline.2 + 1, "open files grew: {baseline:?} -> {after:?}");
