@@ -14,6 +14,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use crate::error::{Result, ensure_shape};
 
 #[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod simd;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;

@@ -52,32 +52,7 @@ fn ok() -> bool {
     super::Backend::Avx2.available()
 }
 
-macro_rules! elementwise {
-    ($name:ident, $inner:ident, ($($arg:ident : $ty:ty),*), $body:block) => {
-        #[target_feature(enable = "avx2")]
-        fn $inner($($arg: $ty),*) $body
-
-        pub(crate) fn $name($($arg: $ty),*) {
-            if !ok() {
-                return portable::$name($($arg),*);
-            }
-            // SAFETY: `ok()` confirmed AVX2 support; the body is safe code.
-            unsafe { $inner($($arg),*) }
-        }
-    };
-}
-
-elementwise!(add, add_impl, (a: &[u64], b: &[u64], out: &mut [u64]), { portable::add(a, b, out) });
-elementwise!(sub, sub_impl, (a: &[u64], b: &[u64], out: &mut [u64]), { portable::sub(a, b, out) });
-elementwise!(mul, mul_impl, (a: &[u64], b: &[u64], out: &mut [u64]), { portable::mul(a, b, out) });
-elementwise!(neg, neg_impl, (a: &[u64], out: &mut [u64]), { portable::neg(a, out) });
-elementwise!(scale, scale_impl, (a: &[u64], c: u64, out: &mut [u64]), { portable::scale(a, c, out) });
-elementwise!(axpy, axpy_impl, (alpha: u64, x: &[u64], y: &mut [u64]), { portable::axpy(alpha, x, y) });
-elementwise!(add_assign, add_assign_impl, (y: &mut [u64], x: &[u64]), { portable::add_assign(y, x) });
-elementwise!(sub_assign, sub_assign_impl, (y: &mut [u64], x: &[u64]), { portable::sub_assign(y, x) });
-elementwise!(mul_add_assign, mul_add_assign_impl, (y: &mut [u64], a: &[u64], b: &[u64]), {
-    portable::mul_add_assign(y, a, b)
-});
+simd_elementwise!("avx2");
 
 /// Rows per register tile.
 const MR: usize = 3;
@@ -97,45 +72,7 @@ pub(crate) fn matmul_acc(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) {
     unsafe { matmul_impl(a, b, out, d) }
 }
 
-#[target_feature(enable = "avx2")]
-fn matmul_impl(a: &[u64], b: &[u64], out: &mut [u64], d: MatDims) {
-    let MatDims { m, n, k } = d;
-    if m < MR {
-        // Fewer rows than a tile (decode's matrix-vector products): memory-bound, so stream
-        // rows of `b` contiguously, as the portable loop does (vectorised here).
-        return portable::matmul_acc(a, b, out, d);
-    }
-    let kr = k - k % NR;
-    let mut p0 = 0;
-    while p0 < n {
-        let pe = (p0 + KC).min(n);
-        let mut j0 = 0;
-        while j0 < kr {
-            let mut i = 0;
-            while i + MR <= m {
-                tile::<MR>(a, b, out, d, i, j0, p0, pe);
-                i += MR;
-            }
-            while i < m {
-                tile::<1>(a, b, out, d, i, j0, p0, pe);
-                i += 1;
-            }
-            j0 += NR;
-        }
-        p0 = pe;
-    }
-    // Columns past the last full block: plain loops (compiled with AVX2 here).
-    if kr < k {
-        for i in 0..m {
-            for p in 0..n {
-                let s = a[i * n + p];
-                let brow = &b[p * k + kr..(p + 1) * k];
-                let orow = &mut out[i * k + kr..(i + 1) * k];
-                portable::axpy(s, brow, orow);
-            }
-        }
-    }
-}
+simd_matmul!("avx2");
 
 /// `out[i..i+R, j0..j0+8] += a[i..i+R, p0..pe] · b[p0..pe, j0..j0+8]`.
 #[inline]
