@@ -8,12 +8,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 mod common;
-use common::{Guard, Keys, check_tokens, client_cmd, exe, files, output, serve, start, tokens};
+use common::{Keys, check_tokens, client_cmd, files, output, serve, start, start_logged, tokens};
 
 #[test]
 fn three_processes_serve_sessions_in_turn_and_refuse_a_mismatched_model() {
@@ -97,22 +96,7 @@ fn dealer_setting_over_an_emulated_link() {
     let linked = ["--insecure-plaintext".to_string(), "--link".to_string(), "2,1000".to_string()];
     let (mut srv, saddr) = serve(sp, "dealer", "2", &linked);
     let (mut dlr, daddr) = start(
-        // A dealer bounded to 1 MB ahead of each compute party: the same tokens.
-        &[
-            "dealer",
-            "--model",
-            cp,
-            "--listen",
-            "127.0.0.1:0",
-            "--server",
-            &saddr,
-            "--sessions",
-            "2",
-            "--timeout",
-            "20",
-            "--ahead-mb",
-            "1",
-        ],
+        &["dealer", "--model", cp, "--listen", "127.0.0.1:0", "--server", &saddr, "--sessions", "2", "--timeout", "20"],
         &linked,
     );
     let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 3, &linked));
@@ -166,19 +150,12 @@ fn eight_concurrent_sessions_each_get_their_own_tokens() {
     let keys = Keys::new(&dir);
     for (setting, third) in [("rep3", "helper"), ("dealer", "dealer"), ("ot2pc", "")] {
         let log = dir.join(format!("serve-{setting}.log"));
-        let mut srv = Command::new(exe())
-            .args(["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", setting])
-            .args(["--sessions", "10", "--max-sessions", "8", "--timeout", "30", "--threads", "1"])
-            .args(keys.args("server"))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(srv.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let saddr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        let mut srv = Guard(srv);
         let limits = ["--sessions", "10", "--max-sessions", "8", "--timeout", "30", "--threads", "1"].map(String::from);
+        let (mut srv, saddr) = start_logged(
+            &["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", setting],
+            &[&limits[..], &keys.args("server")].concat(),
+            Some(&log),
+        );
         let (hlp, haddr) = match third {
             "" => (None, String::new()),
             _ => {
@@ -267,18 +244,11 @@ fn killing_a_process_mid_decode_ends_the_session_and_the_server_serves_on() {
     let (server_bytes, sp, cp) = files(&dir, 26);
     let keys = Keys::new(&dir);
     let log = dir.join("serve.log");
-    let mut srv = Command::new(exe())
-        .args(["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", "rep3"])
-        .args(["--sessions", "3", "--timeout", "20"])
-        .args(keys.args("server"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(srv.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let saddr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    let srv = Guard(srv);
+    let (srv, saddr) = start_logged(
+        &["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", "rep3"],
+        &[&["--sessions", "3", "--timeout", "20"].map(String::from)[..], &keys.args("server")].concat(),
+        Some(&log),
+    );
     let helper = |sessions: &str| {
         start(
             &["helper", "--model", cp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--server", &saddr],

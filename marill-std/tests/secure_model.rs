@@ -181,6 +181,15 @@ fn rounding_decides_a_token_only_at_near_ties() {
     }
 }
 
+/// This party's secure model of `g`'s files (the server reads the private weights).
+fn set_up<P: Protocol>(p: &mut P, g: &SecureGeneration<'_>) -> Result<SecureModel, Error> {
+    let cf = ModelFile::parse(g.client).map_err(|_| Error::Malformed)?;
+    let sf = ModelFile::parse(g.server).map_err(|_| Error::Malformed)?;
+    let server = (p.party() == 1).then_some(&sf);
+    let public = if p.party() == 1 { &sf } else { &cf };
+    SecureModel::setup(p, public, server, arch_of(&cf)).map_err(|_| Error::Protocol)
+}
+
 /// Generation with the prefill's attention in tiles of at most `tile` scores.
 struct Tiled<'a> {
     inner: SecureGeneration<'a>,
@@ -191,13 +200,10 @@ impl Program for Tiled<'_> {
     type Output = Vec<u32>;
     fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
         let g = &self.inner;
-        let cf = ModelFile::parse(g.client).map_err(|_| Error::Malformed)?;
-        let sf = ModelFile::parse(g.server).map_err(|_| Error::Malformed)?;
-        let arch = arch_of(&cf);
-        let server = (p.party() == 1).then_some(&sf);
-        let public = if p.party() == 1 { &sf } else { &cf };
-        let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(|_| Error::Protocol)?;
+        let mut model = set_up(p, g)?;
         model.attn_tile_scores = self.tile;
+        let cf = ModelFile::parse(g.client).map_err(|_| Error::Malformed)?;
+        let arch = arch_of(&cf);
         let mut plain = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false).map_err(|_| Error::Protocol)?;
         let client = (p.party() == 0).then_some((&mut plain, &g.prompt[..]));
         marill_std::model::secure::generate(p, &mut model, client, g.prompt.len(), g.new_tokens)
@@ -253,11 +259,7 @@ impl Program for Dies<'_> {
     fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
         if p.party() == self.party {
             // Set up, then vanish before generating: the others are mid-prefill.
-            let cf = ModelFile::parse(self.inner.client).map_err(|_| Error::Malformed)?;
-            let sf = ModelFile::parse(self.inner.server).map_err(|_| Error::Malformed)?;
-            let server = (p.party() == 1).then_some(&sf);
-            let public = if p.party() == 1 { &sf } else { &cf };
-            SecureModel::setup(p, public, server, arch_of(&cf)).map_err(|_| Error::Protocol)?;
+            set_up(p, &self.inner)?;
             return Err(Error::Protocol);
         }
         self.inner.run(p)

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Guard, Keys, check_tokens, client_cmd, exe, files, tokens};
+use common::{Guard, Keys, check_tokens, client_cmd, exe, files, start_logged, tokens};
 
 /// The server's and helper's `--timeout`: every handshake and read is bounded by it.
 const TIMEOUT_S: u64 = 5;
@@ -111,18 +111,12 @@ fn soak_with_faults() {
     let (_, _, other_cp) = files(&dir, 32);
     let keys = Keys::new(&dir);
     let log = dir.join("serve.log");
-    let mut srv = Command::new(exe())
-        .args(["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", "rep3"])
-        .args(["--max-sessions", "4", "--timeout", &TIMEOUT_S.to_string(), "--threads", "1"])
-        .args(keys.args("server"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(srv.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let saddr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    let srv = Guard(srv);
+    let limits = ["--max-sessions", "4", "--timeout", &TIMEOUT_S.to_string(), "--threads", "1"].map(String::from);
+    let (srv, saddr) = start_logged(
+        &["serve", "--model", sp.to_str().unwrap(), "--listen", "127.0.0.1:0", "--setting", "rep3"],
+        &[&limits[..], &keys.args("server")].concat(),
+        Some(&log),
+    );
     let pid = srv.0.id();
     let baseline = resources(pid);
     let cps = cp.to_str().unwrap().to_string();

@@ -55,8 +55,14 @@ impl Keys {
 
 /// Start a listening role; returns the process and the address it printed.
 pub fn start(args: &[&str], security: &[String]) -> (Guard, String) {
+    start_logged(args, security, None)
+}
+
+/// [`start`] with the process's stderr (its log) written to `log` when given.
+pub fn start_logged(args: &[&str], security: &[String], log: Option<&Path>) -> (Guard, String) {
+    let stderr = log.map_or_else(Stdio::inherit, |l| Stdio::from(std::fs::File::create(l).unwrap()));
     let mut child =
-        Command::new(exe()).args(args).args(security).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        Command::new(exe()).args(args).args(security).stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line
