@@ -328,6 +328,40 @@ fn rms_norm_public_and_shared_gain() {
     }
 }
 
+/// Rows at the ends of the range: a small row (entries below 0.1, whose squares keep about
+/// 9 bits at 16 fractional bits: smaller rows lose precision to the fixed point, not to the
+/// recipe), and rows whose sums of squares reach 2^29.3 through one attention-sink entry or
+/// 2^27.5 through all of them; the error is relative to the output's size there (outputs
+/// reach √d·gain).
+#[test]
+fn rms_norm_at_the_ends_of_its_range() {
+    let (rows, d) = (4, 64);
+    let mut x: Vec<f64> = uniform(rows * d, -1.0, 1.0, 11);
+    for (r, scale) in [(0usize, 0.1), (1, 1.0), (2, 1.0), (3, 3000.0)] {
+        for v in &mut x[r * d..(r + 1) * d] {
+            *v *= scale;
+        }
+    }
+    x[2 * d + 5] = 26000.0; // 2^29.3 alone
+    let x: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let gain: Vec<f64> = uniform(d, 0.5, 1.5, 12).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let mut want = vec![0.0; x.len()];
+    for r in 0..rows {
+        let row = &x[r * d..(r + 1) * d];
+        let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
+        for j in 0..d {
+            want[r * d + j] = row[j] / (ms + 1e-5).sqrt() * gain[j];
+        }
+    }
+    for shared in [false, true] {
+        for got in both(&Case { op: Op::RmsNorm { rows, d, shared }, x: x.clone(), gain: gain.clone() }) {
+            let e = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs().max(1.0)).fold(0.0, f64::max);
+            eprintln!("rmsnorm at the range ends: measured {e:.2e} (bound 1e-3 of max(1, |out|))");
+            assert!(e <= 1e-3, "rmsnorm at the range ends (shared gain: {shared}) error {e}");
+        }
+    }
+}
+
 /// Argmax against the plaintext first maximum, over widths around the group size (8) and
 /// its powers, with many ties (values from five levels), several rows.
 #[test]

@@ -82,6 +82,9 @@ impl Vect {
 /// rounds of two (one) separate products and truncations per layer.
 const GROUPS: [&[&str]; 4] = [&["q", "k", "v"], &["o"], &["gate", "up"], &["down"]];
 
+/// The longest prefill (keys per row) whose softmax takes the row maximum in groups of 4.
+pub const MAX_IN_GROUPS_UP_TO: usize = 256;
+
 /// A group of projections: one fused linear (`parts.len() == 1`) or one per member.
 struct Group {
     parts: Vec<SecLinear>,
@@ -495,9 +498,11 @@ impl SecureModel {
         Self::part(&mut self.parts, p, "softmax");
         let rows = nh * mt;
         let mut probs = vec![0; scores.len()];
-        // Decoding has one query row per head: the row maximum in groups of 4 saves 15
-        // rounds a layer for a few more bytes. The prefill's many rows keep pairs.
-        let max_group = if m == 1 { 4 } else { 2 };
+        // The row maximum in groups of 4 saves a third of its rounds (15 a layer at 64
+        // keys) for about 3× its comparisons: worth it when decoding (one query row per
+        // head) and in prefills up to 256 keys (+2.8 % of a layer's bytes at 64, about
+        // +6 % at 256); longer prefills, where the scores dominate the bytes, keep pairs.
+        let max_group = if m == 1 || tt <= MAX_IN_GROUPS_UP_TO { 4 } else { 2 };
         let mut s = vec![0; nl::softmax_scratch_in_groups(rows, tt, max_group, pl)];
         if a.two_relu {
             nl::softmax_2relu(p, &scores, rows, tt, Some(mt), &mut probs, &mut s, f)?;
