@@ -19,8 +19,8 @@
 //! |---|---|---|---|---|
 //! | [`relu`] | `x·(1 − [x<0])` | any | exact | 7 / 8 |
 //! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× | `[-115, 0]` | 1.5e-3 abs | 12 / 17 |
-//! | [`reciprocal`] | fine thermometer (16 per octave) + a minimax line, two products | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
-//! | [`rsqrt`] | the same, with the line of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
+//! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 12 / 13 |
+//! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 12 / 13 |
 //! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 12 / 13 |
 //! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 78 / 89 at `C = 128` (groups of 4: 63 / 71) |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | 17 / 19 |
@@ -28,7 +28,9 @@
 //! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 10·⌈log8 C⌉ / 11·⌈log8 C⌉ at most |
 //!
 //! **Normalisation by thermometer codes.** For `x ∈ [2^lo, 2^hi)` one batched comparison
-//! gives the bits `b_m = [x ≥ θ_m]` against the thresholds `θ_m = 2^(lo + m/16)`. They form
+//! gives the bits `b_m = [x ≥ θ_m]` against the thresholds `θ_m = 2^(lo + m/16)` (in a
+//! norm or a softmax, where one input scales a row; elementwise, 4 per octave and a
+//! quadratic, see [`reciprocal`]). They form
 //! a thermometer code of the interval `i = Σ b_m` with `x ∈ [θ_i, θ_{i+1})`, so *any*
 //! function of `i` is linear in them: `g(i) = g(0) + Σ_m b_m·(g(m) − g(m−1))` with public
 //! coefficients — local. With `s = 1/θ_{i+1}`, `u = x·s ∈ [2^(−1/16), 1)`, where a
@@ -233,8 +235,12 @@ pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u6
 
 // ---- normalisation ----------------------------------------------------------------------
 
-/// Thresholds per octave of the normalising thermometer.
-const PER_OCTAVE: i32 = 16;
+/// Thresholds per octave of the normalising thermometer where one input scales many values
+/// (a norm's row, a softmax's row): the comparisons are per input, the products per value.
+const FINE: i32 = 16;
+/// Thresholds per octave where each input is one value (elementwise [`reciprocal`] and
+/// [`rsqrt`]): a quarter of the comparisons, one product more.
+const COARSE: i32 = 4;
 
 /// `2^(j/32)`, `0 ≤ j < 32`.
 const POW2_32: [f64; 32] = [
@@ -277,14 +283,15 @@ fn pow2_32(e: i32) -> f64 {
     pow2i(e.div_euclid(32)) * POW2_32[e.rem_euclid(32) as usize]
 }
 
-/// Thresholds of the thermometer over `[2^lo, 2^hi)`: `θ_m = 2^(lo + m/16)`, `0 < m < T`.
-const fn thresholds(lo: i32, hi: i32) -> usize {
-    if hi > lo { ((hi - lo) * PER_OCTAVE - 1) as usize } else { 0 }
+/// Thresholds of the thermometer over `[2^lo, 2^hi)` with `per` to an octave:
+/// `θ_m = 2^(lo + m/per)`, `0 < m < T`.
+const fn thresholds(lo: i32, hi: i32, per: i32) -> usize {
+    if hi > lo { ((hi - lo) * per - 1) as usize } else { 0 }
 }
 
-/// `θ_m` as a power of `2^(1/32)`: `θ_m = 2^(theta_e(lo, m)/32)`.
-fn theta_e(lo: i32, m: usize) -> i32 {
-    2 * (PER_OCTAVE * lo + m as i32)
+/// `θ_m` as a power of `2^(1/32)`: `θ_m = 2^(theta_e(lo, m, per)/32)` (`per` divides 16).
+fn theta_e(lo: i32, m: usize, per: i32) -> i32 {
+    32 * lo + m as i32 * (32 / per)
 }
 
 /// One batched comparison against every threshold `θ_m`: `bits[(m−1)·n + e] = [x_e ≥ θ_m]`
@@ -296,14 +303,15 @@ fn thermometer<P: Protocol>(
     f: u32,
     lo: i32,
     hi: i32,
+    per: i32,
     offsets: &mut [u64],
     bits: &mut [u64],
     tmp: &mut [u64],
 ) -> Result<usize> {
-    let t = thresholds(lo, hi);
+    let t = thresholds(lo, hi, per);
     let total = t * x.len();
     for (m, o) in offsets[..t].iter_mut().enumerate() {
-        *o = enc(pow2_32(theta_e(lo, m + 1)), f);
+        *o = enc(pow2_32(theta_e(lo, m + 1, per)), f);
     }
     p.ltz_many(x, &offsets[..t], &mut tmp[..total])?;
     rsub_public(p, 1, &tmp[..total], &mut bits[..total])?; // b = 1 − [x < θ_m]
@@ -347,7 +355,7 @@ pub const fn normalised_scratch(n: usize, planes: usize, lo: i32, hi: i32) -> us
 
 /// Scratch words of [`inverse`] for `rows` inputs scaling `rows × cols` values.
 const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i32) -> usize {
-    let t = thresholds(lo, hi);
+    let t = thresholds(lo, hi, if cols == 1 { COARSE } else { FINE });
     let rl = rows * planes;
     let nl = rows * cols * planes;
     t + 2 * t * rl + 2 * rl + 5 * (rl + nl)
@@ -362,15 +370,17 @@ fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
 }
 
 /// `out = 1/x` at `out_bits` fractional bits, for `x ∈ [2^lo, 2^hi)` at `fp` bits:
-/// relative error ≤ 1e-3 (tested on [1, 1000]; the recipe's line 2.4e-4).
+/// relative error ≤ 1e-3 (tested on [1, 1000]; the recipe's quadratic 1.6e-4).
 ///
-/// A thermometer of 16 thresholds per octave (one batched comparison) puts `x` in an
-/// interval `[θ_i, θ_{i+1})` of ratio `2^(1/16)`; with `s = 1/θ_{i+1}` (linear in the
-/// thermometer bits, so local), `x·s ∈ [2^(−1/16), 1)`, where the minimax line
-/// `a + b·u ≈ 1/u` is within 2.4e-4. Then `1/x = s·(a + b·x·s)`: one product makes
-/// `b·x·s` (its scale `b·s` is again linear in the bits) and one more multiplies by `s`.
-/// Rounds: 6 + 2 + 2 = 10 in 2PC-Dealer. Outside the range the result is wrong (no error
-/// is raised: the range is the caller's promise).
+/// A thermometer of 4 thresholds per octave (one batched comparison) puts `x` in an
+/// interval `[θ_i, θ_{i+1})` of ratio `2^(1/4)`; with `s = 1/θ_{i+1}` (linear in the
+/// thermometer bits, so local), `u = x·s ∈ [2^(−1/4), 1)`, where the minimax quadratic
+/// `a + b·u + c·u² ≈ 1/u` is within 1.6e-4. Then `1/x = s·(a + b·u + c·u²)`: one product
+/// makes `b·u` and `√c·u` (their scales are again linear in the bits), a squaring `c·u²`,
+/// one more product multiplies by `s`. Rounds: 6 + 2 + 2 + 2 = 12 in 2PC-Dealer. (Softmax
+/// and RMSNorm, where one input scales a whole row, use 16 thresholds per octave and a
+/// line instead, and fold the scaling into the row: 10 rounds.) Outside the range the
+/// result is wrong (no error is raised: the range is the caller's promise).
 #[allow(clippy::too_many_arguments)]
 pub fn reciprocal<P: Protocol>(
     p: &mut P,
@@ -386,9 +396,9 @@ pub fn reciprocal<P: Protocol>(
 }
 
 /// `out = 1/√x` at `out_bits` fractional bits for `x ∈ [2^lo, 2^hi)`: relative error ≤ 1e-3
-/// (tested on [0.01, 100]; the recipe's line 8.8e-5). As [`reciprocal`], with
-/// `1/√x = √s·(a + b·x·s)` for the minimax line of `1/√u` on `[2^(−1/16), 1)`.
-/// Rounds: 6 + 2 + 2 = 10 in 2PC-Dealer.
+/// (tested on [0.01, 100]; the recipe's quadratic 5.1e-5). As [`reciprocal`], with
+/// `1/√x = √s·(a + b·u + c·u²)` for the minimax quadratic of `1/√u` on `[2^(−1/4), 1)`.
+/// Rounds: 6 + 2 + 2 + 2 = 12 in 2PC-Dealer.
 #[allow(clippy::too_many_arguments)]
 pub fn rsqrt<P: Protocol>(
     p: &mut P,
@@ -418,9 +428,18 @@ impl Kind {
         }
     }
 
+    /// `a + b·u + c·u²` ≈ `u^-1` or `u^-1/2` on `[2^(−1/4), 1)` (minimax relative: 1.6e-4,
+    /// 5.1e-5).
+    fn quadratic(self) -> (f64, f64, f64) {
+        match self {
+            Kind::Recip => (3.271509386978701, -3.5608987351741126, 1.2895521658628553),
+            Kind::Rsqrt => (1.958239759857983, -1.4219765048561737, 0.4637876574859083),
+        }
+    }
+
     /// The factor `g` for interval `i` (upper edge `θ_{i+1}`): `1/θ` or `1/√θ`.
-    fn factor(self, lo: i32, i: usize) -> f64 {
-        let e = theta_e(lo, i + 1);
+    fn factor(self, lo: i32, i: usize, per: i32) -> f64 {
+        let e = theta_e(lo, i + 1, per);
         match self {
             Kind::Recip => pow2_32(-e),
             Kind::Rsqrt => pow2_32(-e / 2), // e is even
@@ -434,9 +453,11 @@ const NB: u32 = 29;
 /// `out[r·cols + c] = v[r·cols + c] · post · x_r^k` (`k = −1` or `−1/2`, `x_r ∈ [2^lo,
 /// 2^hi)`) at `out_bits`, given `|out| < 2^out_log2`; without `v`, `cols = 1` and `v = 1`.
 ///
-/// With `g = post·θ_{i+1}^k` and `L = a + b·x·θ_{i+1}^-1` (see [`reciprocal`]): one batched
-/// product gives `b·x/θ` and `w = v·g` together, a second gives `w·L`: 6 + 2 + 2 rounds for
-/// the whole `v·x^k`, where normalising first and then scaling took three products more.
+/// With `v`: 16 thresholds per octave, `g = post·θ_{i+1}^k` and `L = a + b·x·θ_{i+1}^-1`
+/// (see [`reciprocal`]): one batched product gives `b·x/θ` and `w = v·g` together, a second
+/// gives `w·L`: 6 + 2 + 2 rounds for the whole `v·x^k`. Without `v` (one value per input):
+/// 4 thresholds per octave and a quadratic `a + b·u + c·u²`, whose `b·u` and `√c·u` come
+/// from one product, `c·u²` from a squaring, and `g·(…)` from a third: 6 + 2 + 2 + 2 rounds.
 #[allow(clippy::too_many_arguments)]
 fn inverse<P: Protocol>(
     p: &mut P,
@@ -465,17 +486,19 @@ fn inverse<P: Protocol>(
         return Err(Error::InvalidArgument);
     }
     check_scratch(scratch, inverse_scratch(rows, cols, pl, lo, hi))?;
-    let (a, b) = kind.line();
+    let per = if v.is_some() { FINE } else { COARSE };
+    let t = thresholds(lo, hi, per);
     // The largest factor g (the lowest interval) bounds the output when there is no v.
-    let g_max = post * kind.factor(lo, 0) * 1.0001;
-    let g_min = post * kind.factor(lo, thresholds(lo, hi));
+    let g_max = post * kind.factor(lo, 0, per) * 1.0001;
+    let g_min = post * kind.factor(lo, t, per);
     let v_log2 = match v {
         Some(_) => out_log2,
-        None => ceil_log2_f64(g_max * 1.06).max(0) + 1,
+        None => ceil_log2_f64(g_max * 1.2).max(0) + 1,
     };
-    // Widths: w = v·g at W bits, L at nb bits, their product at W + nb (< 2^(61 − v_log2));
-    // the batched product shares one shift sh = f + s_bits − nb between x·(b·s) (below
-    // 2^(f + s_bits), s_bits ≤ 61 − f) and v·g (g at G = W + sh − f bits, below 2^61).
+    // Widths: w = v·g at W bits, L at nb bits, their product at W + nb (< 2^(61 − v_log2)).
+    // With v, the batched product shares one shift sh = f + s_bits − nb between x·(b·s)
+    // (below 2^(f + s_bits), s_bits ≤ 61 − f) and v·g (g at G = W + sh − f bits, below
+    // 2^61). Without, x·(b·s) and x·(√c·s) (|b|, √c < 4) are below 2^(f + s_bits + 2).
     let w_bits = (out_bits + 1) as i32;
     let nb = (NB as i32).min(61 - w_bits - v_log2);
     let (s_bits, g_bits) = match v {
@@ -484,7 +507,7 @@ fn inverse<P: Protocol>(
             let s_bits = (61 - f as i32).min(g_cap - w_bits + nb);
             (s_bits, w_bits + s_bits - nb)
         }
-        None => (61 - f as i32, w_bits),
+        None => (59 - f as i32, w_bits),
     };
     let sh = f as i32 + s_bits - nb;
     // s down to 2^-hi and g down to g_min need ≥ 12 bits each; L needs ≥ 16.
@@ -492,16 +515,16 @@ fn inverse<P: Protocol>(
         return Err(Error::InvalidArgument);
     }
     let (s_bits, g_bits, nb, sh, w_bits) = (s_bits as u32, g_bits as u32, nb as u32, sh as u32, w_bits as u32);
-    let t = thresholds(lo, hi);
     let [offsets, bits, tmp, bs, g, cat_a, cat_b, prod, res, lb] =
         carve(scratch, [t, t * rl, t * rl, rl, rl, rl + nl, rl + nl, rl + nl, rl + nl, nl]);
-    thermometer(p, x, f, lo, hi, offsets, bits, tmp)?;
-    let s = |i: usize| Kind::Recip.factor(lo, i);
-    from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
-    from_thermometer(p, bits, rows, t, |i| post * kind.factor(lo, i), g_bits, g)?;
+    thermometer(p, x, f, lo, hi, per, offsets, bits, tmp)?;
+    let s = |i: usize| Kind::Recip.factor(lo, i, per);
+    from_thermometer(p, bits, rows, t, |i| post * kind.factor(lo, i, per), g_bits, g)?;
     let (l, w) = res.split_at_mut(rl);
     match v {
         Some(v) => {
+            let (a, b) = kind.line();
+            from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
             // [x | v] ⊙ [b·s | g per row] → [b·x·s | w], one product.
             put(pl, x, rows, cat_a, rows + n, 0);
             put(pl, v, n, cat_a, rows + n, rows);
@@ -514,13 +537,27 @@ fn inverse<P: Protocol>(
             p.mul_trunc(cat_a, cat_b, sh, prod)?;
             gather(pl, prod, rows + n, l, rows, |e| e);
             gather(pl, prod, rows + n, &mut w[..nl], n, |e| rows + e);
+            add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·x·s
         }
         None => {
-            p.mul_trunc(x, bs, sh, l)?;
+            let (a, b, c) = kind.quadratic();
+            // [x | x] ⊙ [b·s | √c·s] → [b·u | √c·u], then (√c·u)² = c·u².
+            let cs = &mut lb[..rl];
+            from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
+            from_thermometer(p, bits, rows, t, |i| sqrt_f64(c) * s(i), s_bits, cs)?;
+            put(pl, x, rows, cat_a, 2 * rows, 0);
+            put(pl, x, rows, cat_a, 2 * rows, rows);
+            put(pl, bs, rows, cat_b, 2 * rows, 0);
+            put(pl, cs, rows, cat_b, 2 * rows, rows);
+            p.mul_trunc(&cat_a[..2 * rl], &cat_b[..2 * rl], sh, &mut prod[..2 * rl])?;
+            gather(pl, prod, 2 * rows, l, rows, |e| e);
+            gather(pl, prod, 2 * rows, bs, rows, |e| rows + e);
+            p.square_trunc(bs, nb, &mut cat_a[..rl])?;
+            crate::ring::add_assign(l, &cat_a[..rl])?;
+            add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·u + c·u²
             w[..nl].copy_from_slice(g);
         }
     }
-    add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·x·s
     gather(pl, l, rows, lb, n, |e| e / cols);
     p.mul_trunc(&w[..nl], lb, w_bits + nb - out_bits, out)
 }
