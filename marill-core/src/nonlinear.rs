@@ -9,7 +9,7 @@
 //! `tests/tests/nonlinear.rs` and the cost harness (`--op exp|…`); the figures quoted here
 //! are for 2PC-Dealer / 3PC.
 //!
-//! Shared building blocks: `ltz` (6 / 7 rounds, exact), `mul_trunc` and `square_trunc`
+//! Shared building blocks: `ltz` (4 / 5 rounds, exact), `mul_trunc` and `square_trunc`
 //! (2 / 2 rounds; exact-range truncation, error ⌊·⌋ + {0, 1}), comparisons batched so that
 //! every comparison of one step is one `ltz` call. Internal precision is raised where a
 //! recipe needs it (`F = 30` fractional bits for values ≤ 1, whose products stay below
@@ -17,15 +17,15 @@
 //!
 //! | op | recipe | input range | error bound (tested) | rounds |
 //! |---|---|---|---|---|
-//! | [`relu`] | `x·(1 − [x<0])` | any | exact | 7 / 8 |
+//! | [`relu`] | `x·(1 − [x<0])` | any | exact | 5 / 6 |
 //! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× | `[-115, 0]` | 1.5e-3 abs | 12 / 17 |
-//! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 12 / 13 |
-//! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 12 / 13 |
-//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 12 / 13 |
-//! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 78 / 89 at `C = 128` (groups of 4: 63 / 71) |
-//! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | 17 / 19 |
-//! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 14 / 16 |
-//! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 10·⌈log8 C⌉ / 11·⌈log8 C⌉ at most |
+//! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
+//! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
+//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 10 / 11 |
+//! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 62 / 73 at `C = 128` (groups of 4: 51 / 59) |
+//! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | 13 / 15 |
+//! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 12 / 14 |
+//! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 8·⌈log8 C⌉ / 9·⌈log8 C⌉ at most |
 //!
 //! **Normalisation by thermometer codes.** For `x ∈ [2^lo, 2^hi)` one batched comparison
 //! gives the bits `b_m = [x ≥ θ_m]` against the thresholds `θ_m = 2^(lo + m/16)` (in a
@@ -185,7 +185,7 @@ pub const fn relu_scratch(n: usize, planes: usize) -> usize {
     n * planes
 }
 
-/// `out = max(x, 0)`: `x·(1 − [x<0])`. Exact. 7 / 8 rounds.
+/// `out = max(x, 0)`: `x·(1 − [x<0])`. Exact. 5 / 6 rounds.
 pub fn relu<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64]) -> Result<()> {
     ensure_shape(x.len() == out.len() && x.len().is_multiple_of(P::PLANES))?;
     let len = x.len();
@@ -350,12 +350,13 @@ fn from_thermometer<P: Protocol>(
 
 /// Scratch words for [`reciprocal`] / [`rsqrt`] of `n` elements over `[2^lo, 2^hi)`.
 pub const fn normalised_scratch(n: usize, planes: usize, lo: i32, hi: i32) -> usize {
-    inverse_scratch(n, 1, planes, lo, hi)
+    inverse_scratch(n, 1, planes, lo, hi, false)
 }
 
-/// Scratch words of [`inverse`] for `rows` inputs scaling `rows × cols` values.
-const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i32) -> usize {
-    let t = thresholds(lo, hi, if cols == 1 { COARSE } else { FINE });
+/// Scratch words of [`inverse`] for `rows` inputs scaling `rows × cols` values (`fine`:
+/// with values `v`, 16 thresholds per octave; without, 4).
+const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i32, fine: bool) -> usize {
+    let t = thresholds(lo, hi, if fine { FINE } else { COARSE });
     let rl = rows * planes;
     let nl = rows * cols * planes;
     t + 2 * t * rl + 2 * rl + 5 * (rl + nl)
@@ -377,9 +378,9 @@ fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
 /// thermometer bits, so local), `u = x·s ∈ [2^(−1/4), 1)`, where the minimax quadratic
 /// `a + b·u + c·u² ≈ 1/u` is within 1.6e-4. Then `1/x = s·(a + b·u + c·u²)`: one product
 /// makes `b·u` and `√c·u` (their scales are again linear in the bits), a squaring `c·u²`,
-/// one more product multiplies by `s`. Rounds: 6 + 2 + 2 + 2 = 12 in 2PC-Dealer. (Softmax
+/// one more product multiplies by `s`. Rounds: 4 + 2 + 2 + 2 = 10 in 2PC-Dealer. (Softmax
 /// and RMSNorm, where one input scales a whole row, use 16 thresholds per octave and a
-/// line instead, and fold the scaling into the row: 10 rounds.) Outside the range the
+/// line instead, and fold the scaling into the row: 8 rounds.) Outside the range the
 /// result is wrong (no error is raised: the range is the caller's promise).
 #[allow(clippy::too_many_arguments)]
 pub fn reciprocal<P: Protocol>(
@@ -398,7 +399,7 @@ pub fn reciprocal<P: Protocol>(
 /// `out = 1/√x` at `out_bits` fractional bits for `x ∈ [2^lo, 2^hi)`: relative error ≤ 1e-3
 /// (tested on [0.01, 100]; the recipe's quadratic 5.1e-5). As [`reciprocal`], with
 /// `1/√x = √s·(a + b·u + c·u²)` for the minimax quadratic of `1/√u` on `[2^(−1/4), 1)`.
-/// Rounds: 6 + 2 + 2 + 2 = 12 in 2PC-Dealer.
+/// Rounds: 4 + 2 + 2 + 2 = 10 in 2PC-Dealer.
 #[allow(clippy::too_many_arguments)]
 pub fn rsqrt<P: Protocol>(
     p: &mut P,
@@ -455,9 +456,9 @@ const NB: u32 = 29;
 ///
 /// With `v`: 16 thresholds per octave, `g = post·θ_{i+1}^k` and `L = a + b·x·θ_{i+1}^-1`
 /// (see [`reciprocal`]): one batched product gives `b·x/θ` and `w = v·g` together, a second
-/// gives `w·L`: 6 + 2 + 2 rounds for the whole `v·x^k`. Without `v` (one value per input):
+/// gives `w·L`: 4 + 2 + 2 rounds for the whole `v·x^k`. Without `v` (one value per input):
 /// 4 thresholds per octave and a quadratic `a + b·u + c·u²`, whose `b·u` and `√c·u` come
-/// from one product, `c·u²` from a squaring, and `g·(…)` from a third: 6 + 2 + 2 + 2 rounds.
+/// from one product, `c·u²` from a squaring, and `g·(…)` from a third: 4 + 2 + 2 + 2 rounds.
 #[allow(clippy::too_many_arguments)]
 fn inverse<P: Protocol>(
     p: &mut P,
@@ -485,7 +486,7 @@ fn inverse<P: Protocol>(
     if out_bits == 0 || out_bits > 40 || post.is_nan() || post <= 0.0 {
         return Err(Error::InvalidArgument);
     }
-    check_scratch(scratch, inverse_scratch(rows, cols, pl, lo, hi))?;
+    check_scratch(scratch, inverse_scratch(rows, cols, pl, lo, hi, v.is_some()))?;
     let per = if v.is_some() { FINE } else { COARSE };
     let t = thresholds(lo, hi, per);
     // The largest factor g (the lowest interval) bounds the output when there is no v.
@@ -583,7 +584,7 @@ fn rms_lo(d: usize, eps: f64) -> i32 {
 
 /// Scratch words for [`rms_norm`] over `rows × d` (with `eps ≥ 2^-24 / d`, as any model has).
 pub const fn rms_norm_scratch(rows: usize, d: usize, planes: usize) -> usize {
-    6 * rows * d * planes + rows * planes + inverse_scratch(rows, d, planes, -24, RMS_SUM_LOG2_MAX)
+    6 * rows * d * planes + rows * planes + inverse_scratch(rows, d, planes, -24, RMS_SUM_LOG2_MAX, true)
 }
 
 /// `out = x / √(mean(x²) + eps) ⊙ gain`, row-wise over `rows × d`; error ≤ 1e-3 for
@@ -592,7 +593,7 @@ pub const fn rms_norm_scratch(rows: usize, d: usize, planes: usize) -> usize {
 ///
 /// One product gives `x²` and `x ⊙ gain` together (a public gain as trivial shares); the
 /// row sums of `x²` go through [`rsqrt`]'s thermometer, and its two products scale
-/// `x ⊙ gain` directly (`√d` folded into the factor). Rounds: 2 + 6 + 2 + 2 = 12 in
+/// `x ⊙ gain` directly (`√d` folded into the factor). Rounds: 2 + 4 + 2 + 2 = 10 in
 /// 2PC-Dealer.
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm<P: Protocol>(
@@ -621,8 +622,10 @@ pub fn rms_norm<P: Protocol>(
     let lo = rms_lo(d, eps);
     check_range(lo, RMS_SUM_LOG2_MAX, f)?;
     check_scratch(scratch, rms_norm_scratch(rows, d, pl))?;
-    let [cat_a, cat_b, prods, ssum, rest] =
-        carve(scratch, [2 * len, 2 * len, 2 * len, rows * pl, inverse_scratch(rows, d, pl, lo, RMS_SUM_LOG2_MAX)]);
+    let [cat_a, cat_b, prods, ssum, rest] = carve(
+        scratch,
+        [2 * len, 2 * len, 2 * len, rows * pl, inverse_scratch(rows, d, pl, lo, RMS_SUM_LOG2_MAX, true)],
+    );
     // [x | x] ⊙ [x | gain] → [x² | x ⊙ gain].
     put(pl, x, n, cat_a, 2 * n, 0);
     put(pl, x, n, cat_a, 2 * n, n);
@@ -669,7 +672,7 @@ pub const fn row_max_scratch(rows: usize, cols: usize, group: usize, planes: usi
 
 /// Row-wise maximum of `rows × cols` into `out` (`rows` elements). Exact. A pairwise
 /// tournament: each level compares neighbours in one batched `ltz` and selects with one
-/// product, `⌈log2 cols⌉` levels of 7 / 8 rounds, one comparison and one product per entry
+/// product, `⌈log2 cols⌉` levels of 5 / 6 rounds, one comparison and one product per entry
 /// in all.
 pub fn row_max<P: Protocol>(
     p: &mut P,
@@ -683,7 +686,7 @@ pub fn row_max<P: Protocol>(
 }
 
 /// [`row_max`] as a tournament in groups of `group` ≥ 2 ([`grouped`]): groups of 4 take
-/// `⌈log4 cols⌉` levels of 9 / 10 rounds (27 / 30 over 64 columns, against 42 / 48
+/// `⌈log4 cols⌉` levels of 7 / 8 rounds (21 / 24 over 64 columns, against 30 / 36
 /// pairwise) for 2 comparisons and about 3.7 exact products per entry instead of 1 and 1.
 /// Worth it where rounds cost more than bytes: decoding (one query row per head), or a
 /// long-latency link.
@@ -716,9 +719,9 @@ const fn grouped_scratch(rows: usize, cols: usize, k: usize, with_index: bool, p
 
 /// Row-wise argmax: shares of the index (an integer, not fixed point) and of the maximum.
 /// Exact; on ties the lowest index wins. A tournament in groups of [`ARGMAX_GROUP`]
-/// ([`grouped`]): over 32 000 entries, 5 levels, 50 / 55 rounds (a pairwise tree: 105 /
-/// 120), 6.4 MB per compute party in 2PC-Dealer (the pairwise tree: 1.5 MB; groups of 16
-/// took 43 rounds and 12.4 MB, a poor trade on a LAN).
+/// ([`grouped`]): over 32 000 entries, 5 levels, 40 / 45 rounds (a pairwise tree: 75 /
+/// 90), 6.4 MB per compute party in 2PC-Dealer (the pairwise tree: 1.5 MB; with 6-round
+/// comparisons, groups of 16 took 43 rounds and 12.4 MB, a poor trade on a LAN).
 pub fn argmax<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -993,7 +996,7 @@ fn check_causal(rows: usize, cols: usize, causal: Option<usize>) -> Result<()> {
 /// Row-wise softmax of `rows × cols` scores with an optional causal mask: max-subtracted,
 /// `exp`, `reciprocal` of the row sum (range `[2^-1, 2^⌈log2 cols⌉+1)`, 30 output bits),
 /// one product. Error ≤ 5e-3 (tested: rows of 128, scores N(0, 2²)). Masked entries get
-/// exactly 0. Max-subtracted scores are clamped at −64 (one `relu`: 7 / 8 rounds and one
+/// exactly 0. Max-subtracted scores are clamped at −64 (one `relu`: 5 / 6 rounds and one
 /// comparison per score) before `exp`, whose polynomial is meaningless below −115: trained
 /// models do reach such spreads (the embedded default's base has rows spread past 103, where
 /// f32 underflows), and without the clamp their secure tokens differed from the plaintext
@@ -1064,7 +1067,7 @@ pub fn softmax_in_groups<P: Protocol>(
 
 /// Scratch of [`normalise_rows`] for both softmaxes (the widest range, 2ReLU's).
 const fn rows_inverse_scratch(rows: usize, cols: usize, planes: usize) -> usize {
-    inverse_scratch(rows, cols, planes, -8, ceil_log2(cols) + 12)
+    inverse_scratch(rows, cols, planes, -8, ceil_log2(cols) + 12, true)
 }
 
 /// `out = e / rowsum(e)` with the row sum in `[2^lo, 2^hi)` and every output in `[0, 1]`.
@@ -1092,7 +1095,7 @@ fn normalise_rows<P: Protocol>(
 }
 
 /// The MPC-friendly softmax MARILL pairs with head merging: `relu(x) / (Σ relu(x) + 2^-8)`
-/// row-wise (masked entries 0). No exponential and no row max: ≈ 27 rounds whatever the
+/// row-wise (masked entries 0). No exponential and no row max: 13 rounds whatever the
 /// row length. Scores are assumed below 2^12 in magnitude.
 pub fn softmax_2relu<P: Protocol>(
     p: &mut P,
@@ -1124,12 +1127,12 @@ pub const fn act_scratch(n: usize, planes: usize) -> usize {
     34 * n * planes
 }
 
-/// `x·σ(x)`, max abs error ≤ 3e-3 (measured 2.7e-3, the tail at |x| = 8). 14 / 16 rounds.
+/// `x·σ(x)`, max abs error ≤ 3e-3 (measured 2.7e-3, the tail at |x| = 8). 12 / 14 rounds.
 pub fn silu<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
     act_poly(p, x, out, scratch, fp, 3, &SILU_COEFFS)
 }
 
-/// GeLU, tanh form, max abs error ≤ 5e-3 (fit 1.0e-4). 14 / 16 rounds.
+/// GeLU, tanh form, max abs error ≤ 5e-3 (fit 1.0e-4). 12 / 14 rounds.
 pub fn gelu<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
     act_poly(p, x, out, scratch, fp, 2, &GELU_COEFFS)
 }

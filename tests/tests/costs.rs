@@ -109,10 +109,13 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Dealer, Op::MatmulWeight) => ([8 * mn, 8 * nk, 8 * mk], 2),
         (Setting::Dealer, Op::Trunc) => ([8 * n, 8 * n, 16 * n], 1),
         (Setting::Dealer, Op::MulTrunc) => ([24 * n, 24 * n, 24 * n], 2),
-        (Setting::Dealer, Op::Ltz) => ([8 * n + 424 * w, 8 * n + 424 * w, 40 * n + 216 * w], 6),
+        // Open (8n); two rounds of 4-way combines opening 32 + 8 variable planes (320w)
+        // against 88 + 15 dealt mask-product planes (824w); b2a (8w / 8n); tables 32n and
+        // msb(r) 8w from the dealer.
+        (Setting::Dealer, Op::Ltz) => ([8 * n + 328 * w, 8 * n + 328 * w, 40 * n + 832 * w], 4),
         (Setting::Dealer, Op::LtzMany) => {
             let w3 = bit_words(3 * N) as u64;
-            ([8 * n + 424 * w3, 8 * n + 424 * w3, 32 * n + 8 * w + 208 * w3 + 24 * n], 6)
+            ([8 * n + 328 * w3, 8 * n + 328 * w3, 32 * n + 8 * w + 824 * w3 + 24 * n], 4)
         }
         (Setting::Dealer, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
         (Setting::Dealer, Op::B2a) => ([8 * w, 8 * w, 8 * n], 1),
@@ -125,10 +128,10 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
         (Setting::Rep3, Op::MatmulWeight) => ([8 * mk, 8 * nk + 8 * mk, 8 * mk], 2),
         (Setting::Rep3, Op::Trunc) => ([16 * n, 16 * n, 16 * n], 2),
         (Setting::Rep3, Op::MulTrunc) => ([16 * n, 16 * n, 32 * n], 2),
-        (Setting::Rep3, Op::Ltz) => ([16 * n + 424 * w, 16 * n + 424 * w, 40 * n + 216 * w], 7),
+        (Setting::Rep3, Op::Ltz) => ([16 * n + 328 * w, 16 * n + 328 * w, 40 * n + 832 * w], 5),
         (Setting::Rep3, Op::LtzMany) => {
             let w3 = bit_words(3 * N) as u64;
-            ([8 * n + 424 * w3 + 24 * n, 8 * n + 424 * w3 + 24 * n, 32 * n + 8 * w + 208 * w3 + 24 * n], 7)
+            ([8 * n + 328 * w3 + 24 * n, 8 * n + 328 * w3 + 24 * n, 32 * n + 8 * w + 824 * w3 + 24 * n], 5)
         }
         (Setting::Rep3, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
         (Setting::Rep3, Op::B2a) => ([8 * w + 8 * n, 8 * w + 8 * n, 8 * n], 2),

@@ -20,8 +20,8 @@
 //! | `trunc` n | 1 | 8n each | 16n |
 //! | `and` L words | 1 | 16L each | 8L |
 //! | `b2a` n bits | 1 | 8⌈n/64⌉ each | 8n |
-//! | `ltz` n | 6 | 8n + 8·53⌈n/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·26⌈n/64⌉ + 8n |
-//! | `ltz` n × k offsets | 6 | 8n + 8·53⌈kn/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·26⌈kn/64⌉ + 8kn |
+//! | `ltz` n | 4 | 8n + 8·41⌈n/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·103⌈n/64⌉ + 8n |
+//! | `ltz` n × k offsets | 4 | 8n + 8·41⌈kn/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·103⌈kn/64⌉ + 8kn |
 //!
 //! **Truncation** (exact range). To truncate `x` with `-2^62 ≤ x < 2^62`, A and B open
 //! `c = y + r` where `y = x + 2^62 ∈ [0, 2^63)` and `r` is uniform. Then
@@ -36,10 +36,13 @@
 //! `msb(x) = msb(c) ⊕ msb(r) ⊕ [c' < r']` with `c', r'` the low 63 bits. D deals, for each
 //! 4-bit chunk `j` of `r'` (16 chunks, the top one 3 bits), boolean shares of the
 //! thermometer table `T_j[v] = [v < r'_j]` (16 bits), so `[c'_j < r'_j] = T_j[c'_j]` and
-//! `[c'_j = r'_j] = T_j[c'_j − 1] ⊕ T_j[c'_j]` are local. A 4-level tree of ANDs
-//! (`lt = lt_hi ⊕ eq_hi·lt_lo`, `eq = eq_hi·eq_lo`, 26 ANDs, the lowest group's `eq` is
-//! never needed) gives the borrow; one more round converts the bit to arithmetic shares.
-//! Rounds: 1 (open) + 4 (tree) + 1 (b2a) = 6. Comparing one `x` against several public
+//! `[c'_j = r'_j] = T_j[c'_j − 1] ⊕ T_j[c'_j]` are local. Two rounds of 4-way combines
+//! (16 chunks → 4 groups → 1: `lt = lt_3 ⊕ eq_3·lt_2 ⊕ eq_3·eq_2·lt_1 ⊕ eq_3·eq_2·eq_1·lt_0`,
+//! `eq = eq_3·eq_2·eq_1·eq_0`) give the borrow: each opens its eight input bits under fresh
+//! dealt masks and evaluates every monomial locally from dealt XOR shares of the masks'
+//! products (22 bits per group, 15 for the last; a binary tree of ANDs took four rounds
+//! at 26 bits). One more round converts the bit to arithmetic shares. Rounds: 1 (open) +
+//! 2 (combines) + 1 (b2a) = 4. Comparing one `x` against several public
 //! offsets (`[x < θ_i]`, as range normalisation and activation windows do) reuses the
 //! opening and the tables: each offset adds only its tree and conversion.
 
@@ -580,7 +583,7 @@ impl Assist {
         // r, c-exchange (3n); tables (4n) + msb(r) (wn); lt, eq planes (32w); tree operands
         // and results (3·15w); the result bits (w); the largest sub-op scratch.
         let sub = max(max(Self::and_scratch(15 * w), Self::b2a_scratch(m)), 4 * n + wn);
-        3 * n + 4 * n + wn + 32 * w + 45 * w + w + sub
+        3 * n + 4 * n + wn + 32 * w + TREE4_OPS * w + w + sub
     }
 
     /// Arithmetic 2-of-2 shares of `[x − θ_i < 0]` for every public offset `θ_i`
@@ -603,9 +606,9 @@ impl Assist {
         }
         let wn = bit_words(n);
         let w = bit_words(m);
-        let fixed = 7 * n + wn + 78 * w;
+        let fixed = 7 * n + wn + (33 + TREE4_OPS) * w;
         let [r, msg, rcv, tables, r63, lt, eq, ops, bits, sub] =
-            carve(buf, [n, n, n, 4 * n, wn, 16 * w, 16 * w, 45 * w, w, Self::ltz_scratch(n, k) - fixed]);
+            carve(buf, [n, n, n, 4 * n, wn, 16 * w, 16 * w, TREE4_OPS * w, w, Self::ltz_scratch(n, k) - fixed]);
         // 1. open c = x + r (D: draw both masks and keep r).
         if self.role == Role::D {
             self.prg.fill(r);
@@ -674,14 +677,163 @@ impl Assist {
                 }
             }
         }
-        // 4. the tree: groups 16, 8, 4, 2 → halves.
-        borrow_tree(lt, eq, ops, w, |x, y, z| self.and(ch, x, y, z, sub))?;
+        // 4. the tree: 16 chunks → 4 groups → 1, two rounds.
+        self.tree4(ch, lt, eq, w, ops)?;
         // 5. msb(x − θ) = msb(c − θ) ⊕ msb(r) ⊕ borrow.
         for i in 0..w {
             bits[i] ^= lt[i];
         }
         // 6. to arithmetic.
         self.b2a(ch, bits, out, sub)
+    }
+}
+
+/// Variables of a 4-way combine: bit `i` is `lt_i` for `i < 4` and `eq_(i−4)` for `i ≥ 4`
+/// (chunk 0 the lowest).
+const L_TERMS: [u8; 4] = [1 << 3, (1 << 7) | (1 << 2), (1 << 7) | (1 << 6) | (1 << 1), 0b1110_0001];
+/// `eq = eq_3·eq_2·eq_1·eq_0`.
+const E_TERM: u8 = 0xF0;
+/// Mask products a combine needs: 22 with `eq`, 15 without.
+const MAX_PRODUCTS: usize = 22;
+/// Words of operand space per packed word of comparisons in [`Assist::tree4`].
+const TREE4_OPS: usize = 32 + 8 + 4 * (8 * 3 + MAX_PRODUCTS);
+
+/// The subsets `S` (|S| ≥ 2) of the monomials of a combine, each once, in a fixed order
+/// every party computes alike; returns their number.
+fn mask_products(with_e: bool, out: &mut [u8; MAX_PRODUCTS]) -> usize {
+    let mut k = 0;
+    let monos = [L_TERMS[0], L_TERMS[1], L_TERMS[2], L_TERMS[3], E_TERM];
+    for &m in &monos[..if with_e { 5 } else { 4 }] {
+        let mut s = m;
+        loop {
+            if s.count_ones() >= 2 && !out[..k].contains(&s) {
+                out[k] = s;
+                k += 1;
+            }
+            if s == 0 {
+                break;
+            }
+            s = (s - 1) & m;
+        }
+    }
+    k
+}
+
+impl Assist {
+    /// The borrow of the chunked comparison in two rounds: `lt` and `eq` hold 16 planes of
+    /// `w` packed XOR-share words (`[c_j < r_j]`, `[c_j = r_j]`, chunk 0 the lowest);
+    /// afterwards plane 0 of `lt` is the borrow. Each round combines four chunks (groups)
+    /// at once, `lt = lt_3 ⊕ eq_3·lt_2 ⊕ eq_3·eq_2·lt_1 ⊕ eq_3·eq_2·eq_1·lt_0` and
+    /// `eq = eq_3·eq_2·eq_1·eq_0`, from one masked opening (see [`Assist::combine4`]).
+    fn tree4<C: Channel>(&mut self, ch: &mut C, lt: &mut [u64], eq: &[u64], w: usize, ops: &mut [u64]) -> Result<()> {
+        let [vars, out_l, out_e, buf] = carve(ops, [32 * w, 4 * w, 4 * w, 4 * w * (24 + MAX_PRODUCTS)]);
+        for v in 0..8 {
+            for g in 0..4 {
+                let src = if v < 4 { &lt[(4 * g + v) * w..][..w] } else { &eq[(4 * g + v - 4) * w..][..w] };
+                vars[(v * 4 + g) * w..][..w].copy_from_slice(src);
+            }
+        }
+        self.combine4(ch, vars, 4 * w, true, out_l, out_e, buf)?;
+        for v in 0..8 {
+            let src = if v < 4 { &out_l[v * w..][..w] } else { &out_e[(v - 4) * w..][..w] };
+            vars[v * w..][..w].copy_from_slice(src);
+        }
+        self.combine4(ch, &vars[..8 * w], w, false, &mut lt[..w], &mut [], buf)
+    }
+
+    /// One round of 4-way combines over `gw` packed words per variable (`vars`: 8 planes,
+    /// variable-major). Every variable is opened under a fresh dealt mask, `d_v = v ⊕ m_v`;
+    /// a monomial `Π_{v∈M} v = ⊕_{S⊆M} (Π_{v∈M∖S} d_v)·m_S` is then linear in XOR shares of
+    /// the mask products `m_S`, which D deals (A's from its seed, B's as corrections): 22
+    /// bits per group with `eq`, 15 without, against the 3 ANDs (3 bits) per pair of a
+    /// binary tree and two rounds more.
+    #[allow(clippy::too_many_arguments)]
+    fn combine4<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        vars: &[u64],
+        gw: usize,
+        with_e: bool,
+        out_l: &mut [u64],
+        out_e: &mut [u64],
+        buf: &mut [u64],
+    ) -> Result<()> {
+        let mut subs = [0u8; MAX_PRODUCTS];
+        let np = mask_products(with_e, &mut subs);
+        let mut index = [0u8; 256];
+        for (j, s) in subs[..np].iter().enumerate() {
+            index[*s as usize] = j as u8;
+        }
+        let [masks, prods, msg, rcv] = carve(buf, [8 * gw, np * gw, 8 * gw, 8 * gw]);
+        if self.role == Role::D {
+            self.prg.fill(masks);
+            self.prg.fill(prods);
+            self.prg_b().fill(msg);
+            for (m, b) in masks.iter_mut().zip(msg.iter()) {
+                *m ^= b;
+            }
+            for (j, s) in subs[..np].iter().enumerate() {
+                for i in 0..gw {
+                    let mut acc = u64::MAX;
+                    for v in 0..8 {
+                        if (s >> v) & 1 == 1 {
+                            acc &= masks[v * gw + i];
+                        }
+                    }
+                    prods[j * gw + i] ^= acc;
+                }
+            }
+            send_words(ch, self.b(), prods)?;
+            out_l.fill(0);
+            out_e.fill(0);
+            return Ok(());
+        }
+        self.prg.fill(masks);
+        if self.role == Role::A {
+            self.prg.fill(prods);
+        }
+        for i in 0..8 * gw {
+            msg[i] = vars[i] ^ masks[i];
+        }
+        self.exchange(ch, msg, rcv)?;
+        if self.role == Role::B {
+            recv_words(ch, self.d(), prods)?;
+        }
+        for (r, m) in rcv.iter_mut().zip(msg.iter()) {
+            *r ^= m; // d_v
+        }
+        let all_a = 0u64.wrapping_sub(self.is_a());
+        let term = |mono: u8, i: usize| -> u64 {
+            let mut acc = 0u64;
+            let mut s = mono;
+            loop {
+                let rest = mono & !s;
+                let mut coef = u64::MAX;
+                for v in 0..8 {
+                    if (rest >> v) & 1 == 1 {
+                        coef &= rcv[v * gw + i];
+                    }
+                }
+                let share = match s.count_ones() {
+                    0 => all_a,
+                    1 => masks[s.trailing_zeros() as usize * gw + i],
+                    _ => prods[index[s as usize] as usize * gw + i],
+                };
+                acc ^= coef & share;
+                if s == 0 {
+                    break;
+                }
+                s = (s - 1) & mono;
+            }
+            acc
+        };
+        for i in 0..gw {
+            out_l[i] = term(L_TERMS[0], i) ^ term(L_TERMS[1], i) ^ term(L_TERMS[2], i) ^ term(L_TERMS[3], i);
+            if with_e {
+                out_e[i] = term(E_TERM, i);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@
 //! | `matmul` m×n×k | 1 | 8(mn+nk) / 8mk |
 //! | `trunc` | 1 | 8n / 16n |
 //! | `mul_trunc` | 2 | 24n / 24n |
-//! | `ltz` | 6 | see [`assist`](super::assist) |
+//! | `ltz` | 4 | see [`assist`](super::assist) |
 //! | `fill_weight` n×k (once) | 1 | party 1 sends 8nk to party 0 |
 //! | `matmul_weight` m×n×k | 1 | party 0 sends 8mn, party 1 nothing / 8mk |
 //!

@@ -22,7 +22,7 @@
 //! | `matmul` m×n×k | 1 | 8mk (independent of n) |
 //! | `trunc` | 2 | 16n / 16n |
 //! | `mul_trunc` | 2 | 16n / 32n |
-//! | `ltz` | 7 | as 2PC-Dealer's `ltz` plus 8n for the reshare (parties 0, 1) |
+//! | `ltz` | 5 | as 2PC-Dealer's `ltz` plus 8n for the reshare (parties 0, 1) |
 //!
 //! (The helper's column is for the first engine op of a session, whose helper is party 2;
 //! later ops rotate the roles.)
