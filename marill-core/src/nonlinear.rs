@@ -18,7 +18,7 @@
 //! | op | recipe | input range | error bound (tested) | rounds |
 //! |---|---|---|---|---|
 //! | [`relu`] | `x·(1 − [x<0])` | any | exact | 5 / 6 |
-//! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× | `[-115, 0]` | 1.5e-3 abs | 12 / 17 |
+//! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× (a chain in 2PC-Dealer) | `[-115, 0]` | 1.5e-3 abs | 8 / 14 |
 //! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
 //! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
 //! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 10 / 11 |
@@ -209,7 +209,10 @@ pub const fn exp_scratch(n: usize, planes: usize) -> usize {
 /// then six squarings: `base^64 = e^x · (1 + O(|x|³/24576))`, at most 5.5e-5 absolute. The
 /// first three products truncate to 30 bits each; the last four squarings run in two
 /// pairs at 15 bits (a value ≤ 1 at 15 bits squared twice stays below 2^60), so a pair costs
-/// one truncation: 12 rounds in 2PC-Dealer, 96 bytes per element and compute party.
+/// one truncation: 12 rounds step by step, 96 bytes per element and compute party. In
+/// 2PC-Dealer the seven squarings run as one [`Protocol::square_chain`], where each
+/// truncation's opening also opens the next square's operand: 8 rounds, 64 bytes per
+/// element and compute party (the dealer 168, against 136).
 /// Below `EXP_MIN` the base polynomial grows again and the result is meaningless; softmax
 /// multiplies masked entries by zero afterwards.
 pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
@@ -221,6 +224,11 @@ pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u6
     // t = x / 64 at F bits: multiply by 2^(F - f - 6).
     p.scale(x, 1u64 << (F - f - 6), a)?;
     add_scalar_in_place(p, a, 1u64 << F)?; // 1 + t
+    // The same seven squarings as below, as one chain where the protocol has it.
+    let steps = [(0, F + 1), (1u64 << (F - 1), F), (0, F + 15), (0, 0), (0, 45), (0, 0), (0, 60 - f)];
+    if p.square_chain(a, &steps, out)? {
+        return Ok(());
+    }
     p.square_trunc(a, F + 1, b)?; // (1+t)²/2
     add_scalar_in_place(p, b, 1u64 << (F - 1))?; // base
     p.square_trunc(b, F, a)?; // base²
@@ -236,8 +244,12 @@ pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u6
 // ---- normalisation ----------------------------------------------------------------------
 
 /// Thresholds per octave of the normalising thermometer where one input scales many values
-/// (a norm's row, a softmax's row): the comparisons are per input, the products per value.
+/// (a softmax's row): the comparisons are per input, the products per value.
 const FINE: i32 = 16;
+/// The same for RMSNorm's inverse square root and 2ReLU's reciprocal, whose errors the
+/// layers compound (a random 4-layer 2ReLU + ReLU model's hidden states: 4.6e-2 off at 16,
+/// 1.0e-2 at 32): the line's error falls with the square of the interval.
+const FINER: i32 = 32;
 /// Thresholds per octave where each input is one value (elementwise [`reciprocal`] and
 /// [`rsqrt`]): a quarter of the comparisons, one product more.
 const COARSE: i32 = 4;
@@ -289,7 +301,7 @@ const fn thresholds(lo: i32, hi: i32, per: i32) -> usize {
     if hi > lo { ((hi - lo) * per - 1) as usize } else { 0 }
 }
 
-/// `θ_m` as a power of `2^(1/32)`: `θ_m = 2^(theta_e(lo, m, per)/32)` (`per` divides 16).
+/// `θ_m` as a power of `2^(1/32)`: `θ_m = 2^(theta_e(lo, m, per)/32)` (`per` divides 32).
 fn theta_e(lo: i32, m: usize, per: i32) -> i32 {
     32 * lo + m as i32 * (32 / per)
 }
@@ -350,13 +362,13 @@ fn from_thermometer<P: Protocol>(
 
 /// Scratch words for [`reciprocal`] / [`rsqrt`] of `n` elements over `[2^lo, 2^hi)`.
 pub const fn normalised_scratch(n: usize, planes: usize, lo: i32, hi: i32) -> usize {
-    inverse_scratch(n, 1, planes, lo, hi, false)
+    inverse_scratch(n, 1, planes, lo, hi, COARSE)
 }
 
-/// Scratch words of [`inverse`] for `rows` inputs scaling `rows × cols` values (`fine`:
-/// with values `v`, 16 thresholds per octave; without, 4).
-const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i32, fine: bool) -> usize {
-    let t = thresholds(lo, hi, if fine { FINE } else { COARSE });
+/// Scratch words of [`inverse`] for `rows` inputs scaling `rows × cols` values with `per`
+/// thresholds per octave (see [`Kind::per_octave`]).
+const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i32, per: i32) -> usize {
+    let t = thresholds(lo, hi, per);
     let rl = rows * planes;
     let nl = rows * cols * planes;
     t + 2 * t * rl + 2 * rl + 5 * (rl + nl)
@@ -393,7 +405,7 @@ pub fn reciprocal<P: Protocol>(
     hi: i32,
     out_bits: u32,
 ) -> Result<()> {
-    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Recip, 1.0, 0)
+    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Recip, 1.0, 0, false)
 }
 
 /// `out = 1/√x` at `out_bits` fractional bits for `x ∈ [2^lo, 2^hi)`: relative error ≤ 1e-3
@@ -411,7 +423,7 @@ pub fn rsqrt<P: Protocol>(
     hi: i32,
     out_bits: u32,
 ) -> Result<()> {
-    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Rsqrt, 1.0, 0)
+    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Rsqrt, 1.0, 0, false)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -421,11 +433,24 @@ enum Kind {
 }
 
 impl Kind {
-    /// `a + b·u` ≈ `u^-1` or `u^-1/2` on `[2^(−1/16), 1)` (minimax relative: 2.35e-4, 8.8e-5).
-    fn line(self) -> (f64, f64) {
-        match self {
-            Kind::Recip => (2.0437936249838153, -1.0440284997036806),
-            Kind::Rsqrt => (1.5163485721151242, -0.5164366530350898),
+    /// Thresholds per octave: with values to scale, [`FINER`] for the inverse square root
+    /// and where asked, else [`FINE`]; elementwise, [`COARSE`].
+    const fn per_octave(self, with_values: bool, finer: bool) -> i32 {
+        match (with_values, self, finer) {
+            (false, ..) => COARSE,
+            (true, Kind::Rsqrt, _) | (true, Kind::Recip, true) => FINER,
+            (true, Kind::Recip, false) => FINE,
+        }
+    }
+
+    /// `a + b·u` ≈ `u^-1` or `u^-1/2` on `[2^(−1/per), 1)` (minimax relative: at 16 per
+    /// octave 2.35e-4 and 8.8e-5, at 32 5.9e-5 and 2.2e-5).
+    fn line(self, per: i32) -> (f64, f64) {
+        match (self, per == FINER) {
+            (Kind::Recip, false) => (2.0437936249838153, -1.0440284997036806),
+            (Kind::Recip, true) => (2.021778468522379, -1.021837165443895),
+            (Kind::Rsqrt, false) => (1.5163485721151242, -0.5164366530350898),
+            (Kind::Rsqrt, true) => (1.5081485087418698, -0.5081705202690125),
         }
     }
 
@@ -443,7 +468,8 @@ impl Kind {
         let e = theta_e(lo, i + 1, per);
         match self {
             Kind::Recip => pow2_32(-e),
-            Kind::Rsqrt => pow2_32(-e / 2), // e is even
+            // 2^(−e/64): an odd e leaves a half step of 2^(−1/64).
+            Kind::Rsqrt => pow2_32(-e.div_euclid(2)) * if e.rem_euclid(2) == 1 { 0.9892280131939755 } else { 1.0 },
         }
     }
 }
@@ -474,6 +500,7 @@ fn inverse<P: Protocol>(
     kind: Kind,
     post: f64,
     out_log2: i32,
+    finer: bool,
 ) -> Result<()> {
     let f = check_f(fp)?;
     check_range(lo, hi, f)?;
@@ -486,8 +513,8 @@ fn inverse<P: Protocol>(
     if out_bits == 0 || out_bits > 40 || post.is_nan() || post <= 0.0 {
         return Err(Error::InvalidArgument);
     }
-    check_scratch(scratch, inverse_scratch(rows, cols, pl, lo, hi, v.is_some()))?;
-    let per = if v.is_some() { FINE } else { COARSE };
+    let per = kind.per_octave(v.is_some(), finer);
+    check_scratch(scratch, inverse_scratch(rows, cols, pl, lo, hi, per))?;
     let t = thresholds(lo, hi, per);
     // The largest factor g (the lowest interval) bounds the output when there is no v.
     let g_max = post * kind.factor(lo, 0, per) * 1.0001;
@@ -524,7 +551,7 @@ fn inverse<P: Protocol>(
     let (l, w) = res.split_at_mut(rl);
     match v {
         Some(v) => {
-            let (a, b) = kind.line();
+            let (a, b) = kind.line(per);
             from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
             // [x | v] ⊙ [b·s | g per row] → [b·x·s | w], one product.
             put(pl, x, rows, cat_a, rows + n, 0);
@@ -584,7 +611,7 @@ fn rms_lo(d: usize, eps: f64) -> i32 {
 
 /// Scratch words for [`rms_norm`] over `rows × d` (with `eps ≥ 2^-24 / d`, as any model has).
 pub const fn rms_norm_scratch(rows: usize, d: usize, planes: usize) -> usize {
-    6 * rows * d * planes + rows * planes + inverse_scratch(rows, d, planes, -24, RMS_SUM_LOG2_MAX, true)
+    6 * rows * d * planes + rows * planes + inverse_scratch(rows, d, planes, -24, RMS_SUM_LOG2_MAX, FINER)
 }
 
 /// `out = x / √(mean(x²) + eps) ⊙ gain`, row-wise over `rows × d`; error ≤ 1e-3 for
@@ -624,7 +651,7 @@ pub fn rms_norm<P: Protocol>(
     check_scratch(scratch, rms_norm_scratch(rows, d, pl))?;
     let [cat_a, cat_b, prods, ssum, rest] = carve(
         scratch,
-        [2 * len, 2 * len, 2 * len, rows * pl, inverse_scratch(rows, d, pl, lo, RMS_SUM_LOG2_MAX, true)],
+        [2 * len, 2 * len, 2 * len, rows * pl, inverse_scratch(rows, d, pl, lo, RMS_SUM_LOG2_MAX, FINER)],
     );
     // [x | x] ⊙ [x | gain] → [x² | x ⊙ gain].
     put(pl, x, n, cat_a, 2 * n, 0);
@@ -655,7 +682,7 @@ pub fn rms_norm<P: Protocol>(
     gather(pl, prods, 2 * n, xg, n, |e| n + e);
     row_sums(pl, sq, rows, d, ssum);
     add_scalar_in_place(p, ssum, enc(d as f64 * eps, f))?;
-    inverse(p, ssum, Some(xg), d, out, rest, fp, lo, RMS_SUM_LOG2_MAX, f, Kind::Rsqrt, sqrt_f64(d as f64), 15)
+    inverse(p, ssum, Some(xg), d, out, rest, fp, lo, RMS_SUM_LOG2_MAX, f, Kind::Rsqrt, sqrt_f64(d as f64), 15, false)
 }
 
 // ---- row max and argmax -------------------------------------------------------------------
@@ -1067,7 +1094,7 @@ pub fn softmax_in_groups<P: Protocol>(
 
 /// Scratch of [`normalise_rows`] for both softmaxes (the widest range, 2ReLU's).
 const fn rows_inverse_scratch(rows: usize, cols: usize, planes: usize) -> usize {
-    inverse_scratch(rows, cols, planes, -8, ceil_log2(cols) + 12, true)
+    inverse_scratch(rows, cols, planes, -8, ceil_log2(cols) + 12, FINER)
 }
 
 /// `out = e / rowsum(e)` with the row sum in `[2^lo, 2^hi)` and every output in `[0, 1]`.
@@ -1091,7 +1118,7 @@ fn normalise_rows<P: Protocol>(
         // 2ReLU: the ε = 2^lo that keeps an all-zero row away from 1/0
         add_scalar_in_place(p, sums, enc(pow2i(lo), fp.frac_bits))?;
     }
-    inverse(p, sums, Some(e), cols, out, rest, fp, lo, hi, fp.frac_bits, Kind::Recip, 1.0, 1)
+    inverse(p, sums, Some(e), cols, out, rest, fp, lo, hi, fp.frac_bits, Kind::Recip, 1.0, 1, epsilon)
 }
 
 /// The MPC-friendly softmax MARILL pairs with head merging: `relu(x) / (Σ relu(x) + 2^-8)`

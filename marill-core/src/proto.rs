@@ -115,6 +115,16 @@ pub trait Protocol {
     /// `trunc(x · y, shift)`, fused where the setting allows it.
     fn mul_trunc(&mut self, x: &[u64], y: &[u64], shift: u32, out: &mut [u64]) -> Result<()>;
 
+    /// `out = y_k` with `y_0 = x` and `y_{i+1} = (y_i + c_i)²` truncated by `s_i` bits
+    /// (`s_i = 0`: not truncated; `c_i` public), where this protocol chains such steps in
+    /// fewer rounds than one call each (2PC-Dealer: one round per truncating step, see
+    /// `assist::Assist::square_chain`). Returns `false`, having sent nothing, where it
+    /// does not; the caller then goes step by step.
+    fn square_chain(&mut self, x: &[u64], steps: &[(u64, u32)], out: &mut [u64]) -> Result<bool> {
+        let _ = (x, steps, out);
+        Ok(false)
+    }
+
     /// `trunc(x², shift)`. The default squares, then truncates; 3PC fuses the two.
     fn square_trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         check_shift(shift)?;

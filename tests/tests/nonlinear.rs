@@ -432,3 +432,60 @@ fn softmax_of_odd_widths() {
         }
     }
 }
+
+/// `square_chain` against the exact integer chain (floor at every truncation): 2PC-Dealer
+/// chains the steps (one round per truncating step, one opening at the start and after an
+/// untruncated square: 5 rounds here, step by step 7); 3PC and plain 2PC decline and send
+/// nothing. Steps at 12 fractional bits: `(y + 0.25)²` truncated, `y²` not, `(y − 0.5)²`
+/// truncated by 36, `(y + 0.1)²` truncated; each truncation may add one unit, which the
+/// later squares grow to at most 2.6e-2 (2·1.56·2·1.94·2·3.87 units of 2^-12, and more).
+#[test]
+fn square_chain_matches_its_steps() {
+    const B: u32 = 12;
+    let fp = FixedPoint { frac_bits: B };
+    let steps =
+        [(fp.encode(0.25), B), (0, 0), (FixedPoint { frac_bits: 2 * B }.encode(-0.5), 3 * B), (fp.encode(0.1), B)];
+    let v: Vec<u64> = uniform(500, -1.0, 1.0, 21).iter().map(|v| fp.encode(*v)).collect();
+    struct Chain<'a>(&'a [u64], &'a [(u64, u32)]);
+    impl Program for Chain<'_> {
+        type Output = (bool, u64, Vec<u64>);
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+            let x = input(p, self.0)?;
+            let mut out = vec![0; x.len()];
+            let before = p.cost().unwrap().rounds;
+            let chained = p.square_chain(&x, self.1, &mut out)?;
+            let after = p.cost().unwrap().rounds;
+            let mut opened = vec![0; self.0.len()];
+            if chained {
+                p.open(&out, &mut opened)?;
+            }
+            Ok((chained, after - before, opened))
+        }
+    }
+    let want: Vec<f64> = v
+        .iter()
+        .map(|x| {
+            let mut y = *x as i64 as i128;
+            for &(c, s) in &steps {
+                let t = y + c as i64 as i128;
+                y = (t * t) >> s;
+            }
+            y as f64 / fp.scale()
+        })
+        .collect();
+    for setting in Setting::ALL {
+        let r = run_mem(setting, &Chain(&v, &steps)).unwrap();
+        let (chained, _, ref opened) = r[0].0;
+        assert_eq!(chained, setting == Setting::Dealer, "{setting:?}");
+        if !chained {
+            assert!(r.iter().all(|x| x.0.1 == 0), "{setting:?} sent something");
+            continue;
+        }
+        let rounds = r.iter().map(|x| x.0.1).max().unwrap();
+        assert_eq!(rounds, 5, "{setting:?}");
+        let got: Vec<f64> = opened.iter().map(|w| fp.decode(*w)).collect();
+        let e = max_abs(&got, &want);
+        eprintln!("square_chain error: measured {e:.2e} (bound 2.6e-2)");
+        assert!(e <= 2.6e-2, "square_chain error {e}");
+    }
+}

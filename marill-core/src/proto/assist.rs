@@ -240,6 +240,148 @@ impl Assist {
         }
     }
 
+    // ---- chained squarings ------------------------------------------------------------
+
+    /// Scratch words for [`square_chain`](Self::square_chain) of `n` elements.
+    pub const fn square_chain_scratch(n: usize) -> usize {
+        11 * n
+    }
+
+    /// `out = y_k` with `y_0 = x` and `y_{i+1} = (y_i + c_i)²` truncated by `s_i` bits
+    /// (exact range, as [`trunc`](Self::trunc); `s_i = 0`: not truncated) for the steps
+    /// `(c_i, s_i)`, `c_i` a public constant.
+    ///
+    /// A truncation opens `W = z + 2^62 + r`; the next square's operand is then
+    /// `y + c = d + a` with the public `d = (W ≫ s) − 2^(62−s) + c` and the mask
+    /// `a = −(r ≫ s) + k·msb(r)`, `k = (1 − msb W)·2^(64−s)`: its square
+    /// `d² + 2d·a + a²` needs no opening, since `a² = (r ≫ s)² − 2k·(r ≫ s)·msb(r) +
+    /// k²·msb(r)` is linear in dealt shares of `r ≫ s`, `msb(r)`, `(r ≫ s)²` and
+    /// `(r ≫ s)·msb(r)`. `d` is a function of `W`, which `r` masks. Rounds: one per
+    /// truncating step, plus one opening at the start and after each untruncated square
+    /// (step by step: two per truncating step, one per other). D sends 4n words per
+    /// truncating step (2n for the last), n per opened square.
+    pub fn square_chain<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        steps: &[(u64, u32)],
+        out: &mut [u64],
+        buf: &mut [u64],
+    ) -> Result<()> {
+        let n = out.len();
+        if x.len() != n || steps.is_empty() || steps.iter().any(|s| s.1 > 62) {
+            return Err(Error::ShapeMismatch);
+        }
+        let [y, z, a, a2, msg, rcv, d, corr] = carve(buf, [n, n, n, n, n, n, n, 4 * n]);
+        let is_a = self.is_a();
+        let mut chained = false;
+        if self.role != Role::D {
+            y.copy_from_slice(x);
+        }
+        for (i, &(c, s)) in steps.iter().enumerate() {
+            let next = steps.get(i + 1).map(|st| st.0);
+            let words = if next.is_some() { 4 * n } else { 2 * n };
+            if self.role == Role::D {
+                if !chained {
+                    self.prg.fill(a);
+                    self.prg.fill(a2);
+                    self.prg_b().fill(msg);
+                    for e in 0..n {
+                        let m = a[e].wrapping_add(msg[e]);
+                        a2[e] = m.wrapping_mul(m).wrapping_sub(a2[e]);
+                    }
+                    send_words(ch, self.b(), a2)?;
+                }
+                if s == 0 {
+                    chained = false;
+                    continue;
+                }
+                self.prg.fill(a);
+                self.prg_b().fill(msg);
+                self.prg.fill(&mut corr[..words]);
+                let (hm, rest) = corr.split_at_mut(2 * n);
+                let (hi, m) = hm.split_at_mut(n);
+                for e in 0..n {
+                    let r = a[e].wrapping_add(msg[e]);
+                    let (rh, rm) = (r >> s, r >> 63);
+                    hi[e] = rh.wrapping_sub(hi[e]);
+                    m[e] = rm.wrapping_sub(m[e]);
+                    if next.is_some() {
+                        rest[e] = rh.wrapping_mul(rh).wrapping_sub(rest[e]);
+                        rest[n + e] = rh.wrapping_mul(rm).wrapping_sub(rest[n + e]);
+                    }
+                }
+                send_words(ch, self.b(), &corr[..words])?;
+                chained = next.is_some();
+                continue;
+            }
+            // The square of y + c.
+            if !chained {
+                self.prg.fill(a);
+                if self.role == Role::A {
+                    self.prg.fill(a2);
+                }
+                for e in 0..n {
+                    msg[e] = y[e].wrapping_add(c.wrapping_mul(is_a)).wrapping_sub(a[e]);
+                }
+                self.exchange(ch, msg, rcv)?;
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), a2)?;
+                }
+                for e in 0..n {
+                    d[e] = msg[e].wrapping_add(rcv[e]);
+                }
+            }
+            for e in 0..n {
+                let de = d[e];
+                z[e] = a2[e]
+                    .wrapping_add(de.wrapping_mul(a[e]).wrapping_mul(2))
+                    .wrapping_add(is_a.wrapping_mul(de.wrapping_mul(de)));
+            }
+            if s == 0 {
+                y.copy_from_slice(z);
+                chained = false;
+                continue;
+            }
+            // Its truncation: open W = z + 2^62 + r.
+            self.prg.fill(a);
+            if self.role == Role::A {
+                self.prg.fill(&mut corr[..words]);
+            }
+            for e in 0..n {
+                msg[e] = z[e].wrapping_add(a[e]).wrapping_add(RANGE_OFFSET.wrapping_mul(is_a));
+            }
+            self.exchange(ch, msg, rcv)?;
+            if self.role == Role::B {
+                recv_words(ch, self.d(), &mut corr[..words])?;
+            }
+            let top = 1u64 << (64 - s);
+            let off = RANGE_OFFSET >> s;
+            let (hm, rest) = corr.split_at(2 * n);
+            let (hi, m) = hm.split_at(n);
+            for e in 0..n {
+                let w = msg[e].wrapping_add(rcv[e]);
+                let k = (1 - (w >> 63)).wrapping_mul(top);
+                let public = (w >> s).wrapping_sub(off);
+                y[e] = is_a.wrapping_mul(public).wrapping_sub(hi[e]).wrapping_add(m[e].wrapping_mul(k));
+                if let Some(c2) = next {
+                    d[e] = public.wrapping_add(c2);
+                    a[e] = m[e].wrapping_mul(k).wrapping_sub(hi[e]);
+                    a2[e] = rest[e]
+                        .wrapping_sub(k.wrapping_mul(2).wrapping_mul(rest[n + e]))
+                        .wrapping_add(k.wrapping_mul(k).wrapping_mul(m[e]));
+                }
+            }
+            chained = next.is_some();
+        }
+        if self.role == Role::D {
+            out.fill(0);
+        } else {
+            out.copy_from_slice(y);
+        }
+        Ok(())
+    }
+
     // ---- matrix multiplication ------------------------------------------------------
 
     /// Scratch words for [`matmul`](Self::matmul).

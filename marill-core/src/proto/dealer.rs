@@ -243,6 +243,19 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         self.eng.trunc(&mut self.ch, x, shift, out, buf, Helper::None)
     }
 
+    fn square_chain(&mut self, x: &[u64], steps: &[(u64, u32)], out: &mut [u64]) -> Result<bool> {
+        let n = out.len();
+        ensure_shape(x.len() == n && !steps.is_empty())?;
+        for &(_, s) in steps {
+            if s != 0 {
+                check_shift(s)?;
+            }
+        }
+        let buf = self.scratch.words(Assist::square_chain_scratch(n))?;
+        self.eng.square_chain(&mut self.ch, x, steps, out, buf)?;
+        Ok(true)
+    }
+
     fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
         check_shift(shift)?;
         let n = x.len();
