@@ -160,6 +160,33 @@ fn gather(pl: usize, src: &[u64], sn: usize, dst: &mut [u64], dn: usize, idx: im
     }
 }
 
+/// `[o_1 | o_2] = trunc([x_1 | x_2] ⊙ [y_1 | y_2], shift)` in one call (one product's
+/// rounds), each part `n` elements per plane; `cat_a`, `cat_b` and `prod` hold `2·n` per
+/// plane.
+#[allow(clippy::too_many_arguments)]
+fn mul_trunc_two<P: Protocol>(
+    p: &mut P,
+    n: usize,
+    x: [&[u64]; 2],
+    y: [&[u64]; 2],
+    shift: u32,
+    out: [&mut [u64]; 2],
+    cat_a: &mut [u64],
+    cat_b: &mut [u64],
+    prod: &mut [u64],
+) -> Result<()> {
+    let (pl, l2) = (P::PLANES, 2 * n * P::PLANES);
+    for k in 0..2 {
+        put(pl, x[k], n, cat_a, 2 * n, k * n);
+        put(pl, y[k], n, cat_b, 2 * n, k * n);
+    }
+    p.mul_trunc(&cat_a[..l2], &cat_b[..l2], shift, &mut prod[..l2])?;
+    let [o1, o2] = out;
+    gather(pl, prod, 2 * n, o1, n, |e| e);
+    gather(pl, prod, 2 * n, o2, n, |e| n + e);
+    Ok(())
+}
+
 /// Copy plane-wise: `dst` (dn elements per plane) at element offset `at` ← `src` (sn).
 fn put(pl: usize, src: &[u64], sn: usize, dst: &mut [u64], dn: usize, at: usize) {
     for q in 0..pl {
@@ -573,14 +600,9 @@ fn inverse<P: Protocol>(
             let cs = &mut lb[..rl];
             from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
             from_thermometer(p, bits, rows, t, |i| sqrt_f64(c) * s(i), s_bits, cs)?;
-            put(pl, x, rows, cat_a, 2 * rows, 0);
-            put(pl, x, rows, cat_a, 2 * rows, rows);
-            put(pl, bs, rows, cat_b, 2 * rows, 0);
-            put(pl, cs, rows, cat_b, 2 * rows, rows);
-            p.mul_trunc(&cat_a[..2 * rl], &cat_b[..2 * rl], sh, &mut prod[..2 * rl])?;
-            gather(pl, prod, 2 * rows, l, rows, |e| e);
-            gather(pl, prod, 2 * rows, bs, rows, |e| rows + e);
-            p.square_trunc(bs, nb, &mut cat_a[..rl])?;
+            let cu = &mut tmp[..rl]; // free once the thermometer is read
+            mul_trunc_two(p, rows, [x, x], [bs, cs], sh, [l, cu], cat_a, cat_b, prod)?;
+            p.square_trunc(cu, nb, &mut cat_a[..rl])?;
             crate::ring::add_assign(l, &cat_a[..rl])?;
             add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·u + c·u²
             w[..nl].copy_from_slice(g);
@@ -1215,13 +1237,7 @@ fn act_poly<P: Protocol>(
     }
     // Powers in three levels: u², then [u³ | u⁴], then [u⁵ | u⁶ | u⁷ | u⁸].
     p.square_trunc(u1, F, u2)?;
-    put(pl, u2, n, cat_a, 2 * n, 0);
-    put(pl, u2, n, cat_a, 2 * n, n);
-    put(pl, u1, n, cat_b, 2 * n, 0);
-    put(pl, u2, n, cat_b, 2 * n, n);
-    p.mul_trunc(&cat_a[..2 * len], &cat_b[..2 * len], F, &mut lv[..2 * len])?;
-    gather(pl, lv, 2 * n, u3, n, |e| e);
-    gather(pl, lv, 2 * n, u4, n, |e| n + e);
+    mul_trunc_two(p, n, [u2, u2], [u1, u2], F, [u3, u4], cat_a, cat_b, lv)?;
     for (k, src) in [&*u1, &*u2, &*u3, &*u4].into_iter().enumerate() {
         put(pl, u4, n, cat_a, 4 * n, k * n);
         put(pl, src, n, cat_b, 4 * n, k * n);

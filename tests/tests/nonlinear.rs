@@ -310,11 +310,8 @@ fn argmax_is_exact() {
     }
 }
 
-#[test]
-fn rms_norm_public_and_shared_gain() {
-    let (rows, d) = (5, 64);
-    let x: Vec<f64> = uniform(rows * d, -4.0, 4.0, 9).iter().map(|v| FP.decode(FP.encode(*v))).collect();
-    let gain: Vec<f64> = uniform(d, 0.5, 1.5, 10).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+/// RMSNorm in f64, `eps = 1e-5`.
+fn rms_norm_ref(x: &[f64], gain: &[f64], rows: usize, d: usize) -> Vec<f64> {
     let mut want = vec![0.0; x.len()];
     for r in 0..rows {
         let row = &x[r * d..(r + 1) * d];
@@ -323,6 +320,15 @@ fn rms_norm_public_and_shared_gain() {
             want[r * d + j] = row[j] / (ms + 1e-5).sqrt() * gain[j];
         }
     }
+    want
+}
+
+#[test]
+fn rms_norm_public_and_shared_gain() {
+    let (rows, d) = (5, 64);
+    let x: Vec<f64> = uniform(rows * d, -4.0, 4.0, 9).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let gain: Vec<f64> = uniform(d, 0.5, 1.5, 10).iter().map(|v| FP.decode(FP.encode(*v))).collect();
+    let want = rms_norm_ref(&x, &gain, rows, d);
     for shared in [false, true] {
         for got in both(&Case { op: Op::RmsNorm { rows, d, shared }, x: x.clone(), gain: gain.clone() }) {
             let e = max_abs(&got, &want);
@@ -349,14 +355,7 @@ fn rms_norm_at_the_ends_of_its_range() {
     x[2 * d + 5] = 26000.0; // 2^29.3 alone
     let x: Vec<f64> = x.iter().map(|v| FP.decode(FP.encode(*v))).collect();
     let gain: Vec<f64> = uniform(d, 0.5, 1.5, 12).iter().map(|v| FP.decode(FP.encode(*v))).collect();
-    let mut want = vec![0.0; x.len()];
-    for r in 0..rows {
-        let row = &x[r * d..(r + 1) * d];
-        let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
-        for j in 0..d {
-            want[r * d + j] = row[j] / (ms + 1e-5).sqrt() * gain[j];
-        }
-    }
+    let want = rms_norm_ref(&x, &gain, rows, d);
     for shared in [false, true] {
         for got in both(&Case { op: Op::RmsNorm { rows, d, shared }, x: x.clone(), gain: gain.clone() }) {
             let e = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs().max(1.0)).fold(0.0, f64::max);
