@@ -280,6 +280,10 @@ const FINER: i32 = 32;
 /// Thresholds per octave where each input is one value (elementwise [`reciprocal`] and
 /// [`rsqrt`]): a quarter of the comparisons, one product more.
 const COARSE: i32 = 4;
+/// Thresholds per octave for rows where comparisons are dear ([`Protocol::CHEAP_COMPARISONS`]
+/// false: plain 2PC's cost about 1.3 KB of OTs each), with the quadratic: a quarter of
+/// [`FINER`]'s comparisons, one product more.
+const MID: i32 = 8;
 
 /// `2^(j/32)`, `0 ≤ j < 32`.
 const POW2_32: [f64; 32] = [
@@ -398,7 +402,7 @@ const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i
     let t = thresholds(lo, hi, per);
     let rl = rows * planes;
     let nl = rows * cols * planes;
-    t + 2 * t * rl + 2 * rl + 5 * (rl + nl)
+    t + 2 * t * rl + 2 * rl + 4 * (2 * rl + nl) + nl
 }
 
 fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
@@ -481,12 +485,14 @@ impl Kind {
         }
     }
 
-    /// `a + b·u + c·u²` ≈ `u^-1` or `u^-1/2` on `[2^(−1/4), 1)` (minimax relative: 1.6e-4,
-    /// 5.1e-5).
-    fn quadratic(self) -> (f64, f64, f64) {
-        match self {
-            Kind::Recip => (3.271509386978701, -3.5608987351741126, 1.2895521658628553),
-            Kind::Rsqrt => (1.958239759857983, -1.4219765048561737, 0.4637876574859083),
+    /// `a + b·u + c·u²` ≈ `u^-1` or `u^-1/2` on `[2^(−1/per), 1)` (minimax relative: at 4
+    /// per octave 1.6e-4 and 5.1e-5, at 8 2.0e-5 and 6.4e-6).
+    fn quadratic(self, per: i32) -> (f64, f64, f64) {
+        match (self, per == MID) {
+            (Kind::Recip, false) => (3.271509386978701, -3.5608987351741126, 1.2895521658628553),
+            (Kind::Recip, true) => (3.132820247993356, -3.2699862543218146, 1.1371863453188131),
+            (Kind::Rsqrt, false) => (1.958239759857983, -1.4219765048561737, 0.4637876574859083),
+            (Kind::Rsqrt, true) => (1.916113072061331, -1.3335729673475798, 0.41746625220394284),
         }
     }
 
@@ -540,7 +546,8 @@ fn inverse<P: Protocol>(
     if out_bits == 0 || out_bits > 40 || post.is_nan() || post <= 0.0 {
         return Err(Error::InvalidArgument);
     }
-    let per = kind.per_octave(v.is_some(), finer);
+    let per = if P::CHEAP_COMPARISONS || v.is_none() { kind.per_octave(v.is_some(), finer) } else { MID };
+    let quadratic = per == COARSE || per == MID;
     check_scratch(scratch, inverse_scratch(rows, cols, pl, lo, hi, per))?;
     let t = thresholds(lo, hi, per);
     // The largest factor g (the lowest interval) bounds the output when there is no v.
@@ -556,13 +563,14 @@ fn inverse<P: Protocol>(
     // 2^61). Without, x·(b·s) and x·(√c·s) (|b|, √c < 4) are below 2^(f + s_bits + 2).
     let w_bits = (out_bits + 1) as i32;
     let nb = (NB as i32).min(61 - w_bits - v_log2);
+    let s_cap = if quadratic { 59 } else { 61 } - f as i32;
     let (s_bits, g_bits) = match v {
         Some(_) => {
             let g_cap = 61 - f as i32 - v_log2;
-            let s_bits = (61 - f as i32).min(g_cap - w_bits + nb);
+            let s_bits = s_cap.min(g_cap - w_bits + nb);
             (s_bits, w_bits + s_bits - nb)
         }
-        None => (59 - f as i32, w_bits),
+        None => (s_cap, w_bits),
     };
     let sh = f as i32 + s_bits - nb;
     // s down to 2^-hi and g down to g_min need ≥ 12 bits each; L needs ≥ 16.
@@ -571,12 +579,38 @@ fn inverse<P: Protocol>(
     }
     let (s_bits, g_bits, nb, sh, w_bits) = (s_bits as u32, g_bits as u32, nb as u32, sh as u32, w_bits as u32);
     let [offsets, bits, tmp, bs, g, cat_a, cat_b, prod, res, lb] =
-        carve(scratch, [t, t * rl, t * rl, rl, rl, rl + nl, rl + nl, rl + nl, rl + nl, nl]);
+        carve(scratch, [t, t * rl, t * rl, rl, rl, 2 * rl + nl, 2 * rl + nl, 2 * rl + nl, rl + nl, nl]);
     thermometer(p, x, f, lo, hi, per, offsets, bits, tmp)?;
     let s = |i: usize| Kind::Recip.factor(lo, i, per);
     from_thermometer(p, bits, rows, t, |i| post * kind.factor(lo, i, per), g_bits, g)?;
     let (l, w) = res.split_at_mut(rl);
     match v {
+        Some(v) if quadratic => {
+            let (a, b, c) = kind.quadratic(per);
+            // [x | x | v] ⊙ [b·s | √c·s | g per row] → [b·u | √c·u | w], then c·u².
+            let k = 2 * rows + n;
+            from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
+            let cs = &mut lb[..rl];
+            from_thermometer(p, bits, rows, t, |i| sqrt_f64(c) * s(i), s_bits, cs)?;
+            put(pl, x, rows, cat_a, k, 0);
+            put(pl, x, rows, cat_a, k, rows);
+            put(pl, v, n, cat_a, k, 2 * rows);
+            put(pl, bs, rows, cat_b, k, 0);
+            put(pl, cs, rows, cat_b, k, rows);
+            for q in 0..pl {
+                for e in 0..n {
+                    cat_b[q * k + 2 * rows + e] = g[q * rows + e / cols];
+                }
+            }
+            p.mul_trunc(cat_a, cat_b, sh, prod)?;
+            let cu = &mut tmp[..rl]; // free once the thermometer is read
+            gather(pl, prod, k, l, rows, |e| e);
+            gather(pl, prod, k, cu, rows, |e| rows + e);
+            gather(pl, prod, k, &mut w[..nl], n, |e| 2 * rows + e);
+            p.square_trunc(cu, nb, &mut cat_a[..rl])?;
+            crate::ring::add_assign(l, &cat_a[..rl])?;
+            add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·u + c·u²
+        }
         Some(v) => {
             let (a, b) = kind.line(per);
             from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
@@ -589,13 +623,14 @@ fn inverse<P: Protocol>(
                     cat_b[q * (rows + n) + rows + e] = g[q * rows + e / cols];
                 }
             }
-            p.mul_trunc(cat_a, cat_b, sh, prod)?;
+            let m = rl + nl;
+            p.mul_trunc(&cat_a[..m], &cat_b[..m], sh, &mut prod[..m])?;
             gather(pl, prod, rows + n, l, rows, |e| e);
             gather(pl, prod, rows + n, &mut w[..nl], n, |e| rows + e);
             add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·x·s
         }
         None => {
-            let (a, b, c) = kind.quadratic();
+            let (a, b, c) = kind.quadratic(per);
             // [x | x] ⊙ [b·s | √c·s] → [b·u | √c·u], then (√c·u)² = c·u².
             let cs = &mut lb[..rl];
             from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;

@@ -32,6 +32,11 @@ pub trait Protocol {
     /// Words per shared element: 1 for additive, 2 for replicated shares.
     const PLANES: usize;
 
+    /// Whether a comparison costs about what a product does (the dealer's and 3PC's
+    /// table-based `ltz`) rather than far more (plain 2PC's, about 1.3 KB of OTs): the
+    /// non-linear recipes take more comparisons for fewer rounds only where it is true.
+    const CHEAP_COMPARISONS: bool = true;
+
     /// This party's id.
     fn party(&self) -> PartyId;
 

@@ -349,6 +349,7 @@ fn mat_parts(d: MatDims, count: usize) -> Result<(usize, usize, usize)> {
 
 impl<C: Channel> Protocol for Ot2pc<C> {
     const PLANES: usize = 1;
+    const CHEAP_COMPARISONS: bool = false;
 
     fn party(&self) -> PartyId {
         self.party
