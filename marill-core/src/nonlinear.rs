@@ -29,8 +29,9 @@
 //!
 //! **Normalisation by thermometer codes.** For `x ∈ [2^lo, 2^hi)` one batched comparison
 //! gives the bits `b_m = [x ≥ θ_m]` against the thresholds `θ_m = 2^(lo + m/16)` (in a
-//! norm or a softmax, where one input scales a row; elementwise, 4 per octave and a
-//! quadratic, see [`reciprocal`]). They form
+//! softmax, where one input scales a row; 32 per octave in RMSNorm and 2ReLU; elementwise,
+//! 4 per octave and a quadratic, see [`reciprocal`]; rows in plain 2PC, whose comparisons
+//! are dear, 8 per octave and a quadratic). They form
 //! a thermometer code of the interval `i = Σ b_m` with `x ∈ [θ_i, θ_{i+1})`, so *any*
 //! function of `i` is linear in them: `g(i) = g(0) + Σ_m b_m·(g(m) − g(m−1))` with public
 //! coefficients — local. With `s = 1/θ_{i+1}`, `u = x·s ∈ [2^(−1/16), 1)`, where a
