@@ -161,30 +161,34 @@ fn gather(pl: usize, src: &[u64], sn: usize, dst: &mut [u64], dn: usize, idx: im
     }
 }
 
-/// `[o_1 | o_2] = trunc([x_1 | x_2] ⊙ [y_1 | y_2], shift)` in one call (one product's
-/// rounds), each part `n` elements per plane; `cat_a`, `cat_b` and `prod` hold `2·n` per
-/// plane.
+/// `o_k = trunc(x_k ⊙ y_k, shift)` for `K` parts of `lens[k]` elements per plane, in one
+/// call (one product's rounds); `cat_a`, `cat_b` and `prod` hold `Σ lens` per plane.
 #[allow(clippy::too_many_arguments)]
-fn mul_trunc_two<P: Protocol>(
+fn mul_trunc_parts<P: Protocol, const K: usize>(
     p: &mut P,
-    n: usize,
-    x: [&[u64]; 2],
-    y: [&[u64]; 2],
+    lens: [usize; K],
+    x: [&[u64]; K],
+    y: [&[u64]; K],
     shift: u32,
-    out: [&mut [u64]; 2],
+    out: [&mut [u64]; K],
     cat_a: &mut [u64],
     cat_b: &mut [u64],
     prod: &mut [u64],
 ) -> Result<()> {
-    let (pl, l2) = (P::PLANES, 2 * n * P::PLANES);
-    for k in 0..2 {
-        put(pl, x[k], n, cat_a, 2 * n, k * n);
-        put(pl, y[k], n, cat_b, 2 * n, k * n);
+    let (pl, total) = (P::PLANES, lens.iter().sum::<usize>());
+    let m = total * pl;
+    let mut at = 0;
+    for k in 0..K {
+        put(pl, x[k], lens[k], cat_a, total, at);
+        put(pl, y[k], lens[k], cat_b, total, at);
+        at += lens[k];
     }
-    p.mul_trunc(&cat_a[..l2], &cat_b[..l2], shift, &mut prod[..l2])?;
-    let [o1, o2] = out;
-    gather(pl, prod, 2 * n, o1, n, |e| e);
-    gather(pl, prod, 2 * n, o2, n, |e| n + e);
+    p.mul_trunc(&cat_a[..m], &cat_b[..m], shift, &mut prod[..m])?;
+    let mut at = 0;
+    for (k, o) in out.into_iter().enumerate() {
+        gather(pl, prod, total, o, lens[k], |e| at + e);
+        at += lens[k];
+    }
     Ok(())
 }
 
@@ -403,7 +407,7 @@ const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i
     let t = thresholds(lo, hi, per);
     let rl = rows * planes;
     let nl = rows * cols * planes;
-    t + 2 * t * rl + 2 * rl + 4 * (2 * rl + nl) + nl
+    t + 2 * t * rl + 3 * rl + 4 * (2 * rl + nl) + 2 * nl
 }
 
 fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
@@ -579,71 +583,44 @@ fn inverse<P: Protocol>(
         return Err(Error::InvalidArgument);
     }
     let (s_bits, g_bits, nb, sh, w_bits) = (s_bits as u32, g_bits as u32, nb as u32, sh as u32, w_bits as u32);
-    let [offsets, bits, tmp, bs, g, cat_a, cat_b, prod, res, lb] =
-        carve(scratch, [t, t * rl, t * rl, rl, rl, 2 * rl + nl, 2 * rl + nl, 2 * rl + nl, rl + nl, nl]);
+    let [offsets, bits, tmp, bs, cs, g, cat_a, cat_b, prod, res, lb, gb] =
+        carve(scratch, [t, t * rl, t * rl, rl, rl, rl, 2 * rl + nl, 2 * rl + nl, 2 * rl + nl, rl + nl, nl, nl]);
     thermometer(p, x, f, lo, hi, per, offsets, bits, tmp)?;
     let s = |i: usize| Kind::Recip.factor(lo, i, per);
     from_thermometer(p, bits, rows, t, |i| post * kind.factor(lo, i, per), g_bits, g)?;
     let (l, w) = res.split_at_mut(rl);
-    match v {
-        Some(v) if quadratic => {
-            let (a, b, c) = kind.quadratic(per);
-            // [x | x | v] ⊙ [b·s | √c·s | g per row] → [b·u | √c·u | w], then c·u².
-            let k = 2 * rows + n;
-            from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
-            let cs = &mut lb[..rl];
-            from_thermometer(p, bits, rows, t, |i| sqrt_f64(c) * s(i), s_bits, cs)?;
-            put(pl, x, rows, cat_a, k, 0);
-            put(pl, x, rows, cat_a, k, rows);
-            put(pl, v, n, cat_a, k, 2 * rows);
-            put(pl, bs, rows, cat_b, k, 0);
-            put(pl, cs, rows, cat_b, k, rows);
-            for q in 0..pl {
-                for e in 0..n {
-                    cat_b[q * k + 2 * rows + e] = g[q * rows + e / cols];
-                }
-            }
-            p.mul_trunc(cat_a, cat_b, sh, prod)?;
-            let cu = &mut tmp[..rl]; // free once the thermometer is read
-            gather(pl, prod, k, l, rows, |e| e);
-            gather(pl, prod, k, cu, rows, |e| rows + e);
-            gather(pl, prod, k, &mut w[..nl], n, |e| 2 * rows + e);
-            p.square_trunc(cu, nb, &mut cat_a[..rl])?;
-            crate::ring::add_assign(l, &cat_a[..rl])?;
-            add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·u + c·u²
+    // The quadratic's b·u and √c·u (c·u² after a squaring), or the line's b·u, beside w = v·g.
+    let cu = &mut tmp[..rl]; // free once the thermometer is read
+    let a = if quadratic {
+        let (a, b, c) = kind.quadratic(per);
+        from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
+        from_thermometer(p, bits, rows, t, |i| sqrt_f64(c) * s(i), s_bits, cs)?;
+        a
+    } else {
+        let (a, b) = kind.line(per);
+        from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
+        a
+    };
+    match (v, quadratic) {
+        (Some(v), true) => {
+            gather(pl, g, rows, gb, n, |e| e / cols);
+            let parts = [rows, rows, n];
+            mul_trunc_parts(p, parts, [x, x, v], [bs, cs, gb], sh, [l, cu, &mut w[..nl]], cat_a, cat_b, prod)?;
         }
-        Some(v) => {
-            let (a, b) = kind.line(per);
-            from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
-            // [x | v] ⊙ [b·s | g per row] → [b·x·s | w], one product.
-            put(pl, x, rows, cat_a, rows + n, 0);
-            put(pl, v, n, cat_a, rows + n, rows);
-            put(pl, bs, rows, cat_b, rows + n, 0);
-            for q in 0..pl {
-                for e in 0..n {
-                    cat_b[q * (rows + n) + rows + e] = g[q * rows + e / cols];
-                }
-            }
-            let m = rl + nl;
-            p.mul_trunc(&cat_a[..m], &cat_b[..m], sh, &mut prod[..m])?;
-            gather(pl, prod, rows + n, l, rows, |e| e);
-            gather(pl, prod, rows + n, &mut w[..nl], n, |e| rows + e);
-            add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·x·s
+        (Some(v), false) => {
+            gather(pl, g, rows, gb, n, |e| e / cols);
+            mul_trunc_parts(p, [rows, n], [x, v], [bs, gb], sh, [l, &mut w[..nl]], cat_a, cat_b, prod)?;
         }
-        None => {
-            let (a, b, c) = kind.quadratic(per);
-            // [x | x] ⊙ [b·s | √c·s] → [b·u | √c·u], then (√c·u)² = c·u².
-            let cs = &mut lb[..rl];
-            from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
-            from_thermometer(p, bits, rows, t, |i| sqrt_f64(c) * s(i), s_bits, cs)?;
-            let cu = &mut tmp[..rl]; // free once the thermometer is read
-            mul_trunc_two(p, rows, [x, x], [bs, cs], sh, [l, cu], cat_a, cat_b, prod)?;
-            p.square_trunc(cu, nb, &mut cat_a[..rl])?;
-            crate::ring::add_assign(l, &cat_a[..rl])?;
-            add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·u + c·u²
+        (None, _) => {
+            mul_trunc_parts(p, [rows, rows], [x, x], [bs, cs], sh, [l, cu], cat_a, cat_b, prod)?;
             w[..nl].copy_from_slice(g);
         }
     }
+    if quadratic {
+        p.square_trunc(cu, nb, &mut cat_a[..rl])?; // c·u²
+        crate::ring::add_assign(l, &cat_a[..rl])?;
+    }
+    add_scalar_in_place(p, l, enc(a, nb))?; // L = a + b·u (+ c·u²)
     gather(pl, l, rows, lb, n, |e| e / cols);
     p.mul_trunc(&w[..nl], lb, w_bits + nb - out_bits, out)
 }
@@ -1273,16 +1250,8 @@ fn act_poly<P: Protocol>(
     }
     // Powers in three levels: u², then [u³ | u⁴], then [u⁵ | u⁶ | u⁷ | u⁸].
     p.square_trunc(u1, F, u2)?;
-    mul_trunc_two(p, n, [u2, u2], [u1, u2], F, [u3, u4], cat_a, cat_b, lv)?;
-    for (k, src) in [&*u1, &*u2, &*u3, &*u4].into_iter().enumerate() {
-        put(pl, u4, n, cat_a, 4 * n, k * n);
-        put(pl, src, n, cat_b, 4 * n, k * n);
-    }
-    p.mul_trunc(cat_a, cat_b, F, lv)?;
-    gather(pl, lv, 4 * n, u5, n, |e| e);
-    gather(pl, lv, 4 * n, u6, n, |e| n + e);
-    gather(pl, lv, 4 * n, u7, n, |e| 2 * n + e);
-    gather(pl, lv, 4 * n, u8, n, |e| 3 * n + e);
+    mul_trunc_parts(p, [n; 2], [u2, u2], [u1, u2], F, [u3, u4], cat_a, cat_b, lv)?;
+    mul_trunc_parts(p, [n; 4], [&*u4; 4], [&*u1, &*u2, &*u3, &*u4], F, [u5, u6, u7, u8], cat_a, cat_b, lv)?;
     // h(u) = c_0·w + Σ c_i u^i at F + COEFF_BITS bits (exact in the ring; u and its
     // powers are 0 outside the window, and c_0·w is linear), then back to f bits.
     let acc = &mut cmp[..len];

@@ -722,9 +722,10 @@ impl Assist {
         let wn = bit_words(n);
         let m = n * k;
         let w = bit_words(m);
-        // r, c-exchange (3n); tables (4n) + msb(r) (wn); lt, eq planes (32w); tree operands
-        // and results (3·15w); the result bits (w); the largest sub-op scratch.
-        let sub = max(max(Self::and_scratch(15 * w), Self::b2a_scratch(m)), 4 * n + wn);
+        // r, c-exchange (3n); tables (4n) + msb(r) (wn); lt, eq planes (32w); the combines'
+        // operands (TREE4_OPS·w); the result bits (w); the larger of b2a's scratch and D's
+        // table draw.
+        let sub = max(Self::b2a_scratch(m), 4 * n + wn);
         3 * n + 4 * n + wn + 32 * w + TREE4_OPS * w + w + sub
     }
 
