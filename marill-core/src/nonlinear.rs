@@ -21,11 +21,11 @@
 //! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× (a chain in 2PC-Dealer) | `[-115, 0]` | 1.5e-3 abs | 8 / 14 |
 //! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
 //! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
-//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 10 / 11 |
+//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 9 / 11 |
 //! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 62 / 73 at `C = 128` (groups of 4: 51 / 59) |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | 13 / 15 |
 //! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 12 / 14 |
-//! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 8·⌈log8 C⌉ / 9·⌈log8 C⌉ at most |
+//! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 7·⌈log8 C⌉ / 8·⌈log8 C⌉ at most |
 //!
 //! **Normalisation by thermometer codes.** For `x ∈ [2^lo, 2^hi)` one batched comparison
 //! gives the bits `b_m = [x ≥ θ_m]` against the thresholds `θ_m = 2^(lo + m/16)` (in a
@@ -428,7 +428,7 @@ fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
 /// makes `b·u` and `√c·u` (their scales are again linear in the bits), a squaring `c·u²`,
 /// one more product multiplies by `s`. Rounds: 4 + 2 + 2 + 2 = 10 in 2PC-Dealer. (Softmax
 /// and RMSNorm, where one input scales a whole row, use 16 thresholds per octave and a
-/// line instead, and fold the scaling into the row: 8 rounds.) Outside the range the
+/// line instead, and fold the scaling into the row: 7 rounds in 2PC-Dealer, 8 in 3PC.) Outside the range the
 /// result is wrong (no error is raised: the range is the caller's promise).
 #[allow(clippy::too_many_arguments)]
 pub fn reciprocal<P: Protocol>(
@@ -520,7 +520,8 @@ const NB: u32 = 29;
 ///
 /// With `v`: 16 thresholds per octave, `g = post·θ_{i+1}^k` and `L = a + b·x·θ_{i+1}^-1`
 /// (see [`reciprocal`]): one batched product gives `b·x/θ` and `w = v·g` together, a second
-/// gives `w·L`: 4 + 2 + 2 rounds for the whole `v·x^k`. Without `v` (one value per input):
+/// gives `w·L`: 4 + 2 + 2 rounds for the whole `v·x^k` (4 + 3 in 2PC-Dealer, whose
+/// [`Protocol::mul_trunc_scaled`] multiplies the first product's outputs unopened). Without `v` (one value per input):
 /// 4 thresholds per octave and a quadratic `a + b·u + c·u²`, whose `b·u` and `√c·u` come
 /// from one product, `c·u²` from a squaring, and `g·(…)` from a third: 4 + 2 + 2 + 2 rounds.
 #[allow(clippy::too_many_arguments)]
@@ -609,6 +610,17 @@ fn inverse<P: Protocol>(
         }
         (Some(v), false) => {
             gather(pl, g, rows, gb, n, |e| e / cols);
+            // Where the protocol multiplies the two products' outputs without opening them
+            // (2PC-Dealer), `(a + b·x/θ)·(v·g)` is one call, a round fewer.
+            let m = rows + n;
+            put(pl, x, rows, cat_a, m, 0);
+            put(pl, v, n, cat_a, m, rows);
+            put(pl, bs, rows, cat_b, m, 0);
+            put(pl, gb, n, cat_b, m, rows);
+            let shifts = (sh, w_bits + nb - out_bits);
+            if p.mul_trunc_scaled(&cat_a[..m * pl], &cat_b[..m * pl], rows, cols, shifts, enc(a, nb), out)? {
+                return Ok(());
+            }
             mul_trunc_parts(p, [rows, n], [x, v], [bs, gb], sh, [l, &mut w[..nl]], cat_a, cat_b, prod)?;
         }
         (None, _) => {
@@ -655,7 +667,7 @@ pub const fn rms_norm_scratch(rows: usize, d: usize, planes: usize) -> usize {
 ///
 /// One product gives `x²` and `x ⊙ gain` together (a public gain as trivial shares); the
 /// row sums of `x²` go through [`rsqrt`]'s thermometer, and its two products scale
-/// `x ⊙ gain` directly (`√d` folded into the factor). Rounds: 2 + 4 + 2 + 2 = 10 in
+/// `x ⊙ gain` directly (`√d` folded into the factor). Rounds: 2 + 4 + 3 = 9 in
 /// 2PC-Dealer.
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm<P: Protocol>(
@@ -748,8 +760,8 @@ pub fn row_max<P: Protocol>(
 }
 
 /// [`row_max`] as a tournament in groups of `group` ≥ 2 ([`grouped`]): groups of 4 take
-/// `⌈log4 cols⌉` levels of 7 / 8 rounds (21 / 24 over 64 columns, against 30 / 36
-/// pairwise) for 2 comparisons and about 3.7 exact products per entry instead of 1 and 1.
+/// `⌈log4 cols⌉` levels of 6 / 7 rounds (18 / 21 over 64 columns, against 30 / 36
+/// pairwise) for 2 comparisons and about 3 exact products per entry instead of 1 and 1.
 /// Worth it where rounds cost more than bytes: decoding (one query row per head), or a
 /// long-latency link.
 pub fn row_max_in_groups<P: Protocol>(
@@ -776,12 +788,12 @@ pub const fn argmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
 const fn grouped_scratch(rows: usize, cols: usize, k: usize, with_index: bool, planes: usize) -> usize {
     let n = rows * cols;
     let (half, idx) = (k.div_ceil(2), if with_index { 2 } else { 1 });
-    planes * n * (idx + 2 * half + (k - 1) + 3 * half + 3 * idx)
+    planes * n * (idx + 2 * half + k + 2 * (idx - 1) + 3 * (half + 1))
 }
 
 /// Row-wise argmax: shares of the index (an integer, not fixed point) and of the maximum.
 /// Exact; on ties the lowest index wins. A tournament in groups of [`ARGMAX_GROUP`]
-/// ([`grouped`]): over 32 000 entries, 5 levels, 40 / 45 rounds (a pairwise tree: 75 /
+/// ([`grouped`]): over 32 000 entries, 5 levels, 35 / 40 rounds (a pairwise tree: 75 /
 /// 90), 6.4 MB per compute party in 2PC-Dealer (the pairwise tree: 1.5 MB; with 6-round
 /// comparisons, groups of 16 took 43 rounds and 12.4 MB, a poor trade on a LAN).
 pub fn argmax<P: Protocol>(
@@ -826,11 +838,14 @@ fn each_pair(rows: usize, w: usize, g: usize, mut f: impl FnMut(usize, usize, us
 /// A tournament in groups of up to `k` rather than pairs, trading comparisons for rounds:
 /// within a group, one batched `ltz` compares every pair, `c_ij = [x_i ≥ x_j]` for `i < j`;
 /// the winner's indicator `b_i = Π_{j>i} c_ij · Π_{j<i} (1 − c_ji)` (exactly one is 1: `≥`
-/// towards the lower index is a strict order) is a product of `k − 1` bits, `⌈log2(k − 1)⌉`
-/// rounds of exact products; one more product selects `x_last + Σ_{i<last} b_i·(x_i −
-/// x_last)`, and the same for the index when asked. A level is `ltz + ⌈log2(k−1)⌉ + 1`
-/// rounds and divides the width by `k`, at `(k−1)/2` comparisons and `k − 2` products per
-/// entry (a pairwise level: `ltz + 1` rounds, half a comparison and half a product).
+/// towards the lower index is a strict order) is a product of `k − 1` bits, and the group's
+/// maximum is `x_last + Σ_{i<last} b_i·(x_i − x_last)`. Each term `b_i·(x_i − x_last)` is
+/// one product of `k` factors (the bits and the difference), multiplied down pairwise in
+/// `⌈log2 k⌉` rounds of exact products, so the selection shares the bits' last round (the
+/// index, when asked, takes a second copy of the difference's path: `⌈log2 k⌉` products
+/// more). A level is `ltz + ⌈log2 k⌉` rounds (4 + 2 over groups of 4 in 2PC-Dealer) and
+/// divides the width by `k`, at `(k−1)/2` comparisons and `(k−1)²/k` products per entry
+/// (`+ (k−1)·⌈log2 k⌉/k` with the index); the last element of a group needs no indicator.
 #[allow(clippy::too_many_arguments)]
 fn grouped<P: Protocol>(
     p: &mut P,
@@ -847,21 +862,20 @@ fn grouped<P: Protocol>(
     ensure_shape(k >= 2 && cols > 0 && x.len() == n * pl && max.len() == rows * pl)?;
     let with_index = index.is_some();
     check_scratch(scratch, grouped_scratch(rows, cols, k, with_index, pl))?;
-    let (half, kk) = (k.div_ceil(2), if with_index { 2 } else { 1 });
-    let [cv, ci, cin, cout, fct, fa, fb, fo, sa, sb, so] = carve(
+    let (half, ix) = (k.div_ceil(2), if with_index { n * pl } else { 0 });
+    let [cv, ci, cin, cout, fct, vu, vu2, fa, fb, fo] = carve(
         scratch,
         [
             n * pl,
-            if with_index { n * pl } else { 0 },
+            ix,
             n * half * pl,
             n * half * pl,
-            n * (k - 1) * pl,
-            n * half * pl,
-            n * half * pl,
-            n * half * pl,
-            kk * n * pl,
-            kk * n * pl,
-            kk * n * pl,
+            n * k * pl,
+            ix,
+            ix,
+            n * (half + 1) * pl,
+            n * (half + 1) * pl,
+            n * (half + 1) * pl,
         ],
     );
     let public = p.public_plane();
@@ -888,10 +902,14 @@ fn grouped<P: Protocol>(
             }
         });
         p.ltz(&cin[..c_all * pl], &mut cout[..c_all * pl])?;
-        // Factors: element i's slot t (j = t, or t + 1 past i) holds c_ij (j > i) or
-        // 1 − c_ji = [x_j < x_i] (j < i); slots a smaller group lacks hold 1.
-        let mut m = g - 1;
-        let fl = nn * m;
+        // The factors of the `sel` elements that are not last in their group, `g` each:
+        // element i's slot t (j = t, or t + 1 past i) holds c_ij (j > i) or
+        // 1 − c_ji = [x_j < x_i] (j < i), slots a smaller group lacks hold 1, and slot
+        // g − 1 the difference x_i − x_last (with the index, `vu` holds the index's).
+        let sel = rows * (w - groups);
+        let slot = |a: usize| (a / w) * (w - groups) + (a % w / g) * (g - 1) + a % w % g;
+        let mut len = g;
+        let mut fl = sel * len;
         for q in 0..pl {
             let one = u64::from(public == Some(q));
             fct[q * fl..(q + 1) * fl].fill(one);
@@ -899,71 +917,81 @@ fn grouped<P: Protocol>(
         each_pair(rows, w, g, |c, a, b| {
             // Within the group, a is element i and b element j > i: i's slot j − 1, j's slot i.
             let (i, j) = (a % w % g, b % w % g);
+            let last_b = b % w / g * g + g.min(w - b % w / g * g) - 1 == b % w;
             for q in 0..pl {
                 let lt = cout[q * c_all + c];
                 let one = u64::from(public == Some(q));
                 // c_ij = [x_i ≥ x_j] = 1 − [x_i − x_j < 0] for i; [x_i < x_j] for j.
-                fct[q * fl + a * m + (j - 1)] = one.wrapping_sub(lt);
-                fct[q * fl + b * m + i] = lt;
+                fct[q * fl + slot(a) * len + (j - 1)] = one.wrapping_sub(lt);
+                if !last_b {
+                    fct[q * fl + slot(b) * len + i] = lt;
+                }
             }
         });
-        // Multiply each element's factors down to one, pairwise.
-        while m > 1 {
-            let u = m / 2;
-            let (pn, nm) = (nn * u, u + m % 2);
-            for q in 0..pl {
-                for e in 0..nn {
-                    for t in 0..u {
-                        fa[q * pn + e * u + t] = fct[q * nn * m + e * m + 2 * t];
-                        fb[q * pn + e * u + t] = fct[q * nn * m + e * m + 2 * t + 1];
-                    }
-                }
-            }
-            p.mul(&fa[..pn * pl], &fb[..pn * pl], &mut fo[..pn * pl])?;
-            for q in 0..pl {
-                for e in 0..nn {
-                    for t in 0..u {
-                        fa[q * nn * nm + e * nm + t] = fo[q * pn + e * u + t];
-                    }
-                    if m % 2 == 1 {
-                        fa[q * nn * nm + e * nm + u] = fct[q * nn * m + e * m + m - 1];
-                    }
-                }
-            }
-            fct[..nn * nm * pl].copy_from_slice(&fa[..nn * nm * pl]);
-            m = nm;
-        }
-        // Select: x_last + Σ_{i<last} b_i·(x_i − x_last), and the same for the index.
-        let sel = rows * (w - groups);
-        let ss = kk * sel;
-        let mut t = 0;
         each_group(rows, w, g, |_, start, s| {
             let last = start + s - 1;
             for e in start..last {
+                let t = slot(e);
                 for q in 0..pl {
-                    let b = fct[q * nn + e];
-                    sa[q * ss + t] = b;
-                    sb[q * ss + t] = cv[q * nn + e].wrapping_sub(cv[q * nn + last]);
+                    fct[q * fl + t * len + g - 1] = cv[q * nn + e].wrapping_sub(cv[q * nn + last]);
                     if with_index {
-                        sa[q * ss + sel + t] = b;
-                        sb[q * ss + sel + t] = ci[q * nn + e].wrapping_sub(ci[q * nn + last]);
+                        vu[q * sel + t] = ci[q * nn + e].wrapping_sub(ci[q * nn + last]);
                     }
                 }
-                t += 1;
             }
         });
-        p.mul(&sa[..ss * pl], &sb[..ss * pl], &mut so[..ss * pl])?;
+        // Multiply each list down to one, pairwise; the difference stays in the last slot,
+        // and with the index its pair's product is made twice.
+        while len > 1 {
+            let u = len / 2;
+            let twice = with_index && len.is_multiple_of(2);
+            let (pn, nlen) = (sel * u, u + len % 2);
+            let tot = pn + if twice { sel } else { 0 };
+            for q in 0..pl {
+                for t in 0..sel {
+                    for v in 0..u {
+                        fa[q * tot + t * u + v] = fct[q * fl + t * len + 2 * v];
+                        fb[q * tot + t * u + v] = fct[q * fl + t * len + 2 * v + 1];
+                    }
+                    if twice {
+                        fa[q * tot + pn + t] = fct[q * fl + t * len + len - 2];
+                        fb[q * tot + pn + t] = vu[q * sel + t];
+                    }
+                }
+            }
+            p.mul(&fa[..tot * pl], &fb[..tot * pl], &mut fo[..tot * pl])?;
+            let nfl = sel * nlen;
+            for q in 0..pl {
+                for t in 0..sel {
+                    for v in 0..u {
+                        fa[q * nfl + t * nlen + v] = fo[q * tot + t * u + v];
+                    }
+                    if len % 2 == 1 {
+                        fa[q * nfl + t * nlen + u] = fct[q * fl + t * len + len - 1];
+                    }
+                    if with_index {
+                        vu2[q * sel + t] = if twice { fo[q * tot + pn + t] } else { vu[q * sel + t] };
+                    }
+                }
+            }
+            fct[..nfl * pl].copy_from_slice(&fa[..nfl * pl]);
+            if with_index {
+                vu[..sel * pl].copy_from_slice(&vu2[..sel * pl]);
+            }
+            (len, fl) = (nlen, nfl);
+        }
+        // fct[t] = b_t·(x_t − x_last), vu[t] the same for the index: sum each group's.
         let nl = rows * groups;
         let mut t = 0;
-        each_group(rows, w, g, |k, start, s| {
+        each_group(rows, w, g, |kk, start, s| {
             let last = start + s - 1;
             for q in 0..pl {
-                let sum = |base: u64, off: usize| {
-                    so[q * ss + off + t..q * ss + off + t + s - 1].iter().fold(base, |acc, v| acc.wrapping_add(*v))
+                let sum = |base: u64, v: &[u64]| {
+                    v[q * sel + t..q * sel + t + s - 1].iter().fold(base, |acc, y| acc.wrapping_add(*y))
                 };
-                fa[q * nl + k] = sum(cv[q * nn + last], 0);
+                fa[q * nl + kk] = sum(cv[q * nn + last], fct);
                 if with_index {
-                    fb[q * nl + k] = sum(ci[q * nn + last], sel);
+                    fb[q * nl + kk] = sum(ci[q * nn + last], vu);
                 }
             }
             t += s - 1;
@@ -975,8 +1003,8 @@ fn grouped<P: Protocol>(
         w = groups;
     }
     max.copy_from_slice(&cv[..rows * pl]);
-    if let Some(ix) = index {
-        ix.copy_from_slice(&ci[..rows * pl]);
+    if let Some(ixs) = index {
+        ixs.copy_from_slice(&ci[..rows * pl]);
     }
     Ok(())
 }

@@ -130,6 +130,28 @@ pub trait Protocol {
         Ok(false)
     }
 
+    /// Two truncated products, the second of outputs of the first: with
+    /// `z = trunc(x ⊙ y, s1)` over `rows + rows·cols` elements,
+    /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` (a per-row factor, `c` a public
+    /// constant, scaling the row's elements), where this protocol does it in fewer rounds
+    /// than two [`mul_trunc`](Self::mul_trunc) calls (2PC-Dealer: 3 instead of 4, see
+    /// `assist::Assist::mul_trunc_scaled`). Returns `false`, having sent nothing, where it
+    /// does not; the caller then goes step by step.
+    #[allow(clippy::too_many_arguments)]
+    fn mul_trunc_scaled(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        rows: usize,
+        cols: usize,
+        shifts: (u32, u32),
+        c: u64,
+        out: &mut [u64],
+    ) -> Result<bool> {
+        let _ = (x, y, rows, cols, shifts, c, out);
+        Ok(false)
+    }
+
     /// `trunc(x², shift)`. The default squares, then truncates; 3PC fuses the two.
     fn square_trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         check_shift(shift)?;

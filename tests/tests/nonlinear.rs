@@ -387,10 +387,12 @@ fn argmax_with_ties_at_every_width() {
 }
 
 /// The rounds of argmax over a 32 000-entry vocabulary: five levels of groups of 8, each
-/// `ltz` + 3 products + the selection: 5·(4 + 3 + 1) = 40 in 2PC-Dealer, 5·9 = 45 in 3PC.
+/// `ltz` + 3 rounds of products (the selection shares the indicator's last round):
+/// 5·(4 + 3) = 35 in 2PC-Dealer, 5·8 = 40 in 3PC. And a softmax's row max over 64 keys in
+/// groups of 4: three levels of `ltz` + 2, 18 / 21.
 #[test]
-fn argmax_over_a_vocabulary_in_few_rounds() {
-    struct Rounds(usize);
+fn argmax_and_row_max_in_few_rounds() {
+    struct Rounds(usize, usize);
     impl Program for Rounds {
         type Output = (u64, u64, u64);
         fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
@@ -399,20 +401,33 @@ fn argmax_over_a_vocabulary_in_few_rounds() {
             let x = input(p, &v)?;
             let (mut idx, mut mx) = (vec![0; pl], vec![0; pl]);
             let before = p.cost().unwrap().rounds;
-            nl::argmax(p, &x, 1, self.0, &mut idx, &mut mx, &mut vec![0; nl::argmax_scratch(1, self.0, pl)])?;
+            if self.1 == nl::ARGMAX_GROUP {
+                nl::argmax(p, &x, 1, self.0, &mut idx, &mut mx, &mut vec![0; nl::argmax_scratch(1, self.0, pl)])?;
+            } else {
+                let mut s = vec![0; nl::row_max_scratch(1, self.0, self.1, pl)];
+                nl::row_max_in_groups(p, &x, 1, self.0, self.1, &mut mx, &mut s)?;
+            }
             let after = p.cost().unwrap().rounds;
-            let mut o = [0u64];
-            p.open(&idx, &mut o)?;
-            Ok((before, after, o[0]))
+            let mut o = [0u64; 2];
+            p.open(&idx, &mut o[..1])?;
+            p.open(&mx, &mut o[1..])?;
+            Ok((before, after, if self.1 == nl::ARGMAX_GROUP { o[0] } else { o[1] }))
         }
     }
     let first_max = (0..32_000u64).position(|i| (i * 7919) % 1000 == 999).unwrap() as u64;
-    for (setting, want) in [(Setting::Dealer, 40), (Setting::Rep3, 45)] {
-        let r = run_mem(setting, &Rounds(32_000)).unwrap();
-        assert_eq!(r[0].0.2, first_max);
+    let cases = [
+        (Setting::Dealer, 32_000, nl::ARGMAX_GROUP, 35),
+        (Setting::Rep3, 32_000, nl::ARGMAX_GROUP, 40),
+        (Setting::Dealer, 64, 4, 18),
+        (Setting::Rep3, 64, 4, 21),
+    ];
+    for (setting, cols, group, want) in cases {
+        let r = run_mem(setting, &Rounds(cols, group)).unwrap();
+        let top = (0..cols as u64).map(|i| FP.encode(((i * 7919) % 1000) as f64 / 8.0)).max().unwrap();
+        assert_eq!(r[0].0.2, if group == nl::ARGMAX_GROUP { first_max } else { top }, "{setting:?} {cols}");
         // The depth the call added: the largest clock after it less the largest before.
         let rounds = r.iter().map(|x| x.0.1).max().unwrap() - r.iter().map(|x| x.0.0).max().unwrap();
-        assert_eq!(rounds, want, "{setting:?}");
+        assert_eq!(rounds, want, "{setting:?} {cols}");
     }
 }
 
@@ -486,5 +501,58 @@ fn square_chain_matches_its_steps() {
         let e = max_abs(&got, &want);
         eprintln!("square_chain error: measured {e:.2e} (bound 2.6e-2)");
         assert!(e <= 2.6e-2, "square_chain error {e}");
+    }
+}
+
+/// `mul_trunc_scaled` against the exact integer steps (floor at both truncations):
+/// 2PC-Dealer multiplies the first product's truncated outputs without opening them
+/// (3 rounds; step by step 4), compute parties send `24m + 8n` bytes and the dealer
+/// `24m + 48n` (`m = rows + n`); 3PC and plain 2PC decline and send nothing. At 12
+/// fractional bits, `|z| ≤ 1` and `c = 0.5`: each truncation may add one unit, so the
+/// result is within `|z_l + c| + |z_w| + 1 ≤ 3.5` units of 2^-12 of the floors.
+#[test]
+fn mul_trunc_scaled_matches_its_steps() {
+    const B: u32 = 12;
+    let fp = FixedPoint { frac_bits: B };
+    let (rows, cols) = (7, 13);
+    let (n, m) = (rows * cols, rows + rows * cols);
+    let x: Vec<u64> = uniform(m, -1.0, 1.0, 31).iter().map(|v| fp.encode(*v)).collect();
+    let y: Vec<u64> = uniform(m, -1.0, 1.0, 32).iter().map(|v| fp.encode(*v)).collect();
+    let c = fp.encode(0.5);
+    struct Scaled<'a>(&'a [u64], &'a [u64], usize, usize, u64);
+    impl Program for Scaled<'_> {
+        type Output = (bool, u64, u64, Vec<u64>);
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+            let (x, y) = (input(p, self.0)?, input(p, self.1)?);
+            let mut out = vec![0; self.2 * self.3 * P::PLANES];
+            let before = p.cost().unwrap();
+            let done = p.mul_trunc_scaled(&x, &y, self.2, self.3, (B, B), self.4, &mut out)?;
+            let spent = p.cost().unwrap().since(&before);
+            let mut opened = vec![0; self.2 * self.3];
+            if done {
+                p.open(&out, &mut opened)?;
+            }
+            Ok((done, spent.rounds, spent.bytes_sent, opened))
+        }
+    }
+    let (xi, yi) = (|i: usize| x[i] as i64 as i128, |i: usize| y[i] as i64 as i128);
+    let z: Vec<i128> = (0..m).map(|i| (xi(i) * yi(i)) >> B).collect();
+    let want: Vec<f64> =
+        (0..n).map(|e| (((z[e / cols] + c as i64 as i128) * z[rows + e]) >> B) as f64 / fp.scale()).collect();
+    for setting in Setting::ALL {
+        let r = run_mem(setting, &Scaled(&x, &y, rows, cols, c)).unwrap();
+        let done = r[0].0.0;
+        assert_eq!(done, setting == Setting::Dealer, "{setting:?}");
+        if !done {
+            assert!(r.iter().all(|p| p.0.1 == 0 && p.0.2 == 0), "{setting:?} sent something");
+            continue;
+        }
+        assert_eq!(r.iter().map(|p| p.0.1).max().unwrap(), 3);
+        let (m, n) = (m as u64, n as u64);
+        assert_eq!([r[0].0.2, r[1].0.2, r[2].0.2], [24 * m + 8 * n, 24 * m + 8 * n, 24 * m + 48 * n]);
+        let got: Vec<f64> = r[0].0.3.iter().map(|w| fp.decode(*w)).collect();
+        let e = max_abs(&got, &want);
+        eprintln!("mul_trunc_scaled error: measured {e:.2e} (bound 3.5 units = 8.5e-4)");
+        assert!(e <= 3.5 / fp.scale(), "mul_trunc_scaled error {e}");
     }
 }

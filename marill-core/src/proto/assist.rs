@@ -382,6 +382,123 @@ impl Assist {
         Ok(())
     }
 
+    // ---- a product of truncated products ----------------------------------------------
+
+    /// Scratch words for [`mul_trunc_scaled`](Self::mul_trunc_scaled) with `m = rows + n`.
+    pub const fn mul_trunc_scaled_scratch(m: usize, n: usize) -> usize {
+        m + n + max(Self::mul_scratch(m), max(6 * m + 4 * n, Self::trunc_scratch(n)))
+    }
+
+    /// `z = trunc(x ⊙ y, s1)` over `m = rows + n` elements, then
+    /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` for `e < n = rows·cols`.
+    ///
+    /// The first truncation opens `W = z + 2^62 + r`, after which each output is a public
+    /// part plus a mask, `t = d + a` with `d = (W ≫ s1) − 2^(62−s1)` and
+    /// `a = k·msb(r) − (r ≫ s1)`, `k = (1 − msb W)·2^(64−s1)` (see
+    /// [`square_chain`](Self::square_chain)). The second product of two such values,
+    /// `(d_l + c + a_l)(d_w + a_w)`, is linear in dealt shares of the masks' four cross
+    /// products `msb_l·msb_w`, `msb_l·h_w`, `h_l·msb_w`, `h_l·h_w` (`h = r ≫ s1`), so it
+    /// needs no opening: 3 rounds instead of 4. A and B send `24m + 8n` bytes (the second
+    /// product's `16n` are saved); D sends `24m + 48n` (`24n` more than step by step).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mul_trunc_scaled<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        x: &[u64],
+        y: &[u64],
+        (rows, cols): (usize, usize),
+        (s1, c, s2): (u32, u64, u32),
+        out: &mut [u64],
+        buf: &mut [u64],
+    ) -> Result<()> {
+        let n = out.len();
+        let m = rows + n;
+        if rows.checked_mul(cols) != Some(n) || x.len() != m || y.len() != m || s1 == 0 || s1 > 62 {
+            return Err(Error::ShapeMismatch);
+        }
+        let [z, pr, rest] = carve(buf, [m, n, buf.len() - m - n]);
+        self.mul(ch, x, y, z, rest)?;
+        let top = 1u64 << (64 - s1);
+        let off = RANGE_OFFSET >> s1;
+        if self.role == Role::D {
+            let [ra, rb, hi, mb, corr, cross] = carve(rest, [m, m, m, m, 2 * m, 4 * n]);
+            self.prg.fill(ra);
+            self.prg_b().fill(rb);
+            self.prg.fill(hi);
+            self.prg.fill(mb);
+            self.prg.fill(cross);
+            let (ch_hi, ch_m) = corr.split_at_mut(m);
+            for e in 0..m {
+                let r = ra[e].wrapping_add(rb[e]);
+                // keep the true values in ra (high part) and rb (msb) for the cross products
+                ra[e] = r >> s1;
+                rb[e] = r >> 63;
+                ch_hi[e] = ra[e].wrapping_sub(hi[e]);
+                ch_m[e] = rb[e].wrapping_sub(mb[e]);
+            }
+            let (mm, rest4) = cross.split_at_mut(n);
+            let (mh, rest4) = rest4.split_at_mut(n);
+            let (hm, hh) = rest4.split_at_mut(n);
+            for e in 0..n {
+                let (l, w) = (e / cols, rows + e);
+                mm[e] = rb[l].wrapping_mul(rb[w]).wrapping_sub(mm[e]);
+                mh[e] = rb[l].wrapping_mul(ra[w]).wrapping_sub(mh[e]);
+                hm[e] = ra[l].wrapping_mul(rb[w]).wrapping_sub(hm[e]);
+                hh[e] = ra[l].wrapping_mul(ra[w]).wrapping_sub(hh[e]);
+            }
+            send_words(ch, self.b(), corr)?;
+            send_words(ch, self.b(), cross)?;
+            pr.fill(0);
+            return self.trunc(ch, pr, s2, out, rest, Helper::None);
+        }
+        let [r, hm, cross, msg, rcv] = carve(rest, [m, 2 * m, 4 * n, m, m]);
+        self.prg.fill(r);
+        if self.role == Role::A {
+            self.prg.fill(hm);
+            self.prg.fill(cross);
+        }
+        let is_a = self.is_a();
+        for e in 0..m {
+            msg[e] = z[e].wrapping_add(r[e]).wrapping_add(RANGE_OFFSET.wrapping_mul(is_a));
+        }
+        self.exchange(ch, msg, rcv)?;
+        if self.role == Role::B {
+            recv_words(ch, self.d(), hm)?;
+            recv_words(ch, self.d(), cross)?;
+        }
+        // Public parts d (in msg) and the wrap factors k (in rcv); the masks' shares
+        // a = m·k − h stay implicit.
+        for e in 0..m {
+            let w = msg[e].wrapping_add(rcv[e]);
+            msg[e] = (w >> s1).wrapping_sub(off);
+            rcv[e] = (1 - (w >> 63)).wrapping_mul(top);
+        }
+        let (hi, mb) = hm.split_at(m);
+        let (mm, rest4) = cross.split_at(n);
+        let (mh, rest4) = rest4.split_at(n);
+        let (hmx, hh) = rest4.split_at(n);
+        for e in 0..n {
+            let (l, w) = (e / cols, rows + e);
+            let (dl, dw) = (msg[l].wrapping_add(c), msg[w]);
+            let (kl, kw) = (rcv[l], rcv[w]);
+            let al = mb[l].wrapping_mul(kl).wrapping_sub(hi[l]);
+            let aw = mb[w].wrapping_mul(kw).wrapping_sub(hi[w]);
+            // a_l·a_w = k_l·k_w·msb_l·msb_w − k_l·msb_l·h_w − k_w·h_l·msb_w + h_l·h_w
+            let aa = kl
+                .wrapping_mul(kw)
+                .wrapping_mul(mm[e])
+                .wrapping_sub(kl.wrapping_mul(mh[e]))
+                .wrapping_sub(kw.wrapping_mul(hmx[e]))
+                .wrapping_add(hh[e]);
+            pr[e] = is_a
+                .wrapping_mul(dl.wrapping_mul(dw))
+                .wrapping_add(dl.wrapping_mul(aw))
+                .wrapping_add(dw.wrapping_mul(al))
+                .wrapping_add(aa);
+        }
+        self.trunc(ch, pr, s2, out, rest, Helper::None)
+    }
+
     // ---- matrix multiplication ------------------------------------------------------
 
     /// Scratch words for [`matmul`](Self::matmul).

@@ -13,6 +13,7 @@
 //! | `matmul` m×n×k | 1 | 8(mn+nk) / 8mk |
 //! | `trunc` | 1 | 8n / 16n |
 //! | `mul_trunc` | 2 | 24n / 24n |
+//! | `mul_trunc_scaled` m = rows + n | 3 | 24m + 8n / 24m + 48n |
 //! | `ltz` | 4 | see [`assist`](super::assist) |
 //! | `fill_weight` n×k (once) | 1 | party 1 sends 8nk to party 0 |
 //! | `matmul_weight` m×n×k | 1 | party 0 sends 8mn, party 1 nothing / 8mk |
@@ -253,6 +254,26 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         }
         let buf = self.scratch.words(Assist::square_chain_scratch(n))?;
         self.eng.square_chain(&mut self.ch, x, steps, out, buf)?;
+        Ok(true)
+    }
+
+    fn mul_trunc_scaled(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        rows: usize,
+        cols: usize,
+        (s1, s2): (u32, u32),
+        c: u64,
+        out: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(s1)?;
+        check_shift(s2)?;
+        let n = out.len();
+        let m = rows.checked_add(n).ok_or(Error::ShapeMismatch)?;
+        ensure_shape(s1 > 0 && rows.checked_mul(cols) == Some(n) && x.len() == m && y.len() == m)?;
+        let buf = self.scratch.words(Assist::mul_trunc_scaled_scratch(m, n))?;
+        self.eng.mul_trunc_scaled(&mut self.ch, x, y, (rows, cols), (s1, c, s2), out, buf)?;
         Ok(true)
     }
 
