@@ -505,9 +505,10 @@ fn square_chain_matches_its_steps() {
 }
 
 /// `mul_trunc_scaled` against the exact integer steps (floor at both truncations):
-/// 2PC-Dealer multiplies the first product's truncated outputs without opening them
-/// (3 rounds; step by step 4), compute parties send `24m + 8n` bytes and the dealer
-/// `24m + 48n` (`m = rows + n`); 3PC and plain 2PC decline and send nothing. At 12
+/// 2PC-Dealer and 3PC multiply the first product's truncated outputs without opening them
+/// (3 rounds; step by step 4). Bytes (`m = rows + n`): 2PC-Dealer compute parties `24m + 8n`,
+/// the dealer `24m + 48n`; 3PC parties 0 and 1 `8m + 16n`, the helper `32m + 48n`. Plain
+/// 2PC declines and sends nothing. At 12
 /// fractional bits, `|z| ≤ 1` and `c = 0.5`: each truncation may add one unit, so the
 /// result is within `|z_l + c| + |z_w| + 1 ≤ 3.5` units of 2^-12 of the floors.
 #[test]
@@ -521,7 +522,7 @@ fn mul_trunc_scaled_matches_its_steps() {
     let c = fp.encode(0.5);
     struct Scaled<'a>(&'a [u64], &'a [u64], usize, usize, u64);
     impl Program for Scaled<'_> {
-        type Output = (bool, u64, u64, Vec<u64>);
+        type Output = (bool, (u64, u64), u64, Vec<u64>);
         fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
             let (x, y) = (input(p, self.0)?, input(p, self.1)?);
             let mut out = vec![0; self.2 * self.3 * P::PLANES];
@@ -532,7 +533,7 @@ fn mul_trunc_scaled_matches_its_steps() {
             if done {
                 p.open(&out, &mut opened)?;
             }
-            Ok((done, spent.rounds, spent.bytes_sent, opened))
+            Ok((done, (before.rounds, before.rounds + spent.rounds), spent.bytes_sent, opened))
         }
     }
     let (xi, yi) = (|i: usize| x[i] as i64 as i128, |i: usize| y[i] as i64 as i128);
@@ -542,14 +543,20 @@ fn mul_trunc_scaled_matches_its_steps() {
     for setting in Setting::ALL {
         let r = run_mem(setting, &Scaled(&x, &y, rows, cols, c)).unwrap();
         let done = r[0].0.0;
-        assert_eq!(done, setting == Setting::Dealer, "{setting:?}");
+        assert_eq!(done, setting != Setting::Ot2pc, "{setting:?}");
         if !done {
-            assert!(r.iter().all(|p| p.0.1 == 0 && p.0.2 == 0), "{setting:?} sent something");
+            assert!(r.iter().all(|p| p.0.1.0 == p.0.1.1 && p.0.2 == 0), "{setting:?} sent something");
             continue;
         }
-        assert_eq!(r.iter().map(|p| p.0.1).max().unwrap(), 3);
+        // The depth the call added: the largest clock after it less the largest before.
+        let rounds = r.iter().map(|p| p.0.1.1).max().unwrap() - r.iter().map(|p| p.0.1.0).max().unwrap();
+        assert_eq!(rounds, 3, "{setting:?}");
         let (m, n) = (m as u64, n as u64);
-        assert_eq!([r[0].0.2, r[1].0.2, r[2].0.2], [24 * m + 8 * n, 24 * m + 8 * n, 24 * m + 48 * n]);
+        let bytes = match setting {
+            Setting::Dealer => [24 * m + 8 * n, 24 * m + 8 * n, 24 * m + 48 * n],
+            _ => [8 * m + 16 * n, 8 * m + 16 * n, 32 * m + 48 * n],
+        };
+        assert_eq!([r[0].0.2, r[1].0.2, r[2].0.2], bytes, "{setting:?}");
         let got: Vec<f64> = r[0].0.3.iter().map(|w| fp.decode(*w)).collect();
         let e = max_abs(&got, &want);
         eprintln!("mul_trunc_scaled error: measured {e:.2e} (bound 3.5 units = 8.5e-4)");

@@ -386,20 +386,19 @@ impl Assist {
 
     /// Scratch words for [`mul_trunc_scaled`](Self::mul_trunc_scaled) with `m = rows + n`.
     pub const fn mul_trunc_scaled_scratch(m: usize, n: usize) -> usize {
-        m + n + max(Self::mul_scratch(m), max(6 * m + 4 * n, Self::trunc_scratch(n)))
+        m + max(Self::mul_scratch(m), Self::trunc_scaled_scratch(m, n))
+    }
+
+    /// Scratch words for [`trunc_scaled`](Self::trunc_scaled) with `m = rows + n`.
+    pub const fn trunc_scaled_scratch(m: usize, n: usize) -> usize {
+        n + max(7 * m + 4 * n, Self::trunc_scratch(n))
     }
 
     /// `z = trunc(x ⊙ y, s1)` over `m = rows + n` elements, then
-    /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` for `e < n = rows·cols`.
-    ///
-    /// The first truncation opens `W = z + 2^62 + r`, after which each output is a public
-    /// part plus a mask, `t = d + a` with `d = (W ≫ s1) − 2^(62−s1)` and
-    /// `a = k·msb(r) − (r ≫ s1)`, `k = (1 − msb W)·2^(64−s1)` (see
-    /// [`square_chain`](Self::square_chain)). The second product of two such values,
-    /// `(d_l + c + a_l)(d_w + a_w)`, is linear in dealt shares of the masks' four cross
-    /// products `msb_l·msb_w`, `msb_l·h_w`, `h_l·msb_w`, `h_l·h_w` (`h = r ≫ s1`), so it
-    /// needs no opening: 3 rounds instead of 4. A and B send `24m + 8n` bytes (the second
-    /// product's `16n` are saved); D sends `24m + 48n` (`24n` more than step by step).
+    /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` for `e < n = rows·cols`:
+    /// a Beaver product, then [`trunc_scaled`](Self::trunc_scaled). 3 rounds instead of 4;
+    /// A and B send `24m + 8n` bytes (the second product's `16n` are saved), D sends
+    /// `24m + 48n` (`24n` more than step by step).
     #[allow(clippy::too_many_arguments)]
     pub fn mul_trunc_scaled<C: Channel>(
         &mut self,
@@ -411,16 +410,58 @@ impl Assist {
         out: &mut [u64],
         buf: &mut [u64],
     ) -> Result<()> {
-        let n = out.len();
-        let m = rows + n;
-        if rows.checked_mul(cols) != Some(n) || x.len() != m || y.len() != m || s1 == 0 || s1 > 62 {
+        let m = rows + out.len();
+        if x.len() != m || y.len() != m || buf.len() < m {
             return Err(Error::ShapeMismatch);
         }
-        let [z, pr, rest] = carve(buf, [m, n, buf.len() - m - n]);
+        let (z, rest) = buf.split_at_mut(m);
         self.mul(ch, x, y, z, rest)?;
+        self.trunc_scaled(ch, z, (rows, cols), (s1, c, s2), out, rest, Helper::None)
+    }
+
+    /// With `t = trunc(z, s1)` over `m = rows + n` elements,
+    /// `out[e] = trunc((t[e / cols] + c) · t[rows + e], s2)` for `e < n = rows·cols`, in
+    /// the rounds of two truncations (3PC's helper part as in [`trunc`](Self::trunc)).
+    ///
+    /// The first truncation opens `W = z + 2^62 + r`, after which each output is a public
+    /// part plus a mask, `t = d + a` with `d = (W ≫ s1) − 2^(62−s1)` and
+    /// `a = k·msb(r) − (r ≫ s1)`, `k = (1 − msb W)·2^(64−s1)` (see
+    /// [`square_chain`](Self::square_chain)). The product of two such values,
+    /// `(d_l + c + a_l)(d_w + a_w)`, is linear in dealt shares of the masks' four cross
+    /// products `msb_l·msb_w`, `msb_l·h_w`, `h_l·msb_w`, `h_l·h_w` (`h = r ≫ s1`), so it
+    /// needs no opening. D sends `16m + 48n` bytes, A and B `8m + 8n`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn trunc_scaled<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        z: &[u64],
+        (rows, cols): (usize, usize),
+        (s1, c, s2): (u32, u64, u32),
+        out: &mut [u64],
+        buf: &mut [u64],
+        helper: Helper<'_>,
+    ) -> Result<()> {
+        let n = out.len();
+        let m = rows + n;
+        let own = match (self.role, &helper) {
+            (Role::D, Helper::Send(part)) => part.len() == m,
+            (Role::D, _) => true,
+            _ => z.len() == m,
+        };
+        if rows.checked_mul(cols) != Some(n) || !own || s1 == 0 || s1 > 62 || s2 == 0 || s2 > 62 {
+            return Err(Error::ShapeMismatch);
+        }
+        if buf.len() < Self::trunc_scaled_scratch(m, n) {
+            return Err(Error::ShapeMismatch);
+        }
+        let [pr, rest] = carve(buf, [n, buf.len() - n]);
         let top = 1u64 << (64 - s1);
         let off = RANGE_OFFSET >> s1;
         if self.role == Role::D {
+            if let Helper::Send(part) = helper {
+                send_words(ch, self.a(), part)?;
+                send_words(ch, self.b(), part)?;
+            }
             let [ra, rb, hi, mb, corr, cross] = carve(rest, [m, m, m, m, 2 * m, 4 * n]);
             self.prg.fill(ra);
             self.prg_b().fill(rb);
@@ -451,7 +492,7 @@ impl Assist {
             pr.fill(0);
             return self.trunc(ch, pr, s2, out, rest, Helper::None);
         }
-        let [r, hm, cross, msg, rcv] = carve(rest, [m, 2 * m, 4 * n, m, m]);
+        let [r, hm, cross, msg, rcv, extra] = carve(rest, [m, 2 * m, 4 * n, m, m, m]);
         self.prg.fill(r);
         if self.role == Role::A {
             self.prg.fill(hm);
@@ -462,6 +503,10 @@ impl Assist {
             msg[e] = z[e].wrapping_add(r[e]).wrapping_add(RANGE_OFFSET.wrapping_mul(is_a));
         }
         self.exchange(ch, msg, rcv)?;
+        if matches!(helper, Helper::Receive) {
+            recv_words(ch, self.d(), extra)?;
+            ring::add_assign(rcv, extra)?;
+        }
         if self.role == Role::B {
             recv_words(ch, self.d(), hm)?;
             recv_words(ch, self.d(), cross)?;

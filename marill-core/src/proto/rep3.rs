@@ -22,6 +22,7 @@
 //! | `matmul` m×n×k | 1 | 8mk (independent of n) |
 //! | `trunc` | 2 | 16n / 16n |
 //! | `mul_trunc` | 2 | 16n / 32n |
+//! | `mul_trunc_scaled` m = rows + n | 3 | 8m + 16n / 32m + 48n |
 //! | `ltz` | 5 | as 2PC-Dealer's `ltz` plus 8n for the reshare (parties 0, 1) |
 //!
 //! (The helper's column is for the first engine op of a session, whose helper is party 2;
@@ -365,6 +366,40 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let (z, rest) = buf.split_at_mut(n);
         self.st.local_product(x, y, z, &mut rest[..n])?;
         self.st.trunc_product(z, shift, out, rest)
+    }
+
+    fn mul_trunc_scaled(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        rows: usize,
+        cols: usize,
+        (s1, s2): (u32, u32),
+        c: u64,
+        out: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(s1)?;
+        check_shift(s2)?;
+        ensure_shape(out.len().is_multiple_of(2))?;
+        let n = out.len() / 2;
+        let m = rows.checked_add(n).ok_or(Error::ShapeMismatch)?;
+        ensure_shape(rows.checked_mul(cols) == Some(n) && x.len() == 2 * m && y.len() == 2 * m)?;
+        let buf = self.scratch.words(2 * m + 2 * n + Assist::trunc_scaled_scratch(m, n))?;
+        let (z, rest) = buf.split_at_mut(m);
+        let (tmp, rest) = rest.split_at_mut(m);
+        self.st.local_product(x, y, z, tmp)?;
+        let (w, rest) = rest.split_at_mut(n);
+        let (tmp, eng_buf) = rest.split_at_mut(n);
+        // The first truncation fused with the product (the helper's third part sent in its
+        // opening round), the second product on the 2-of-2 outputs unopened, then back to
+        // replicated: 3 rounds instead of 4.
+        let j = self.st.next_helper();
+        let party = self.st.party;
+        let helper = if party == j { Helper::Send(z) } else { Helper::Receive };
+        let own = if party == j { &[][..] } else { &*z };
+        self.st.engines[j].trunc_scaled(&mut self.st.ch, own, (rows, cols), (s1, c, s2), w, eng_buf, helper)?;
+        self.st.reshare_additive(j, w, out, tmp)?;
+        Ok(true)
     }
 
     fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
