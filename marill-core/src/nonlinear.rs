@@ -18,10 +18,10 @@
 //! | op | recipe | input range | error bound (tested) | rounds |
 //! |---|---|---|---|---|
 //! | [`relu`] | `x·(1 − [x<0])` | any | exact | 5 / 6 |
-//! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× (a chain in 2PC-Dealer) | `[-115, 0]` | 1.5e-3 abs | 8 / 14 |
+//! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× (one chain) | `[-115, 0]` | 1.5e-3 abs | 8 / 8 |
 //! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
 //! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
-//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 9 / 11 |
+//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 9 / 10 |
 //! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 62 / 73 at `C = 128` (groups of 4: 51 / 59) |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | 13 / 15 |
 //! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 12 / 14 |
@@ -244,7 +244,8 @@ pub const fn exp_scratch(n: usize, planes: usize) -> usize {
 /// one truncation: 12 rounds step by step, 96 bytes per element and compute party. In
 /// 2PC-Dealer the seven squarings run as one [`Protocol::square_chain`], where each
 /// truncation's opening also opens the next square's operand: 8 rounds, 64 bytes per
-/// element and compute party (the dealer 168, against 136).
+/// element and compute party (the dealer 168, against 136). 3PC chains them too (its first
+/// square is local, and one round reshares at the end): 8 rounds instead of 14.
 /// Below `EXP_MIN` the base polynomial grows again and the result is meaningless; softmax
 /// multiplies masked entries by zero afterwards.
 pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
@@ -520,8 +521,9 @@ const NB: u32 = 29;
 ///
 /// With `v`: 16 thresholds per octave, `g = post·θ_{i+1}^k` and `L = a + b·x·θ_{i+1}^-1`
 /// (see [`reciprocal`]): one batched product gives `b·x/θ` and `w = v·g` together, a second
-/// gives `w·L`: 4 + 2 + 2 rounds for the whole `v·x^k` (4 + 3 in 2PC-Dealer, whose
-/// [`Protocol::mul_trunc_scaled`] multiplies the first product's outputs unopened). Without `v` (one value per input):
+/// gives `w·L`: 4 + 2 + 2 rounds for the whole `v·x^k` step by step, 4 + 3 in 2PC-Dealer
+/// and 5 + 3 in 3PC, whose [`Protocol::mul_trunc_scaled`] multiplies the first product's
+/// outputs unopened. Without `v` (one value per input):
 /// 4 thresholds per octave and a quadratic `a + b·u + c·u²`, whose `b·u` and `√c·u` come
 /// from one product, `c·u²` from a squaring, and `g·(…)` from a third: 4 + 2 + 2 + 2 rounds.
 #[allow(clippy::too_many_arguments)]
@@ -668,7 +670,7 @@ pub const fn rms_norm_scratch(rows: usize, d: usize, planes: usize) -> usize {
 /// One product gives `x²` and `x ⊙ gain` together (a public gain as trivial shares); the
 /// row sums of `x²` go through [`rsqrt`]'s thermometer, and its two products scale
 /// `x ⊙ gain` directly (`√d` folded into the factor). Rounds: 2 + 4 + 3 = 9 in
-/// 2PC-Dealer.
+/// 2PC-Dealer, 2 + 5 + 3 = 10 in 3PC.
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm<P: Protocol>(
     p: &mut P,

@@ -123,8 +123,9 @@ pub trait Protocol {
     /// `out = y_k` with `y_0 = x` and `y_{i+1} = (y_i + c_i)²` truncated by `s_i` bits
     /// (`s_i = 0`: not truncated; `c_i` public), where this protocol chains such steps in
     /// fewer rounds than one call each (2PC-Dealer: one round per truncating step, see
-    /// `assist::Assist::square_chain`). Returns `false`, having sent nothing, where it
-    /// does not; the caller then goes step by step.
+    /// `assist::Assist::square_chain`; 3PC the same where the first step truncates, plus
+    /// one round to reshare). Returns `false`, having sent nothing, where it does not; the
+    /// caller then goes step by step.
     fn square_chain(&mut self, x: &[u64], steps: &[(u64, u32)], out: &mut [u64]) -> Result<bool> {
         let _ = (x, steps, out);
         Ok(false)
@@ -134,8 +135,8 @@ pub trait Protocol {
     /// `z = trunc(x ⊙ y, s1)` over `rows + rows·cols` elements,
     /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` (a per-row factor, `c` a public
     /// constant, scaling the row's elements), where this protocol does it in fewer rounds
-    /// than two [`mul_trunc`](Self::mul_trunc) calls (2PC-Dealer: 3 instead of 4, see
-    /// `assist::Assist::mul_trunc_scaled`). Returns `false`, having sent nothing, where it
+    /// than two [`mul_trunc`](Self::mul_trunc) calls (2PC-Dealer and 3PC: 3 instead of 4, see
+    /// `assist::Assist::trunc_scaled`). Returns `false`, having sent nothing, where it
     /// does not; the caller then goes step by step.
     #[allow(clippy::too_many_arguments)]
     fn mul_trunc_scaled(

@@ -260,6 +260,11 @@ impl Assist {
     /// truncating step, plus one opening at the start and after each untruncated square
     /// (step by step: two per truncating step, one per other). D sends 4n words per
     /// truncating step (2n for the last), n per opened square.
+    ///
+    /// With `helper` other than [`Helper::None`] (3PC), `x` is not `y_0` but already the
+    /// first square, a 3-of-3 product share as in [`trunc`](Self::trunc): the first step
+    /// must truncate, and its square costs no round.
+    #[allow(clippy::too_many_arguments)]
     pub fn square_chain<C: Channel>(
         &mut self,
         ch: &mut C,
@@ -267,14 +272,23 @@ impl Assist {
         steps: &[(u64, u32)],
         out: &mut [u64],
         buf: &mut [u64],
+        helper: Helper<'_>,
     ) -> Result<()> {
         let n = out.len();
-        if x.len() != n || steps.is_empty() || steps.iter().any(|s| s.1 > 62) {
+        let given = !matches!(helper, Helper::None);
+        let x_ok = match (self.role, &helper) {
+            (Role::D, Helper::Send(part)) => part.len() == n,
+            (Role::D, _) => true,
+            _ => x.len() == n,
+        };
+        if !x_ok || steps.is_empty() || steps.iter().any(|s| s.1 > 62) || (given && steps[0].1 == 0) {
             return Err(Error::ShapeMismatch);
         }
         let [y, z, a, a2, msg, rcv, d, corr] = carve(buf, [n, n, n, n, n, n, n, 4 * n]);
         let is_a = self.is_a();
-        let mut chained = false;
+        // `chained`: the next square's operand is known as public part plus mask (no
+        // opening); with a given first square, there is no operand at all.
+        let mut chained = given;
         if self.role != Role::D {
             y.copy_from_slice(x);
         }
@@ -282,6 +296,10 @@ impl Assist {
             let next = steps.get(i + 1).map(|st| st.0);
             let words = if next.is_some() { 4 * n } else { 2 * n };
             if self.role == Role::D {
+                if let (0, Helper::Send(part)) = (i, &helper) {
+                    send_words(ch, self.a(), part)?;
+                    send_words(ch, self.b(), part)?;
+                }
                 if !chained {
                     self.prg.fill(a);
                     self.prg.fill(a2);
@@ -315,8 +333,10 @@ impl Assist {
                 chained = next.is_some();
                 continue;
             }
-            // The square of y + c.
-            if !chained {
+            // The square of y + c (given: y is the square).
+            if given && i == 0 {
+                z.copy_from_slice(y);
+            } else if !chained {
                 self.prg.fill(a);
                 if self.role == Role::A {
                     self.prg.fill(a2);
@@ -332,11 +352,13 @@ impl Assist {
                     d[e] = msg[e].wrapping_add(rcv[e]);
                 }
             }
-            for e in 0..n {
-                let de = d[e];
-                z[e] = a2[e]
-                    .wrapping_add(de.wrapping_mul(a[e]).wrapping_mul(2))
-                    .wrapping_add(is_a.wrapping_mul(de.wrapping_mul(de)));
+            if !(given && i == 0) {
+                for e in 0..n {
+                    let de = d[e];
+                    z[e] = a2[e]
+                        .wrapping_add(de.wrapping_mul(a[e]).wrapping_mul(2))
+                        .wrapping_add(is_a.wrapping_mul(de.wrapping_mul(de)));
+                }
             }
             if s == 0 {
                 y.copy_from_slice(z);
@@ -352,6 +374,11 @@ impl Assist {
                 msg[e] = z[e].wrapping_add(a[e]).wrapping_add(RANGE_OFFSET.wrapping_mul(is_a));
             }
             self.exchange(ch, msg, rcv)?;
+            if given && i == 0 {
+                // the helper's third part of the product, in the same round
+                recv_words(ch, self.d(), a2)?;
+                ring::add_assign(rcv, a2)?;
+            }
             if self.role == Role::B {
                 recv_words(ch, self.d(), &mut corr[..words])?;
             }

@@ -253,7 +253,7 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
             }
         }
         let buf = self.scratch.words(Assist::square_chain_scratch(n))?;
-        self.eng.square_chain(&mut self.ch, x, steps, out, buf)?;
+        self.eng.square_chain(&mut self.ch, x, steps, out, buf, Helper::None)?;
         Ok(true)
     }
 

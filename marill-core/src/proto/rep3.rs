@@ -368,6 +368,41 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.trunc_product(z, shift, out, rest)
     }
 
+    fn square_chain(&mut self, x: &[u64], steps: &[(u64, u32)], out: &mut [u64]) -> Result<bool> {
+        ensure_shape(out.len().is_multiple_of(2) && x.len() == out.len() && !steps.is_empty())?;
+        for &(_, s) in steps {
+            if s != 0 {
+                check_shift(s)?;
+            }
+        }
+        if steps[0].1 == 0 {
+            return Ok(false);
+        }
+        let n = out.len() / 2;
+        let plane = self.public_plane();
+        let buf = self.scratch.words(4 * n + Assist::square_chain_scratch(n))?;
+        let (y, rest) = buf.split_at_mut(2 * n);
+        let (z, rest) = rest.split_at_mut(n);
+        let (tmp, eng_buf) = rest.split_at_mut(n);
+        // The first square (of y + c_0) is local, its truncation fused (the helper's third
+        // part in the opening round); the rest of the chain runs on the 2-of-2 outputs as in
+        // 2PC-Dealer, then back to replicated: one round per truncating step, one per
+        // opening after an untruncated square, one to reshare.
+        y.copy_from_slice(x);
+        if let Some(q) = plane {
+            y[q * n..(q + 1) * n].iter_mut().for_each(|v| *v = v.wrapping_add(steps[0].0));
+        }
+        self.st.local_square(y, z, tmp)?;
+        let j = self.st.next_helper();
+        let party = self.st.party;
+        let helper = if party == j { Helper::Send(z) } else { Helper::Receive };
+        let own = if party == j { &[][..] } else { &*z };
+        let w = &mut y[..n];
+        self.st.engines[j].square_chain(&mut self.st.ch, own, steps, w, eng_buf, helper)?;
+        self.st.reshare_additive(j, w, out, tmp)?;
+        Ok(true)
+    }
+
     fn mul_trunc_scaled(
         &mut self,
         x: &[u64],
