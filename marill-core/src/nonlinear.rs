@@ -257,6 +257,11 @@ pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u6
     // t = x / 64 at F bits: multiply by 2^(F - f - 6).
     p.scale(x, 1u64 << (F - f - 6), a)?;
     add_scalar_in_place(p, a, 1u64 << F)?; // 1 + t
+    exp_of_base(p, a, b, out, f)
+}
+
+/// [`exp`] from `a = 1 + x/64` at `F` bits, `b` as scratch (`a` is overwritten).
+fn exp_of_base<P: Protocol>(p: &mut P, a: &mut [u64], b: &mut [u64], out: &mut [u64], f: u32) -> Result<()> {
     // The same seven squarings as below, as one chain where the protocol has it.
     let steps = [(0, F + 1), (1u64 << (F - 1), F), (0, F + 15), (0, 0), (0, 45), (0, 0), (0, 60 - f)];
     if p.square_chain(a, &steps, out)? {
@@ -743,7 +748,7 @@ pub const fn tree_scratch(rows: usize, cols: usize, planes: usize) -> usize {
 
 /// Scratch words for [`row_max_in_groups`] over `rows × cols` in groups of `group`.
 pub const fn row_max_scratch(rows: usize, cols: usize, group: usize, planes: usize) -> usize {
-    grouped_scratch(rows, cols, if group < 2 { 2 } else { group }, false, planes)
+    grouped_scratch(rows, cols, if group < 2 { 2 } else { group }, false, false, planes)
 }
 
 /// Row-wise maximum of `rows × cols` into `out` (`rows` elements). Exact. A pairwise
@@ -758,7 +763,7 @@ pub fn row_max<P: Protocol>(
     out: &mut [u64],
     scratch: &mut [u64],
 ) -> Result<()> {
-    grouped(p, x, rows, cols, 2, out, None, scratch)
+    grouped(p, x, rows, cols, 2, out, None, None, scratch)
 }
 
 /// [`row_max`] as a tournament in groups of `group` ≥ 2 ([`grouped`]): groups of 4 take
@@ -775,7 +780,7 @@ pub fn row_max_in_groups<P: Protocol>(
     out: &mut [u64],
     scratch: &mut [u64],
 ) -> Result<()> {
-    grouped(p, x, rows, cols, group, out, None, scratch)
+    grouped(p, x, rows, cols, group, out, None, None, scratch)
 }
 
 /// Group size of [`argmax`]'s tournament.
@@ -783,14 +788,28 @@ pub const ARGMAX_GROUP: usize = 8;
 
 /// Scratch words for [`argmax`] over `rows × cols`.
 pub const fn argmax_scratch(rows: usize, cols: usize, planes: usize) -> usize {
-    grouped_scratch(rows, cols, ARGMAX_GROUP, true, planes)
+    grouped_scratch(rows, cols, ARGMAX_GROUP, true, false, planes)
 }
 
 /// Scratch words of a tournament in groups of `k` (with the index or without).
-const fn grouped_scratch(rows: usize, cols: usize, k: usize, with_index: bool, planes: usize) -> usize {
+const fn grouped_scratch(rows: usize, cols: usize, k: usize, with_index: bool, clamp: bool, planes: usize) -> usize {
     let n = rows * cols;
     let (half, idx) = (k.div_ceil(2), if with_index { 2 } else { 1 });
-    planes * n * (idx + 2 * half + k + 2 * (idx - 1) + 3 * (half + 1))
+    let cl = if clamp { 3 * k + 3 * half } else { 0 };
+    planes * n * (idx + 2 * half + k + 2 * (idx - 1) + 3 * (half + 1) + cl)
+}
+
+/// [`grouped`]'s clamp: besides the maximum `m` of each row, the bits `[x_i + c < m]` of
+/// the entries `visible` marks (0 elsewhere), as `1 − Π_j (1 − [x_i + c < M_j])` over the
+/// last level's candidates `M_j`: their comparisons join the last level's, and their
+/// products its products, so the bits cost no round.
+struct Clamp<'a> {
+    /// `c` at the input's fractional bits.
+    offset: u64,
+    /// Public 0/1 per entry.
+    visible: &'a [u64],
+    /// The bits, `rows·cols·PLANES` words.
+    bits: &'a mut [u64],
 }
 
 /// Row-wise argmax: shares of the index (an integer, not fixed point) and of the maximum.
@@ -808,7 +827,7 @@ pub fn argmax<P: Protocol>(
     scratch: &mut [u64],
 ) -> Result<()> {
     ensure_shape(index.len() == rows * P::PLANES)?;
-    grouped(p, x, rows, cols, ARGMAX_GROUP, max, Some(index), scratch)
+    grouped(p, x, rows, cols, ARGMAX_GROUP, max, Some(index), None, scratch)
 }
 
 /// Visit the groups of a tournament level: `rows` rows of width `w` in groups of `g` (the
@@ -857,29 +876,37 @@ fn grouped<P: Protocol>(
     k: usize,
     max: &mut [u64],
     index: Option<&mut [u64]>,
+    mut clamp: Option<Clamp<'_>>,
     scratch: &mut [u64],
 ) -> Result<()> {
     let pl = P::PLANES;
     let n = rows.checked_mul(cols).ok_or(Error::ShapeMismatch)?;
     ensure_shape(k >= 2 && cols > 0 && x.len() == n * pl && max.len() == rows * pl)?;
     let with_index = index.is_some();
-    check_scratch(scratch, grouped_scratch(rows, cols, k, with_index, pl))?;
+    if let Some(c) = &clamp {
+        ensure_shape(!with_index && c.visible.len() == n && c.bits.len() == n * pl)?;
+    }
+    check_scratch(scratch, grouped_scratch(rows, cols, k, with_index, clamp.is_some(), pl))?;
     let (half, ix) = (k.div_ceil(2), if with_index { n * pl } else { 0 });
+    let cl = if clamp.is_some() { n * pl } else { 0 };
     let [cv, ci, cin, cout, fct, vu, vu2, fa, fb, fo] = carve(
         scratch,
         [
             n * pl,
             ix,
-            n * half * pl,
-            n * half * pl,
-            n * k * pl,
+            n * half * pl + k * cl,
+            n * half * pl + k * cl,
+            n * k * pl + k * cl,
             ix,
             ix,
-            n * (half + 1) * pl,
-            n * (half + 1) * pl,
-            n * (half + 1) * pl,
+            n * (half + 1) * pl + half * cl,
+            n * (half + 1) * pl + half * cl,
+            n * (half + 1) * pl + half * cl,
         ],
     );
+    if let Some(c) = &mut clamp {
+        c.bits.fill(0);
+    }
     let public = p.public_plane();
     cv.copy_from_slice(x);
     if with_index {
@@ -895,26 +922,51 @@ fn grouped<P: Protocol>(
         let g = w.min(k);
         let groups = w.div_ceil(g);
         let nn = rows * w;
-        // Every pair of every group, in one comparison.
-        let mut c_all = 0;
-        each_group(rows, w, g, |_, _, s| c_all += s * (s - 1) / 2);
+        // Every pair of every group, in one comparison; at the last level (one group a
+        // row) also each visible entry of the row against each candidate, for the clamp.
+        let mut c_pairs = 0;
+        each_group(rows, w, g, |_, _, s| c_pairs += s * (s - 1) / 2);
+        let vis: usize = match &clamp {
+            Some(c) if groups == 1 => c.visible.iter().filter(|v| **v != 0).count(),
+            _ => 0,
+        };
+        let c_all = c_pairs + vis * g;
         each_pair(rows, w, g, |c, a, b| {
             for q in 0..pl {
                 cin[q * c_all + c] = cv[q * nn + a].wrapping_sub(cv[q * nn + b]);
             }
         });
+        if let (Some(c), true) = (&clamp, vis > 0) {
+            // [x_i + offset − M_j < 0], entry by entry (visible ones), candidate by candidate
+            let mut at = c_pairs;
+            for (i, _) in c.visible.iter().enumerate().filter(|v| *v.1 != 0) {
+                let r = i / cols;
+                for j in 0..g {
+                    for q in 0..pl {
+                        let off = if public == Some(q) { c.offset } else { 0 };
+                        cin[q * c_all + at] = x[q * n + i].wrapping_add(off).wrapping_sub(cv[q * nn + r * w + j]);
+                    }
+                    at += 1;
+                }
+            }
+        }
         p.ltz(&cin[..c_all * pl], &mut cout[..c_all * pl])?;
         // The factors of the `sel` elements that are not last in their group, `g` each:
         // element i's slot t (j = t, or t + 1 past i) holds c_ij (j > i) or
         // 1 − c_ji = [x_j < x_i] (j < i), slots a smaller group lacks hold 1, and slot
         // g − 1 the difference x_i − x_last (with the index, `vu` holds the index's).
+        // The clamp's lists follow: `vis` lists of the g factors 1 − [x_i + c < M_j].
         let sel = rows * (w - groups);
         let slot = |a: usize| (a / w) * (w - groups) + (a % w / g) * (g - 1) + a % w % g;
+        let items = sel + vis;
         let mut len = g;
-        let mut fl = sel * len;
+        let mut fl = items * len;
         for q in 0..pl {
             let one = u64::from(public == Some(q));
             fct[q * fl..(q + 1) * fl].fill(one);
+            for v in 0..vis * g {
+                fct[q * fl + sel * len + v] = one.wrapping_sub(cout[q * c_all + c_pairs + v]);
+            }
         }
         each_pair(rows, w, g, |c, a, b| {
             // Within the group, a is element i and b element j > i: i's slot j − 1, j's slot i.
@@ -947,31 +999,31 @@ fn grouped<P: Protocol>(
         while len > 1 {
             let u = len / 2;
             let twice = with_index && len.is_multiple_of(2);
-            let (pn, nlen) = (sel * u, u + len % 2);
+            let (pn, nlen) = (items * u, u + len % 2);
             let tot = pn + if twice { sel } else { 0 };
             for q in 0..pl {
-                for t in 0..sel {
+                for t in 0..items {
                     for v in 0..u {
                         fa[q * tot + t * u + v] = fct[q * fl + t * len + 2 * v];
                         fb[q * tot + t * u + v] = fct[q * fl + t * len + 2 * v + 1];
                     }
-                    if twice {
+                    if twice && t < sel {
                         fa[q * tot + pn + t] = fct[q * fl + t * len + len - 2];
                         fb[q * tot + pn + t] = vu[q * sel + t];
                     }
                 }
             }
             p.mul(&fa[..tot * pl], &fb[..tot * pl], &mut fo[..tot * pl])?;
-            let nfl = sel * nlen;
+            let nfl = items * nlen;
             for q in 0..pl {
-                for t in 0..sel {
+                for t in 0..items {
                     for v in 0..u {
                         fa[q * nfl + t * nlen + v] = fo[q * tot + t * u + v];
                     }
                     if len % 2 == 1 {
                         fa[q * nfl + t * nlen + u] = fct[q * fl + t * len + len - 1];
                     }
-                    if with_index {
+                    if with_index && t < sel {
                         vu2[q * sel + t] = if twice { fo[q * tot + pn + t] } else { vu[q * sel + t] };
                     }
                 }
@@ -982,18 +1034,31 @@ fn grouped<P: Protocol>(
             }
             (len, fl) = (nlen, nfl);
         }
+        if let (Some(c), true) = (&mut clamp, vis > 0) {
+            // bit = 1 − Π_j (1 − [x_i + c < M_j])
+            for q in 0..pl {
+                let one = u64::from(public == Some(q));
+                let mut t = sel;
+                for (i, v) in c.visible.iter().enumerate() {
+                    if *v != 0 {
+                        c.bits[q * n + i] = one.wrapping_sub(fct[q * items + t]);
+                        t += 1;
+                    }
+                }
+            }
+        }
         // fct[t] = b_t·(x_t − x_last), vu[t] the same for the index: sum each group's.
         let nl = rows * groups;
         let mut t = 0;
         each_group(rows, w, g, |kk, start, s| {
             let last = start + s - 1;
             for q in 0..pl {
-                let sum = |base: u64, v: &[u64]| {
-                    v[q * sel + t..q * sel + t + s - 1].iter().fold(base, |acc, y| acc.wrapping_add(*y))
+                let sum = |base: u64, v: &[u64], stride: usize| {
+                    v[q * stride + t..q * stride + t + s - 1].iter().fold(base, |acc, y| acc.wrapping_add(*y))
                 };
-                fa[q * nl + kk] = sum(cv[q * nn + last], fct);
+                fa[q * nl + kk] = sum(cv[q * nn + last], fct, items);
                 if with_index {
-                    fb[q * nl + kk] = sum(ci[q * nn + last], vu);
+                    fb[q * nl + kk] = sum(ci[q * nn + last], vu, sel);
                 }
             }
             t += s - 1;
@@ -1034,7 +1099,7 @@ pub const fn softmax_scratch_in_groups(rows: usize, cols: usize, group: usize, p
     5 * n * planes
         + 2 * n
         + 2 * rows * planes
-        + row_max_scratch(rows, cols, group, planes)
+        + grouped_scratch(rows, cols, if group < 2 { 2 } else { group }, false, true, planes)
         + rows_inverse_scratch(rows, cols, planes)
 }
 
@@ -1125,6 +1190,7 @@ pub fn softmax_in_groups<P: Protocol>(
     let (f, n, len) = check_rows::<P>(x, rows, cols, causal, out, scratch, fp, group)?;
     let pl = P::PLANES;
     let hi = ceil_log2(cols) + 1;
+    let group = group.max(2);
     let [xm, d, ex, es, mask, fill, mx, rest] = carve(
         scratch,
         [
@@ -1135,26 +1201,34 @@ pub fn softmax_in_groups<P: Protocol>(
             n,
             n,
             rows * pl,
-            row_max_scratch(rows, cols, group, pl) + rows_inverse_scratch(rows, cols, pl),
+            grouped_scratch(rows, cols, group, false, true, pl) + rows_inverse_scratch(rows, cols, pl),
         ],
     );
     mask_vectors(rows, cols, causal, f, mask, fill);
     p.mul_public(x, mask, &mut es[..len])?;
     p.add_public(&es[..len], fill, xm)?;
-    row_max_in_groups(p, xm, rows, cols, group, mx, rest)?;
+    // The row max, and with it (no extra round) the bits c = [x + 64 < max] of the
+    // visible entries, whose max-subtracted scores lie below exp's clamp.
+    let offset = enc(SOFTMAX_CLAMP, f);
+    let clamp = Clamp { offset, visible: mask, bits: d };
+    grouped(p, xm, rows, cols, group, mx, None, Some(clamp), rest)?;
+    // The factor (mask − c): 1 for a visible entry within the clamp, 0 below it or masked.
+    p.neg(d, ex)?;
+    p.add_public(ex, mask, d)?;
     gather(pl, mx, rows, &mut es[..len], n, |i| i / cols);
-    p.sub(xm, &es[..len], d)?;
-    // Clamp to exp's domain: d = max(d, −SOFTMAX_CLAMP) = relu(d + C) − C. A trained
-    // model's attention can spread far more than 115 within a row (the embedded default's
-    // base does), where exp's polynomial would grow again.
-    fill.iter_mut().for_each(|v| *v = enc(SOFTMAX_CLAMP, f));
-    p.add_public(d, fill, xm)?;
-    relu(p, xm, d, &mut es[..len])?;
-    fill.iter_mut().for_each(|v| *v = enc(-SOFTMAX_CLAMP, f));
-    p.add_public(d, fill, xm)?;
-    exp(p, xm, ex, es, fp)?;
-    p.mul_public(ex, mask, d)?; // masked entries are exactly 0
-    normalise_rows(p, d, rows, cols, -1, hi, out, mx, rest, fp, false)
+    p.sub(xm, &es[..len], ex)?; // x − max
+    // exp's base 1 + t, t = (x − max)/64 at F bits, times the factor: clamped scores give
+    // the base 0 (as t = −1 would: ((1 − 1)² + 1)/2 then squared six times is 2^-64), and
+    // masked ones too. A trained model's attention can spread far more than 115 within a
+    // row (the embedded default's base does), where exp's polynomial would grow again.
+    p.scale(ex, 1u64 << (F - f - 6), xm)?;
+    add_scalar_in_place(p, xm, 1u64 << F)?;
+    p.mul(xm, d, ex)?;
+    let (ea, eb) = es.split_at_mut(len);
+    ea.copy_from_slice(ex);
+    exp_of_base(p, ea, &mut eb[..len], d, f)?; // masked entries: exactly 0 (see below)
+    p.mul_public(d, mask, ex)?;
+    normalise_rows(p, ex, rows, cols, -1, hi, out, mx, rest, fp, false)
 }
 
 /// Scratch of [`normalise_rows`] for both softmaxes (the widest range, 2ReLU's).
