@@ -84,6 +84,8 @@ const GROUPS: [&[&str]; 4] = [&["q", "k", "v"], &["o"], &["gate", "up"], &["down
 
 /// The longest prefill (keys per row) whose softmax takes the row maximum in groups of 4.
 pub const MAX_IN_GROUPS_UP_TO: usize = 256;
+/// The group size of a decoding step's row maximum.
+pub const DECODE_MAX_GROUP: usize = 8;
 
 /// A group of projections: one fused linear (`parts.len() == 1`) or one per member.
 struct Group {
@@ -365,11 +367,23 @@ impl SecureModel {
 
     /// Every member's output (`m × width` shares each) of a group applied to `x`.
     fn run_group<P: Protocol>(&self, p: &mut P, g: &Group, x: &[u64], m: usize) -> Result<Vec<Vec<u64>>, Error> {
+        self.run_group_as(p, g, x, m, true)
+    }
+
+    /// [`run_group`](Self::run_group), its outputs truncated or not (at `2f` bits).
+    fn run_group_as<P: Protocol>(
+        &self,
+        p: &mut P,
+        g: &Group,
+        x: &[u64],
+        m: usize,
+        truncate: bool,
+    ) -> Result<Vec<Vec<u64>>, Error> {
         let pl = P::PLANES;
         if g.parts.len() == g.widths.len() {
-            return g.parts.iter().map(|lin| self.linear(p, lin, x, m)).collect();
+            return g.parts.iter().map(|lin| self.linear_as(p, lin, x, m, truncate)).collect();
         }
-        let y = self.linear(p, &g.parts[0], x, m)?;
+        let y = self.linear_as(p, &g.parts[0], x, m, truncate)?;
         let total: usize = g.widths.iter().sum();
         let mut outs = Vec::new();
         let mut off = 0;
@@ -406,8 +420,15 @@ impl SecureModel {
         &self.arch
     }
 
-    /// `y = x·W (+ LoRA)`, truncated: `x` is `m × inp` shares.
-    fn linear<P: Protocol>(&self, p: &mut P, lin: &SecLinear, x: &[u64], m: usize) -> Result<Vec<u64>, Error> {
+    /// `y = x·W (+ LoRA)`, truncated (or at `2f` bits): `x` is `m × inp` shares.
+    fn linear_as<P: Protocol>(
+        &self,
+        p: &mut P,
+        lin: &SecLinear,
+        x: &[u64],
+        m: usize,
+        truncate: bool,
+    ) -> Result<Vec<u64>, Error> {
         let pl = P::PLANES;
         let d = MatDims::new(m, lin.inp, lin.out);
         let mut raw = vec![0; m * lin.out * pl];
@@ -424,12 +445,15 @@ impl SecureModel {
             p.matmul_weight(&u, b, &mut v, MatDims::new(m, r, lin.out))?;
             p.add(&raw.clone(), &v, &mut raw)?;
         }
-        p.trunc_in_place(&mut raw, self.fp.frac_bits)?;
+        if truncate {
+            p.trunc_in_place(&mut raw, self.fp.frac_bits)?;
+        }
         Ok(raw)
     }
 
-    /// RoPE on `x` (`m × width` shares) at positions `pos..`, times `scale`, truncated.
-    fn rope<P: Protocol>(&self, p: &mut P, x: &mut [u64], m: usize, width: usize, scale: f64) -> Result<(), Error> {
+    /// RoPE on `x` (`m × width` shares at `2f` bits) at positions `pos..`, times `scale`:
+    /// local, the result at `3f` bits, untruncated.
+    fn rope<P: Protocol>(&self, x: &mut [u64], m: usize, width: usize, scale: f64) {
         let pl = P::PLANES;
         let n = m * width;
         let rd = self.arch.rope_dim();
@@ -451,7 +475,35 @@ impl SecureModel {
                 }
             }
         }
-        p.trunc(&out, self.fp.frac_bits, x)
+        x.copy_from_slice(&out);
+    }
+
+    /// Truncate several share vectors by `shift` in one call (one truncation's rounds).
+    fn trunc_together<P: Protocol, const K: usize>(
+        p: &mut P,
+        parts: [&mut Vec<u64>; K],
+        shift: u32,
+    ) -> Result<(), Error> {
+        let pl = P::PLANES;
+        let lens: [usize; K] = core::array::from_fn(|i| parts[i].len() / pl);
+        let total: usize = lens.iter().sum();
+        let mut cat = vec![0; total * pl];
+        let mut at = 0;
+        for (part, &n) in parts.iter().zip(&lens) {
+            for q in 0..pl {
+                cat[q * total + at..q * total + at + n].copy_from_slice(&part[q * n..(q + 1) * n]);
+            }
+            at += n;
+        }
+        p.trunc_in_place(&mut cat, shift)?;
+        let mut at = 0;
+        for (part, n) in parts.into_iter().zip(lens) {
+            for q in 0..pl {
+                part[q * n..(q + 1) * n].copy_from_slice(&cat[q * total + at..q * total + at + n]);
+            }
+            at += n;
+        }
+        Ok(())
     }
 
     fn residual<P: Protocol>(p: &mut P, h: &mut [u64], add: &[u64]) -> Result<(), Error> {
@@ -499,10 +551,18 @@ impl SecureModel {
         let rows = nh * mt;
         let mut probs = vec![0; scores.len()];
         // The row maximum in groups of 4 saves a third of its rounds (15 a layer at 64
-        // keys) for about 3× its comparisons: worth it when decoding (one query row per
-        // head) and in prefills up to 256 keys (+2.8 % of a layer's bytes at 64, about
-        // +6 % at 256); longer prefills, where the scores dominate the bytes, keep pairs.
-        let max_group = if m == 1 || tt <= MAX_IN_GROUPS_UP_TO { 4 } else { 2 };
+        // keys) for about 3× its comparisons: worth it in prefills up to 256 keys (+2.8 %
+        // of a layer's bytes at 64, about +6 % at 256); longer prefills, where the scores
+        // dominate the bytes, keep pairs. Decoding (one query row per head, 1–2 % of a
+        // step's bytes) takes groups of 8: 65–512 keys in three levels instead of four or
+        // five (19 rounds instead of 23 at 65 keys in 2PC-Dealer).
+        let max_group = if m == 1 {
+            DECODE_MAX_GROUP
+        } else if tt <= MAX_IN_GROUPS_UP_TO {
+            4
+        } else {
+            2
+        };
         let mut s = vec![0; nl::softmax_scratch_in_groups(rows, tt, max_group, pl)];
         if a.two_relu {
             nl::softmax_2relu(p, &scores, rows, tt, Some(mt), &mut probs, &mut s, f)?;
@@ -551,13 +611,20 @@ impl SecureModel {
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].attn_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
             Self::part(&mut self.parts, p, "q|k|v");
-            let mut qkv = self.run_group(p, &self.layers[li].groups[0], &x, m).map_err(core)?.into_iter();
-            let (mut q, mut k, v) = match (qkv.next(), qkv.next(), qkv.next()) {
+            // q|k|v untruncated (2f bits); RoPE (and q's 1/√d) multiply q and k by
+            // constants at f bits, v is shifted up by f, and one truncation by 2f ends all
+            // three: a truncation's rounds instead of three (q, k, v entries below 2^14).
+            let mut qkv = self.run_group_as(p, &self.layers[li].groups[0], &x, m, false).map_err(core)?.into_iter();
+            let (mut q, mut k, mut v) = match (qkv.next(), qkv.next(), qkv.next()) {
                 (Some(q), Some(k), Some(v)) => (q, k, v),
                 _ => return Err(StdError::Core(Error::Protocol)),
             };
-            self.rope(p, &mut q, m, qd, 1.0 / (hd as f64).sqrt()).map_err(core)?;
-            self.rope(p, &mut k, m, kvd, 1.0).map_err(core)?;
+            self.rope::<P>(&mut q, m, qd, 1.0 / (hd as f64).sqrt());
+            self.rope::<P>(&mut k, m, kvd, 1.0);
+            for w in v.iter_mut() {
+                *w = w.wrapping_shl(f.frac_bits);
+            }
+            Self::trunc_together(p, [&mut q, &mut k, &mut v], 2 * f.frac_bits).map_err(core)?;
             let (kc, vc) = &mut self.cache[li];
             for qq in 0..pl {
                 kc[qq].extend_from_slice(&k[qq * m * kvd..(qq + 1) * m * kvd]);
@@ -621,7 +688,9 @@ impl SecureModel {
             out: a.vocab,
             rank: 0,
         };
-        let logits = self.linear(p, &head, &xn, 1);
+        // The logits stay at 2f bits: argmax compares them exactly at any scale, so their
+        // truncation would only cost rounds (and precision).
+        let logits = self.linear_as(p, &head, &xn, 1, false);
         self.head = head.w;
         let logits = logits.map_err(core)?;
         Self::part(&mut self.parts, p, "argmax");
