@@ -496,7 +496,7 @@ fn plain(args: &[String]) -> Result<(), StdError> {
 }
 
 /// One measured quantity of a step: (seconds, bytes of the party that sends most, rounds).
-type Metric = (f64, f64, f64);
+type Metric = (f64, f64, f64, [f64; 3]);
 
 /// Prefill and mean decode metrics of a model of `layers` (0 or 1) private layers: the whole
 /// step, and the private layer's own span in it (from the runtime's layer marks; zeros
@@ -532,13 +532,15 @@ fn measure_case(
             .collect()
     };
     let metric = |s: &Span| -> Metric {
-        (s.wall.as_secs_f64(), s.bytes.iter().copied().max().unwrap_or(0) as f64, s.rounds as f64)
+        let per = s.bytes.map(|b| b as f64);
+        (s.wall.as_secs_f64(), s.bytes.iter().copied().max().unwrap_or(0) as f64, s.rounds as f64, per)
     };
     let prefill_and_decode = |spans: Vec<Span>| -> [Metric; 2] {
         let decode = &spans[1..];
         let n = decode.len().max(1) as f64;
-        let mean =
-            decode.iter().map(metric).fold((0.0, 0.0, 0.0), |a, s| (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n));
+        let mean = decode.iter().map(metric).fold((0.0, 0.0, 0.0, [0.0; 3]), |a, s| {
+            (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n, std::array::from_fn(|i| a.3[i] + s.3[i] / n))
+        });
         [metric(&spans[0]), mean]
     };
     let whole = fastest(Steps::step);
@@ -581,6 +583,12 @@ type Measured = ([Metric; 2], [Metric; 2], Parts, Option<[u64; 3]>);
 /// head's parts, and each party's peak heap while the measured model ran.
 type Fit = ([Metric; 2], [Metric; 2], Parts, Parts, Option<[u64; 3]>);
 
+/// Bytes each party sent, as a JSON array (parties 0, 1, 2; in 2PC-Dealer the dealer is 2
+/// and the others' bytes are the online phase's).
+fn per_party_json(b: [f64; 3]) -> String {
+    format!("[{:.0},{:.0},{:.0}]", b[0], b[1], b[2])
+}
+
 /// Peak heap per party as JSON (`null` where the allocator is not metered).
 fn peak_json(p: Option<[u64; 3]>) -> String {
     p.map_or_else(|| "null".into(), |p| format!("[{},{},{}]", p[0], p[1], p[2]))
@@ -591,8 +599,15 @@ fn peak_json(p: Option<[u64; 3]>) -> String {
 fn parts_json(layer: &Parts, head: &Parts) -> String {
     let one = |scope: &str, (name, m): &(&str, [Metric; 2])| {
         format!(
-            "{{\"part\":\"{name}\",\"scope\":\"{scope}\",\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0}}}",
-            m[0].0, m[0].1, m[0].2, m[1].0, m[1].1, m[1].2
+            "{{\"part\":\"{name}\",\"scope\":\"{scope}\",\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"prefill_bytes_per_party\":{},\"decode_bytes_per_party\":{}}}",
+            m[0].0,
+            m[0].1,
+            m[0].2,
+            m[1].0,
+            m[1].1,
+            m[1].2,
+            per_party_json(m[0].3),
+            per_party_json(m[1].3)
         )
     };
     let all: Vec<String> = layer.iter().map(|p| one("layer", p)).chain(head.iter().map(|p| one("step", p))).collect();
@@ -694,7 +709,9 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             eprintln!("marill cost:   done in {:.1} s{heap}", t.elapsed().as_secs_f64());
             // The layer's span is part of the step, so the rest is never negative in bytes
             // or rounds; a time can be by a hair of clock skew between parties, so it clamps.
-            let sub = |a: Metric, c: Metric| ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2);
+            let sub = |a: Metric, c: Metric| {
+                ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2, std::array::from_fn(|i| a.3[i] - c.3[i]))
+            };
             let fixed = [sub(whole[0], own[0]), sub(whole[1], own[1])];
             let (layer_parts, head_parts): (Parts, Parts) =
                 parts.into_iter().partition(|p| marill_std::model::secure::is_layer_part(p.0));
@@ -715,13 +732,19 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 _ => "private",
             };
             let (fixed, per, lp, hp, peak) = fit(key, var)?;
-            let total = |i: usize| (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2);
+            let total = |i: usize| {
+                let pp = std::array::from_fn(|q| fixed[i].3[q] + k * per[i].3[q]);
+                (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2, pp)
+            };
             rows.push((name.to_string(), [total(0), total(1)], key, parts_json(&lp, &hp), peak));
         }
         // Table 2: layer freezing alone, trained fraction f of 26 layers.
         for t in table2.into_iter().filter(|t| wanted(&format!("f={t}/26"))) {
             let (fixed, per, lp, hp, peak) = fit("private", v(0, 1, false))?;
-            let total = |i: usize| (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2);
+            let total = |i: usize| {
+                let pp = std::array::from_fn(|q| fixed[i].3[q] + t * per[i].3[q]);
+                (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2, pp)
+            };
             rows.push((format!("f={t}/26"), [total(0), total(1)], "private", parts_json(&lp, &hp), peak));
         }
         // Ratios against the baseline (none when --variant leaves it out).
@@ -759,7 +782,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{},\"parts\":{parts}}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{},\"parts\":{parts},\"prefill_bytes_per_party\":{},\"decode_bytes_per_party\":{}}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,
@@ -767,7 +790,9 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                     r[1].0,
                     r[1].1,
                     r[1].2,
-                    peak_json(*peak)
+                    peak_json(*peak),
+                    per_party_json(r[0].3),
+                    per_party_json(r[1].3)
                 );
             } else {
                 println!(
@@ -824,31 +849,40 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     Ok(())
 }
 
-/// The per-part table of `marill cost` (bytes of the party that sends most).
+/// The per-part table of `marill cost` (bytes of the party that sends most, and each
+/// party's in the prefill).
 fn print_parts(title: &str, layer: &Parts, head: &Parts) {
     println!("\n{title}");
     println!(
-        "{:<11} {:>10} {:>9} {:>7} | {:>9} {:>9} {:>7}",
-        "part", "prefill s", "MB", "rounds", "decode s", "MB", "rounds"
+        "{:<11} {:>10} {:>9} {:>7} | {:>9} {:>9} {:>7} | {:>26}",
+        "part", "prefill s", "MB", "rounds", "decode s", "MB", "rounds", "prefill MB by party 0/1/2"
     );
     let row = |name: &str, m: &[Metric; 2]| {
+        let by = m[0].3.map(|b| format!("{:.2}", b / 1e6)).join(" / ");
         println!(
-            "{:<11} {:>10.4} {:>9.2} {:>7.0} | {:>9.4} {:>9.3} {:>7.0}",
+            "{:<11} {:>10.4} {:>9.2} {:>7.0} | {:>9.4} {:>9.3} {:>7.0} | {:>26}",
             name,
             m[0].0,
             m[0].1 / 1e6,
             m[0].2,
             m[1].0,
             m[1].1 / 1e6,
-            m[1].2
+            m[1].2,
+            by
         )
     };
-    let mut sum = [(0.0, 0.0, 0.0); 2];
+    let mut sum = [(0.0, 0.0, 0.0, [0.0; 3]); 2];
     for (name, m) in layer {
         row(name, m);
         for i in 0..2 {
-            sum[i] = (sum[i].0 + m[i].0, sum[i].1 + m[i].1, sum[i].2 + m[i].2);
+            let pp = std::array::from_fn(|q| sum[i].3[q] + m[i].3[q]);
+            sum[i] = (sum[i].0 + m[i].0, sum[i].1 + m[i].1, sum[i].2 + m[i].2, pp);
         }
+    }
+    // A layer's bytes: the party that sends most over the whole layer (in 3PC the helper's
+    // role rotates from op to op, so the sum of the parts' largest overstates it).
+    for m in &mut sum {
+        m.1 = m.3.iter().copied().fold(0.0, f64::max);
     }
     row("layer", &sum);
     for (name, m) in head {

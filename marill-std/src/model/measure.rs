@@ -197,10 +197,10 @@ impl Program for ModelCase {
         let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(|e| failed("set-up", e))?;
         model.mark_layers();
         // Over an emulated link the set-up's traffic (the weights' shares) can still be
-        // queued: wait it out, so that the steps pay only for their own.
-        if self.link.is_some() {
-            p.barrier()?;
-        }
+        // queued: wait it out, so that the steps pay only for their own. Without a link too,
+        // so that every party (the dealer included) starts the steps at one clock and the
+        // rounds do not depend on the link.
+        p.barrier()?;
         let mut pm = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false)
             .map_err(|e| failed("loading the public layers", e))?;
         let mut feed = self.prompt(arch.vocab);
