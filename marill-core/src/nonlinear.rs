@@ -1352,12 +1352,22 @@ fn act_poly<P: Protocol>(
     for v in u1.iter_mut() {
         *v = v.wrapping_mul(1u64 << (F - f - cut_log2));
     }
+    // h(u) = c_0·w + Σ c_i u^i at F + COEFF_BITS bits (exact in the ring; u and its
+    // powers are 0 outside the window, and c_0·w is linear), then back to f bits: as one
+    // chain where the protocol has it (the powers' products need no openings).
+    let mut c = [0u64; 9];
+    c[0] = enc(coeffs[0], F + COEFF_BITS);
+    for (ci, v) in c.iter_mut().zip(coeffs.iter()).skip(1) {
+        *ci = enc(*v, COEFF_BITS);
+    }
+    if p.poly_chain(u1, win, &c, F, F + COEFF_BITS - f, hp)? {
+        gather(pl, ra, 2 * n, out, n, |e| e);
+        return crate::ring::add_assign(out, hp);
+    }
     // Powers in three levels: u², then [u³ | u⁴], then [u⁵ | u⁶ | u⁷ | u⁸].
     p.square_trunc(u1, F, u2)?;
     mul_trunc_parts(p, [n; 2], [u2, u2], [u1, u2], F, [u3, u4], cat_a, cat_b, lv)?;
     mul_trunc_parts(p, [n; 4], [&*u4; 4], [&*u1, &*u2, &*u3, &*u4], F, [u5, u6, u7, u8], cat_a, cat_b, lv)?;
-    // h(u) = c_0·w + Σ c_i u^i at F + COEFF_BITS bits (exact in the ring; u and its
-    // powers are 0 outside the window, and c_0·w is linear), then back to f bits.
     let acc = &mut cmp[..len];
     let c0 = enc(coeffs[0], F + COEFF_BITS);
     for (a, w) in acc.iter_mut().zip(win.iter()) {

@@ -153,6 +153,26 @@ pub trait Protocol {
         Ok(false)
     }
 
+    /// `out = trunc(c_0·w + Σ_{1≤i≤deg} c_i·u^i, shift)` (`deg = coeffs.len() − 1`, 2 to
+    /// 8; public `c_i`; `w` shares), the powers each truncated by `fpow` bits and made in
+    /// levels (`u²`; `u³, u⁴`; `u⁵..u⁸`), where this protocol chains them in fewer rounds
+    /// than one `mul_trunc` call a level (2PC-Dealer 5 rounds instead of 7, 3PC 5 instead of
+    /// 8; see `assist::Assist::poly_chain`). Returns `false`, having sent nothing, where it
+    /// does not; the caller then goes step by step.
+    #[allow(clippy::too_many_arguments)]
+    fn poly_chain(
+        &mut self,
+        u: &[u64],
+        w: &[u64],
+        coeffs: &[u64],
+        fpow: u32,
+        shift: u32,
+        out: &mut [u64],
+    ) -> Result<bool> {
+        let _ = (u, w, coeffs, fpow, shift, out);
+        Ok(false)
+    }
+
     /// `trunc(x², shift)`. The default squares, then truncates; 3PC fuses the two.
     fn square_trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
         check_shift(shift)?;

@@ -565,3 +565,65 @@ fn mul_trunc_scaled_matches_its_steps() {
         assert!(e <= 3.5 / fp.scale(), "mul_trunc_scaled error {e}");
     }
 }
+
+/// `poly_chain` against float64: `h = c_0·w + Σ c_i·u^i` over `u ∈ [0, 1]`, powers at 20
+/// fractional bits (each truncation may add one unit, which the later products carry: at
+/// most 8 units of 2^-20 on `u⁸`), coefficients `|c_i| ≤ 2` at 16 bits, the sum back to 16
+/// bits: error ≤ 2·8·2^-20·8 + 2^-16 ≤ 1.4e-4. 2PC-Dealer opens `u` once and each level
+/// costs its truncations' round: 5 rounds (step by step 7), compute parties `72n` bytes,
+/// the dealer `264n`; 3PC opens `u` beside the first truncation and reshares at the end:
+/// 5 rounds (step by step 8), parties 0 and 1 `80n`; plain 2PC declines and sends nothing.
+#[test]
+fn poly_chain_matches_the_polynomial() {
+    const FPOW: u32 = 20;
+    const CB: u32 = 16;
+    let n = 300;
+    let u: Vec<f64> = uniform(n, 0.0, 1.0, 41);
+    let w: Vec<u64> = words(n, 42).iter().map(|v| v & 1).collect();
+    let coeffs = [0.75, -1.5, 2.0, -0.5, 1.25, -2.0, 0.5, 1.0, -0.25];
+    let cw: Vec<u64> = coeffs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| FixedPoint { frac_bits: if i == 0 { FPOW + CB } else { CB } }.encode(*c))
+        .collect();
+    let ue: Vec<u64> = u.iter().map(|v| FixedPoint { frac_bits: FPOW }.encode(*v)).collect();
+    struct Poly<'a>(&'a [u64], &'a [u64], &'a [u64]);
+    impl Program for Poly<'_> {
+        type Output = (bool, (u64, u64), u64, Vec<u64>);
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+            let (u, w) = (input(p, self.0)?, input(p, self.1)?);
+            let mut out = vec![0; u.len()];
+            let before = p.cost().unwrap();
+            let done = p.poly_chain(&u, &w, self.2, FPOW, FPOW + CB - 16, &mut out)?;
+            let spent = p.cost().unwrap().since(&before);
+            let mut opened = vec![0; self.0.len()];
+            if done {
+                p.open(&out, &mut opened)?;
+            }
+            Ok((done, (before.rounds, before.rounds + spent.rounds), spent.bytes_sent, opened))
+        }
+    }
+    let want: Vec<f64> = (0..n)
+        .map(|e| coeffs[0] * w[e] as f64 + (1..9).map(|i| coeffs[i] * u[e].powi(i as i32)).sum::<f64>())
+        .collect();
+    for setting in Setting::ALL {
+        let r = run_mem(setting, &Poly(&ue, &w, &cw)).unwrap();
+        let done = r[0].0.0;
+        assert_eq!(done, setting != Setting::Ot2pc, "{setting:?}");
+        if !done {
+            assert!(r.iter().all(|p| p.0.1.0 == p.0.1.1 && p.0.2 == 0), "{setting:?} sent something");
+            continue;
+        }
+        let rounds = r.iter().map(|p| p.0.1.1).max().unwrap() - r.iter().map(|p| p.0.1.0).max().unwrap();
+        assert_eq!(rounds, 5, "{setting:?}");
+        let n = n as u64;
+        match setting {
+            Setting::Dealer => assert_eq!([r[0].0.2, r[1].0.2, r[2].0.2], [72 * n, 72 * n, 264 * n]),
+            _ => assert_eq!([r[0].0.2, r[1].0.2], [80 * n, 80 * n], "{setting:?}"),
+        }
+        let got: Vec<f64> = r[0].0.3.iter().map(|v| FP.decode(*v)).collect();
+        let e = max_abs(&got, &want);
+        eprintln!("poly_chain ({setting:?}) error: measured {e:.2e} (bound 1.4e-4)");
+        assert!(e <= 1.4e-4, "{setting:?}: poly_chain error {e}");
+    }
+}

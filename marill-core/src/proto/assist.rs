@@ -79,6 +79,8 @@ pub struct Assist {
 
 /// Chunks of the 63-bit comparison.
 pub const CHUNKS: usize = 16;
+/// Highest degree of [`Assist::poly_chain`].
+pub const POLY_DEG: usize = 8;
 /// ANDs in the comparison tree: 15 + 7 + 3 + 1.
 const TREE_ANDS: usize = 26;
 
@@ -569,6 +571,266 @@ impl Assist {
                 .wrapping_add(aa);
         }
         self.trunc(ch, pr, s2, out, rest, Helper::None)
+    }
+
+    // ---- a polynomial from chained powers ----------------------------------------------
+
+    /// Scratch words for [`poly_chain`](Self::poly_chain) of `n` elements.
+    pub const fn poly_chain_scratch(n: usize) -> usize {
+        // per power d, k, h, m; a1; products, openings and corrections of the widest level;
+        // the sum; the final truncation's
+        4 * n * (POLY_DEG + 1) + n + 4 * n + 8 * n + 20 * n + n + Self::trunc_scratch(n)
+    }
+
+    /// `out = trunc(c_0·w + Σ_{1≤i≤deg} c_i·u^i, shift)` (`deg = coeffs.len() − 1 ≤ 8`, the
+    /// `c_i` public), the powers each truncated by `fpow` bits and made in levels: `u²`, then
+    /// `u³ = u²·u` and `u⁴ = u²·u²`, then `u⁵..u⁸ = u⁴·u^1..4`.
+    ///
+    /// Every power after a truncation is a public part plus a mask whose pieces D dealt
+    /// (`t = d + a`, `a = k·msb(r) − (r ≫ s)`, see [`square_chain`](Self::square_chain)),
+    /// and `u` itself is opened once under a dealt mask; the product of two such values is
+    /// linear in dealt shares of the masks' products (1, 2 or 4 words), so a level costs
+    /// only its truncations' opening: 2PC-Dealer (`helper` [`Helper::None`]) 1 + 3 + 1
+    /// rounds for degree 8 (step by step 2 + 2 + 2 + 1). With a helper (3PC), `sq` is this
+    /// party's 3-of-3 share of `u²` and D's part comes with [`Helper::Send`]: `u`'s opening
+    /// shares the first truncation's round, 3 + 1 rounds. A and B send `8n` per opened
+    /// value and truncation (72n in all at degree 8), D `8n·(3 + 8 + 20 + 2)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn poly_chain<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        u: &[u64],
+        sq: &[u64],
+        w: &[u64],
+        coeffs: &[u64],
+        (fpow, shift): (u32, u32),
+        out: &mut [u64],
+        buf: &mut [u64],
+        helper: Helper<'_>,
+    ) -> Result<()> {
+        let n = out.len();
+        let deg = coeffs.len().wrapping_sub(1);
+        let given = !matches!(helper, Helper::None);
+        let inputs = match (self.role, &helper) {
+            (Role::D, Helper::Send(part)) => part.len() == n,
+            (Role::D, _) => true,
+            _ => u.len() == n && w.len() == n && (!given || sq.len() == n),
+        };
+        if !inputs || !(2..=POLY_DEG).contains(&deg) || !(1..=62).contains(&fpow) || !(1..=62).contains(&shift) {
+            return Err(Error::ShapeMismatch);
+        }
+        if buf.len() < Self::poly_chain_scratch(n) {
+            return Err(Error::ShapeMismatch);
+        }
+        let (pw, rest) = buf.split_at_mut(4 * n * (POLY_DEG + 1));
+        let [a1, prod, msg, rcv, corr, acc, tbuf] =
+            carve(rest, [n, 4 * n, 4 * n, 4 * n, 20 * n, n, Self::trunc_scratch(n)]);
+        // Power i's public part, wrap factor, and its mask's two dealt pieces (A, B: shares;
+        // D: the true values).
+        let at = |i: usize, f: usize| (4 * i + f) * n;
+        let is_a = self.is_a();
+        let top = 1u64 << (64 - fpow);
+        let off = RANGE_OFFSET >> fpow;
+        let is_d = self.role == Role::D;
+        // u's mask: A's share from its seed, B's from its own (D holds both seeds).
+        if is_d {
+            self.prg.fill(a1);
+            let pb = self.prg_b();
+            pb.fill(&mut prod[..n]);
+            for e in 0..n {
+                a1[e] = a1[e].wrapping_add(prod[e]);
+            }
+        } else {
+            self.prg.fill(a1);
+        }
+        if !given && !is_d {
+            for e in 0..n {
+                msg[e] = u[e].wrapping_sub(a1[e]);
+            }
+            self.exchange(ch, &msg[..n], &mut rcv[..n])?;
+            for e in 0..n {
+                pw[at(1, 0) + e] = msg[e].wrapping_add(rcv[e]);
+            }
+        }
+        let levels: [&[(usize, usize, usize)]; 3] =
+            [&[(1, 1, 2)], &[(2, 1, 3), (2, 2, 4)], &[(4, 1, 5), (4, 2, 6), (4, 3, 7), (4, 4, 8)]];
+        for (li, level) in levels.iter().enumerate() {
+            let prods: &[(usize, usize, usize)] = {
+                let keep = level.iter().take_while(|x| x.2 <= deg).count();
+                &level[..keep]
+            };
+            if prods.is_empty() {
+                break;
+            }
+            let np = prods.len();
+            // The masks' products, as words per element: O·O 1 (a1²), T·O 2 (m·a1, h·a1),
+            // T·T 4 (mm, mh, hm, hh) or, squared, 2 (mh, hh).
+            let words = |i: usize, j: usize| match (i, j) {
+                (1, 1) => 1,
+                (_, 1) => 2,
+                _ if i == j => 2,
+                _ => 4,
+            };
+            let total: usize = prods.iter().map(|&(i, j, _)| words(i, j)).sum();
+            let (cross, trc) = corr.split_at_mut(total * n);
+            let trc = &mut trc[..2 * np * n];
+            let first_given = given && li == 0;
+            if is_d {
+                if let (true, Helper::Send(part)) = (first_given, &helper) {
+                    send_words(ch, self.a(), part)?;
+                    send_words(ch, self.b(), part)?;
+                }
+                if !first_given {
+                    // A's shares of the masks' products; B's corrections below.
+                    self.prg.fill(cross);
+                    let mut o = 0;
+                    for &(i, j, _) in prods {
+                        for e in 0..n {
+                            let (hi, mi) = (pw[at(i, 2) + e], pw[at(i, 3) + e]);
+                            let (hj, mj) = (pw[at(j, 2) + e], pw[at(j, 3) + e]);
+                            let vals: [u64; 4] = match (i, j) {
+                                (1, 1) => [a1[e].wrapping_mul(a1[e]), 0, 0, 0],
+                                (_, 1) => [mi.wrapping_mul(a1[e]), hi.wrapping_mul(a1[e]), 0, 0],
+                                _ if i == j => [mi.wrapping_mul(hi), hi.wrapping_mul(hi), 0, 0],
+                                _ => {
+                                    [mi.wrapping_mul(mj), mi.wrapping_mul(hj), hi.wrapping_mul(mj), hi.wrapping_mul(hj)]
+                                }
+                            };
+                            for (q, v) in vals.iter().take(words(i, j)).enumerate() {
+                                let c = &mut cross[(o + q) * n + e];
+                                *c = v.wrapping_sub(*c);
+                            }
+                        }
+                        o += words(i, j);
+                    }
+                    send_words(ch, self.b(), cross)?;
+                }
+                // The truncations' masks r and the pieces of r ≫ s and msb(r).
+                let (ra, rb) = (&mut msg[..np * n], &mut rcv[..np * n]);
+                self.prg.fill(ra);
+                self.prg_b().fill(rb);
+                self.prg.fill(trc);
+                for (t, &(_, _, k)) in prods.iter().enumerate() {
+                    for e in 0..n {
+                        let r = ra[t * n + e].wrapping_add(rb[t * n + e]);
+                        let (h, m) = (r >> fpow, r >> 63);
+                        pw[at(k, 2) + e] = h;
+                        pw[at(k, 3) + e] = m;
+                        let c = &mut trc[2 * t * n..2 * (t + 1) * n];
+                        c[e] = h.wrapping_sub(c[e]);
+                        c[n + e] = m.wrapping_sub(c[n + e]);
+                    }
+                }
+                send_words(ch, self.b(), trc)?;
+                continue;
+            }
+            // A and B: the products' shares.
+            if first_given {
+                prod[..n].copy_from_slice(sq);
+            } else {
+                if self.role == Role::A {
+                    self.prg.fill(cross);
+                } else {
+                    recv_words(ch, self.d(), cross)?;
+                }
+                let mut o = 0;
+                for (t, &(i, j, _)) in prods.iter().enumerate() {
+                    for e in 0..n {
+                        // mask shares: O: a1; T: m·k − h
+                        let mask = |x: usize| {
+                            if x == 1 {
+                                a1[e]
+                            } else {
+                                pw[at(x, 3) + e].wrapping_mul(pw[at(x, 1) + e]).wrapping_sub(pw[at(x, 2) + e])
+                            }
+                        };
+                        let (di, dj) = (pw[at(i, 0) + e], pw[at(j, 0) + e]);
+                        let (ki, kj) = (pw[at(i, 1) + e], pw[at(j, 1) + e]);
+                        let cw = |q: usize| cross[(o + q) * n + e];
+                        let aa = match (i, j) {
+                            (1, 1) => cw(0),
+                            (_, 1) => ki.wrapping_mul(cw(0)).wrapping_sub(cw(1)),
+                            _ if i == j => ki
+                                .wrapping_mul(ki)
+                                .wrapping_mul(pw[at(i, 3) + e])
+                                .wrapping_sub(ki.wrapping_mul(2).wrapping_mul(cw(0)))
+                                .wrapping_add(cw(1)),
+                            _ => ki
+                                .wrapping_mul(kj)
+                                .wrapping_mul(cw(0))
+                                .wrapping_sub(ki.wrapping_mul(cw(1)))
+                                .wrapping_sub(kj.wrapping_mul(cw(2)))
+                                .wrapping_add(cw(3)),
+                        };
+                        prod[t * n + e] = is_a
+                            .wrapping_mul(di.wrapping_mul(dj))
+                            .wrapping_add(di.wrapping_mul(mask(j)))
+                            .wrapping_add(dj.wrapping_mul(mask(i)))
+                            .wrapping_add(aa);
+                    }
+                    o += words(i, j);
+                }
+            }
+            // Their truncations' opening (with a helper: u's opening beside it).
+            let m_words = np * n + if first_given { n } else { 0 };
+            {
+                let r = &mut rcv[..np * n]; // A, B: their share of each r
+                self.prg.fill(r);
+                for e in 0..np * n {
+                    msg[e] = prod[e].wrapping_add(r[e]).wrapping_add(RANGE_OFFSET.wrapping_mul(is_a));
+                }
+            }
+            if first_given {
+                for e in 0..n {
+                    msg[np * n + e] = u[e].wrapping_sub(a1[e]);
+                }
+            }
+            if self.role == Role::A {
+                self.prg.fill(trc);
+            }
+            let (mine, theirs) = (&msg[..m_words], &mut rcv[..m_words]);
+            self.exchange(ch, mine, theirs)?;
+            if first_given {
+                // D's third part of the product, in the same round
+                recv_words(ch, self.d(), &mut acc[..n])?;
+                ring::add_assign(&mut rcv[..n], &acc[..n])?;
+                for e in 0..n {
+                    pw[at(1, 0) + e] = msg[np * n + e].wrapping_add(rcv[np * n + e]);
+                }
+            }
+            if self.role == Role::B {
+                recv_words(ch, self.d(), trc)?;
+            }
+            for (t, &(_, _, k)) in prods.iter().enumerate() {
+                for e in 0..n {
+                    let wv = msg[t * n + e].wrapping_add(rcv[t * n + e]);
+                    pw[at(k, 0) + e] = (wv >> fpow).wrapping_sub(off);
+                    pw[at(k, 1) + e] = (1 - (wv >> 63)).wrapping_mul(top);
+                    pw[at(k, 2) + e] = trc[2 * t * n + e];
+                    pw[at(k, 3) + e] = trc[2 * t * n + n + e];
+                }
+            }
+        }
+        // c_0·w + Σ c_i·u^i, each power's shares is_a·d + m·k − h (u's: is_a·d + a1).
+        if is_d {
+            acc.fill(0);
+        } else {
+            for e in 0..n {
+                let mut v = coeffs[0].wrapping_mul(w[e]);
+                for (i, &c) in coeffs.iter().enumerate().skip(1) {
+                    let share = if i == 1 {
+                        is_a.wrapping_mul(pw[at(1, 0) + e]).wrapping_add(a1[e])
+                    } else {
+                        is_a.wrapping_mul(pw[at(i, 0) + e])
+                            .wrapping_add(pw[at(i, 3) + e].wrapping_mul(pw[at(i, 1) + e]))
+                            .wrapping_sub(pw[at(i, 2) + e])
+                    };
+                    v = v.wrapping_add(c.wrapping_mul(share));
+                }
+                acc[e] = v;
+            }
+        }
+        self.trunc(ch, acc, shift, out, tbuf, Helper::None)
     }
 
     // ---- matrix multiplication ------------------------------------------------------

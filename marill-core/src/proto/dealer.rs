@@ -277,6 +277,24 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         Ok(true)
     }
 
+    fn poly_chain(
+        &mut self,
+        u: &[u64],
+        w: &[u64],
+        coeffs: &[u64],
+        fpow: u32,
+        shift: u32,
+        out: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(fpow)?;
+        check_shift(shift)?;
+        let n = out.len();
+        ensure_shape(u.len() == n && w.len() == n && (3..=super::assist::POLY_DEG + 1).contains(&coeffs.len()))?;
+        let buf = self.scratch.words(Assist::poly_chain_scratch(n))?;
+        self.eng.poly_chain(&mut self.ch, u, &[], w, coeffs, (fpow, shift), out, buf, Helper::None)?;
+        Ok(true)
+    }
+
     fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
         check_shift(shift)?;
         let n = x.len();

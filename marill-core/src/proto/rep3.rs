@@ -403,6 +403,51 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         Ok(true)
     }
 
+    fn poly_chain(
+        &mut self,
+        u: &[u64],
+        w: &[u64],
+        coeffs: &[u64],
+        fpow: u32,
+        shift: u32,
+        out: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(fpow)?;
+        check_shift(shift)?;
+        ensure_shape(out.len().is_multiple_of(2) && u.len() == out.len() && w.len() == out.len())?;
+        ensure_shape((3..=super::assist::POLY_DEG + 1).contains(&coeffs.len()))?;
+        let n = out.len() / 2;
+        let buf = self.scratch.words(5 * n + Assist::poly_chain_scratch(n))?;
+        let (ua, rest) = buf.split_at_mut(n);
+        let (wa, rest) = rest.split_at_mut(n);
+        let (z, rest) = rest.split_at_mut(n);
+        let (h, rest) = rest.split_at_mut(n);
+        let (tmp, eng_buf) = rest.split_at_mut(n);
+        // u² locally (3-of-3, its truncation fused with the helper's part), u and w as 2-of-2
+        // between the other two; the chain in the engine, then the result back to
+        // replicated: 3 rounds for the powers, 1 for the sum's truncation, 1 to reshare.
+        self.st.local_square(u, z, tmp)?;
+        let j = self.st.next_helper();
+        self.st.to_additive(j, u, ua)?;
+        self.st.to_additive(j, w, wa)?;
+        let party = self.st.party;
+        let helper = if party == j { Helper::Send(z) } else { Helper::Receive };
+        let (own_u, own_z, own_w) = if party == j { (&[][..], &[][..], &[][..]) } else { (&*ua, &*z, &*wa) };
+        self.st.engines[j].poly_chain(
+            &mut self.st.ch,
+            own_u,
+            own_z,
+            own_w,
+            coeffs,
+            (fpow, shift),
+            h,
+            eng_buf,
+            helper,
+        )?;
+        self.st.reshare_additive(j, h, out, tmp)?;
+        Ok(true)
+    }
+
     fn mul_trunc_scaled(
         &mut self,
         x: &[u64],
