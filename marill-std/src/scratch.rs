@@ -41,7 +41,10 @@ impl Scratch for HeapScratch {
             return Err(Error::BufferTooSmall { required: words });
         }
         if self.buf.len() < words {
-            self.buf.resize(words, 0);
+            // A fresh zeroed block rather than `resize`: nothing in the old one is needed, so
+            // there is nothing to copy, and the allocator can hand out untouched zero pages.
+            self.buf = Vec::new();
+            self.buf = vec![0; words];
         }
         Ok(&mut self.buf[..words])
     }

@@ -685,23 +685,41 @@ impl Assist {
                     self.prg.fill(cross);
                     let mut o = 0;
                     for &(i, j, _) in prods {
-                        for e in 0..n {
-                            let (hi, mi) = (pw[at(i, 2) + e], pw[at(i, 3) + e]);
-                            let (hj, mj) = (pw[at(j, 2) + e], pw[at(j, 3) + e]);
-                            let vals: [u64; 4] = match (i, j) {
-                                (1, 1) => [a1[e].wrapping_mul(a1[e]), 0, 0, 0],
-                                (_, 1) => [mi.wrapping_mul(a1[e]), hi.wrapping_mul(a1[e]), 0, 0],
-                                _ if i == j => [mi.wrapping_mul(hi), hi.wrapping_mul(hi), 0, 0],
-                                _ => {
-                                    [mi.wrapping_mul(mj), mi.wrapping_mul(hj), hi.wrapping_mul(mj), hi.wrapping_mul(hj)]
+                        let wd = words(i, j);
+                        let (hi, mi) = (&pw[at(i, 2)..at(i, 2) + n], &pw[at(i, 3)..at(i, 3) + n]);
+                        let (hj, mj) = (&pw[at(j, 2)..at(j, 2) + n], &pw[at(j, 3)..at(j, 3) + n]);
+                        let c = &mut cross[o * n..(o + wd) * n];
+                        let (c0, c) = c.split_at_mut(n);
+                        match (i, j) {
+                            (1, 1) => {
+                                for e in 0..n {
+                                    c0[e] = a1[e].wrapping_mul(a1[e]).wrapping_sub(c0[e]);
                                 }
-                            };
-                            for (q, v) in vals.iter().take(words(i, j)).enumerate() {
-                                let c = &mut cross[(o + q) * n + e];
-                                *c = v.wrapping_sub(*c);
+                            }
+                            (_, 1) => {
+                                for e in 0..n {
+                                    c0[e] = mi[e].wrapping_mul(a1[e]).wrapping_sub(c0[e]);
+                                    c[e] = hi[e].wrapping_mul(a1[e]).wrapping_sub(c[e]);
+                                }
+                            }
+                            _ if i == j => {
+                                for e in 0..n {
+                                    c0[e] = mi[e].wrapping_mul(hi[e]).wrapping_sub(c0[e]);
+                                    c[e] = hi[e].wrapping_mul(hi[e]).wrapping_sub(c[e]);
+                                }
+                            }
+                            _ => {
+                                let (c1, c) = c.split_at_mut(n);
+                                let (c2, c3) = c.split_at_mut(n);
+                                for e in 0..n {
+                                    c0[e] = mi[e].wrapping_mul(mj[e]).wrapping_sub(c0[e]);
+                                    c1[e] = mi[e].wrapping_mul(hj[e]).wrapping_sub(c1[e]);
+                                    c2[e] = hi[e].wrapping_mul(mj[e]).wrapping_sub(c2[e]);
+                                    c3[e] = hi[e].wrapping_mul(hj[e]).wrapping_sub(c3[e]);
+                                }
                             }
                         }
-                        o += words(i, j);
+                        o += wd;
                     }
                     send_words(ch, self.b(), cross)?;
                 }
@@ -711,14 +729,16 @@ impl Assist {
                 self.prg_b().fill(rb);
                 self.prg.fill(trc);
                 for (t, &(_, _, k)) in prods.iter().enumerate() {
+                    let (ra, rb) = (&ra[t * n..(t + 1) * n], &rb[t * n..(t + 1) * n]);
+                    let (hs, ms) = pw[at(k, 2)..at(k, 2) + 2 * n].split_at_mut(n);
+                    let (ch, cm) = trc[2 * t * n..2 * (t + 1) * n].split_at_mut(n);
                     for e in 0..n {
-                        let r = ra[t * n + e].wrapping_add(rb[t * n + e]);
+                        let r = ra[e].wrapping_add(rb[e]);
                         let (h, m) = (r >> fpow, r >> 63);
-                        pw[at(k, 2) + e] = h;
-                        pw[at(k, 3) + e] = m;
-                        let c = &mut trc[2 * t * n..2 * (t + 1) * n];
-                        c[e] = h.wrapping_sub(c[e]);
-                        c[n + e] = m.wrapping_sub(c[n + e]);
+                        hs[e] = h;
+                        ms[e] = m;
+                        ch[e] = h.wrapping_sub(ch[e]);
+                        cm[e] = m.wrapping_sub(cm[e]);
                     }
                 }
                 send_words(ch, self.b(), trc)?;
@@ -735,40 +755,69 @@ impl Assist {
                 }
                 let mut o = 0;
                 for (t, &(i, j, _)) in prods.iter().enumerate() {
-                    for e in 0..n {
-                        // mask shares: O: a1; T: m·k − h
-                        let mask = |x: usize| {
-                            if x == 1 {
-                                a1[e]
-                            } else {
-                                pw[at(x, 3) + e].wrapping_mul(pw[at(x, 1) + e]).wrapping_sub(pw[at(x, 2) + e])
+                    let wd = words(i, j);
+                    let sl = |x: usize, f: usize| &pw[at(x, f)..at(x, f) + n];
+                    // mask shares: O: a1; T: m·k − h (kept in the power's slot 4·n·9 + ...)
+                    let (di, dj, ki, kj) = (sl(i, 0), sl(j, 0), sl(i, 1), sl(j, 1));
+                    let (mi, hi) = (sl(i, 3), sl(i, 2));
+                    let (mj, hj) = (sl(j, 3), sl(j, 2));
+                    let c = &cross[o * n..(o + wd) * n];
+                    let out_t = &mut prod[t * n..(t + 1) * n];
+                    let am = |m: u64, k: u64, h: u64| m.wrapping_mul(k).wrapping_sub(h);
+                    match (i, j) {
+                        (1, 1) => {
+                            for e in 0..n {
+                                let d = di[e];
+                                out_t[e] = is_a
+                                    .wrapping_mul(d.wrapping_mul(d))
+                                    .wrapping_add(d.wrapping_mul(a1[e]).wrapping_mul(2))
+                                    .wrapping_add(c[e]);
                             }
-                        };
-                        let (di, dj) = (pw[at(i, 0) + e], pw[at(j, 0) + e]);
-                        let (ki, kj) = (pw[at(i, 1) + e], pw[at(j, 1) + e]);
-                        let cw = |q: usize| cross[(o + q) * n + e];
-                        let aa = match (i, j) {
-                            (1, 1) => cw(0),
-                            (_, 1) => ki.wrapping_mul(cw(0)).wrapping_sub(cw(1)),
-                            _ if i == j => ki
-                                .wrapping_mul(ki)
-                                .wrapping_mul(pw[at(i, 3) + e])
-                                .wrapping_sub(ki.wrapping_mul(2).wrapping_mul(cw(0)))
-                                .wrapping_add(cw(1)),
-                            _ => ki
-                                .wrapping_mul(kj)
-                                .wrapping_mul(cw(0))
-                                .wrapping_sub(ki.wrapping_mul(cw(1)))
-                                .wrapping_sub(kj.wrapping_mul(cw(2)))
-                                .wrapping_add(cw(3)),
-                        };
-                        prod[t * n + e] = is_a
-                            .wrapping_mul(di.wrapping_mul(dj))
-                            .wrapping_add(di.wrapping_mul(mask(j)))
-                            .wrapping_add(dj.wrapping_mul(mask(i)))
-                            .wrapping_add(aa);
+                        }
+                        (_, 1) => {
+                            for e in 0..n {
+                                let ai = am(mi[e], ki[e], hi[e]);
+                                let aa = ki[e].wrapping_mul(c[e]).wrapping_sub(c[n + e]);
+                                out_t[e] = is_a
+                                    .wrapping_mul(di[e].wrapping_mul(dj[e]))
+                                    .wrapping_add(di[e].wrapping_mul(a1[e]))
+                                    .wrapping_add(dj[e].wrapping_mul(ai))
+                                    .wrapping_add(aa);
+                            }
+                        }
+                        _ if i == j => {
+                            for e in 0..n {
+                                let (d, k) = (di[e], ki[e]);
+                                let ai = am(mi[e], k, hi[e]);
+                                let aa = k
+                                    .wrapping_mul(k)
+                                    .wrapping_mul(mi[e])
+                                    .wrapping_sub(k.wrapping_mul(2).wrapping_mul(c[e]))
+                                    .wrapping_add(c[n + e]);
+                                out_t[e] = is_a
+                                    .wrapping_mul(d.wrapping_mul(d))
+                                    .wrapping_add(d.wrapping_mul(ai).wrapping_mul(2))
+                                    .wrapping_add(aa);
+                            }
+                        }
+                        _ => {
+                            for e in 0..n {
+                                let (k1, k2) = (ki[e], kj[e]);
+                                let aa = k1
+                                    .wrapping_mul(k2)
+                                    .wrapping_mul(c[e])
+                                    .wrapping_sub(k1.wrapping_mul(c[n + e]))
+                                    .wrapping_sub(k2.wrapping_mul(c[2 * n + e]))
+                                    .wrapping_add(c[3 * n + e]);
+                                out_t[e] = is_a
+                                    .wrapping_mul(di[e].wrapping_mul(dj[e]))
+                                    .wrapping_add(di[e].wrapping_mul(am(mj[e], k2, hj[e])))
+                                    .wrapping_add(dj[e].wrapping_mul(am(mi[e], k1, hi[e])))
+                                    .wrapping_add(aa);
+                            }
+                        }
                     }
-                    o += words(i, j);
+                    o += wd;
                 }
             }
             // Their truncations' opening (with a helper: u's opening beside it).
@@ -802,32 +851,40 @@ impl Assist {
                 recv_words(ch, self.d(), trc)?;
             }
             for (t, &(_, _, k)) in prods.iter().enumerate() {
+                let (mine, theirs) = (&msg[t * n..(t + 1) * n], &rcv[t * n..(t + 1) * n]);
+                let slot = &mut pw[at(k, 0)..at(k, 0) + 4 * n];
+                let (d, rest) = slot.split_at_mut(n);
+                let (kk, hm) = rest.split_at_mut(n);
                 for e in 0..n {
-                    let wv = msg[t * n + e].wrapping_add(rcv[t * n + e]);
-                    pw[at(k, 0) + e] = (wv >> fpow).wrapping_sub(off);
-                    pw[at(k, 1) + e] = (1 - (wv >> 63)).wrapping_mul(top);
-                    pw[at(k, 2) + e] = trc[2 * t * n + e];
-                    pw[at(k, 3) + e] = trc[2 * t * n + n + e];
+                    let wv = mine[e].wrapping_add(theirs[e]);
+                    d[e] = (wv >> fpow).wrapping_sub(off);
+                    kk[e] = (1 - (wv >> 63)).wrapping_mul(top);
                 }
+                hm.copy_from_slice(&trc[2 * t * n..2 * (t + 1) * n]);
             }
         }
         // c_0·w + Σ c_i·u^i, each power's shares is_a·d + m·k − h (u's: is_a·d + a1).
         if is_d {
             acc.fill(0);
         } else {
-            for e in 0..n {
-                let mut v = coeffs[0].wrapping_mul(w[e]);
-                for (i, &c) in coeffs.iter().enumerate().skip(1) {
-                    let share = if i == 1 {
-                        is_a.wrapping_mul(pw[at(1, 0) + e]).wrapping_add(a1[e])
-                    } else {
-                        is_a.wrapping_mul(pw[at(i, 0) + e])
-                            .wrapping_add(pw[at(i, 3) + e].wrapping_mul(pw[at(i, 1) + e]))
-                            .wrapping_sub(pw[at(i, 2) + e])
-                    };
-                    v = v.wrapping_add(c.wrapping_mul(share));
+            for (a, wv) in acc.iter_mut().zip(w) {
+                *a = coeffs[0].wrapping_mul(*wv);
+            }
+            for (i, &c) in coeffs.iter().enumerate().skip(1) {
+                let d = &pw[at(i, 0)..at(i, 0) + n];
+                if i == 1 {
+                    for e in 0..n {
+                        let share = is_a.wrapping_mul(d[e]).wrapping_add(a1[e]);
+                        acc[e] = acc[e].wrapping_add(c.wrapping_mul(share));
+                    }
+                } else {
+                    let (k, h, m) =
+                        (&pw[at(i, 1)..at(i, 1) + n], &pw[at(i, 2)..at(i, 2) + n], &pw[at(i, 3)..at(i, 3) + n]);
+                    for e in 0..n {
+                        let share = is_a.wrapping_mul(d[e]).wrapping_add(m[e].wrapping_mul(k[e])).wrapping_sub(h[e]);
+                        acc[e] = acc[e].wrapping_add(c.wrapping_mul(share));
+                    }
                 }
-                acc[e] = v;
             }
         }
         self.trunc(ch, acc, shift, out, tbuf, Helper::None)
