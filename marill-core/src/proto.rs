@@ -85,6 +85,36 @@ pub trait Protocol {
     /// gross error in that range.
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()>;
 
+    /// [`matmul_many`](Self::matmul_many), then its output truncated by `shift`, fused where
+    /// the setting allows it (3PC truncates the local 3-of-3 product in the reshare's place:
+    /// 2 rounds instead of 3).
+    fn matmul_many_trunc(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        out: &mut [u64],
+        d: MatDims,
+        count: usize,
+        shift: u32,
+    ) -> Result<()> {
+        self.matmul_many(x, y, out, d, count)?;
+        self.trunc_in_place(out, shift)
+    }
+
+    /// [`matmul_weight`](Self::matmul_weight), then its output truncated by `shift`, fused
+    /// where the setting allows it (as [`matmul_many_trunc`](Self::matmul_many_trunc)).
+    fn matmul_weight_trunc(
+        &mut self,
+        x: &[u64],
+        material: &[u64],
+        out: &mut [u64],
+        d: MatDims,
+        shift: u32,
+    ) -> Result<()> {
+        self.matmul_weight(x, material, out, d)?;
+        self.trunc_in_place(out, shift)
+    }
+
     /// Prepare a weight matrix `w (n×k)` that party `owner` knows in the clear, once per
     /// session; returns this party's material for [`matmul_weight`](Self::matmul_weight)
     /// (opaque: its layout is the protocol's). Every party passes the same `owner`, `n`, `k`;

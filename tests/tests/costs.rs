@@ -234,3 +234,32 @@ fn rep3_matmul_traffic_is_independent_of_the_inner_dimension() {
         assert_eq!(large[i].1.bytes_sent, 8 * 24);
     }
 }
+
+/// `matmul_many_trunc` (3 blocks): 2PC-Dealer sends what `matmul_many` and `trunc` send
+/// (2 rounds); 3PC truncates the local 3-of-3 product directly, the helper's part in the
+/// opening round, then reshares: 16 bytes per output from parties 0 and 1, 32 from the
+/// helper, 2 rounds instead of `matmul_many`'s 1 and `trunc`'s 2.
+#[test]
+fn fused_matmul_and_truncation_match_the_formulas() {
+    struct Fused;
+    impl Program for Fused {
+        type Output = ();
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+            let pl = P::PLANES;
+            let a = vec![1u64; 3 * D.m * D.n * pl];
+            let b = vec![2u64; 3 * D.n * D.k * pl];
+            let mut c = vec![0u64; 3 * D.m * D.k * pl];
+            p.matmul_many_trunc(&a, &b, &mut c, D, 3, 16)
+        }
+    }
+    let (mn, nk, mk) = ((D.m * D.n) as u64, (D.n * D.k) as u64, (D.m * D.k) as u64);
+    for (s, want) in [
+        (Setting::Dealer, ([24 * (mn + nk) + 24 * mk, 24 * (mn + nk) + 24 * mk, 24 * mk + 48 * mk], 2)),
+        (Setting::Rep3, ([48 * mk, 48 * mk, 96 * mk], 2)),
+    ] {
+        let r = run_mem(s, &Fused).unwrap();
+        let bytes = [r[0].1.bytes_sent, r[1].1.bytes_sent, r[2].1.bytes_sent];
+        let rounds = r.iter().map(|(_, c)| c.rounds).max().unwrap();
+        assert_eq!((bytes, rounds), want, "{s:?}");
+    }
+}

@@ -32,6 +32,9 @@ struct AllOps {
     bx: Vec<u64>,
     by: Vec<u64>,
     sw: Vec<u64>,
+    /// Small signed matrices (m×n, n×k) for the truncated products.
+    fa: Vec<u64>,
+    fb: Vec<u64>,
     /// Whether there is a party 2 (not in plain 2PC).
     three: bool,
 }
@@ -48,6 +51,8 @@ struct Opened {
     matmul: Vec<u64>,
     matmul_public: Vec<u64>,
     matmul_weight: Vec<u64>,
+    matmul_trunc: Vec<u64>,
+    matmul_weight_trunc: Vec<u64>,
     trunc: Vec<u64>,
     mul_trunc: Vec<u64>,
     ltz: Vec<u64>,
@@ -111,6 +116,12 @@ impl Program for AllOps {
         p.fill_weight(1, mine, spec, &mut material)?;
         p.matmul_weight(&a, &material, &mut c, D)?;
         o.matmul_weight = open(p, &c)?;
+        let fa = shares(p, 0, &self.fa)?;
+        let fb = shares(p, 1, &self.fb)?;
+        p.matmul_many_trunc(&fa, &fb, &mut c, D, 1, 16)?;
+        o.matmul_trunc = open(p, &c)?;
+        p.matmul_weight_trunc(&fa, &material, &mut c, D, 16)?;
+        o.matmul_weight_trunc = open(p, &c)?;
         let big = shares(p, 1, &self.big)?;
         p.trunc(&big, 16, &mut t)?;
         o.trunc = open(p, &t)?;
@@ -169,6 +180,8 @@ fn case(setting: Setting) -> AllOps {
         bx: words(bit_words(N), 11),
         by: words(bit_words(N), 12),
         sw: signed(D.n * D.k, 20, 13),
+        fa: signed(D.m * D.n, 36, 14),
+        fb: signed(D.n * D.k, 20, 15),
         three: setting.parties() == 3,
     }
 }
@@ -187,6 +200,13 @@ fn check(c: &AllOps, results: &[(Opened, marill_core::cost::Cost)], setting: Set
     assert_eq!(o.matmul, matmul_plain(&c.a, &c.b, D.m, D.n, D.k));
     assert_eq!(o.matmul_public, matmul_plain(&c.a, &c.w, D.m, D.n, D.k));
     assert_eq!(o.matmul_weight, matmul_plain(&c.a, &c.sw, D.m, D.n, D.k));
+    // The fused products and truncations: ⌊v/2^16⌋ + {0, 1}.
+    for (got, w) in [(&o.matmul_trunc, &c.fb), (&o.matmul_weight_trunc, &c.sw)] {
+        for (g, v) in got.iter().zip(matmul_plain(&c.fa, w, D.m, D.n, D.k)) {
+            let diff = g.wrapping_sub(fixed::trunc(v, 16));
+            assert!(diff <= 1, "{setting:?} fused matmul and truncation: off by {}", diff as i64);
+        }
+    }
     for i in 0..n {
         // trunc: ⌊v/2^16⌋ + {0, 1}
         let want = fixed::trunc(c.big[i], 16);

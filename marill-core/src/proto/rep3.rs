@@ -201,6 +201,30 @@ impl<C: Channel> State<C> {
         self.reshare_additive(j, w, out, tmp)
     }
 
+    /// `count` blocks of `Z_i = X_i·(Y_i + Y_{i+1}) + X_{i+1}·Y_i + α_i` (3-of-3 additive
+    /// shares of the products), `ysum` and `tmp` as scratch.
+    #[allow(clippy::too_many_arguments)]
+    fn local_matmul(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        ysum: &mut [u64],
+        z: &mut [u64],
+        tmp: &mut [u64],
+        d: MatDims,
+        count: usize,
+    ) -> Result<()> {
+        let (bmn, bnk, bmk) = (d.m * d.n, d.n * d.k, d.m * d.k);
+        let (mn, nk) = (bmn * count, bnk * count);
+        ring::add(&y[..nk], &y[nk..], ysum)?;
+        for c in 0..count {
+            let zc = &mut z[c * bmk..(c + 1) * bmk];
+            ring::matmul(&x[c * bmn..(c + 1) * bmn], &ysum[c * bnk..(c + 1) * bnk], zc, d)?;
+            ring::matmul_acc(&x[mn + c * bmn..mn + (c + 1) * bmn], &y[c * bnk..(c + 1) * bnk], zc, d)?;
+        }
+        Self::add_zero_share(&mut self.zero_own, &mut self.zero_next, z, tmp)
+    }
+
     /// `z_i = x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i + α_i` (3-of-3 additive product share).
     fn local_product(&mut self, x: &[u64], y: &[u64], z: &mut [u64], tmp: &mut [u64]) -> Result<()> {
         let n = z.len();
@@ -328,27 +352,45 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
     }
 
     fn matmul_many(&mut self, x: &[u64], y: &[u64], out: &mut [u64], d: MatDims, count: usize) -> Result<()> {
-        let (bmn, bnk, bmk) = match (d.lhs(), d.rhs(), d.out()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => return Err(Error::ShapeMismatch),
-        };
-        let total = |v: usize| v.checked_mul(count).ok_or(Error::ShapeMismatch);
-        let (mn, nk, mk) = (total(bmn)?, total(bnk)?, total(bmk)?);
-        ensure_shape(x.len() == 2 * mn && y.len() == 2 * nk && out.len() == 2 * mk)?;
+        let (nk, mk) = matmul_sizes(x, y, out, d, count)?;
         let buf = self.scratch.words(nk + 2 * mk)?;
         let (ysum, rest) = buf.split_at_mut(nk);
         let (z, tmp) = rest.split_at_mut(mk);
-        ring::add(&y[..nk], &y[nk..], ysum)?;
-        // Z_i = X_i·(Y_i + Y_{i+1}) + X_{i+1}·Y_i per block, then one reshare for all.
-        for c in 0..count {
-            let zc = &mut z[c * bmk..(c + 1) * bmk];
-            ring::matmul(&x[c * bmn..(c + 1) * bmn], &ysum[c * bnk..(c + 1) * bnk], zc, d)?;
-            ring::matmul_acc(&x[mn + c * bmn..mn + (c + 1) * bmn], &y[c * bnk..(c + 1) * bnk], zc, d)?;
-        }
-        State::<C>::add_zero_share(&mut self.st.zero_own, &mut self.st.zero_next, z, tmp)?;
+        self.st.local_matmul(x, y, ysum, z, tmp, d, count)?;
         send_words(&mut self.st.ch, prev_of(self.st.party), z)?;
         out[..mk].copy_from_slice(z);
         recv_words(&mut self.st.ch, next_of(self.st.party), &mut out[mk..])
+    }
+
+    fn matmul_many_trunc(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        out: &mut [u64],
+        d: MatDims,
+        count: usize,
+        shift: u32,
+    ) -> Result<()> {
+        check_shift(shift)?;
+        let (nk, mk) = matmul_sizes(x, y, out, d, count)?;
+        let buf = self.scratch.words(nk + 3 * mk + Assist::trunc_scratch(mk))?;
+        let (ysum, rest) = buf.split_at_mut(nk);
+        let (z, rest) = rest.split_at_mut(mk);
+        self.st.local_matmul(x, y, ysum, z, &mut rest[..mk], d, count)?;
+        // The 3-of-3 product truncated directly (its helper's part sent in the opening
+        // round), then reshared: the product's own reshare is not needed.
+        self.st.trunc_product(z, shift, out, rest)
+    }
+
+    fn matmul_weight_trunc(
+        &mut self,
+        x: &[u64],
+        material: &[u64],
+        out: &mut [u64],
+        d: MatDims,
+        shift: u32,
+    ) -> Result<()> {
+        self.matmul_many_trunc(x, material, out, d, 1, shift)
     }
 
     fn trunc(&mut self, x: &[u64], shift: u32, out: &mut [u64]) -> Result<()> {
@@ -542,6 +584,19 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.engines[2].b2a(&mut self.st.ch, bits, w, eng_buf)?;
         self.st.reshare_additive(2, w, out, tmp)
     }
+}
+
+/// `(count·n·k, count·m·k)` for `count` products of `m×n` by `n×k` blocks in replicated
+/// shares, after checking the buffers' lengths.
+fn matmul_sizes(x: &[u64], y: &[u64], out: &[u64], d: MatDims, count: usize) -> Result<(usize, usize)> {
+    let (bmn, bnk, bmk) = match (d.lhs(), d.rhs(), d.out()) {
+        (Some(a), Some(b), Some(c)) => (a, b, c),
+        _ => return Err(Error::ShapeMismatch),
+    };
+    let total = |v: usize| v.checked_mul(count).ok_or(Error::ShapeMismatch);
+    let (mn, nk, mk) = (total(bmn)?, total(bnk)?, total(bmk)?);
+    ensure_shape(x.len() == 2 * mn && y.len() == 2 * nk && out.len() == 2 * mk)?;
+    Ok((nk, mk))
 }
 
 fn next_of(p: PartyId) -> PartyId {

@@ -432,6 +432,11 @@ impl SecureModel {
         let pl = P::PLANES;
         let d = MatDims::new(m, lin.inp, lin.out);
         let mut raw = vec![0; m * lin.out * pl];
+        if let (Mat::Server(w), None, true) = (&lin.w, &lin.lora, truncate) {
+            // the product and its truncation fused (3PC: a round fewer)
+            p.matmul_weight_trunc(x, w, &mut raw, d, self.fp.frac_bits)?;
+            return Ok(raw);
+        }
         match &lin.w {
             Mat::Public(w) => p.matmul_public(x, w, &mut raw, d)?,
             Mat::Server(w) => p.matmul_weight(x, w, &mut raw, d)?,
@@ -439,8 +444,7 @@ impl SecureModel {
         if let Some((a, b)) = &lin.lora {
             let r = lin.rank;
             let mut u = vec![0; m * r * pl];
-            p.matmul_weight(x, a, &mut u, MatDims::new(m, lin.inp, r))?;
-            p.trunc_in_place(&mut u, self.fp.frac_bits)?;
+            p.matmul_weight_trunc(x, a, &mut u, MatDims::new(m, lin.inp, r), self.fp.frac_bits)?;
             let mut v = vec![0; m * lin.out * pl];
             p.matmul_weight(&u, b, &mut v, MatDims::new(m, r, lin.out))?;
             p.add(&raw.clone(), &v, &mut raw)?;
@@ -544,9 +548,8 @@ impl SecureModel {
         let ks = cache_blocks(kc, tt, kvd, hd, nh, group, true);
         Self::part(&mut self.parts, p, "scores");
         let mut scores = vec![0; nh * mt * tt * pl];
-        p.matmul_many(&qs, &ks, &mut scores, MatDims::new(mt, hd, tt), nh)?;
+        p.matmul_many_trunc(&qs, &ks, &mut scores, MatDims::new(mt, hd, tt), nh, f.frac_bits)?;
         drop(ks);
-        p.trunc_in_place(&mut scores, f.frac_bits)?;
         Self::part(&mut self.parts, p, "softmax");
         let rows = nh * mt;
         let mut probs = vec![0; scores.len()];
@@ -573,8 +576,7 @@ impl SecureModel {
         Self::part(&mut self.parts, p, "P·V");
         let vs = cache_blocks(vc, tt, kvd, hd, nh, group, false);
         let mut heads = vec![0; nh * mt * hd * pl];
-        p.matmul_many(&probs, &vs, &mut heads, MatDims::new(mt, tt, hd), nh)?;
-        p.trunc_in_place(&mut heads, f.frac_bits)?;
+        p.matmul_many_trunc(&probs, &vs, &mut heads, MatDims::new(mt, tt, hd), nh, f.frac_bits)?;
         for qq in 0..pl {
             for hh in 0..nh {
                 for i in 0..mt {
