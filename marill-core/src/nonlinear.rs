@@ -260,11 +260,15 @@ pub fn exp<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u6
     exp_of_base(p, a, b, out, f)
 }
 
+/// [`exp`]'s seven squarings as [`Protocol::square_chain`] steps.
+fn exp_steps(f: u32) -> [(u64, u32); 7] {
+    [(0, F + 1), (1u64 << (F - 1), F), (0, F + 15), (0, 0), (0, 45), (0, 0), (0, 60 - f)]
+}
+
 /// [`exp`] from `a = 1 + x/64` at `F` bits, `b` as scratch (`a` is overwritten).
 fn exp_of_base<P: Protocol>(p: &mut P, a: &mut [u64], b: &mut [u64], out: &mut [u64], f: u32) -> Result<()> {
     // The same seven squarings as below, as one chain where the protocol has it.
-    let steps = [(0, F + 1), (1u64 << (F - 1), F), (0, F + 15), (0, 0), (0, 45), (0, 0), (0, 60 - f)];
-    if p.square_chain(a, &steps, out)? {
+    if p.square_chain(a, &exp_steps(f), out)? {
         return Ok(());
     }
     p.square_trunc(a, F + 1, b)?; // (1+t)²/2
@@ -1223,10 +1227,17 @@ pub fn softmax_in_groups<P: Protocol>(
     // row (the embedded default's base does), where exp's polynomial would grow again.
     p.scale(ex, 1u64 << (F - f - 6), xm)?;
     add_scalar_in_place(p, xm, 1u64 << F)?;
-    p.mul(xm, d, ex)?;
-    let (ea, eb) = es.split_at_mut(len);
-    ea.copy_from_slice(ex);
-    exp_of_base(p, ea, &mut eb[..len], d, f)?; // masked entries: exactly 0 (see below)
+    // The factor joins the chain's first square where the protocol has it (2PC-Dealer:
+    // opened beside the base, no round of its own); otherwise one product first.
+    if !p.square_chain_scaled(xm, d, &exp_steps(f), ex)? {
+        p.mul(xm, d, ex)?;
+        let (ea, eb) = es.split_at_mut(len);
+        ea.copy_from_slice(ex);
+        exp_of_base(p, ea, &mut eb[..len], d, f)?;
+    } else {
+        d.copy_from_slice(ex);
+    }
+    // masked entries: exactly 0 (see below)
     p.mul_public(d, mask, ex)?;
     normalise_rows(p, ex, rows, cols, -1, hi, out, mx, rest, fp, false)
 }

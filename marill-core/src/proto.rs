@@ -161,6 +161,21 @@ pub trait Protocol {
         Ok(false)
     }
 
+    /// [`square_chain`](Self::square_chain) with the first square multiplied by `factor`
+    /// (shares of 0 or 1 per element): `y_1 = β·(x + c_0)²` truncated, in the chain's rounds
+    /// where this protocol has it (2PC-Dealer opens `β` beside the first operand). Returns
+    /// `false`, having sent nothing, where it does not; the caller multiplies first.
+    fn square_chain_scaled(
+        &mut self,
+        x: &[u64],
+        factor: &[u64],
+        steps: &[(u64, u32)],
+        out: &mut [u64],
+    ) -> Result<bool> {
+        let _ = (x, factor, steps, out);
+        Ok(false)
+    }
+
     /// Two truncated products, the second of outputs of the first: with
     /// `z = trunc(x ⊙ y, s1)` over `rows + rows·cols` elements,
     /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` (a per-row factor, `c` a public

@@ -451,7 +451,8 @@ fn softmax_of_odd_widths() {
 /// chains the steps (one round per truncating step, one opening at the start and after an
 /// untruncated square: 5 rounds here, step by step 7); 3PC squares locally first and
 /// reshares at the end instead of the first opening (5 rounds, step by step 7); plain 2PC
-/// declines and sends nothing. Steps at 12 fractional bits: `(y + 0.25)²` truncated, `y²` not, `(y − 0.5)²`
+/// declines and sends nothing. `square_chain_scaled` (2PC-Dealer; the others decline) takes
+/// the first square times a 0/1 factor in the same 5 rounds. Steps at 12 fractional bits: `(y + 0.25)²` truncated, `y²` not, `(y − 0.5)²`
 /// truncated by 36, `(y + 0.1)²` truncated; each truncation may add one unit, which the
 /// later squares grow to at most 2.6e-2 (2·1.56·2·1.94·2·3.87 units of 2^-12, and more).
 #[test]
@@ -461,14 +462,20 @@ fn square_chain_matches_its_steps() {
     let steps =
         [(fp.encode(0.25), B), (0, 0), (FixedPoint { frac_bits: 2 * B }.encode(-0.5), 3 * B), (fp.encode(0.1), B)];
     let v: Vec<u64> = uniform(500, -1.0, 1.0, 21).iter().map(|v| fp.encode(*v)).collect();
-    struct Chain<'a>(&'a [u64], &'a [(u64, u32)]);
+    // Every other element with the factor 0 (square_chain_scaled), or none (square_chain).
+    let beta: Vec<u64> = (0..v.len() as u64).map(|i| i % 2).collect();
+    struct Chain<'a>(&'a [u64], &'a [(u64, u32)], Option<&'a [u64]>);
     impl Program for Chain<'_> {
         type Output = (bool, (u64, u64), Vec<u64>);
         fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
             let x = input(p, self.0)?;
+            let beta = self.2.map(|b| input(p, b)).transpose()?;
             let mut out = vec![0; x.len()];
             let before = p.cost().unwrap().rounds;
-            let chained = p.square_chain(&x, self.1, &mut out)?;
+            let chained = match &beta {
+                Some(b) => p.square_chain_scaled(&x, b, self.1, &mut out)?,
+                None => p.square_chain(&x, self.1, &mut out)?,
+            };
             let after = p.cost().unwrap().rounds;
             let mut opened = vec![0; self.0.len()];
             if chained {
@@ -477,21 +484,26 @@ fn square_chain_matches_its_steps() {
             Ok((chained, (before, after), opened))
         }
     }
-    let want: Vec<f64> = v
-        .iter()
-        .map(|x| {
-            let mut y = *x as i64 as i128;
-            for &(c, s) in &steps {
-                let t = y + c as i64 as i128;
-                y = (t * t) >> s;
-            }
-            y as f64 / fp.scale()
-        })
-        .collect();
-    for setting in Setting::ALL {
-        let r = run_mem(setting, &Chain(&v, &steps)).unwrap();
+    let want = |scaled: bool| -> Vec<f64> {
+        v.iter()
+            .zip(&beta)
+            .map(|(x, b)| {
+                let mut y = *x as i64 as i128;
+                for (i, &(c, s)) in steps.iter().enumerate() {
+                    let t = y + c as i64 as i128;
+                    let f = if scaled && i == 0 { *b as i128 } else { 1 };
+                    y = (f * t * t) >> s;
+                }
+                y as f64 / fp.scale()
+            })
+            .collect()
+    };
+    for (setting, scaled) in Setting::ALL.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let want = want(scaled);
+        let r = run_mem(setting, &Chain(&v, &steps, scaled.then_some(&beta[..]))).unwrap();
         let (chained, _, ref opened) = r[0].0;
-        assert_eq!(chained, setting != Setting::Ot2pc, "{setting:?}");
+        // square_chain_scaled: 2PC-Dealer only (3PC multiplies first, 1 round more).
+        assert_eq!(chained, setting == Setting::Dealer || (setting == Setting::Rep3 && !scaled), "{setting:?}");
         if !chained {
             assert!(r.iter().all(|x| x.0.1.0 == x.0.1.1), "{setting:?} sent something");
             continue;
@@ -501,7 +513,7 @@ fn square_chain_matches_its_steps() {
         assert_eq!(rounds, 5, "{setting:?}");
         let got: Vec<f64> = opened.iter().map(|w| fp.decode(*w)).collect();
         let e = max_abs(&got, &want);
-        eprintln!("square_chain error: measured {e:.2e} (bound 2.6e-2)");
+        eprintln!("square_chain (factor: {scaled}, {setting:?}) error: measured {e:.2e} (bound 2.6e-2)");
         assert!(e <= 2.6e-2, "square_chain error {e}");
     }
 }

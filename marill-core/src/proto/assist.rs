@@ -246,7 +246,7 @@ impl Assist {
 
     /// Scratch words for [`square_chain`](Self::square_chain) of `n` elements.
     pub const fn square_chain_scratch(n: usize) -> usize {
-        11 * n
+        16 * n
     }
 
     /// `out = y_k` with `y_0 = x` and `y_{i+1} = (y_i + c_i)²` truncated by `s_i` bits
@@ -266,11 +266,17 @@ impl Assist {
     /// With `helper` other than [`Helper::None`] (3PC), `x` is not `y_0` but already the
     /// first square, a 3-of-3 product share as in [`trunc`](Self::trunc): the first step
     /// must truncate, and its square costs no round.
+    ///
+    /// With `factor` (shares of a 0/1 value `β`; D passes an empty slice), the first square
+    /// is `β·(y_0 + c_0)²`: `β − b` is opened beside `y_0 + c_0 − a` and the product is
+    /// linear in dealt shares of `a`, `a²`, `b`, `a·b`, `a²·b` (D sends two words more per
+    /// element, the compute parties one fewer than a product before the chain would take).
     #[allow(clippy::too_many_arguments)]
     pub fn square_chain<C: Channel>(
         &mut self,
         ch: &mut C,
         x: &[u64],
+        factor: Option<&[u64]>,
         steps: &[(u64, u32)],
         out: &mut [u64],
         buf: &mut [u64],
@@ -281,12 +287,16 @@ impl Assist {
         let x_ok = match (self.role, &helper) {
             (Role::D, Helper::Send(part)) => part.len() == n,
             (Role::D, _) => true,
-            _ => x.len() == n,
+            _ => x.len() == n && factor.is_none_or(|f| f.len() == n),
         };
-        if !x_ok || steps.is_empty() || steps.iter().any(|s| s.1 > 62) || (given && steps[0].1 == 0) {
+        if !x_ok
+            || steps.is_empty()
+            || steps.iter().any(|s| s.1 > 62)
+            || (given && (steps[0].1 == 0 || factor.is_some()))
+        {
             return Err(Error::ShapeMismatch);
         }
-        let [y, z, a, a2, msg, rcv, d, corr] = carve(buf, [n, n, n, n, n, n, n, 4 * n]);
+        let [y, z, a, a2, msg, rcv, d, corr, fb, fm, fr] = carve(buf, [n, n, n, n, n, n, n, 4 * n, n, 2 * n, 2 * n]);
         let is_a = self.is_a();
         // `chained`: the next square's operand is known as public part plus mask (no
         // opening); with a given first square, there is no operand at all.
@@ -305,12 +315,30 @@ impl Assist {
                 if !chained {
                     self.prg.fill(a);
                     self.prg.fill(a2);
-                    self.prg_b().fill(msg);
+                    let ab = &mut msg[..n];
+                    self.prg_b().fill(ab);
                     for e in 0..n {
-                        let m = a[e].wrapping_add(msg[e]);
-                        a2[e] = m.wrapping_mul(m).wrapping_sub(a2[e]);
+                        a[e] = a[e].wrapping_add(ab[e]); // the true mask
+                        a2[e] = a[e].wrapping_mul(a[e]).wrapping_sub(a2[e]);
                     }
                     send_words(ch, self.b(), a2)?;
+                    if let (0, Some(_)) = (i, factor) {
+                        // b (A's and B's parts), then B's parts of a·b and a²·b
+                        let (cab, ca2b) = corr.split_at_mut(n);
+                        let ca2b = &mut ca2b[..n];
+                        self.prg.fill(fb);
+                        self.prg.fill(cab);
+                        self.prg.fill(ca2b);
+                        self.prg_b().fill(&mut fr[..n]);
+                        for e in 0..n {
+                            let b = fb[e].wrapping_add(fr[e]);
+                            let ab = a[e].wrapping_mul(b);
+                            cab[e] = ab.wrapping_sub(cab[e]);
+                            ca2b[e] = ab.wrapping_mul(a[e]).wrapping_sub(ca2b[e]);
+                        }
+                        send_words(ch, self.b(), cab)?;
+                        send_words(ch, self.b(), ca2b)?;
+                    }
                 }
                 if s == 0 {
                     chained = false;
@@ -338,6 +366,43 @@ impl Assist {
             // The square of y + c (given: y is the square).
             if given && i == 0 {
                 z.copy_from_slice(y);
+            } else if let (0, Some(f)) = (i, factor) {
+                // β·(y + c)²: open y + c − a and β − b together.
+                self.prg.fill(a);
+                if self.role == Role::A {
+                    self.prg.fill(a2);
+                }
+                self.prg.fill(fb);
+                let (cab, ca2b) = corr.split_at_mut(n);
+                let ca2b = &mut ca2b[..n];
+                if self.role == Role::A {
+                    self.prg.fill(cab);
+                    self.prg.fill(ca2b);
+                }
+                for e in 0..n {
+                    fm[e] = y[e].wrapping_add(c.wrapping_mul(is_a)).wrapping_sub(a[e]);
+                    fm[n + e] = f[e].wrapping_sub(fb[e]);
+                }
+                self.exchange(ch, fm, fr)?;
+                if self.role == Role::B {
+                    recv_words(ch, self.d(), a2)?;
+                    recv_words(ch, self.d(), cab)?;
+                    recv_words(ch, self.d(), ca2b)?;
+                }
+                let (cab, ca2b) = (&*cab, &*ca2b);
+                for e in 0..n {
+                    let de = fm[e].wrapping_add(fr[e]);
+                    let be = fm[n + e].wrapping_add(fr[n + e]);
+                    // (E + b)(D² + 2D·a + a²) = E·D² + 2E·D·a + E·a² + D²·b + 2D·ab + a²b
+                    let d2 = de.wrapping_mul(de);
+                    z[e] = is_a
+                        .wrapping_mul(be.wrapping_mul(d2))
+                        .wrapping_add(be.wrapping_mul(de).wrapping_mul(2).wrapping_mul(a[e]))
+                        .wrapping_add(be.wrapping_mul(a2[e]))
+                        .wrapping_add(d2.wrapping_mul(fb[e]))
+                        .wrapping_add(de.wrapping_mul(2).wrapping_mul(cab[e]))
+                        .wrapping_add(ca2b[e]);
+                }
             } else if !chained {
                 self.prg.fill(a);
                 if self.role == Role::A {
@@ -354,7 +419,7 @@ impl Assist {
                     d[e] = msg[e].wrapping_add(rcv[e]);
                 }
             }
-            if !(given && i == 0) {
+            if i != 0 || !(given || factor.is_some()) {
                 for e in 0..n {
                     let de = d[e];
                     z[e] = a2[e]

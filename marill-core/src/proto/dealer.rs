@@ -253,7 +253,27 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
             }
         }
         let buf = self.scratch.words(Assist::square_chain_scratch(n))?;
-        self.eng.square_chain(&mut self.ch, x, steps, out, buf, Helper::None)?;
+        self.eng.square_chain(&mut self.ch, x, None, steps, out, buf, Helper::None)?;
+        Ok(true)
+    }
+
+    fn square_chain_scaled(
+        &mut self,
+        x: &[u64],
+        factor: &[u64],
+        steps: &[(u64, u32)],
+        out: &mut [u64],
+    ) -> Result<bool> {
+        let n = out.len();
+        ensure_shape(x.len() == n && factor.len() == n && !steps.is_empty())?;
+        for &(_, s) in steps {
+            if s != 0 {
+                check_shift(s)?;
+            }
+        }
+        let f = if self.is_dealer() { &[][..] } else { factor };
+        let buf = self.scratch.words(Assist::square_chain_scratch(n))?;
+        self.eng.square_chain(&mut self.ch, x, Some(f), steps, out, buf, Helper::None)?;
         Ok(true)
     }
 

@@ -440,7 +440,7 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         let helper = if party == j { Helper::Send(z) } else { Helper::Receive };
         let own = if party == j { &[][..] } else { &*z };
         let w = &mut y[..n];
-        self.st.engines[j].square_chain(&mut self.st.ch, own, steps, w, eng_buf, helper)?;
+        self.st.engines[j].square_chain(&mut self.st.ch, own, None, steps, w, eng_buf, helper)?;
         self.st.reshare_additive(j, w, out, tmp)?;
         Ok(true)
     }
