@@ -21,7 +21,7 @@
 //! | [`exp`] | `((1+t)²+1)/2 = 1+t+t²/2`, `t = x/64`, squared 6× (one chain) | `[-115, 0]` | 1.5e-3 abs | 8 / 8 |
 //! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
 //! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
-//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 9 / 10 |
+//! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 8 / 8 |
 //! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 62 / 73 at `C = 128` (groups of 4: 51 / 59) |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | 13 / 15 |
 //! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 12 / 14 |
@@ -451,7 +451,7 @@ pub fn reciprocal<P: Protocol>(
     hi: i32,
     out_bits: u32,
 ) -> Result<()> {
-    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Recip, 1.0, 0, false)
+    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Recip, 1.0, 0, false, None)
 }
 
 /// `out = 1/√x` at `out_bits` fractional bits for `x ∈ [2^lo, 2^hi)`: relative error ≤ 1e-3
@@ -469,7 +469,7 @@ pub fn rsqrt<P: Protocol>(
     hi: i32,
     out_bits: u32,
 ) -> Result<()> {
-    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Rsqrt, 1.0, 0, false)
+    inverse(p, x, None, 1, out, scratch, fp, lo, hi, out_bits, Kind::Rsqrt, 1.0, 0, false, None)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -551,6 +551,7 @@ fn inverse<P: Protocol>(
     post: f64,
     out_log2: i32,
     finer: bool,
+    pre: Option<&[u64]>,
 ) -> Result<()> {
     let f = check_f(fp)?;
     check_range(lo, hi, f)?;
@@ -597,7 +598,16 @@ fn inverse<P: Protocol>(
     let (s_bits, g_bits, nb, sh, w_bits) = (s_bits as u32, g_bits as u32, nb as u32, sh as u32, w_bits as u32);
     let [offsets, bits, tmp, bs, cs, g, cat_a, cat_b, prod, res, lb, gb] =
         carve(scratch, [t, t * rl, t * rl, rl, rl, rl, 2 * rl + nl, 2 * rl + nl, 2 * rl + nl, rl + nl, nl, nl]);
-    thermometer(p, x, f, lo, hi, per, offsets, bits, tmp)?;
+    match pre {
+        // [x < θ_m] already made (RMSNorm's fused statistics): b = 1 − it
+        Some(lt) => {
+            ensure_shape(lt.len() == t * rl)?;
+            rsub_public(p, 1, lt, &mut bits[..t * rl])?;
+        }
+        None => {
+            thermometer(p, x, f, lo, hi, per, offsets, bits, tmp)?;
+        }
+    }
     let s = |i: usize| Kind::Recip.factor(lo, i, per);
     from_thermometer(p, bits, rows, t, |i| post * kind.factor(lo, i, per), g_bits, g)?;
     let (l, w) = res.split_at_mut(rl);
@@ -669,7 +679,12 @@ fn rms_lo(d: usize, eps: f64) -> i32 {
 
 /// Scratch words for [`rms_norm`] over `rows × d` (with `eps ≥ 2^-24 / d`, as any model has).
 pub const fn rms_norm_scratch(rows: usize, d: usize, planes: usize) -> usize {
-    6 * rows * d * planes + rows * planes + inverse_scratch(rows, d, planes, -24, RMS_SUM_LOG2_MAX, FINER)
+    let t = thresholds(-24, RMS_SUM_LOG2_MAX, FINER);
+    6 * rows * d * planes
+        + rows * planes
+        + t
+        + t * rows * planes
+        + inverse_scratch(rows, d, planes, -24, RMS_SUM_LOG2_MAX, FINER)
 }
 
 /// `out = x / √(mean(x²) + eps) ⊙ gain`, row-wise over `rows × d`; error ≤ 1e-3 for
@@ -679,7 +694,9 @@ pub const fn rms_norm_scratch(rows: usize, d: usize, planes: usize) -> usize {
 /// One product gives `x²` and `x ⊙ gain` together (a public gain as trivial shares); the
 /// row sums of `x²` go through [`rsqrt`]'s thermometer, and its two products scale
 /// `x ⊙ gain` directly (`√d` folded into the factor). Rounds: 2 + 4 + 3 = 9 in
-/// 2PC-Dealer, 2 + 5 + 3 = 10 in 3PC.
+/// 2PC-Dealer, 2 + 5 + 3 = 10 in 3PC step by step; with [`Protocol::norm_stats`] (the row
+/// sums truncated once each, not per square, and compared before truncation in the same
+/// opening round) 1 + 1 + 3 + 3 = 8 and 0 + 4 + 1 + 3 = 8.
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm<P: Protocol>(
     p: &mut P,
@@ -707,9 +724,18 @@ pub fn rms_norm<P: Protocol>(
     let lo = rms_lo(d, eps);
     check_range(lo, RMS_SUM_LOG2_MAX, f)?;
     check_scratch(scratch, rms_norm_scratch(rows, d, pl))?;
-    let [cat_a, cat_b, prods, ssum, rest] = carve(
+    let tmax = thresholds(-24, RMS_SUM_LOG2_MAX, FINER);
+    let [cat_a, cat_b, prods, ssum, thetas, lt, rest] = carve(
         scratch,
-        [2 * len, 2 * len, 2 * len, rows * pl, inverse_scratch(rows, d, pl, lo, RMS_SUM_LOG2_MAX, FINER)],
+        [
+            2 * len,
+            2 * len,
+            2 * len,
+            rows * pl,
+            tmax,
+            tmax * rows * pl,
+            inverse_scratch(rows, d, pl, lo, RMS_SUM_LOG2_MAX, FINER),
+        ],
     );
     // [x | x] ⊙ [x | gain] → [x² | x ⊙ gain].
     put(pl, x, n, cat_a, 2 * n, 0);
@@ -734,13 +760,60 @@ pub fn rms_norm<P: Protocol>(
             }
         }
     }
+    // Fused where the protocol has it: the products, their row sums' truncation and their
+    // thermometer's comparisons (on the untruncated sums, thresholds at 2f bits) opened in
+    // one round.
+    let per = if P::CHEAP_COMPARISONS { Kind::Rsqrt.per_octave(true, false) } else { MID };
+    let t = thresholds(lo, RMS_SUM_LOG2_MAX, per);
+    for (m, o) in thetas[..t].iter_mut().enumerate() {
+        *o = enc(pow2_32(theta_e(lo, m + 1, per)), 2 * f);
+    }
+    let (xg, _) = prods.split_at_mut(len);
+    let lt = &mut lt[..t * rows * pl];
+    let add = enc(d as f64 * eps, 2 * f);
+    if p.norm_stats(cat_a, cat_b, rows, d, (add, f), &thetas[..t], ssum, xg, lt)? {
+        let post = sqrt_f64(d as f64);
+        return inverse(
+            p,
+            ssum,
+            Some(xg),
+            d,
+            out,
+            rest,
+            fp,
+            lo,
+            RMS_SUM_LOG2_MAX,
+            f,
+            Kind::Rsqrt,
+            post,
+            15,
+            false,
+            Some(lt),
+        );
+    }
     p.mul_trunc(cat_a, cat_b, f, prods)?;
     let (sq, xg) = (&mut cat_a[..len], &mut cat_b[..len]);
     gather(pl, prods, 2 * n, sq, n, |e| e);
     gather(pl, prods, 2 * n, xg, n, |e| n + e);
     row_sums(pl, sq, rows, d, ssum);
     add_scalar_in_place(p, ssum, enc(d as f64 * eps, f))?;
-    inverse(p, ssum, Some(xg), d, out, rest, fp, lo, RMS_SUM_LOG2_MAX, f, Kind::Rsqrt, sqrt_f64(d as f64), 15, false)
+    inverse(
+        p,
+        ssum,
+        Some(xg),
+        d,
+        out,
+        rest,
+        fp,
+        lo,
+        RMS_SUM_LOG2_MAX,
+        f,
+        Kind::Rsqrt,
+        sqrt_f64(d as f64),
+        15,
+        false,
+        None,
+    )
 }
 
 // ---- row max and argmax -------------------------------------------------------------------
@@ -1268,7 +1341,7 @@ fn normalise_rows<P: Protocol>(
         // 2ReLU: the ε = 2^lo that keeps an all-zero row away from 1/0
         add_scalar_in_place(p, sums, enc(pow2i(lo), fp.frac_bits))?;
     }
-    inverse(p, sums, Some(e), cols, out, rest, fp, lo, hi, fp.frac_bits, Kind::Recip, 1.0, 1, epsilon)
+    inverse(p, sums, Some(e), cols, out, rest, fp, lo, hi, fp.frac_bits, Kind::Recip, 1.0, 1, epsilon, None)
 }
 
 /// The MPC-friendly softmax MARILL pairs with head merging: `relu(x) / (Σ relu(x) + 2^-8)`

@@ -176,6 +176,30 @@ pub trait Protocol {
         Ok(false)
     }
 
+    /// RMSNorm's statistics, fused where this protocol can: with `z = x ⊙ y` over `2n`
+    /// elements (`n = rows·cols`) and the row sums `s_r = add + Σ_c z[r·cols + c]` of the
+    /// first half, `sums = trunc(s, shift)` (`rows`), `prods = trunc(z[n..], shift)` (`n`)
+    /// and `bits[i·rows + r] = [s_r − θ_i < 0]` on the untruncated sums, the truncation's
+    /// opening and the comparison's in one round (2PC-Dealer 1 + 1 + 3 rounds instead of
+    /// 2 + 4; 3PC, whose product is local, 1 + 3 + 1 instead of 2 + 5). Returns `false`,
+    /// having sent nothing, where it does not.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_stats(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        rows: usize,
+        cols: usize,
+        (add, shift): (u64, u32),
+        thetas: &[u64],
+        sums: &mut [u64],
+        prods: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<bool> {
+        let _ = (x, y, rows, cols, add, shift, thetas, sums, prods, bits);
+        Ok(false)
+    }
+
     /// Two truncated products, the second of outputs of the first: with
     /// `z = trunc(x ⊙ y, s1)` over `rows + rows·cols` elements,
     /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` (a per-row factor, `c` a public

@@ -639,3 +639,33 @@ fn poly_chain_matches_the_polynomial() {
         assert!(e <= 1.4e-4, "{setting:?}: poly_chain error {e}");
     }
 }
+
+/// RMSNorm's rounds: 2PC-Dealer multiplies (1), opens the truncation of the row sums and
+/// `x ⊙ gain` beside their thermometer's comparison (1), finishes the comparison (3) and
+/// scales in the chained product (3): 8; 3PC's product is local, the fused opening and the
+/// comparison's rest take 4, one reshare brings sums, products and bits back (1), the
+/// scaling 3: 8 (step by step 9 and 10).
+#[test]
+fn rms_norm_in_eight_rounds() {
+    struct Norm(Vec<u64>, Vec<u64>);
+    impl Program for Norm {
+        type Output = (u64, u64);
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+            let (rows, d) = (3, self.1.len());
+            let x = input(p, &self.0)?;
+            let g = input(p, &self.1)?;
+            let mut out = vec![0; x.len()];
+            let mut s = vec![0; nl::rms_norm_scratch(rows, d, P::PLANES)];
+            let before = p.cost().unwrap().rounds;
+            nl::rms_norm(p, &x, rows, d, Gain::Shared(&g), 1e-5, &mut out, &mut s, FP)?;
+            Ok((before, p.cost().unwrap().rounds))
+        }
+    }
+    let x: Vec<u64> = uniform(3 * 32, -2.0, 2.0, 51).iter().map(|v| FP.encode(*v)).collect();
+    let g: Vec<u64> = uniform(32, 0.5, 1.5, 52).iter().map(|v| FP.encode(*v)).collect();
+    for setting in [Setting::Dealer, Setting::Rep3] {
+        let r = run_mem(setting, &Norm(x.clone(), g.clone())).unwrap();
+        let rounds = r.iter().map(|p| p.0.1).max().unwrap() - r.iter().map(|p| p.0.0).max().unwrap();
+        assert_eq!(rounds, 8, "{setting:?}");
+    }
+}

@@ -1182,6 +1182,103 @@ impl Assist {
         }
     }
 
+    /// Scratch words for [`trunc_ltz`](Self::trunc_ltz): `nt` values truncated, `nc`
+    /// compared against `k` offsets.
+    pub const fn trunc_ltz_scratch(nt: usize, nc: usize, k: usize) -> usize {
+        4 * (nt + nc) + 2 * nt + Self::ltz_scratch(nc, k)
+    }
+
+    /// `t_out = trunc(t_in, shift)` as [`trunc`](Self::trunc) and
+    /// `c_out[i·nc + e] = [c_in_e − θ_i < 0]` as [`ltz`](Self::ltz), the truncation's opening
+    /// and the comparison's in one round: 1 + 3 rounds instead of 1 + 4. With a helper (3PC),
+    /// D's third parts of both inputs come as one [`Helper::Send`] `[t_part | c_part]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn trunc_ltz<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        t_in: &[u64],
+        c_in: &[u64],
+        shift: u32,
+        offsets: &[u64],
+        t_out: &mut [u64],
+        c_out: &mut [u64],
+        buf: &mut [u64],
+        helper: Helper<'_>,
+    ) -> Result<()> {
+        let (nt, k) = (t_out.len(), offsets.len());
+        if k == 0 || !c_out.len().is_multiple_of(k) || shift > 62 {
+            return Err(Error::ShapeMismatch);
+        }
+        let nc = c_out.len() / k;
+        let inputs = match (self.role, &helper) {
+            (Role::D, Helper::Send(part)) => part.len() == nt + nc,
+            (Role::D, _) => true,
+            _ => t_in.len() == nt && c_in.len() == nc,
+        };
+        if !inputs || buf.len() < Self::trunc_ltz_scratch(nt, nc, k) {
+            return Err(Error::ShapeMismatch);
+        }
+        let nn = nt + nc;
+        let [r, msg, rcv, extra, hm, rest] = carve(buf, [nn, nn, nn, nn, 2 * nt, Self::ltz_scratch(nc, k)]);
+        let rest = &mut rest[3 * nc..];
+        if self.role == Role::D {
+            if let Helper::Send(part) = helper {
+                send_words(ch, self.a(), part)?;
+                send_words(ch, self.b(), part)?;
+            }
+            // The truncation's masks and corrections, as `trunc` deals them.
+            let (ra, rb, hi, mm) = (&mut r[..nt], &mut msg[..nt], &mut rcv[..nt], &mut extra[..nt]);
+            self.prg.fill(ra);
+            self.prg_b().fill(rb);
+            self.prg.fill(hi);
+            self.prg.fill(mm);
+            let (ch_hi, ch_m) = hm.split_at_mut(nt);
+            for e in 0..nt {
+                let rv = ra[e].wrapping_add(rb[e]);
+                ch_hi[e] = (rv >> shift).wrapping_sub(hi[e]);
+                ch_m[e] = (rv >> 63).wrapping_sub(mm[e]);
+            }
+            send_words(ch, self.b(), hm)?;
+            // The comparison's mask, as `ltz` draws it.
+            let (rc, tmp) = (&mut r[nt..], &mut msg[nt..]);
+            self.prg.fill(rc);
+            self.prg_b().fill(tmp);
+            ring::add_assign(rc, tmp)?;
+            t_out.fill(0);
+            return self.ltz_finish(ch, &r[nt..], offsets, c_out, rest);
+        }
+        self.prg.fill(&mut r[..nt]);
+        if self.role == Role::A {
+            self.prg.fill(hm);
+        }
+        self.prg.fill(&mut r[nt..]);
+        let is_a = self.is_a();
+        for e in 0..nt {
+            msg[e] = t_in[e].wrapping_add(r[e]).wrapping_add(RANGE_OFFSET.wrapping_mul(is_a));
+        }
+        for e in 0..nc {
+            msg[nt + e] = c_in[e].wrapping_add(r[nt + e]);
+        }
+        self.exchange(ch, msg, rcv)?;
+        if matches!(helper, Helper::Receive) {
+            recv_words(ch, self.d(), extra)?;
+            ring::add_assign(rcv, extra)?;
+        }
+        if self.role == Role::B {
+            recv_words(ch, self.d(), hm)?;
+        }
+        ring::add_assign(rcv, msg)?; // the opened values
+        let (hi, m) = hm.split_at(nt);
+        let top = if shift == 0 { 0 } else { 1u64 << (64 - shift) };
+        let off = RANGE_OFFSET >> shift;
+        for e in 0..nt {
+            let c = rcv[e];
+            let v = m[e].wrapping_mul(1 - (c >> 63)).wrapping_mul(top).wrapping_sub(hi[e]);
+            t_out[e] = v.wrapping_add(is_a.wrapping_mul((c >> shift).wrapping_sub(off)));
+        }
+        self.ltz_finish(ch, &rcv[nt..], offsets, c_out, rest)
+    }
+
     // ---- boolean AND ----------------------------------------------------------------
 
     /// Scratch words for [`and`](Self::and) of `l` packed words.
@@ -1320,11 +1417,7 @@ impl Assist {
         if m != n * k || k == 0 {
             return Err(Error::ShapeMismatch);
         }
-        let wn = bit_words(n);
-        let w = bit_words(m);
-        let fixed = 7 * n + wn + (33 + TREE4_OPS) * w;
-        let [r, msg, rcv, tables, r63, lt, eq, ops, bits, sub] =
-            carve(buf, [n, n, n, 4 * n, wn, 16 * w, 16 * w, TREE4_OPS * w, w, Self::ltz_scratch(n, k) - fixed]);
+        let [r, msg, rcv, rest] = carve(buf, [n, n, n, Self::ltz_scratch(n, k) - 3 * n]);
         // 1. open c = x + r (D: draw both masks and keep r).
         if self.role == Role::D {
             self.prg.fill(r);
@@ -1336,6 +1429,31 @@ impl Assist {
             self.exchange(ch, msg, rcv)?;
             ring::add_assign(rcv, msg)?; // rcv = c
         }
+        self.ltz_finish(ch, if self.role == Role::D { r } else { rcv }, offsets, out, rest)
+    }
+
+    /// [`ltz`](Self::ltz) after its opening: `cr` is the opened `c = x + r` (A, B) or the
+    /// mask `r` (D); `buf` holds `ltz_scratch(n, k) − 3n` words.
+    fn ltz_finish<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        cr: &[u64],
+        offsets: &[u64],
+        out: &mut [u64],
+        buf: &mut [u64],
+    ) -> Result<()> {
+        let n = cr.len();
+        let k = offsets.len();
+        let m = out.len();
+        if m != n * k || k == 0 || buf.len() < Self::ltz_scratch(n, k) - 3 * n {
+            return Err(Error::ShapeMismatch);
+        }
+        let wn = bit_words(n);
+        let w = bit_words(m);
+        let fixed = 4 * n + wn + (33 + TREE4_OPS) * w;
+        let [tables, r63, lt, eq, ops, bits, sub] =
+            carve(buf, [4 * n, wn, 16 * w, 16 * w, TREE4_OPS * w, w, Self::ltz_scratch(n, k) - 3 * n - fixed]);
+        let (r, rcv) = (cr, cr);
         // 2. tables T_j[v] = [v < r'_j] and msb(r), dealt once for all offsets.
         if self.role == Role::D {
             let [ta, r63a] = carve(sub, [4 * n, wn]);

@@ -315,6 +315,43 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         Ok(true)
     }
 
+    fn norm_stats(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        rows: usize,
+        cols: usize,
+        (add, shift): (u64, u32),
+        thetas: &[u64],
+        sums: &mut [u64],
+        prods: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(shift)?;
+        let n = rows.checked_mul(cols).ok_or(Error::ShapeMismatch)?;
+        let k = thetas.len();
+        ensure_shape(k > 0 && x.len() == 2 * n && y.len() == 2 * n && sums.len() == rows && prods.len() == n)?;
+        ensure_shape(rows.checked_mul(k) == Some(bits.len()))?;
+        let is_a = u64::from(self.party == 0);
+        let tn = rows + n;
+        let need = 2 * n + 2 * tn + Assist::mul_scratch(2 * n).max(Assist::trunc_ltz_scratch(tn, rows, k));
+        let buf = self.scratch.words(need)?;
+        let (z, rest) = buf.split_at_mut(2 * n);
+        let (tin, rest) = rest.split_at_mut(tn);
+        let (tout, rest) = rest.split_at_mut(tn);
+        self.eng.mul(&mut self.ch, x, y, z, rest)?;
+        for r in 0..rows {
+            let s = z[r * cols..(r + 1) * cols].iter().fold(add.wrapping_mul(is_a), |a, v| a.wrapping_add(*v));
+            tin[r] = s;
+        }
+        tin[rows..].copy_from_slice(&z[n..]);
+        let tin = &*tin;
+        self.eng.trunc_ltz(&mut self.ch, tin, &tin[..rows], shift, thetas, tout, bits, rest, Helper::None)?;
+        sums.copy_from_slice(&tout[..rows]);
+        prods.copy_from_slice(&tout[rows..]);
+        Ok(true)
+    }
+
     fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
         check_shift(shift)?;
         let n = x.len();

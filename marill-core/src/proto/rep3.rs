@@ -490,6 +490,58 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         Ok(true)
     }
 
+    fn norm_stats(
+        &mut self,
+        x: &[u64],
+        y: &[u64],
+        rows: usize,
+        cols: usize,
+        (add, shift): (u64, u32),
+        thetas: &[u64],
+        sums: &mut [u64],
+        prods: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(shift)?;
+        let n = rows.checked_mul(cols).ok_or(Error::ShapeMismatch)?;
+        let k = thetas.len();
+        ensure_shape(k > 0 && x.len() == 4 * n && y.len() == 4 * n && sums.len() == 2 * rows && prods.len() == 2 * n)?;
+        ensure_shape(rows.checked_mul(k).map(|v| 2 * v) == Some(bits.len()))?;
+        let (tn, bn) = (rows + n, rows * k);
+        let all = tn + bn; // what is reshared at the end: [sums | prods | bits]
+        let need = 2 * n + (tn + rows) + all + 2 * all + all.max(2 * n) + Assist::trunc_ltz_scratch(tn, rows, k);
+        let buf = self.scratch.words(need)?;
+        let (z, rest) = buf.split_at_mut(2 * n);
+        let (tc, rest) = rest.split_at_mut(tn + rows); // [s | z[n..] | s]
+        let (v, rest) = rest.split_at_mut(all);
+        let (rep, rest) = rest.split_at_mut(2 * all);
+        let (tmp, eng_buf) = rest.split_at_mut(all.max(2 * n));
+        // The products as 3-of-3 shares (local), their row sums; the public `add` once.
+        self.st.local_product(x, y, z, &mut tmp[..2 * n])?;
+        for r in 0..rows {
+            let s = z[r * cols..(r + 1) * cols].iter().fold(0u64, |a, w| a.wrapping_add(*w));
+            tc[r] = if self.st.party == 0 { s.wrapping_add(add) } else { s };
+            tc[tn + r] = tc[r];
+        }
+        tc[rows..tn].copy_from_slice(&z[n..]);
+        // Both openings fused with the helper's parts in one round, the comparison's rest in
+        // the engine, then [sums | prods | bits] back to replicated in one reshare.
+        let j = self.st.next_helper();
+        let party = self.st.party;
+        let helper = if party == j { Helper::Send(&tc[..]) } else { Helper::Receive };
+        let (tin, cin) = if party == j { (&[][..], &[][..]) } else { (&tc[..tn], &tc[tn..]) };
+        let (tout, bout) = v.split_at_mut(tn);
+        self.st.engines[j].trunc_ltz(&mut self.st.ch, tin, cin, shift, thetas, tout, bout, eng_buf, helper)?;
+        self.st.reshare_additive(j, v, rep, &mut tmp[..all])?;
+        for q in 0..2 {
+            let plane = &rep[q * all..(q + 1) * all];
+            sums[q * rows..(q + 1) * rows].copy_from_slice(&plane[..rows]);
+            prods[q * n..(q + 1) * n].copy_from_slice(&plane[rows..tn]);
+            bits[q * bn..(q + 1) * bn].copy_from_slice(&plane[tn..]);
+        }
+        Ok(true)
+    }
+
     fn mul_trunc_scaled(
         &mut self,
         x: &[u64],
