@@ -1379,17 +1379,45 @@ pub const fn act_scratch(n: usize, planes: usize) -> usize {
 
 /// `x·σ(x)`, max abs error ≤ 3e-3 (measured 2.7e-3, the tail at |x| = 8). 12 / 14 rounds.
 pub fn silu<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
-    act_poly(p, x, out, scratch, fp, 3, &SILU_COEFFS)
+    act_poly(p, x, None, out, scratch, fp, SILU_CUT_LOG2, &SILU_COEFFS)
+}
+
+/// log2 of SiLU's window.
+const SILU_CUT_LOG2: u32 = 3;
+
+/// The offsets [`silu`] compares its input with (`[x < θ_i]`: the window's ends and 0), at
+/// `bits` fractional bits: for [`silu_given`] with comparisons made elsewhere (on an
+/// untruncated product, say, at `2f` bits).
+pub fn silu_offsets(bits: u32) -> [u64; 3] {
+    let cut = enc(pow2i(SILU_CUT_LOG2 as i32), bits);
+    [cut, cut.wrapping_neg(), 0]
+}
+
+/// [`silu`] given its comparisons: `lt` holds `[x < θ_i]` for [`silu_offsets`] (offset-major,
+/// `3·n` per plane), made on `x` or on a finer value of it (the bits may then differ from
+/// `x`'s own at a unit of `x`'s last place, where SiLU's two sides agree). 4 rounds fewer.
+pub fn silu_given<P: Protocol>(
+    p: &mut P,
+    x: &[u64],
+    lt: &[u64],
+    out: &mut [u64],
+    scratch: &mut [u64],
+    fp: FixedPoint,
+) -> Result<()> {
+    ensure_shape(lt.len() == 3 * x.len())?;
+    act_poly(p, x, Some(lt), out, scratch, fp, SILU_CUT_LOG2, &SILU_COEFFS)
 }
 
 /// GeLU, tanh form, max abs error ≤ 5e-3 (fit 1.0e-4). 12 / 14 rounds.
 pub fn gelu<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
-    act_poly(p, x, out, scratch, fp, 2, &GELU_COEFFS)
+    act_poly(p, x, None, out, scratch, fp, 2, &GELU_COEFFS)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn act_poly<P: Protocol>(
     p: &mut P,
     x: &[u64],
+    given: Option<&[u64]>,
     out: &mut [u64],
     scratch: &mut [u64],
     fp: FixedPoint,
@@ -1406,7 +1434,10 @@ fn act_poly<P: Protocol>(
         carve(scratch, [3 * len, 3 * len, 2 * len, 2 * len, 2 * len, 8 * len, 4 * len, 4 * len, 4 * len, len, len]);
     let cut = enc(pow2i(cut_log2 as i32), f);
     // One comparison call: [x < cut], [x < −cut], [x < 0].
-    p.ltz_many(x, &[cut, cut.wrapping_neg(), 0], lt)?;
+    match given {
+        Some(g) => lt.copy_from_slice(g),
+        None => p.ltz_many(x, &[cut, cut.wrapping_neg(), 0], lt)?,
+    }
     // Window w = [−cut ≤ x < cut] = [x < cut] − [x < −cut]; sign s = [x < 0]. The factor
     // that makes |x| inside the window and 0 outside, (1 − 2s)·w = w − 2·[−cut ≤ x < 0]
     // = w − 2(s − [x < −cut]), is linear in the bits.

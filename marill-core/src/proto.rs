@@ -200,6 +200,26 @@ pub trait Protocol {
         Ok(false)
     }
 
+    /// [`matmul_weight_trunc`](Self::matmul_weight_trunc) whose output's first `kc` columns
+    /// are also compared, untruncated, with public offsets: `bits[i·m·kc + r·kc + c] =
+    /// [z_rc − θ_i < 0]` for the product `z` before truncation, the comparison opened in the
+    /// truncation's round (2PC-Dealer and 3PC: one round fewer than the product, its
+    /// truncation and an `ltz_many`). Returns `false`, having sent nothing, where it does not.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_weight_trunc_ltz(
+        &mut self,
+        x: &[u64],
+        material: &[u64],
+        d: MatDims,
+        (shift, kc): (u32, usize),
+        offsets: &[u64],
+        out: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<bool> {
+        let _ = (x, material, d, shift, kc, offsets, out, bits);
+        Ok(false)
+    }
+
     /// Two truncated products, the second of outputs of the first: with
     /// `z = trunc(x ⊙ y, s1)` over `rows + rows·cols` elements,
     /// `out[e] = trunc((z[e / cols] + c) · z[rows + e], s2)` (a per-row factor, `c` a public

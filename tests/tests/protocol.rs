@@ -18,6 +18,9 @@ const N: usize = 1000;
 /// Public offsets for `ltz_many`: `[x − θ < 0]` for each.
 const OFFSETS: [u64; 4] = [0, 5, (-7i64) as u64, 1 << 62];
 const D: MatDims = MatDims { m: 7, n: 13, k: 19 };
+/// Columns of `matmul_weight_trunc_ltz`'s output it compares, and the offsets.
+const KC: usize = 5;
+const MWTL_OFFSETS: [u64; 3] = [0, 1 << 40, (-(1i64 << 40)) as u64];
 
 struct AllOps {
     x: Vec<u64>,
@@ -53,6 +56,9 @@ struct Opened {
     matmul_weight: Vec<u64>,
     matmul_trunc: Vec<u64>,
     matmul_weight_trunc: Vec<u64>,
+    /// `matmul_weight_trunc_ltz`: the truncated product and the comparisons of its first
+    /// `KC` columns (empty where the protocol declines).
+    mwtl: (Vec<u64>, Vec<u64>),
     trunc: Vec<u64>,
     mul_trunc: Vec<u64>,
     ltz: Vec<u64>,
@@ -122,6 +128,10 @@ impl Program for AllOps {
         o.matmul_trunc = open(p, &c)?;
         p.matmul_weight_trunc(&fa, &material, &mut c, D, 16)?;
         o.matmul_weight_trunc = open(p, &c)?;
+        let mut bits = vec![0; MWTL_OFFSETS.len() * D.m * KC * pl];
+        if p.matmul_weight_trunc_ltz(&fa, &material, D, (16, KC), &MWTL_OFFSETS, &mut c, &mut bits)? {
+            o.mwtl = (open(p, &c)?, open(p, &bits)?);
+        }
         let big = shares(p, 1, &self.big)?;
         p.trunc(&big, 16, &mut t)?;
         o.trunc = open(p, &t)?;
@@ -200,6 +210,24 @@ fn check(c: &AllOps, results: &[(Opened, marill_core::cost::Cost)], setting: Set
     assert_eq!(o.matmul, matmul_plain(&c.a, &c.b, D.m, D.n, D.k));
     assert_eq!(o.matmul_public, matmul_plain(&c.a, &c.w, D.m, D.n, D.k));
     assert_eq!(o.matmul_weight, matmul_plain(&c.a, &c.sw, D.m, D.n, D.k));
+    // The product truncated and its first KC columns compared before truncation.
+    if setting != Setting::Ot2pc {
+        let z = matmul_plain(&c.fa, &c.sw, D.m, D.n, D.k);
+        let (t, bits) = &o.mwtl;
+        for (g, v) in t.iter().zip(&z) {
+            assert!(g.wrapping_sub(fixed::trunc(*v, 16)) <= 1, "{setting:?} matmul_weight_trunc_ltz truncation");
+        }
+        for (i, theta) in MWTL_OFFSETS.iter().enumerate() {
+            for r in 0..D.m {
+                for col in 0..KC {
+                    let want = z[r * D.k + col].wrapping_sub(*theta) >> 63;
+                    assert_eq!(bits[i * D.m * KC + r * KC + col], want, "{setting:?} matmul_weight_trunc_ltz bit");
+                }
+            }
+        }
+    } else {
+        assert!(o.mwtl.0.is_empty(), "plain 2PC declines");
+    }
     // The fused products and truncations: ⌊v/2^16⌋ + {0, 1}.
     for (got, w) in [(&o.matmul_trunc, &c.fb), (&o.matmul_weight_trunc, &c.sw)] {
         for (g, v) in got.iter().zip(matmul_plain(&c.fa, w, D.m, D.n, D.k)) {

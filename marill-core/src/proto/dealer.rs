@@ -352,6 +352,32 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         Ok(true)
     }
 
+    fn matmul_weight_trunc_ltz(
+        &mut self,
+        x: &[u64],
+        material: &[u64],
+        d: MatDims,
+        (shift, kc): (u32, usize),
+        offsets: &[u64],
+        out: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(shift)?;
+        d.check(x.len(), material.len(), out.len())?;
+        let (mk, nc) = (d.m * d.k, d.m * kc);
+        ensure_shape(kc <= d.k && !offsets.is_empty() && nc.checked_mul(offsets.len()) == Some(bits.len()))?;
+        let need = mk + nc + Assist::weight_matmul_scratch(d).max(Assist::trunc_ltz_scratch(mk, nc, offsets.len()));
+        let buf = self.scratch.words(need)?;
+        let (z, rest) = buf.split_at_mut(mk);
+        let (c, rest) = rest.split_at_mut(nc);
+        self.eng.weight_matmul(&mut self.ch, x, material, z, d, rest)?;
+        for r in 0..d.m {
+            c[r * kc..(r + 1) * kc].copy_from_slice(&z[r * d.k..r * d.k + kc]);
+        }
+        self.eng.trunc_ltz(&mut self.ch, z, c, shift, offsets, out, bits, rest, Helper::None)?;
+        Ok(true)
+    }
+
     fn trunc_in_place(&mut self, x: &mut [u64], shift: u32) -> Result<()> {
         check_shift(shift)?;
         let n = x.len();

@@ -542,6 +542,51 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         Ok(true)
     }
 
+    fn matmul_weight_trunc_ltz(
+        &mut self,
+        x: &[u64],
+        material: &[u64],
+        d: MatDims,
+        (shift, kc): (u32, usize),
+        offsets: &[u64],
+        out: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<bool> {
+        check_shift(shift)?;
+        let (nk, mk) = matmul_sizes(x, material, out, d, 1)?;
+        let (nc, k) = (d.m * kc, offsets.len());
+        ensure_shape(kc <= d.k && k > 0 && nc.checked_mul(k).map(|v| 2 * v) == Some(bits.len()))?;
+        let all = mk + nc * k; // reshared at the end: [products | bits]
+        let need = nk + (mk + nc) + all + 2 * all + all.max(mk) + Assist::trunc_ltz_scratch(mk, nc, k);
+        let buf = self.scratch.words(need)?;
+        let (ysum, rest) = buf.split_at_mut(nk);
+        let (zc, rest) = rest.split_at_mut(mk + nc); // [z | gate columns of z]
+        let (v, rest) = rest.split_at_mut(all);
+        let (rep, rest) = rest.split_at_mut(2 * all);
+        let (tmp, eng_buf) = rest.split_at_mut(all.max(mk));
+        let (z, c) = zc.split_at_mut(mk);
+        self.st.local_matmul(x, material, ysum, z, &mut tmp[..mk], d, 1)?;
+        for r in 0..d.m {
+            c[r * kc..(r + 1) * kc].copy_from_slice(&z[r * d.k..r * d.k + kc]);
+        }
+        // The 3-of-3 product truncated and compared in one opening round (the helper's
+        // parts of both beside it), the comparison's rest in the engine, then products and
+        // bits back to replicated in one reshare: 1 + 3 + 1 rounds.
+        let j = self.st.next_helper();
+        let party = self.st.party;
+        let helper = if party == j { Helper::Send(&zc[..]) } else { Helper::Receive };
+        let (tin, cin) = if party == j { (&[][..], &[][..]) } else { (&zc[..mk], &zc[mk..]) };
+        let (tout, bout) = v.split_at_mut(mk);
+        self.st.engines[j].trunc_ltz(&mut self.st.ch, tin, cin, shift, offsets, tout, bout, eng_buf, helper)?;
+        self.st.reshare_additive(j, v, rep, &mut tmp[..all])?;
+        for q in 0..2 {
+            let plane = &rep[q * all..(q + 1) * all];
+            out[q * mk..(q + 1) * mk].copy_from_slice(&plane[..mk]);
+            bits[q * nc * k..(q + 1) * nc * k].copy_from_slice(&plane[mk..]);
+        }
+        Ok(true)
+    }
+
     fn mul_trunc_scaled(
         &mut self,
         x: &[u64],

@@ -482,6 +482,46 @@ impl SecureModel {
         x.copy_from_slice(&out);
     }
 
+    /// gate|up as one product with SiLU's comparisons of the untruncated gate opened in its
+    /// truncation's round ([`Protocol::matmul_weight_trunc_ltz`]): `(gate, up, [gate < θ])`,
+    /// or `None` (nothing sent) where the group is not one server product without LoRA or
+    /// the protocol does not fuse them.
+    #[allow(clippy::type_complexity)]
+    fn gate_up_fused<P: Protocol>(
+        &self,
+        p: &mut P,
+        li: usize,
+        x: &[u64],
+        m: usize,
+    ) -> Result<Option<(Vec<u64>, Vec<u64>, Vec<u64>)>, Error> {
+        let pl = P::PLANES;
+        let g = &self.layers[li].groups[2];
+        let (lin, [gw, uw]) = match (&g.parts[..], &g.widths[..]) {
+            ([lin], &[gw, uw]) => (lin, [gw, uw]),
+            _ => return Ok(None),
+        };
+        let Mat::Server(w) = &lin.w else { return Ok(None) };
+        if lin.lora.is_some() {
+            return Ok(None);
+        }
+        let f = self.fp.frac_bits;
+        let d = MatDims::new(m, lin.inp, lin.out);
+        let offsets = nl::silu_offsets(2 * f);
+        let (mut y, mut lt) = (vec![0; m * lin.out * pl], vec![0; 3 * m * gw * pl]);
+        if !p.matmul_weight_trunc_ltz(x, w, d, (f, gw), &offsets, &mut y, &mut lt)? {
+            return Ok(None);
+        }
+        let (mut gate, mut up) = (vec![0; m * gw * pl], vec![0; m * uw * pl]);
+        for q in 0..pl {
+            for r in 0..m {
+                let src = q * m * lin.out + r * lin.out;
+                gate[q * m * gw + r * gw..q * m * gw + (r + 1) * gw].copy_from_slice(&y[src..src + gw]);
+                up[q * m * uw + r * uw..q * m * uw + (r + 1) * uw].copy_from_slice(&y[src + gw..src + gw + uw]);
+            }
+        }
+        Ok(Some((gate, up, lt)))
+    }
+
     /// Truncate several share vectors by `shift` in one call (one truncation's rounds).
     fn trunc_together<P: Protocol, const K: usize>(
         p: &mut P,
@@ -652,14 +692,28 @@ impl SecureModel {
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].mlp_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
             Self::part(&mut self.parts, p, "gate|up");
-            let mut gu_parts = self.run_group(p, &self.layers[li].groups[2], &x, m).map_err(core)?.into_iter();
-            let (g, u) = match (gu_parts.next(), gu_parts.next()) {
-                (Some(g), Some(u)) => (g, u),
-                _ => return Err(StdError::Core(Error::Protocol)),
+            // SiLU's comparisons on the untruncated gate, opened with gate|up's truncation
+            // where the protocol fuses them (one round fewer).
+            let fused = match (a.relu, self.gate_up_fused(p, li, &x, m).map_err(core)?) {
+                (false, Some(fused)) => Some(fused),
+                _ => None,
+            };
+            let (g, u, lt) = match fused {
+                Some(v) => v,
+                None => {
+                    let mut gu_parts = self.run_group(p, &self.layers[li].groups[2], &x, m).map_err(core)?.into_iter();
+                    match (gu_parts.next(), gu_parts.next()) {
+                        (Some(g), Some(u)) => (g, u, Vec::new()),
+                        _ => return Err(StdError::Core(Error::Protocol)),
+                    }
+                }
             };
             Self::part(&mut self.parts, p, "SiLU×up");
             let mut act = vec![0; g.len()];
-            if a.relu {
+            if !lt.is_empty() {
+                let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
+                nl::silu_given(p, &g, &lt, &mut act, &mut s, f).map_err(core)?;
+            } else if a.relu {
                 let mut s = vec![0; nl::relu_scratch(m * a.ffn, pl)];
                 nl::relu(p, &g, &mut act, &mut s).map_err(core)?;
             } else {
