@@ -22,9 +22,9 @@
 //! | [`reciprocal`] | thermometer (4 per octave) + a minimax quadratic, three products | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
 //! | [`rsqrt`] | the same, with the quadratic of `u^-1/2` | `[2^lo, 2^hi)` | 1e-3 rel | 10 / 11 |
 //! | [`rms_norm`] | `[x² | x⊙gain]` in one product, then `rsqrt`'s two products scale `x⊙gain` | rows of `d` | 1e-3 | 8 / 8 |
-//! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp at −64 (`relu`), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 62 / 73 at `C = 128` (groups of 4: 51 / 59) |
+//! | [`softmax`] | row max (tree: pairwise, or in groups of 4 with [`softmax_in_groups`]), clamp below −64 (its bits from the max's last level), `exp`, the reciprocal's two products scaling `e` | rows of `C` | 5e-3 | 33 / 38 at `C = 64` in groups of 4 (the model's prefill) |
 //! | [`softmax_2relu`] | `relu(x) / (Σ relu(x) + 2^-8)` | any | 5e-3 | 13 / 15 |
-//! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 12 / 14 |
+//! | [`silu`], [`gelu`] | `relu(x) + h(|x|)`, `h` a degree-8 fit on one window | any | 3e-3 / 5e-3 | 10 / 11 (powers as one `poly_chain`) |
 //! | [`argmax`] | tournament in groups of 8, lowest index on ties | rows of `C` | exact | 7·⌈log8 C⌉ / 8·⌈log8 C⌉ at most |
 //!
 //! **Normalisation by thermometer codes.** For `x ∈ [2^lo, 2^hi)` one batched comparison
@@ -1230,11 +1230,14 @@ fn check_causal(rows: usize, cols: usize, causal: Option<usize>) -> Result<()> {
 /// Row-wise softmax of `rows × cols` scores with an optional causal mask: max-subtracted,
 /// `exp`, `reciprocal` of the row sum (range `[2^-1, 2^⌈log2 cols⌉+1)`, 30 output bits),
 /// one product. Error ≤ 5e-3 (tested: rows of 128, scores N(0, 2²)). Masked entries get
-/// exactly 0. Max-subtracted scores are clamped at −64 (one `relu`: 5 / 6 rounds and one
-/// comparison per score) before `exp`, whose polynomial is meaningless below −115: trained
+/// exactly 0. Max-subtracted scores below −64 are clamped (their weight, ≤ 2^-64, is 0 at
+/// any precision here) before `exp`, whose polynomial is meaningless below −115: trained
 /// models do reach such spreads (the embedded default's base has rows spread past 103, where
 /// f32 underflows), and without the clamp their secure tokens differed from the plaintext
-/// model's.
+/// model's. The clamp's bits `[x + 64 < max]` come with the row max (each visible score
+/// against the last level's candidates, in that level's comparison and product rounds:
+/// [`grouped`]'s clamp) and zero exp's base by one exact product, which 2PC-Dealer folds
+/// into exp's chain ([`Protocol::square_chain_scaled`]).
 pub fn softmax<P: Protocol>(
     p: &mut P,
     x: &[u64],
@@ -1377,7 +1380,7 @@ pub const fn act_scratch(n: usize, planes: usize) -> usize {
     34 * n * planes
 }
 
-/// `x·σ(x)`, max abs error ≤ 3e-3 (measured 2.7e-3, the tail at |x| = 8). 12 / 14 rounds.
+/// `x·σ(x)`, max abs error ≤ 3e-3 (measured 2.7e-3, the tail at |x| = 8). 10 / 11 rounds.
 pub fn silu<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
     act_poly(p, x, None, out, scratch, fp, SILU_CUT_LOG2, &SILU_COEFFS)
 }
@@ -1408,7 +1411,7 @@ pub fn silu_given<P: Protocol>(
     act_poly(p, x, Some(lt), out, scratch, fp, SILU_CUT_LOG2, &SILU_COEFFS)
 }
 
-/// GeLU, tanh form, max abs error ≤ 5e-3 (fit 1.0e-4). 12 / 14 rounds.
+/// GeLU, tanh form, max abs error ≤ 5e-3 (fit 1.0e-4). 10 / 11 rounds.
 pub fn gelu<P: Protocol>(p: &mut P, x: &[u64], out: &mut [u64], scratch: &mut [u64], fp: FixedPoint) -> Result<()> {
     act_poly(p, x, None, out, scratch, fp, 2, &GELU_COEFFS)
 }
