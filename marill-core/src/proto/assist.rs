@@ -10,7 +10,10 @@
 //! (a triple's product, a table) reaches B as a *correction* — B's share of the value —
 //! which is the only data D sends. A gets its share of everything from its seed alone.
 //! Compute parties read D's corrections after their own exchange in each round, so
-//! corrections never lengthen the critical path.
+//! corrections never lengthen the critical path. (The chained products — `trunc_scaled`,
+//! `poly_chain` — read a level's mask products before that level's opening, which needs
+//! them; D never waits on anyone, so they are already sent, and the measured rounds show no
+//! extra one.)
 //!
 //! | op | rounds | bytes A / B send | bytes D sends (to B) |
 //! |---|---|---|---|
@@ -22,6 +25,9 @@
 //! | `b2a` n bits | 1 | 8⌈n/64⌉ each | 8n |
 //! | `ltz` n | 4 | 8n + 8·41⌈n/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·103⌈n/64⌉ + 8n |
 //! | `ltz` n × k offsets | 4 | 8n + 8·41⌈kn/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·103⌈kn/64⌉ + 8kn |
+//! | `trunc_scaled` m = rows + n | 2 | 8m + 8n each | 16m + 48n |
+//! | `poly_chain` n, degree 8 | 5 | 72n each | 264n |
+//! | `trunc_ltz` nt, nc × k | 4 | 8nt + `ltz`'s | 16nt + `ltz`'s |
 //!
 //! **Truncation** (exact range). To truncate `x` with `-2^62 ≤ x < 2^62`, A and B open
 //! `c = y + r` where `y = x + 2^62 ∈ [0, 2^63)` and `r` is uniform. Then
@@ -822,7 +828,7 @@ impl Assist {
                 for (t, &(i, j, _)) in prods.iter().enumerate() {
                     let wd = words(i, j);
                     let sl = |x: usize, f: usize| &pw[at(x, f)..at(x, f) + n];
-                    // mask shares: O: a1; T: m·k − h (kept in the power's slot 4·n·9 + ...)
+                    // mask shares: O (u's): a1; T (a truncation's): m·k − h
                     let (di, dj, ki, kj) = (sl(i, 0), sl(j, 0), sl(i, 1), sl(j, 1));
                     let (mi, hi) = (sl(i, 3), sl(i, 2));
                     let (mj, hj) = (sl(j, 3), sl(j, 2));
