@@ -1197,13 +1197,16 @@ impl Assist {
     /// `t_out = trunc(t_in, shift)` as [`trunc`](Self::trunc) and
     /// `c_out[i·nc + e] = [c_in_e − θ_i < 0]` as [`ltz`](Self::ltz), the truncation's opening
     /// and the comparison's in one round: 1 + 3 rounds instead of 1 + 4. With a helper (3PC),
-    /// D's third parts of both inputs come as one [`Helper::Send`] `[t_part | c_part]`.
+    /// D's third parts of both inputs come as one [`Helper::Send`] `[t_part | c_part]`, or,
+    /// where `c_in` is a part of `t_in` (`from_t = Some((kc, stride))`: `c[r·kc + j] =
+    /// t[r·stride + j]`), as `t_part` alone, A and B taking `c`'s from it.
     #[allow(clippy::too_many_arguments)]
     pub fn trunc_ltz<C: Channel>(
         &mut self,
         ch: &mut C,
         t_in: &[u64],
         c_in: &[u64],
+        from_t: Option<(usize, usize)>,
         shift: u32,
         offsets: &[u64],
         t_out: &mut [u64],
@@ -1216,8 +1219,16 @@ impl Assist {
             return Err(Error::ShapeMismatch);
         }
         let nc = c_out.len() / k;
+        if let Some((kc, stride)) = from_t {
+            let fits =
+                kc > 0 && kc <= stride && nc.is_multiple_of(kc) && (nc == 0 || (nc / kc - 1) * stride + kc <= nt);
+            if !fits {
+                return Err(Error::ShapeMismatch);
+            }
+        }
+        let part_len = if from_t.is_some() { nt } else { nt + nc };
         let inputs = match (self.role, &helper) {
-            (Role::D, Helper::Send(part)) => part.len() == nt + nc,
+            (Role::D, Helper::Send(part)) => part.len() == part_len,
             (Role::D, _) => true,
             _ => t_in.len() == nt && c_in.len() == nc,
         };
@@ -1267,8 +1278,18 @@ impl Assist {
         }
         self.exchange(ch, msg, rcv)?;
         if matches!(helper, Helper::Receive) {
+            let extra = &mut extra[..part_len];
             recv_words(ch, self.d(), extra)?;
-            ring::add_assign(rcv, extra)?;
+            match from_t {
+                Some((kc, stride)) => {
+                    ring::add_assign(&mut rcv[..nt], extra)?;
+                    for e in 0..nc {
+                        let v = extra[(e / kc) * stride + e % kc];
+                        rcv[nt + e] = rcv[nt + e].wrapping_add(v);
+                    }
+                }
+                None => ring::add_assign(rcv, extra)?,
+            }
         }
         if self.role == Role::B {
             recv_words(ch, self.d(), hm)?;

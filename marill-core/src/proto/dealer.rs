@@ -346,7 +346,7 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         }
         tin[rows..].copy_from_slice(&z[n..]);
         let tin = &*tin;
-        self.eng.trunc_ltz(&mut self.ch, tin, &tin[..rows], shift, thetas, tout, bits, rest, Helper::None)?;
+        self.eng.trunc_ltz(&mut self.ch, tin, &tin[..rows], None, shift, thetas, tout, bits, rest, Helper::None)?;
         sums.copy_from_slice(&tout[..rows]);
         prods.copy_from_slice(&tout[rows..]);
         Ok(true)
@@ -374,7 +374,7 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         for r in 0..d.m {
             c[r * kc..(r + 1) * kc].copy_from_slice(&z[r * d.k..r * d.k + kc]);
         }
-        self.eng.trunc_ltz(&mut self.ch, z, c, shift, offsets, out, bits, rest, Helper::None)?;
+        self.eng.trunc_ltz(&mut self.ch, z, c, None, shift, offsets, out, bits, rest, Helper::None)?;
         Ok(true)
     }
 

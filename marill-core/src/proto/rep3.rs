@@ -528,10 +528,12 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         // the engine, then [sums | prods | bits] back to replicated in one reshare.
         let j = self.st.next_helper();
         let party = self.st.party;
-        let helper = if party == j { Helper::Send(&tc[..]) } else { Helper::Receive };
+        // The helper sends its part of [sums | products] only: the sums it compares are in it.
+        let helper = if party == j { Helper::Send(&tc[..tn]) } else { Helper::Receive };
         let (tin, cin) = if party == j { (&[][..], &[][..]) } else { (&tc[..tn], &tc[tn..]) };
         let (tout, bout) = v.split_at_mut(tn);
-        self.st.engines[j].trunc_ltz(&mut self.st.ch, tin, cin, shift, thetas, tout, bout, eng_buf, helper)?;
+        let from_t = Some((rows, rows));
+        self.st.engines[j].trunc_ltz(&mut self.st.ch, tin, cin, from_t, shift, thetas, tout, bout, eng_buf, helper)?;
         self.st.reshare_additive(j, v, rep, &mut tmp[..all])?;
         for q in 0..2 {
             let plane = &rep[q * all..(q + 1) * all];
@@ -574,10 +576,12 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         // bits back to replicated in one reshare: 1 + 3 + 1 rounds.
         let j = self.st.next_helper();
         let party = self.st.party;
-        let helper = if party == j { Helper::Send(&zc[..]) } else { Helper::Receive };
+        // The helper sends its part of the product only: the compared columns are in it.
+        let helper = if party == j { Helper::Send(&zc[..mk]) } else { Helper::Receive };
         let (tin, cin) = if party == j { (&[][..], &[][..]) } else { (&zc[..mk], &zc[mk..]) };
         let (tout, bout) = v.split_at_mut(mk);
-        self.st.engines[j].trunc_ltz(&mut self.st.ch, tin, cin, shift, offsets, tout, bout, eng_buf, helper)?;
+        let from_t = Some((kc, d.k));
+        self.st.engines[j].trunc_ltz(&mut self.st.ch, tin, cin, from_t, shift, offsets, tout, bout, eng_buf, helper)?;
         self.st.reshare_additive(j, v, rep, &mut tmp[..all])?;
         for q in 0..2 {
             let plane = &rep[q * all..(q + 1) * all];
