@@ -23,6 +23,16 @@ fn drive<P: Protocol>(p: &mut P) -> Result<(), Error> {
     let d = MatDims::new(5, 7, 2);
     let mut c = vec![0u64; 10 * pl];
     p.matmul(&x[..35 * pl], &x[..14 * pl], &mut c, d)?;
+    p.matmul_many_trunc(&x[..35 * pl], &x[..14 * pl], &mut c, d, 1, 12)?;
+    // The chained and fused ops (each declines, sending nothing, where unsupported).
+    p.square_chain(&x, &[(0, 20), (0, 0), (1 << 10, 30)], &mut o)?;
+    p.poly_chain(&x, &x, &[1, 2, 3, 4, 5], 20, 30, &mut o)?;
+    let (rows, cols) = (7, 10);
+    let long = vec![0x0123_4567u64; (rows + n) * pl];
+    p.mul_trunc_scaled(&long, &long, rows, cols, (16, 16), 1 << 16, &mut o)?;
+    let twice = vec![0x0000_4567u64; 2 * n * pl];
+    let (mut sums, mut prods, mut bits) = (vec![0u64; rows * pl], vec![0u64; n * pl], vec![0u64; 2 * rows * pl]);
+    p.norm_stats(&twice, &twice, rows, cols, (1, 16), &[1 << 20, 1 << 40], &mut sums, &mut prods, &mut bits)?;
     p.reveal_to(0, &x, &mut v)
 }
 
