@@ -583,7 +583,7 @@ fn mul_trunc_scaled_matches_its_steps() {
 /// most 8 units of 2^-20 on `u⁸`), coefficients `|c_i| ≤ 2` at 16 bits, the sum back to 16
 /// bits: error ≤ 2·8·2^-20·8 + 2^-16 ≤ 1.4e-4. 2PC-Dealer opens `u` once and each level
 /// costs its truncations' round: 5 rounds (step by step 7), compute parties `72n` bytes,
-/// the dealer `264n`; 3PC opens `u` beside the first truncation and reshares at the end:
+/// the dealer `248n`; 3PC opens `u` beside the first truncation and reshares at the end:
 /// 5 rounds (step by step 8), parties 0 and 1 `80n`; plain 2PC declines and sends nothing.
 #[test]
 fn poly_chain_matches_the_polynomial() {
@@ -630,7 +630,7 @@ fn poly_chain_matches_the_polynomial() {
         assert_eq!(rounds, 5, "{setting:?}");
         let n = n as u64;
         match setting {
-            Setting::Dealer => assert_eq!([r[0].0.2, r[1].0.2, r[2].0.2], [72 * n, 72 * n, 264 * n]),
+            Setting::Dealer => assert_eq!([r[0].0.2, r[1].0.2, r[2].0.2], [72 * n, 72 * n, 248 * n]),
             _ => assert_eq!([r[0].0.2, r[1].0.2], [80 * n, 80 * n], "{setting:?}"),
         }
         let got: Vec<f64> = r[0].0.3.iter().map(|v| FP.decode(*v)).collect();

@@ -26,7 +26,7 @@
 //! | `ltz` n | 4 | 8n + 8·41⌈n/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·103⌈n/64⌉ + 8n |
 //! | `ltz` n × k offsets | 4 | 8n + 8·41⌈kn/64⌉ each | 8·(4n + ⌈n/64⌉) + 8·103⌈kn/64⌉ + 8kn |
 //! | `trunc_scaled` m = rows + n | 2 | 8m + 8n each | 16m + 48n |
-//! | `poly_chain` n, degree 8 | 5 | 72n each | 264n |
+//! | `poly_chain` n, degree 8 | 5 | 72n each | 248n |
 //! | `trunc_ltz` nt, nc × k | 4 | 8nt + `ltz`'s | 16nt + `ltz`'s |
 //!
 //! **Truncation** (exact range). To truncate `x` with `-2^62 ≤ x < 2^62`, A and B open
@@ -655,7 +655,8 @@ impl Assist {
 
     /// `out = trunc(c_0·w + Σ_{1≤i≤deg} c_i·u^i, shift)` (`deg = coeffs.len() − 1 ≤ 8`, the
     /// `c_i` public), the powers each truncated by `fpow` bits and made in levels: `u²`, then
-    /// `u³ = u²·u` and `u⁴ = u²·u²`, then `u⁵..u⁸ = u⁴·u^1..4`.
+    /// `u³ = u²·u` and `u⁴ = u²·u²`, then `u⁵ = u⁴·u`, `u⁶ = (u³)²`, `u⁷ = u⁴·u³` and
+    /// `u⁸ = (u⁴)²` (a square needs half the dealt words of another product).
     ///
     /// Every power after a truncation is a public part plus a mask whose pieces D dealt
     /// (`t = d + a`, `a = k·msb(r) − (r ≫ s)`, see [`square_chain`](Self::square_chain)),
@@ -665,7 +666,7 @@ impl Assist {
     /// rounds for degree 8 (step by step 2 + 2 + 2 + 1). With a helper (3PC), `sq` is this
     /// party's 3-of-3 share of `u²` and D's part comes with [`Helper::Send`]: `u`'s opening
     /// shares the first truncation's round, 3 + 1 rounds. A and B send `8n` per opened
-    /// value and truncation (72n in all at degree 8), D `8n·(3 + 8 + 20 + 2)`.
+    /// value and truncation (72n in all at degree 8), D `8n·(3 + 8 + 18 + 2)`.
     #[allow(clippy::too_many_arguments)]
     pub fn poly_chain<C: Channel>(
         &mut self,
@@ -724,7 +725,7 @@ impl Assist {
             }
         }
         let levels: [&[(usize, usize, usize)]; 3] =
-            [&[(1, 1, 2)], &[(2, 1, 3), (2, 2, 4)], &[(4, 1, 5), (4, 2, 6), (4, 3, 7), (4, 4, 8)]];
+            [&[(1, 1, 2)], &[(2, 1, 3), (2, 2, 4)], &[(4, 1, 5), (3, 3, 6), (4, 3, 7), (4, 4, 8)]];
         for (li, level) in levels.iter().enumerate() {
             let prods: &[(usize, usize, usize)] = {
                 let keep = level.iter().take_while(|x| x.2 <= deg).count();
