@@ -876,7 +876,7 @@ const fn grouped_scratch(rows: usize, cols: usize, k: usize, with_index: bool, c
     planes * n * (idx + 2 * half + k + 2 * (idx - 1) + 3 * (half + 1) + cl)
 }
 
-/// [`grouped`]'s clamp: besides the maximum `m` of each row, the bits `[x_i + c < m]` of
+/// `grouped`'s clamp: besides the maximum `m` of each row, the bits `[x_i + c < m]` of
 /// the entries `visible` marks (0 elsewhere), as `1 − Π_j (1 − [x_i + c < M_j])` over the
 /// last level's candidates `M_j`: their comparisons join the last level's, and their
 /// products its products, so the bits cost no round.
@@ -1236,7 +1236,7 @@ fn check_causal(rows: usize, cols: usize, causal: Option<usize>) -> Result<()> {
 /// f32 underflows), and without the clamp their secure tokens differed from the plaintext
 /// model's. The clamp's bits `[x + 64 < max]` come with the row max (each visible score
 /// against the last level's candidates, in that level's comparison and product rounds:
-/// [`grouped`]'s clamp) and zero exp's base by one exact product, which 2PC-Dealer folds
+/// `grouped`'s clamp) and zero exp's base by one exact product, which 2PC-Dealer folds
 /// into exp's chain ([`Protocol::square_chain_scaled`]).
 pub fn softmax<P: Protocol>(
     p: &mut P,
