@@ -768,52 +768,22 @@ pub fn rms_norm<P: Protocol>(
     for (m, o) in thetas[..t].iter_mut().enumerate() {
         *o = enc(pow2_32(theta_e(lo, m + 1, per)), 2 * f);
     }
-    let (xg, _) = prods.split_at_mut(len);
     let lt = &mut lt[..t * rows * pl];
     let add = enc(d as f64 * eps, 2 * f);
-    if p.norm_stats(cat_a, cat_b, rows, d, (add, f), &thetas[..t], ssum, xg, lt)? {
-        let post = sqrt_f64(d as f64);
-        return inverse(
-            p,
-            ssum,
-            Some(xg),
-            d,
-            out,
-            rest,
-            fp,
-            lo,
-            RMS_SUM_LOG2_MAX,
-            f,
-            Kind::Rsqrt,
-            post,
-            15,
-            false,
-            Some(lt),
-        );
-    }
-    p.mul_trunc(cat_a, cat_b, f, prods)?;
-    let (sq, xg) = (&mut cat_a[..len], &mut cat_b[..len]);
-    gather(pl, prods, 2 * n, sq, n, |e| e);
-    gather(pl, prods, 2 * n, xg, n, |e| n + e);
-    row_sums(pl, sq, rows, d, ssum);
-    add_scalar_in_place(p, ssum, enc(d as f64 * eps, f))?;
-    inverse(
-        p,
-        ssum,
-        Some(xg),
-        d,
-        out,
-        rest,
-        fp,
-        lo,
-        RMS_SUM_LOG2_MAX,
-        f,
-        Kind::Rsqrt,
-        sqrt_f64(d as f64),
-        15,
-        false,
-        None,
-    )
+    let fused = p.norm_stats(cat_a, cat_b, rows, d, (add, f), &thetas[..t], ssum, &mut prods[..len], lt)?;
+    let xg: &[u64] = if fused {
+        &prods[..len]
+    } else {
+        p.mul_trunc(cat_a, cat_b, f, prods)?;
+        let (sq, xg) = (&mut cat_a[..len], &mut cat_b[..len]);
+        gather(pl, prods, 2 * n, sq, n, |e| e);
+        gather(pl, prods, 2 * n, xg, n, |e| n + e);
+        row_sums(pl, sq, rows, d, ssum);
+        add_scalar_in_place(p, ssum, enc(d as f64 * eps, f))?;
+        xg
+    };
+    let (post, pre) = (sqrt_f64(d as f64), fused.then_some(&*lt));
+    inverse(p, ssum, Some(xg), d, out, rest, fp, lo, RMS_SUM_LOG2_MAX, f, Kind::Rsqrt, post, 15, false, pre)
 }
 
 // ---- row max and argmax -------------------------------------------------------------------

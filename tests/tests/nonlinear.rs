@@ -44,6 +44,13 @@ struct Case {
     gain: Vec<f64>,
 }
 
+/// The rounds a call added, from each party's clock before and after it: the largest clock
+/// after less the largest before (a party's own difference can count a round its peers had
+/// already spent).
+fn added_rounds(clocks: impl Iterator<Item = (u64, u64)> + Clone) -> u64 {
+    clocks.clone().map(|c| c.1).max().unwrap() - clocks.map(|c| c.0).max().unwrap()
+}
+
 fn input<P: Protocol>(p: &mut P, v: &[u64]) -> Result<Vec<u64>, Error> {
     let mut s = vec![0; v.len() * P::PLANES];
     p.input(0, (p.party() == 0).then_some(v), &mut s)?;
@@ -425,8 +432,7 @@ fn argmax_and_row_max_in_few_rounds() {
         let r = run_mem(setting, &Rounds(cols, group)).unwrap();
         let top = (0..cols as u64).map(|i| FP.encode(((i * 7919) % 1000) as f64 / 8.0)).max().unwrap();
         assert_eq!(r[0].0.2, if group == nl::ARGMAX_GROUP { first_max } else { top }, "{setting:?} {cols}");
-        // The depth the call added: the largest clock after it less the largest before.
-        let rounds = r.iter().map(|x| x.0.1).max().unwrap() - r.iter().map(|x| x.0.0).max().unwrap();
+        let rounds = added_rounds(r.iter().map(|x| (x.0.0, x.0.1)));
         assert_eq!(rounds, want, "{setting:?} {cols}");
     }
 }
@@ -508,8 +514,7 @@ fn square_chain_matches_its_steps() {
             assert!(r.iter().all(|x| x.0.1.0 == x.0.1.1), "{setting:?} sent something");
             continue;
         }
-        // The depth the call added: the largest clock after it less the largest before.
-        let rounds = r.iter().map(|x| x.0.1.1).max().unwrap() - r.iter().map(|x| x.0.1.0).max().unwrap();
+        let rounds = added_rounds(r.iter().map(|x| x.0.1));
         assert_eq!(rounds, 5, "{setting:?}");
         let got: Vec<f64> = opened.iter().map(|w| fp.decode(*w)).collect();
         let e = max_abs(&got, &want);
@@ -562,8 +567,7 @@ fn mul_trunc_scaled_matches_its_steps() {
             assert!(r.iter().all(|p| p.0.1.0 == p.0.1.1 && p.0.2 == 0), "{setting:?} sent something");
             continue;
         }
-        // The depth the call added: the largest clock after it less the largest before.
-        let rounds = r.iter().map(|p| p.0.1.1).max().unwrap() - r.iter().map(|p| p.0.1.0).max().unwrap();
+        let rounds = added_rounds(r.iter().map(|p| p.0.1));
         assert_eq!(rounds, 3, "{setting:?}");
         let (m, n) = (m as u64, n as u64);
         let bytes = match setting {
@@ -626,7 +630,7 @@ fn poly_chain_matches_the_polynomial() {
             assert!(r.iter().all(|p| p.0.1.0 == p.0.1.1 && p.0.2 == 0), "{setting:?} sent something");
             continue;
         }
-        let rounds = r.iter().map(|p| p.0.1.1).max().unwrap() - r.iter().map(|p| p.0.1.0).max().unwrap();
+        let rounds = added_rounds(r.iter().map(|p| p.0.1));
         assert_eq!(rounds, 5, "{setting:?}");
         let n = n as u64;
         match setting {
@@ -665,7 +669,7 @@ fn rms_norm_in_eight_rounds() {
     let g: Vec<u64> = uniform(32, 0.5, 1.5, 52).iter().map(|v| FP.encode(*v)).collect();
     for setting in [Setting::Dealer, Setting::Rep3] {
         let r = run_mem(setting, &Norm(x.clone(), g.clone())).unwrap();
-        let rounds = r.iter().map(|p| p.0.1).max().unwrap() - r.iter().map(|p| p.0.0).max().unwrap();
+        let rounds = added_rounds(r.iter().map(|p| (p.0.0, p.0.1)));
         assert_eq!(rounds, 8, "{setting:?}");
     }
 }

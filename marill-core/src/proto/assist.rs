@@ -426,16 +426,7 @@ impl Assist {
                     send_words(ch, self.a(), part)?;
                     send_words(ch, self.b(), part)?;
                 }
-                self.prg.fill(ra);
-                self.prg_b().fill(rb);
-                self.prg.fill(hi);
-                self.prg.fill(m);
-                let (ch_hi, ch_m) = corr.split_at_mut(n);
-                for e in 0..n {
-                    let r = ra[e].wrapping_add(rb[e]);
-                    ch_hi[e] = (r >> shift).wrapping_sub(hi[e]);
-                    ch_m[e] = (r >> 63).wrapping_sub(m[e]);
-                }
+                self.deal_trunc(shift, ra, rb, hi, m, corr);
                 send_words(ch, self.b(), corr)?;
                 out.fill(0);
                 Ok(())
@@ -462,15 +453,9 @@ impl Assist {
                 }
                 ring::add_assign(rcv, msg)?; // c
                 let (hi, m) = hm.split_at(n);
-                let top = if shift == 0 { 0 } else { 1u64 << (64 - shift) };
-                let off = RANGE_OFFSET >> shift;
                 let is_a = self.is_a();
                 for e in 0..n {
-                    let c = rcv[e];
-                    let not_msb_c = 1 - (c >> 63);
-                    let mut v = m[e].wrapping_mul(not_msb_c).wrapping_mul(top).wrapping_sub(hi[e]);
-                    v = v.wrapping_add(is_a.wrapping_mul((c >> shift).wrapping_sub(off)));
-                    out[e] = v;
+                    out[e] = trunc_share(rcv[e], hi[e], m[e], shift, is_a);
                 }
                 Ok(())
             }
@@ -534,16 +519,7 @@ impl Assist {
             }
             // The truncation's masks and corrections, as `trunc` deals them.
             let (ra, rb, hi, mm) = (&mut r[..nt], &mut msg[..nt], &mut rcv[..nt], &mut extra[..nt]);
-            self.prg.fill(ra);
-            self.prg_b().fill(rb);
-            self.prg.fill(hi);
-            self.prg.fill(mm);
-            let (ch_hi, ch_m) = hm.split_at_mut(nt);
-            for e in 0..nt {
-                let rv = ra[e].wrapping_add(rb[e]);
-                ch_hi[e] = (rv >> shift).wrapping_sub(hi[e]);
-                ch_m[e] = (rv >> 63).wrapping_sub(mm[e]);
-            }
+            self.deal_trunc(shift, ra, rb, hi, mm, hm);
             send_words(ch, self.b(), hm)?;
             // The comparison's mask, as `ltz` draws it.
             let (rc, tmp) = (&mut r[nt..], &mut msg[nt..]);
@@ -585,14 +561,37 @@ impl Assist {
         }
         ring::add_assign(rcv, msg)?; // the opened values
         let (hi, m) = hm.split_at(nt);
-        let top = if shift == 0 { 0 } else { 1u64 << (64 - shift) };
-        let off = RANGE_OFFSET >> shift;
         for e in 0..nt {
-            let c = rcv[e];
-            let v = m[e].wrapping_mul(1 - (c >> 63)).wrapping_mul(top).wrapping_sub(hi[e]);
-            t_out[e] = v.wrapping_add(is_a.wrapping_mul((c >> shift).wrapping_sub(off)));
+            t_out[e] = trunc_share(rcv[e], hi[e], m[e], shift, is_a);
         }
         self.ltz_finish(ch, &rcv[nt..], offsets, c_out, rest)
+    }
+
+    /// D: a truncation's mask `r` drawn as A and B draw their parts of it (`ra`, `rb`), then
+    /// B's corrections of `r ≫ shift` and `msb(r)` into `corr` (`2n` words, A's parts drawn
+    /// into `hi` and `m`). The true values stay in `ra` (`r ≫ shift`) and `rb` (`msb r`) for
+    /// callers that deal products of them.
+    fn deal_trunc(
+        &mut self,
+        shift: u32,
+        ra: &mut [u64],
+        rb: &mut [u64],
+        hi: &mut [u64],
+        m: &mut [u64],
+        corr: &mut [u64],
+    ) {
+        self.prg.fill(ra);
+        self.prg_b().fill(rb);
+        self.prg.fill(hi);
+        self.prg.fill(m);
+        let (ch_hi, ch_m) = corr.split_at_mut(ra.len());
+        for e in 0..ra.len() {
+            let r = ra[e].wrapping_add(rb[e]);
+            ra[e] = r >> shift;
+            rb[e] = r >> 63;
+            ch_hi[e] = ra[e].wrapping_sub(hi[e]);
+            ch_m[e] = rb[e].wrapping_sub(m[e]);
+        }
     }
 
     // ---- boolean AND ----------------------------------------------------------------
@@ -1050,6 +1049,16 @@ pub enum Helper<'a> {
     Send(&'a [u64]),
     /// A or B receives D's part.
     Receive,
+}
+
+/// A or B: this party's share of `trunc(z, shift)` from the opened `c = z + 2^62 + r` and its
+/// shares `hi`, `m` of `r ≫ shift` and `msb(r)` (see the module docs: the wrap term
+/// `msb(r)·(1 − msb c)·2^(64−shift)`, A adding the public `(c ≫ shift) − 2^(62−shift)`).
+#[inline]
+fn trunc_share(c: u64, hi: u64, m: u64, shift: u32, is_a: u64) -> u64 {
+    let top = if shift == 0 { 0 } else { 1u64 << (64 - shift) };
+    let v = m.wrapping_mul(1 - (c >> 63)).wrapping_mul(top).wrapping_sub(hi);
+    v.wrapping_add(is_a.wrapping_mul((c >> shift).wrapping_sub(RANGE_OFFSET >> shift)))
 }
 
 const fn max(a: usize, b: usize) -> usize {

@@ -327,20 +327,9 @@ impl Assist {
                 send_words(ch, self.b(), part)?;
             }
             let [ra, rb, hi, mb, corr, cross] = carve(rest, [m, m, m, m, 2 * m, 4 * n]);
-            self.prg.fill(ra);
-            self.prg_b().fill(rb);
-            self.prg.fill(hi);
-            self.prg.fill(mb);
+            // the true r ≫ s1 and msb(r) stay in ra and rb for the cross products
+            self.deal_trunc(s1, ra, rb, hi, mb, corr);
             self.prg.fill(cross);
-            let (ch_hi, ch_m) = corr.split_at_mut(m);
-            for e in 0..m {
-                let r = ra[e].wrapping_add(rb[e]);
-                // keep the true values in ra (high part) and rb (msb) for the cross products
-                ra[e] = r >> s1;
-                rb[e] = r >> 63;
-                ch_hi[e] = ra[e].wrapping_sub(hi[e]);
-                ch_m[e] = rb[e].wrapping_sub(mb[e]);
-            }
             let (mm, rest4) = cross.split_at_mut(n);
             let (mh, rest4) = rest4.split_at_mut(n);
             let (hm, hh) = rest4.split_at_mut(n);
