@@ -50,6 +50,14 @@ pub trait Protocol {
         Ok(())
     }
 
+    /// Wait until everything this party has sent has been delivered
+    /// ([`Channel::settle`](crate::channel::Channel::settle): over an emulated link, until
+    /// its queues have drained); no message is sent. For measurements (the 2PC-Dealer
+    /// dealer's offline phase); not part of any protocol. The default does nothing.
+    fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// The plane of this party's shares that absorbs public constants, or `None` if this
     /// party adds nothing when a public value is added to a shared one.
     fn public_plane(&self) -> Option<usize>;

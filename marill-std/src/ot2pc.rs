@@ -363,6 +363,10 @@ impl<C: Channel> Protocol for Ot2pc<C> {
         marill_core::channel::barrier(&mut self.ch, 2)
     }
 
+    fn settle(&mut self) -> Result<()> {
+        self.ch.settle()
+    }
+
     fn public_plane(&self) -> Option<usize> {
         (self.party == 0).then_some(0)
     }

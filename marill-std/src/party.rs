@@ -266,6 +266,10 @@ pub struct PartyConfig {
     /// session; a bound caps its memory, but on a shared machine it costs time (see
     /// [`crate::transport::DEALER_AHEAD`]).
     pub dealer_ahead: Option<usize>,
+    /// In 2PC-Dealer, how many bytes of the dealer's corrections each compute party reads
+    /// ahead of need ([`TcpChannel::prefetch`]; 0: none): the offline phase's transfer and
+    /// its memory bound per session ([`crate::transport::OFFLINE_AHEAD`] by default).
+    pub offline_ahead: usize,
 }
 
 fn run_session(
@@ -281,6 +285,12 @@ fn run_session(
     if let (Setting::Dealer, HELPER, Some(bytes)) = (cfg.setting, me, cfg.dealer_ahead) {
         // The dealer only sends: bound how far it runs ahead of each compute party.
         ch.limit_ahead(bytes, cfg.tcp.io_timeout);
+    }
+    if cfg.setting == Setting::Dealer && me != HELPER && cfg.offline_ahead > 0 {
+        // The dealer's corrections do not depend on anyone's input: take them off the
+        // connection as they come (up to the bound), ahead of the client's input and of
+        // this party's own work.
+        ch.prefetch(HELPER, cfg.offline_ahead, cfg.tcp.io_timeout)?;
     }
     let mut ch = Metered::new(MaybeLinked::new(ch, cfg.link));
     let mine = Handshake {

@@ -24,6 +24,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// queued, so any size goes through.
 pub const DEALER_AHEAD: usize = 64 << 20;
 
+/// How many bytes of the dealer's corrections a 2PC-Dealer compute party reads ahead of
+/// need by default (`marill serve | client --offline-mb`, 256 MiB): the offline phase's
+/// transfer. On a real network TCP's flow control otherwise keeps the dealer's bytes at the
+/// dealer until they are read, so they would cross only while the party waits for them.
+pub const OFFLINE_AHEAD: usize = 256 << 20;
+
 /// Waits until `queued` (bytes sent to a peer and not yet taken) leaves room for `len`
 /// more under `limit` (or is empty), polling; `Timeout` past `deadline`, `PeerClosed` once
 /// `gone()` says the peer's end is closed.

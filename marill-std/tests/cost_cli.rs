@@ -65,6 +65,36 @@ fn one_variant_over_an_emulated_link() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--variant nope"));
 }
 
+/// `--offline` (2PC-Dealer): the dealer deals each step and its corrections are delivered
+/// before the compute parties start. Bytes and rounds are the same as without; the online
+/// bytes are the compute parties'; the offline phase takes at least the dealer's bytes over
+/// the link's bandwidth. Without `--offline` the new fields say there was none, and another
+/// setting is refused.
+#[test]
+fn an_offline_phase_times_the_dealer_apart_from_the_online_phase() {
+    let (streamed, ahead) = (run_lf(Some("4,100"), None, 1), run_lf_with(Some("4,100"), None, 1, &["--offline"]));
+    assert_eq!((&streamed["offline"], &ahead["offline"]), (&serde_json::json!(false), &serde_json::json!(true)));
+    assert!(streamed["prefill_offline_s"].is_null() && streamed["decode_offline_s"].is_null());
+    for key in ["prefill_bytes", "prefill_rounds", "decode_bytes", "decode_rounds"] {
+        assert_eq!(field(&streamed, key), field(&ahead, key), "{key}");
+    }
+    for step in ["prefill", "decode"] {
+        let per: Vec<f64> =
+            ahead[format!("{step}_bytes_per_party")].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+        assert_eq!(field(&ahead, &format!("{step}_online_bytes")), per[0].max(per[1]), "{step}");
+        assert_eq!(field(&streamed, &format!("{step}_online_bytes")), per[0].max(per[1]), "{step}");
+        // The dealer's bytes of the step at 100 Mbit/s, delivered before the step starts.
+        let offline = field(&ahead, &format!("{step}_offline_s"));
+        assert!(offline >= 0.9 * per[2] * 8.0 / 100e6, "{step}: {offline} s for {} bytes", per[2]);
+        // The online phase still pays a one-way latency (2 ms) a round.
+        assert!(field(&ahead, &format!("{step}_s")) >= 0.9 * field(&ahead, &format!("{step}_rounds")) * 0.002);
+    }
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_marill")).args(["cost", "--offline", "--setting", "rep3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2PC-Dealer"));
+}
+
 /// `MARILL_RING` pins the ring kernels and `--threads` splits them: every backend this CPU
 /// has, on 1 or 3 threads, gives the same bytes and rounds and is named in the JSON; an
 /// unknown backend is refused with the choices.
@@ -93,8 +123,13 @@ fn marill_ring_pins_the_kernels_and_threads_split_them() {
 }
 
 fn run_lf(link: Option<&str>, ring: Option<&str>, threads: usize) -> serde_json::Value {
+    run_lf_with(link, ring, threads, &[])
+}
+
+fn run_lf_with(link: Option<&str>, ring: Option<&str>, threads: usize, more: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_marill"));
     cmd.args(["cost", "--threads", &threads.to_string()]);
+    cmd.args(more);
     if let Some(r) = ring {
         cmd.env("MARILL_RING", r);
     }

@@ -33,6 +33,7 @@ fn with_security(timeout: Duration, security: Security) -> PartyConfig {
         link: None,
         max_sessions: 1,
         dealer_ahead: None,
+        offline_ahead: marill_std::transport::OFFLINE_AHEAD,
     }
 }
 

@@ -53,7 +53,9 @@ fn dealer_setting_as_processes() {
     let (server_bytes, sp, cp) = files(&dir, 23);
     let (sp, cp) = (sp.to_str().unwrap(), cp.to_str().unwrap());
     let plain = ["--insecure-plaintext".to_string()];
-    let (mut srv, saddr) = serve(sp, "dealer", "2", &plain);
+    // The compute parties read at most 1 MB of the dealer's corrections ahead.
+    let small_ahead = [&plain[..], &["--offline-mb".to_string(), "1".to_string()]].concat();
+    let (mut srv, saddr) = serve(sp, "dealer", "2", &small_ahead);
     let (mut dlr, daddr) = start(
         // A dealer bounded to 1 MB ahead of each compute party: the same tokens.
         &[
@@ -73,7 +75,7 @@ fn dealer_setting_as_processes() {
         ],
         &plain,
     );
-    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 5, &plain));
+    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, &daddr, "dealer", "5 6 7", 5, &small_ahead));
     assert!(ok, "{err}");
     check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
     // A client that asks for the wrong setting is refused by the others' handshake.

@@ -103,6 +103,10 @@ impl<C: Channel, S: Scratch> Protocol for Dealer2pc<C, S> {
         crate::channel::barrier(&mut self.ch, 3)
     }
 
+    fn settle(&mut self) -> Result<()> {
+        self.ch.settle()
+    }
+
     fn public_plane(&self) -> Option<usize> {
         (self.party == 0).then_some(0)
     }

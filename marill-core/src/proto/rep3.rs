@@ -270,6 +270,10 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         crate::channel::barrier(&mut self.st.ch, 3)
     }
 
+    fn settle(&mut self) -> Result<()> {
+        self.st.ch.settle()
+    }
+
     fn public_plane(&self) -> Option<usize> {
         // t0 is plane 0 at party 0 and plane 1 at party 2.
         match self.st.party {

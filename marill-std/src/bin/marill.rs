@@ -17,26 +17,31 @@ const USAGE: &str = "usage:
                                            one of private lf lora lf+lora hm lf+hm friendly baseline
   marill keygen --out FILE                 write an Ed25519 key (FILE, PKCS#8 PEM, mode 0600) and its
                                            public half (FILE.pub, 64 hex digits) for a party's TLS
-  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY
+  marill serve  --model SERVER_FILE --listen ADDR --setting dealer|rep3|ot2pc [--sessions N] [--max-sessions K] [--offline-mb M] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY
   marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (3PC)
   marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--ahead-mb M] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (2PC-Dealer)
-  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--timeout S] [--link L] [--threads T] SECURITY
+  marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--offline-mb M] [--timeout S] [--link L] [--threads T] SECURITY
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
   marill cost   [--setting dealer|rep3|ot2pc|all] [--prompt-len B] [--shape paper|tiny] [--runs N] [--json]
-                [--link lan|wan|RTT_MS,MBPS] [--variant NAME] [--threads T]
+                [--link lan|wan|RTT_MS,MBPS] [--variant NAME] [--threads T] [--offline]
                                            the paper's tables from this engine: openllama-3b-v2 shapes,
                                            one private layer's own cost (metered at its boundaries in
                                            a 1-layer model) scaled to the layers in MPC; each span the
                                            fastest of N runs (2, or 1 in ot2pc); --link emulates a
                                            network between the parties (lan: 16 Gbps, 0.1 ms round
-                                           trip; wan: 400 Mbps, 40 ms); --variant runs one row
+                                           trip; wan: 400 Mbps, 40 ms); --variant runs one row;
+                                           --offline (2PC-Dealer): the dealer deals each step and its
+                                           corrections are delivered before the others start, times
+                                           split into the offline and the online phase
   marill --help
 
 --sessions N ends a listening party after N sessions (default: never); --max-sessions K runs up to
 K sessions at once (default 1), each in its own thread with its own shares and memory.
 --ahead-mb M bounds how many MB of corrections the dealer queues ahead of each compute party
 (default: unbounded; a bound caps its memory and can cost time).
+--offline-mb M (2PC-Dealer server and client): read up to M MB of the dealer's corrections ahead of
+need, the offline phase's transfer and its memory bound per session (default 256; 0: none).
 --threads T splits each party's matrix products and PRG expansion across T threads (default: the
 machine's cores for a party, a third of them for marill cost, whose three parties share one
 process; 1: none); results are the same for every T.
@@ -234,10 +239,10 @@ const SECURITY_FLAGS: [&str; 5] = ["key", "trust-server", "trust-client", "trust
 /// Flags of each party command (and the security flags).
 fn party_flags(role: &str) -> Vec<&'static str> {
     let mut f: Vec<&'static str> = match role {
-        "serve" => vec!["model", "listen", "setting", "sessions", "max-sessions"],
+        "serve" => vec!["model", "listen", "setting", "sessions", "max-sessions", "offline-mb"],
         "helper" => vec!["model", "listen", "server", "sessions", "max-sessions"],
         "dealer" => vec!["model", "listen", "server", "sessions", "max-sessions", "ahead-mb"],
-        _ => vec!["model", "server", "helper", "setting", "prompt", "text", "gen"],
+        _ => vec!["model", "server", "helper", "setting", "prompt", "text", "gen", "offline-mb"],
     };
     f.extend(["max-seq", "timeout", "link", "threads"]);
     f.extend(SECURITY_FLAGS);
@@ -358,6 +363,16 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
         dealer_ahead: match f.get("ahead-mb").map(|_| num(&f, "ahead-mb", 0)).transpose()? {
             Some(0) => return Err(StdError::Usage("--ahead-mb: at least 1".into())),
             mb => mb.map(|m| m << 20),
+        },
+        offline_ahead: match f.get("offline-mb") {
+            Some(_) if setting != Setting::Dealer => {
+                return Err(StdError::Usage(format!(
+                    "--offline-mb: for 2PC-Dealer (--setting dealer), not {}",
+                    setting.name()
+                )));
+            }
+            Some(_) => num(&f, "offline-mb", 0)? << 20,
+            None => marill_std::transport::OFFLINE_AHEAD,
         },
     };
     if let marill_std::party::Security::Tls(tls) = &cfg.security {
@@ -496,7 +511,9 @@ fn plain(args: &[String]) -> Result<(), StdError> {
 }
 
 /// One measured quantity of a step: (seconds, bytes of the party that sends most, rounds).
-type Metric = (f64, f64, f64, [f64; 3]);
+/// Seconds (online, with an offline phase), bytes of the party that sends most, rounds,
+/// bytes per party, and the offline phase's seconds (zero without one).
+type Metric = (f64, f64, f64, [f64; 3], f64);
 
 /// Prefill and mean decode metrics of a model of `layers` (0 or 1) private layers: the whole
 /// step, and the private layer's own span in it (from the runtime's layer marks; zeros
@@ -508,11 +525,13 @@ fn measure_case(
     runs: usize,
     layers: usize,
     link: Option<marill_std::transport::link::LinkModel>,
+    offline: bool,
 ) -> Result<Measured, StdError> {
     use marill_std::model::measure::{ModelCase, Span, Steps};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
     let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?.over(link);
+    let case = if offline { case.offline() } else { case };
     // `runs` runs; the fastest time of each span (bytes and rounds do not vary).
     let mut all = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
@@ -533,13 +552,19 @@ fn measure_case(
     };
     let metric = |s: &Span| -> Metric {
         let per = s.bytes.map(|b| b as f64);
-        (s.wall.as_secs_f64(), s.bytes.iter().copied().max().unwrap_or(0) as f64, s.rounds as f64, per)
+        (
+            s.wall.as_secs_f64(),
+            s.bytes.iter().copied().max().unwrap_or(0) as f64,
+            s.rounds as f64,
+            per,
+            s.offline.as_secs_f64(),
+        )
     };
     let prefill_and_decode = |spans: Vec<Span>| -> [Metric; 2] {
         let decode = &spans[1..];
         let n = decode.len().max(1) as f64;
-        let mean = decode.iter().map(metric).fold((0.0, 0.0, 0.0, [0.0; 3]), |a, s| {
-            (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n, std::array::from_fn(|i| a.3[i] + s.3[i] / n))
+        let mean = decode.iter().map(metric).fold((0.0, 0.0, 0.0, [0.0; 3], 0.0), |a, s| {
+            (a.0 + s.0 / n, a.1 + s.1 / n, a.2 + s.2 / n, std::array::from_fn(|i| a.3[i] + s.3[i] / n), a.4 + s.4 / n)
         });
         [metric(&spans[0]), mean]
     };
@@ -589,6 +614,19 @@ fn per_party_json(b: [f64; 3]) -> String {
     format!("[{:.0},{:.0},{:.0}]", b[0], b[1], b[2])
 }
 
+/// The offline phase's seconds as JSON: `null` when the run had none.
+fn offline_json(offline: bool, s: f64) -> String {
+    if offline { format!("{s:.4}") } else { "null".into() }
+}
+
+/// Bytes of the party that sends most in the online phase: in 2PC-Dealer the compute
+/// parties' (the dealer's corrections are input-independent: the offline phase's, whether
+/// or not they were sent ahead), in the other settings every party's.
+fn online_bytes(setting: marill_std::Setting, m: &Metric) -> f64 {
+    let online = if setting == marill_std::Setting::Dealer { &m.3[..2] } else { &m.3[..] };
+    online.iter().copied().fold(0.0, f64::max)
+}
+
 /// Peak heap per party as JSON (`null` where the allocator is not metered).
 fn peak_json(p: Option<[u64; 3]>) -> String {
     p.map_or_else(|| "null".into(), |p| format!("[{},{},{}]", p[0], p[1], p[2]))
@@ -618,12 +656,19 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     use marill_std::Setting;
     use marill_std::model::random::{Shape, Variant, model_shaped};
     let json = args.iter().any(|a| a == "--json");
-    let rest: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
+    let offline = args.iter().any(|a| a == "--offline");
+    let rest: Vec<String> = args.iter().filter(|a| *a != "--json" && *a != "--offline").cloned().collect();
     let f = flags("cost", &rest, &["setting", "prompt-len", "shape", "runs", "link", "variant", "threads"])?;
     marill_std::threads::set_threads(num(&f, "threads", marill_std::threads::shared_default_threads())?);
     let threads = marill_std::threads::threads();
     let settings = match f.get("setting").map(String::as_str) {
+        None | Some("all") if offline => vec![Setting::Dealer],
         None | Some("all") => vec![Setting::Dealer, Setting::Rep3, Setting::Ot2pc],
+        Some(s) if offline && s != "dealer" => {
+            return Err(StdError::Usage(format!(
+                "--offline --setting {s}: an offline phase is 2PC-Dealer's (the dealer's corrections do not depend on the inputs); use --setting dealer"
+            )));
+        }
         Some(s) => vec![
             Setting::parse(s)
                 .ok_or_else(|| StdError::Usage(format!("--setting {s}: one of dealer, rep3, ot2pc, all")))?,
@@ -700,8 +745,15 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             let layers = usize::from(borrowed.is_none());
             eprintln!("marill cost: {} {name}, {layers} private layer(s), {runs} run(s)", setting.name());
             let t = std::time::Instant::now();
-            let (whole, own, parts, peak) =
-                measure_case(model_shaped(var, Shape { layers, ..base_shape }, 5)?, setting, b, runs, layers, link)?;
+            let (whole, own, parts, peak) = measure_case(
+                model_shaped(var, Shape { layers, ..base_shape }, 5)?,
+                setting,
+                b,
+                runs,
+                layers,
+                link,
+                offline,
+            )?;
             let heap = peak.map_or_else(String::new, |p| {
                 let mb = |i: usize| p[i] as f64 / 1e6;
                 format!(", peak heap per party {:.1} / {:.1} / {:.1} MB", mb(0), mb(1), mb(2))
@@ -710,7 +762,13 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             // The layer's span is part of the step, so the rest is never negative in bytes
             // or rounds; a time can be by a hair of clock skew between parties, so it clamps.
             let sub = |a: Metric, c: Metric| {
-                ((a.0 - c.0).max(0.0), a.1 - c.1, a.2 - c.2, std::array::from_fn(|i| a.3[i] - c.3[i]))
+                (
+                    (a.0 - c.0).max(0.0),
+                    a.1 - c.1,
+                    a.2 - c.2,
+                    std::array::from_fn(|i| a.3[i] - c.3[i]),
+                    (a.4 - c.4).max(0.0),
+                )
             };
             let fixed = [sub(whole[0], own[0]), sub(whole[1], own[1])];
             let (layer_parts, head_parts): (Parts, Parts) =
@@ -734,7 +792,8 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             let (fixed, per, lp, hp, peak) = fit(key, var)?;
             let total = |i: usize| {
                 let pp = std::array::from_fn(|q| fixed[i].3[q] + k * per[i].3[q]);
-                (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2, pp)
+                let off = fixed[i].4 + k * per[i].4;
+                (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2, pp, off)
             };
             rows.push((name.to_string(), [total(0), total(1)], key, parts_json(&lp, &hp), peak));
         }
@@ -743,7 +802,8 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             let (fixed, per, lp, hp, peak) = fit("private", v(0, 1, false))?;
             let total = |i: usize| {
                 let pp = std::array::from_fn(|q| fixed[i].3[q] + t * per[i].3[q]);
-                (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2, pp)
+                let off = fixed[i].4 + t * per[i].4;
+                (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2, pp, off)
             };
             rows.push((format!("f={t}/26"), [total(0), total(1)], "private", parts_json(&lp, &hp), peak));
         }
@@ -782,7 +842,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             };
             if json {
                 println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{},\"parts\":{parts},\"prefill_bytes_per_party\":{},\"decode_bytes_per_party\":{}}}",
+                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{},\"parts\":{parts},\"prefill_bytes_per_party\":{},\"decode_bytes_per_party\":{},\"offline\":{offline},\"prefill_offline_s\":{},\"decode_offline_s\":{},\"prefill_online_bytes\":{:.0},\"decode_online_bytes\":{:.0}}}",
                     setting.name(),
                     r[0].0,
                     r[0].1,
@@ -792,7 +852,11 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                     r[1].2,
                     peak_json(*peak),
                     per_party_json(r[0].3),
-                    per_party_json(r[1].3)
+                    per_party_json(r[1].3),
+                    offline_json(offline, r[0].4),
+                    offline_json(offline, r[1].4),
+                    online_bytes(setting, &r[0]),
+                    online_bytes(setting, &r[1])
                 );
             } else {
                 println!(
@@ -811,6 +875,18 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                     x(1, 1),
                     x(1, 2)
                 );
+                if offline {
+                    println!(
+                        "{:<13} offline phase (the dealer, ahead): prefill {:.2} s, {:.1} MB; decode {:.3} s, {:.2} MB | online MB (compute party that sends most): prefill {:.1}, decode {:.2}",
+                        "",
+                        r[0].4,
+                        r[0].3[2] / 1e6,
+                        r[1].4,
+                        r[1].3[2] / 1e6,
+                        online_bytes(setting, &r[0]) / 1e6,
+                        online_bytes(setting, &r[1]) / 1e6
+                    );
+                }
             }
         }
         if !json {
@@ -871,12 +947,12 @@ fn print_parts(title: &str, layer: &Parts, head: &Parts) {
             by
         )
     };
-    let mut sum = [(0.0, 0.0, 0.0, [0.0; 3]); 2];
+    let mut sum = [(0.0, 0.0, 0.0, [0.0; 3], 0.0); 2];
     for (name, m) in layer {
         row(name, m);
         for i in 0..2 {
             let pp = std::array::from_fn(|q| sum[i].3[q] + m[i].3[q]);
-            sum[i] = (sum[i].0 + m[i].0, sum[i].1 + m[i].1, sum[i].2 + m[i].2, pp);
+            sum[i] = (sum[i].0 + m[i].0, sum[i].1 + m[i].1, sum[i].2 + m[i].2, pp, sum[i].4 + m[i].4);
         }
     }
     // A layer's bytes: the party that sends most over the whole layer (in 3PC the helper's

@@ -26,6 +26,64 @@ pub struct ModelCase {
     link: Option<LinkModel>,
     /// What failed where, at each party that failed (a `Program` returns core errors only).
     failures: std::sync::Mutex<Vec<String>>,
+    /// 2PC-Dealer with an offline phase ([`ModelCase::offline`]): the gate the parties pass
+    /// twice a step.
+    offline: Option<Gate>,
+}
+
+/// A cyclic barrier of the three party threads of an in-process run, with a deadline and a
+/// way out: a party that fails breaks it, and every wait then ends with an error instead of
+/// waiting for a party that will not come.
+struct Gate {
+    state: std::sync::Mutex<(usize, u64, bool)>,
+    turn: std::sync::Condvar,
+    parties: usize,
+}
+
+/// How long a party waits at the gate: the dealer's whole step over the slowest link
+/// profile, with room; a stuck party fails on its channel's own deadline first.
+const GATE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Gate {
+    fn new(parties: usize) -> Self {
+        Self { state: std::sync::Mutex::new((0, 0, false)), turn: std::sync::Condvar::new(), parties }
+    }
+
+    /// Wait until every party has arrived (`PeerClosed` once the gate is broken, `Timeout`
+    /// after [`GATE_TIMEOUT`]).
+    fn pass(&self) -> Result<(), Error> {
+        let mut st = self.state.lock().map_err(|_| Error::Protocol)?;
+        if st.2 {
+            return Err(Error::PeerClosed);
+        }
+        st.0 += 1;
+        if st.0 == self.parties {
+            *st = (0, st.1 + 1, false);
+            self.turn.notify_all();
+            return Ok(());
+        }
+        let generation = st.1;
+        let deadline = Instant::now() + GATE_TIMEOUT;
+        while st.1 == generation {
+            if st.2 {
+                return Err(Error::PeerClosed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            st = self.turn.wait_timeout(st, left).map_err(|_| Error::Protocol)?.0;
+        }
+        Ok(())
+    }
+
+    /// Let every waiting and later `pass` fail.
+    fn break_all(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.2 = true;
+            self.turn.notify_all();
+        }
+    }
 }
 
 /// Measured steps: index 0 is the prefill, then one per decoded token.
@@ -36,6 +94,9 @@ pub struct Steps {
     pub bytes: Vec<[u64; 3]>,
     /// Per step: rounds added.
     pub rounds: Vec<u64>,
+    /// Per step, with an offline phase: the dealer's time (see [`Span::offline`]); empty
+    /// without.
+    pub offline_wall: Vec<Duration>,
     /// Tokens the client received.
     pub tokens: Vec<u32>,
     /// Tokens where the plaintext model disagrees (teacher-forced).
@@ -48,12 +109,16 @@ pub struct Steps {
     /// Each party's peak live heap over the whole session (set-up, prefill, decode), in
     /// bytes, where the binary installed [`crate::alloc_meter::PartyAlloc`].
     pub peak_heap: Option<[u64; 3]>,
+    /// Whether the dealer dealt each step ahead ([`ModelCase::offline`]): then every span's
+    /// `wall` is the compute parties' (the online phase) and `offline` the dealer's.
+    pub offline: bool,
 }
 
 impl Steps {
     /// Step `i` as a whole.
     pub fn step(&self, i: usize) -> Span {
-        Span { wall: self.wall[i], bytes: self.bytes[i], rounds: self.rounds[i] }
+        let offline = self.offline_wall.get(i).copied().unwrap_or_default();
+        Span { wall: self.wall[i], bytes: self.bytes[i], rounds: self.rounds[i], offline }
     }
 }
 
@@ -66,19 +131,31 @@ pub struct Span {
     pub bytes: [u64; 3],
     /// Rounds it added: the latest clock at its end less the latest at its start.
     pub rounds: u64,
+    /// With an offline phase ([`ModelCase::offline`]): the dealer's time to deal it and
+    /// deliver its corrections, which `wall` (the compute parties') leaves out; zero
+    /// without.
+    pub offline: Duration,
 }
 
 /// At one party: time, cost, and the clock before and after.
 type Spent = (Duration, Cost, (u64, u64));
 
-fn span(per_party: &[&Spent]) -> Span {
+/// One span across the parties; `offline`: party 2 is the dealer with an offline phase,
+/// whose time goes to [`Span::offline`] rather than `wall`.
+fn span(per_party: &[&Spent], offline: bool) -> Span {
     let mut bytes = [0; 3];
     for (b, s) in bytes.iter_mut().zip(per_party) {
         *b = s.1.bytes_sent;
     }
     let after = per_party.iter().map(|s| s.2.1).max().unwrap_or(0);
     let before = per_party.iter().map(|s| s.2.0).max().unwrap_or(0);
-    Span { wall: per_party.iter().map(|s| s.0).max().unwrap_or_default(), bytes, rounds: after - before }
+    let online = if offline { &per_party[..per_party.len().min(2)] } else { per_party };
+    Span {
+        wall: online.iter().map(|s| s.0).max().unwrap_or_default(),
+        bytes,
+        rounds: after - before,
+        offline: if offline { per_party.get(2).map(|s| s.0).unwrap_or_default() } else { Duration::ZERO },
+    }
 }
 
 fn arch_of(f: &ModelFile<'_>) -> Result<Arch, String> {
@@ -92,7 +169,18 @@ impl ModelCase {
         if prompt_len == 0 || new_tokens == 0 {
             return Err("--prompt-len and --gen must be positive".into());
         }
-        Ok(Self { server, client, prompt_len, new_tokens, link: None, failures: Default::default() })
+        Ok(Self { server, client, prompt_len, new_tokens, link: None, failures: Default::default(), offline: None })
+    }
+
+    /// Measure 2PC-Dealer with an offline phase: before each step the dealer deals the
+    /// whole step and its corrections are delivered (over the link, if any) before the
+    /// compute parties start; their time is the online phase's, the dealer's the offline
+    /// phase's ([`Steps::offline`]). The compute parties buffer the step's corrections (the
+    /// dealer's bytes of a step: 388 MB for one openllama-3b layer at 64 tokens). Only
+    /// [`Setting::Dealer`] can be measured so ([`ModelCase::measure`] refuses the others).
+    pub fn offline(mut self) -> Self {
+        self.offline = Some(Gate::new(3));
+        self
     }
 
     /// The parties talk over `link` (see [`crate::transport::link`]).
@@ -107,6 +195,13 @@ impl ModelCase {
 
     /// Run every party in memory and measure each step.
     pub fn measure(&self, setting: Setting) -> Result<Steps, String> {
+        let offline = self.offline.is_some();
+        if offline && setting != Setting::Dealer {
+            return Err(format!(
+                "an offline phase is 2PC-Dealer's: {} has no party whose messages do not depend on the inputs",
+                setting.name()
+            ));
+        }
         crate::alloc_meter::reset_peaks();
         let r = run_mem_over(setting, self.link, self).map_err(|e| {
             let notes = self.failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
@@ -117,33 +212,42 @@ impl ModelCase {
             wall: Vec::new(),
             bytes: Vec::new(),
             rounds: Vec::new(),
+            offline_wall: Vec::new(),
             tokens: r[0].0.tokens.clone(),
             mismatches: 0,
             layers: Vec::new(),
             parts: Vec::new(),
             peak_heap: crate::alloc_meter::peaks(),
+            offline,
         };
         for i in 0..steps {
-            let whole = span(&r.iter().map(|(o, _)| &o.steps[i]).collect::<Vec<_>>());
+            let whole = span(&r.iter().map(|(o, _)| &o.steps[i]).collect::<Vec<_>>(), offline);
             out.wall.push(whole.wall);
+            if offline {
+                out.offline_wall.push(whole.offline);
+            }
             out.bytes.push(whole.bytes);
             out.rounds.push(whole.rounds);
             let layers = r[0].0.layers[i].len();
             if r.iter().any(|(o, _)| o.layers[i].len() != layers) {
                 return Err("the parties marked different numbers of layers".into());
             }
-            out.layers
-                .push((0..layers).map(|l| span(&r.iter().map(|(o, _)| &o.layers[i][l]).collect::<Vec<_>>())).collect());
+            out.layers.push(
+                (0..layers)
+                    .map(|l| span(&r.iter().map(|(o, _)| &o.layers[i][l]).collect::<Vec<_>>(), offline))
+                    .collect(),
+            );
             let names: Vec<&str> = r[0].0.parts[i].iter().map(|x| x.0).collect();
             if r.iter().any(|(o, _)| o.parts[i].iter().map(|x| x.0).ne(names.iter().copied())) {
                 return Err("the parties marked different parts".into());
             }
             let mut parts: Vec<(&'static str, Span)> = Vec::new();
             for (k, name) in r[0].0.parts[i].iter().map(|x| x.0).enumerate() {
-                let one = span(&r.iter().map(|(o, _)| &o.parts[i][k].1).collect::<Vec<_>>());
+                let one = span(&r.iter().map(|(o, _)| &o.parts[i][k].1).collect::<Vec<_>>(), offline);
                 match parts.iter_mut().find(|x| x.0 == name) {
                     Some(x) => {
                         x.1.wall += one.wall;
+                        x.1.offline += one.offline;
                         x.1.rounds += one.rounds;
                         for (a, b) in x.1.bytes.iter_mut().zip(one.bytes) {
                             *a += b;
@@ -178,7 +282,23 @@ impl Program for ModelCase {
     type Output = PartySteps;
 
     fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        let r = self.run_party(p);
+        if r.is_err()
+            && let Some(g) = &self.offline
+        {
+            g.break_all();
+        }
+        r
+    }
+}
+
+impl ModelCase {
+    fn run_party<P: Protocol>(&self, p: &mut P) -> Result<PartySteps, Error> {
         let party = p.party();
+        // With an offline phase the dealer deals each step whole, then the compute parties
+        // run it (see `ModelCase::offline`).
+        let gate = self.offline.as_ref();
+        let dealer_ahead = gate.is_some() && party == 2;
         // Keep the whole error and where it happened; the core error goes on.
         let failed = |stage: &str, e: crate::StdError| {
             if let Ok(mut f) = self.failures.lock() {
@@ -195,7 +315,11 @@ impl Program for ModelCase {
         let server = (p.party() == 1).then_some(&sf);
         let public = if p.party() == 1 { &sf } else { &cf };
         let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(|e| failed("set-up", e))?;
-        model.mark_layers();
+        if dealer_ahead {
+            model.settle_at_marks();
+        } else {
+            model.mark_layers();
+        }
         // Over an emulated link the set-up's traffic (the weights' shares) can still be
         // queued: wait it out, so that the steps pay only for their own. Without a link too,
         // so that every party (the dealer included) starts the steps at one clock and the
@@ -207,6 +331,14 @@ impl Program for ModelCase {
         let mut m = self.prompt_len;
         let (mut steps, mut layers, mut parts, mut tokens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.new_tokens {
+            if let Some(g) = gate {
+                // Everyone is done with the previous step; the compute parties then wait
+                // for the dealer to have dealt (and delivered) this one.
+                g.pass()?;
+                if !dealer_ahead {
+                    g.pass()?;
+                }
+            }
             let c0 = p.cost().unwrap_or_default();
             let t0 = Instant::now();
             let client = (p.party() == CLIENT).then_some((&mut pm, &feed[..]));
@@ -215,8 +347,14 @@ impl Program for ModelCase {
                 model.step(p, &mut h, m).map_err(|e| failed(if m > 1 { "the prefill" } else { "a decode step" }, e))?;
             let mut tok = [0u64];
             p.reveal_to(CLIENT, &idx, &mut tok)?;
+            if dealer_ahead {
+                p.settle()?;
+            }
             let c1 = p.cost().unwrap_or_default();
             steps.push((t0.elapsed(), c1.since(&c0), (c0.rounds, c1.rounds)));
+            if dealer_ahead && let Some(g) = gate {
+                g.pass()?;
+            }
             let marks = model.take_marks();
             layers.push(
                 marks

@@ -154,7 +154,16 @@ pub struct SecureModel {
     /// Layer boundaries of each step, when asked for ([`SecureModel::mark_layers`]).
     marks: Option<Vec<Mark>>,
     /// The start of each part of a step, when asked for (with the layer marks).
-    parts: Option<Vec<(&'static str, Mark)>>,
+    parts: Option<PartLog>,
+    /// Settle the channel before each mark ([`SecureModel::settle_at_marks`]).
+    settle: bool,
+}
+
+/// The part marks of the steps so far, and whether to settle before each.
+#[derive(Default)]
+struct PartLog {
+    marks: Vec<(&'static str, Mark)>,
+    settle: bool,
 }
 
 /// The parts of a step that [`SecureModel::take_parts`] names: a layer's, then the head's.
@@ -294,6 +303,7 @@ impl SecureModel {
             attn_tile_scores: ATTN_TILE_SCORES,
             marks: None,
             parts: None,
+            settle: false,
         })
     }
 
@@ -586,11 +596,11 @@ impl SecureModel {
         }
         let (kc, vc) = &self.cache[li];
         let ks = cache_blocks(kc, tt, kvd, hd, nh, group, true);
-        Self::part(&mut self.parts, p, "scores");
+        Self::part(&mut self.parts, p, "scores")?;
         let mut scores = vec![0; nh * mt * tt * pl];
         p.matmul_many_trunc(&qs, &ks, &mut scores, MatDims::new(mt, hd, tt), nh, f.frac_bits)?;
         drop(ks);
-        Self::part(&mut self.parts, p, "softmax");
+        Self::part(&mut self.parts, p, "softmax")?;
         let rows = nh * mt;
         let mut probs = vec![0; scores.len()];
         // The row maximum in groups of 4 saves a third of its rounds (15 a layer at 64
@@ -614,7 +624,7 @@ impl SecureModel {
             nl::softmax_in_groups(p, &scores, rows, tt, Some(mt), max_group, &mut probs, &mut s, f)?;
         }
         drop((s, scores));
-        Self::part(&mut self.parts, p, "P·V");
+        Self::part(&mut self.parts, p, "P·V")?;
         let vs = cache_blocks(vc, tt, kvd, hd, nh, group, false);
         let mut heads = vec![0; nh * mt * hd * pl];
         p.matmul_many_trunc(&probs, &vs, &mut heads, MatDims::new(mt, tt, hd), nh, f.frac_bits)?;
@@ -647,13 +657,13 @@ impl SecureModel {
         }
         let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
         for li in 0..self.layers.len() {
-            self.mark(p);
-            Self::part(&mut self.parts, p, "norms");
+            self.mark(p)?;
+            Self::part(&mut self.parts, p, "norms")?;
             // attention
             let mut x = vec![0; h.len()];
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].attn_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
-            Self::part(&mut self.parts, p, "q|k|v");
+            Self::part(&mut self.parts, p, "q|k|v")?;
             // q|k|v untruncated (2f bits); RoPE (and q's 1/√d) multiply q and k by
             // constants at f bits, v is shifted up by f, and one truncation by 2f ends all
             // three: a truncation's rounds instead of three (q, k, v entries below 2^14).
@@ -684,14 +694,14 @@ impl SecureModel {
                 let r1 = (r0 + rows_per_tile).min(m);
                 self.attention_tile(p, li, &q, &mut attn, (m, r0, r1), t).map_err(core)?;
             }
-            Self::part(&mut self.parts, p, "o");
+            Self::part(&mut self.parts, p, "o")?;
             let o = self.run_group(p, &self.layers[li].groups[1], &attn, m).map_err(core)?.remove(0);
             Self::residual(p, h, &o).map_err(core)?;
             // MLP
-            Self::part(&mut self.parts, p, "norms");
+            Self::part(&mut self.parts, p, "norms")?;
             let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
             nl::rms_norm(p, h, m, a.d, self.layers[li].mlp_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
-            Self::part(&mut self.parts, p, "gate|up");
+            Self::part(&mut self.parts, p, "gate|up")?;
             // SiLU's comparisons on the untruncated gate, opened with gate|up's truncation
             // where the protocol fuses them (one round fewer).
             let fused = match (a.relu, self.gate_up_fused(p, li, &x, m).map_err(core)?) {
@@ -708,7 +718,7 @@ impl SecureModel {
                     }
                 }
             };
-            Self::part(&mut self.parts, p, "SiLU×up");
+            Self::part(&mut self.parts, p, "SiLU×up")?;
             let mut act = vec![0; g.len()];
             if !lt.is_empty() {
                 let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
@@ -722,12 +732,12 @@ impl SecureModel {
             }
             let mut gu = vec![0; g.len()];
             p.mul_trunc(&act, &u, f.frac_bits, &mut gu).map_err(core)?;
-            Self::part(&mut self.parts, p, "down");
+            Self::part(&mut self.parts, p, "down")?;
             let dn = self.run_group(p, &self.layers[li].groups[3], &gu, m).map_err(core)?.remove(0);
             Self::residual(p, h, &dn).map_err(core)?;
         }
-        self.mark(p);
-        Self::part(&mut self.parts, p, "head norm");
+        self.mark(p)?;
+        Self::part(&mut self.parts, p, "head norm")?;
         self.pos += m;
         // Head on the last row.
         let mut last = vec![0; a.d * pl];
@@ -737,7 +747,7 @@ impl SecureModel {
         let mut xn = vec![0; last.len()];
         let mut s = vec![0; nl::rms_norm_scratch(1, a.d, pl)];
         nl::rms_norm(p, &last, 1, a.d, self.norm.gain(), a.rms_eps, &mut xn, &mut s, f).map_err(core)?;
-        Self::part(&mut self.parts, p, "lm head");
+        Self::part(&mut self.parts, p, "lm head")?;
         let head = SecLinear {
             w: std::mem::replace(&mut self.head, Mat::Public(Vec::new())),
             lora: None,
@@ -750,11 +760,11 @@ impl SecureModel {
         let logits = self.linear_as(p, &head, &xn, 1, false);
         self.head = head.w;
         let logits = logits.map_err(core)?;
-        Self::part(&mut self.parts, p, "argmax");
+        Self::part(&mut self.parts, p, "argmax")?;
         let (mut idx, mut mx) = (vec![0; pl], vec![0; pl]);
         let mut s = vec![0; nl::argmax_scratch(1, a.vocab, pl)];
         nl::argmax(p, &logits, 1, a.vocab, &mut idx, &mut mx, &mut s).map_err(core)?;
-        Self::part(&mut self.parts, p, "end");
+        Self::part(&mut self.parts, p, "end")?;
         Ok(idx)
     }
 
@@ -762,7 +772,7 @@ impl SecureModel {
     /// [`SecureModel::take_marks`]). Off by default: a mark reads the clock and the meter.
     pub fn mark_layers(&mut self) {
         self.marks.get_or_insert_with(Vec::new);
-        self.parts.get_or_insert_with(Vec::new);
+        self.parts.get_or_insert_with(PartLog::default);
     }
 
     /// The marks recorded since the last call: per step, one per private layer and one more
@@ -775,19 +785,40 @@ impl SecureModel {
     /// starts there (one of [`PARTS`]), and a last one, `end`, closes the step. A part's
     /// cost is from its mark to the next.
     pub fn take_parts(&mut self) -> Vec<(&'static str, Mark)> {
-        self.parts.as_mut().map(std::mem::take).unwrap_or_default()
+        self.parts.as_mut().map(|l| std::mem::take(&mut l.marks)).unwrap_or_default()
     }
 
-    fn part<P: Protocol>(parts: &mut Option<Vec<(&'static str, Mark)>>, p: &P, name: &'static str) {
-        if let Some(v) = parts {
-            v.push((name, Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default() }));
+    /// The 2PC-Dealer dealer's offline phase, measured: before each mark this party waits
+    /// until what it sent has been delivered ([`Protocol::settle`]), so that a span's time
+    /// is dealing its corrections *and* getting them to the compute parties over an
+    /// emulated link (the two not overlapped: an upper bound by the dealing time). Only for
+    /// a party that never waits on a peer inside a step, the dealer; with the marks.
+    pub fn settle_at_marks(&mut self) {
+        self.mark_layers();
+        self.settle = true;
+        if let Some(log) = &mut self.parts {
+            log.settle = true;
         }
     }
 
-    fn mark<P: Protocol>(&mut self, p: &P) {
+    fn part<P: Protocol>(parts: &mut Option<PartLog>, p: &mut P, name: &'static str) -> Result<(), Error> {
+        if let Some(log) = parts {
+            if log.settle {
+                p.settle()?;
+            }
+            log.marks.push((name, Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default() }));
+        }
+        Ok(())
+    }
+
+    fn mark<P: Protocol>(&mut self, p: &mut P) -> Result<(), Error> {
         if let Some(m) = &mut self.marks {
+            if self.settle {
+                p.settle()?;
+            }
             m.push(Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default() });
         }
+        Ok(())
     }
 
     /// Position of the next token.

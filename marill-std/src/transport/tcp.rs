@@ -49,6 +49,8 @@ impl Default for TcpConfig {
 
 struct Peer {
     reader: Box<dyn Read + Send>,
+    /// The thread that reads this peer ahead ([`TcpChannel::prefetch`]), if one does.
+    prefetcher: Option<JoinHandle<()>>,
     queue: Option<Sender<Out>>,
     /// Bytes of messages queued and not yet written by the writer thread.
     queued: Arc<AtomicUsize>,
@@ -115,6 +117,94 @@ impl TcpChannel {
     /// what the kernel holds.
     pub fn limit_ahead(&mut self, bytes: usize, timeout: Duration) {
         self.ahead = Some((bytes, timeout));
+    }
+
+    /// Read peer `from` ahead: a thread takes its bytes off the connection as they arrive
+    /// and keeps up to about `limit` of them (in 64 KiB chunks; at least one chunk) until
+    /// `recv` asks for them, so that a peer that only sends, the 2PC-Dealer dealer, gets
+    /// its input-independent corrections across while this party computes or waits for
+    /// its input: the transfer of the offline phase, with this bound on its memory. Without
+    /// it TCP's flow control holds those bytes at the sender until this party reads them
+    /// (the kernel buffers a few MB). Framing checks and timeouts are unchanged: `recv`
+    /// waits at most `timeout` for the next bytes.
+    pub fn prefetch(&mut self, from: PartyId, limit: usize, timeout: Duration) -> Result<(), StdError> {
+        let p =
+            self.peers.get_mut(from).and_then(Option::as_mut).ok_or_else(|| {
+                StdError::io("read ahead", std::io::Error::new(ErrorKind::InvalidInput, "no such peer"))
+            })?;
+        if p.prefetcher.is_some() {
+            return Ok(());
+        }
+        let mut inner = std::mem::replace(&mut p.reader, Box::new(std::io::empty()));
+        let slots = (limit / PREFETCH_CHUNK).max(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(slots);
+        let thread = std::thread::Builder::new()
+            .name(format!("marill-tcp-r{}<-{from}", self.id))
+            .spawn(move || {
+                let mut buf = vec![0u8; PREFETCH_CHUNK];
+                loop {
+                    let got = match inner.read(&mut buf) {
+                        // End of stream: an empty chunk says so.
+                        Ok(n) => Ok(buf[..n].to_vec()),
+                        // Idle (the socket's read timeout): the reading side keeps its own
+                        // deadline; the channel's drop shuts the socket, which ends this.
+                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => Err(e),
+                    };
+                    let last = !matches!(&got, Ok(v) if !v.is_empty());
+                    if tx.send(got).is_err() || last {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| StdError::io("spawn reader", e))?;
+        p.reader = Box::new(Ahead { rx, chunk: Vec::new(), pos: 0, timeout, done: None });
+        p.prefetcher = Some(thread);
+        Ok(())
+    }
+}
+
+/// Bytes a read-ahead thread takes off the connection at once.
+const PREFETCH_CHUNK: usize = 1 << 16;
+
+/// The reading end of [`TcpChannel::prefetch`]: the chunks its thread read, in order.
+struct Ahead {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    timeout: Duration,
+    /// Once the stream ended: how (end of stream, or the error's kind), for every later read.
+    done: Option<ErrorKind>,
+}
+
+impl Read for Ahead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::mpsc::RecvTimeoutError;
+        if out.is_empty() {
+            return Ok(0);
+        }
+        while self.pos == self.chunk.len() {
+            match self.done {
+                Some(ErrorKind::UnexpectedEof) => return Ok(0),
+                Some(kind) => return Err(kind.into()),
+                None => {}
+            }
+            match self.rx.recv_timeout(self.timeout) {
+                Ok(Ok(v)) if v.is_empty() => self.done = Some(ErrorKind::UnexpectedEof),
+                Ok(Ok(v)) => (self.chunk, self.pos) = (v, 0),
+                Ok(Err(e)) => {
+                    self.done = Some(e.kind());
+                    return Err(e);
+                }
+                Err(RecvTimeoutError::Timeout) => return Err(ErrorKind::TimedOut.into()),
+                Err(RecvTimeoutError::Disconnected) => self.done = Some(ErrorKind::UnexpectedEof),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -248,7 +338,7 @@ fn spawn_peer(id: PartyId, j: PartyId, link: Link) -> Result<Peer, StdError> {
                 pump(rx, w, counted(written), |_| Ok(()));
             }))?;
             let reader = Box::new(BufReader::with_capacity(1 << 16, rstream));
-            Ok(Peer { reader, queue: Some(tx), queued, writer: Some(writer), stream })
+            Ok(Peer { reader, prefetcher: None, queue: Some(tx), queued, writer: Some(writer), stream })
         }
         Link::Tls(t) => {
             let TlsLink { mut reader, writer, sock } = *t;
@@ -257,7 +347,14 @@ fn spawn_peer(id: PartyId, j: PartyId, link: Link) -> Result<Peer, StdError> {
                 let w = BufWriter::with_capacity(MAX_FRAME + 5, writer);
                 pump(rx, w, counted(written), |w| w.close());
             }))?;
-            Ok(Peer { reader: Box::new(reader), queue: Some(tx), queued, writer: Some(writer), stream: sock })
+            Ok(Peer {
+                reader: Box::new(reader),
+                prefetcher: None,
+                queue: Some(tx),
+                queued,
+                writer: Some(writer),
+                stream: sock,
+            })
         }
     }
 }
@@ -363,6 +460,12 @@ impl Drop for TcpChannel {
                 let _ = w.join();
             }
             let _ = p.stream.shutdown(Shutdown::Both);
+            // A read-ahead thread ends at the shut socket, or, blocked on a full buffer,
+            // when its receiving end goes.
+            if let Some(r) = p.prefetcher.take() {
+                p.reader = Box::new(std::io::empty());
+                let _ = r.join();
+            }
         }
     }
 }
@@ -394,6 +497,56 @@ mod tests {
         let mut small = [0u8; 10];
         b.recv(0, &mut small).unwrap();
         assert_eq!(small, [1; 10]);
+    }
+
+    /// A pair over loopback: party 0 (the sender, as the dealer) and party 1.
+    fn pair() -> (TcpChannel, TcpChannel) {
+        let l = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addrs = [l.local_addr().unwrap(), "127.0.0.1:0".parse().unwrap()];
+        let cfg = TcpConfig { connect_timeout: Duration::from_secs(5), io_timeout: Duration::from_secs(10) };
+        let peer = std::thread::spawn(move || establish(1, None, &addrs, cfg).unwrap());
+        let a = establish(0, Some(l), &addrs, cfg).unwrap();
+        (a, peer.join().unwrap())
+    }
+
+    #[test]
+    fn reading_ahead_takes_a_senders_bytes_within_its_bound() {
+        let big: Vec<u8> = (0..32usize << 20).map(|i| (i * 7 + i / 4093) as u8).collect();
+        // Ahead by 64 MB: the 32 MB leave the sender's queue although party 1 reads nothing
+        // (the sender's next message finds an empty queue: no wait, no timeout).
+        let (mut a, mut b) = pair();
+        b.prefetch(0, 64 << 20, Duration::from_secs(10)).unwrap();
+        a.send(1, &big).unwrap();
+        a.limit_ahead(1 << 20, Duration::from_secs(10));
+        a.send(1, &[1; 10]).unwrap();
+        let mut got = vec![0u8; big.len()];
+        b.recv(0, &mut got).unwrap();
+        assert!(got == big);
+        let mut small = [0u8; 10];
+        b.recv(0, &mut small).unwrap();
+        assert_eq!(small, [1; 10]);
+        // Framing is still checked: a message of another length is refused.
+        a.send(1, &[2; 10]).unwrap();
+        let mut wrong = [0u8; 11];
+        assert_eq!(b.recv(0, &mut wrong), Err(Error::Malformed));
+        // Ahead by 1 MB: most of the 32 MB stay queued at the sender, whose next message
+        // waits and times out while nobody reads.
+        let (mut a, mut b) = pair();
+        b.prefetch(0, 1 << 20, Duration::from_secs(10)).unwrap();
+        a.limit_ahead(1 << 20, Duration::from_millis(300));
+        a.send(1, &big).unwrap();
+        assert_eq!(a.send(1, &[1; 10]), Err(Error::Timeout));
+        b.recv(0, &mut got).unwrap();
+        assert!(got == big);
+        // The sender gone: the reader sees the end of the stream, not a hang.
+        drop(a);
+        assert_eq!(b.recv(0, &mut small), Err(Error::PeerClosed));
+        // Nothing sent: the wait ends at the reading side's deadline.
+        let (_a, mut b) = pair();
+        b.prefetch(0, 1 << 20, Duration::from_millis(200)).unwrap();
+        let t = Instant::now();
+        assert_eq!(b.recv(0, &mut small), Err(Error::Timeout));
+        assert!(t.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
