@@ -58,6 +58,24 @@ pub trait Protocol {
         Ok(())
     }
 
+    /// How far the parties' roles have rotated: in 3PC the helper of engine op `t` is
+    /// party `(t + 2) mod 3`, so advancing the count by one moves every role to the next
+    /// party (a span's bytes per party, `v`, become `v'[q] = v[q − 1]`); 0 where the roles
+    /// never move. For measurements (scaling one layer's bytes per party to many layers);
+    /// not part of any protocol.
+    fn turns(&self) -> u64 {
+        0
+    }
+
+    /// Start the roles' rotation afresh at `offset` (3PC: the next engine op's helper is
+    /// party `(offset + 2) mod 3`), so that what each party does in a unit of work does not
+    /// depend on the work before it: the secure model starts each step at 0 and its layer
+    /// `l` at `l`, so consecutive layers put the helper's extra bytes on each party in turn.
+    /// Every party must call it at the same points. The default does nothing.
+    fn align_turns(&mut self, offset: u64) {
+        let _ = offset;
+    }
+
     /// The plane of this party's shares that absorbs public constants, or `None` if this
     /// party adds nothing when a public value is added to a shared one.
     fn public_plane(&self) -> Option<usize>;

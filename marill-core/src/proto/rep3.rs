@@ -274,6 +274,14 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.ch.settle()
     }
 
+    fn turns(&self) -> u64 {
+        self.st.rot as u64
+    }
+
+    fn align_turns(&mut self, offset: u64) {
+        self.st.rot = self.st.rot.next_multiple_of(3) + (offset % 3) as usize;
+    }
+
     fn public_plane(&self) -> Option<usize> {
         // t0 is plane 0 at party 0 and plane 1 at party 2.
         match self.st.party {

@@ -586,7 +586,9 @@ fn measure_case(
     }
     // Each party's peak heap: the largest over the runs.
     let peak = all.iter().filter_map(|r| r.peak_heap).reduce(|a, b| std::array::from_fn(|i| a[i].max(b[i])));
-    Ok((prefill_and_decode(whole), prefill_and_decode(layer), parts, peak))
+    // Bytes per party of each step, split to scale with rotating roles.
+    let rot = (0..all[0].wall.len()).map(|i| all[0].rotating(i)).collect();
+    Ok((prefill_and_decode(whole), prefill_and_decode(layer), parts, peak, rot))
 }
 
 /// `marill cost`: MARILL's cost tables for openllama-3b-v2's shapes (d 3200, 32 heads, ffn
@@ -602,11 +604,29 @@ type Parts = Vec<(&'static str, [Metric; 2])>;
 
 /// A measured case: the whole step and the marked layer (prefill, decode), the parts, and
 /// each party's peak heap.
-type Measured = ([Metric; 2], [Metric; 2], Parts, Option<[u64; 3]>);
+type Measured = ([Metric; 2], [Metric; 2], Parts, Option<[u64; 3]>, Vec<Rotating>);
 
 /// One measured layer kind: the fixed cost of a step, a layer's, a layer's parts, the
 /// head's parts, and each party's peak heap while the measured model ran.
-type Fit = ([Metric; 2], [Metric; 2], Parts, Parts, Option<[u64; 3]>);
+type Fit = ([Metric; 2], [Metric; 2], Parts, Parts, Option<[u64; 3]>, Vec<Rotating>);
+use marill_std::model::measure::Rotating;
+
+/// A model of `k` private layers from a measured fit (prefill, mean decode step): time,
+/// rounds and the offline phase as `fixed + k·layer`; bytes per party from the steps' splits
+/// ([`Rotating`]), the party that sends most from those.
+fn scaled(fixed: &[Metric; 2], per: &[Metric; 2], rot: &[Rotating], k: f64) -> [Metric; 2] {
+    let layers = k.round() as usize;
+    let decode = &rot[1.min(rot.len())..];
+    let n = decode.len().max(1) as f64;
+    let pp = [
+        rot.first().map_or([0.0; 3], |r| r.with_layers(layers)),
+        decode.iter().map(|r| r.with_layers(layers)).fold([0.0; 3], |a, v| std::array::from_fn(|q| a[q] + v[q] / n)),
+    ];
+    std::array::from_fn(|i| {
+        let most = pp[i].iter().copied().fold(0.0, f64::max);
+        (fixed[i].0 + k * per[i].0, most, fixed[i].2 + k * per[i].2, pp[i], fixed[i].4 + k * per[i].4)
+    })
+}
 
 /// Bytes each party sent, as a JSON array (parties 0, 1, 2; in 2PC-Dealer the dealer is 2
 /// and the others' bytes are the online phase's).
@@ -738,14 +758,14 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             // its embedding and lm head are the largest weights (3PC at b = 256 does not fit
             // 24 GB with a layer besides).
             let borrowed = if var.private_embedding {
-                fits.iter().find(|x| x.0 == "private").map(|x| (x.1.1, x.1.2.clone()))
+                fits.iter().find(|x| x.0 == "private").map(|x| (x.1.1, x.1.2.clone(), x.1.5.clone()))
             } else {
                 None
             };
             let layers = usize::from(borrowed.is_none());
             eprintln!("marill cost: {} {name}, {layers} private layer(s), {runs} run(s)", setting.name());
             let t = std::time::Instant::now();
-            let (whole, own, parts, peak) = measure_case(
+            let (whole, own, parts, peak, mut rot) = measure_case(
                 model_shaped(var, Shape { layers, ..base_shape }, 5)?,
                 setting,
                 b,
@@ -773,9 +793,18 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
             let fixed = [sub(whole[0], own[0]), sub(whole[1], own[1])];
             let (layer_parts, head_parts): (Parts, Parts) =
                 parts.into_iter().partition(|p| marill_std::model::secure::is_layer_part(p.0));
-            let (per, layer_parts) = borrowed.unwrap_or((own, layer_parts));
-            fits.push((name, (fixed, per, layer_parts.clone(), head_parts.clone(), peak)));
-            Ok((fixed, per, layer_parts, head_parts, peak))
+            let (per, layer_parts) = match borrowed {
+                Some((per, parts, layer_rot)) => {
+                    // This model's fixed parts, the borrowed layer's vector and turns.
+                    for (r, l) in rot.iter_mut().zip(&layer_rot) {
+                        (r.layer, r.layer_turns) = (l.layer, l.layer_turns);
+                    }
+                    (per, parts)
+                }
+                None => (own, layer_parts),
+            };
+            fits.push((name, (fixed, per, layer_parts.clone(), head_parts.clone(), peak, rot.clone())));
+            Ok((fixed, per, layer_parts, head_parts, peak, rot))
         };
         // The baseline borrows the all-private variant's layer.
         if wanted("baseline") {
@@ -789,23 +818,13 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 (_, _, 64) => "lora",
                 _ => "private",
             };
-            let (fixed, per, lp, hp, peak) = fit(key, var)?;
-            let total = |i: usize| {
-                let pp = std::array::from_fn(|q| fixed[i].3[q] + k * per[i].3[q]);
-                let off = fixed[i].4 + k * per[i].4;
-                (fixed[i].0 + k * per[i].0, fixed[i].1 + k * per[i].1, fixed[i].2 + k * per[i].2, pp, off)
-            };
-            rows.push((name.to_string(), [total(0), total(1)], key, parts_json(&lp, &hp), peak));
+            let (fixed, per, lp, hp, peak, rot) = fit(key, var)?;
+            rows.push((name.to_string(), scaled(&fixed, &per, &rot, k), key, parts_json(&lp, &hp), peak));
         }
         // Table 2: layer freezing alone, trained fraction f of 26 layers.
         for t in table2.into_iter().filter(|t| wanted(&format!("f={t}/26"))) {
-            let (fixed, per, lp, hp, peak) = fit("private", v(0, 1, false))?;
-            let total = |i: usize| {
-                let pp = std::array::from_fn(|q| fixed[i].3[q] + t * per[i].3[q]);
-                let off = fixed[i].4 + t * per[i].4;
-                (fixed[i].0 + t * per[i].0, fixed[i].1 + t * per[i].1, fixed[i].2 + t * per[i].2, pp, off)
-            };
-            rows.push((format!("f={t}/26"), [total(0), total(1)], "private", parts_json(&lp, &hp), peak));
+            let (fixed, per, lp, hp, peak, rot) = fit("private", v(0, 1, false))?;
+            rows.push((format!("f={t}/26"), scaled(&fixed, &per, &rot, t), "private", parts_json(&lp, &hp), peak));
         }
         // Ratios against the baseline (none when --variant leaves it out).
         let base = rows.iter().find(|r| r.0 == "baseline").map(|r| r.1);
@@ -898,7 +917,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 }
             }
             for key in keys {
-                if let Some((_, (_, _, lp, hp, peak))) = fits.iter().find(|x| x.0 == key) {
+                if let Some((_, (_, _, lp, hp, peak, _))) = fits.iter().find(|x| x.0 == key) {
                     let what = match key {
                         "hm" => "a head-merged (HM 4) layer",
                         "lora" => "a LoRA 64 layer",

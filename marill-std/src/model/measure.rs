@@ -97,6 +97,8 @@ pub struct Steps {
     /// Per step, with an offline phase: the dealer's time (see [`Span::offline`]); empty
     /// without.
     pub offline_wall: Vec<Duration>,
+    /// Per step: the roles' turn at its start and the turns it took ([`Span::turn`]).
+    pub turns: Vec<(u64, u64)>,
     /// Tokens the client received.
     pub tokens: Vec<u32>,
     /// Tokens where the plaintext model disagrees (teacher-forced).
@@ -115,10 +117,18 @@ pub struct Steps {
 }
 
 impl Steps {
+    /// Step `i`'s bytes per party, split to scale to other numbers of layers.
+    pub fn rotating(&self, i: usize) -> Rotating {
+        let head: Vec<Span> =
+            self.parts[i].iter().filter(|p| !super::secure::is_layer_part(p.0)).map(|p| p.1).collect();
+        Rotating::split(&self.step(i), &self.layers[i], &head)
+    }
+
     /// Step `i` as a whole.
     pub fn step(&self, i: usize) -> Span {
         let offline = self.offline_wall.get(i).copied().unwrap_or_default();
-        Span { wall: self.wall[i], bytes: self.bytes[i], rounds: self.rounds[i], offline }
+        let (turn, turns) = self.turns[i];
+        Span { wall: self.wall[i], bytes: self.bytes[i], rounds: self.rounds[i], offline, turn, turns }
     }
 }
 
@@ -135,26 +145,114 @@ pub struct Span {
     /// deliver its corrections, which `wall` (the compute parties') leaves out; zero
     /// without.
     pub offline: Duration,
+    /// The roles' turn where the span began ([`Protocol::turns`]: 3PC's helper rotation).
+    pub turn: u64,
+    /// Turns the span took: the next span's roles sit that many parties further on.
+    pub turns: u64,
 }
 
-/// At one party: time, cost, and the clock before and after.
-type Spent = (Duration, Cost, (u64, u64));
+/// At one party, a span: its time and cost, the clock before and after, and the roles'
+/// turn ([`Protocol::turns`]) before and after.
+struct Spent {
+    wall: Duration,
+    cost: Cost,
+    clock: (u64, u64),
+    turn: (u64, u64),
+}
+
+impl Spent {
+    /// From one mark to the next.
+    fn between(a: &super::secure::Mark, b: &super::secure::Mark) -> Self {
+        Spent {
+            wall: b.at - a.at,
+            cost: b.cost.since(&a.cost),
+            clock: (a.cost.rounds, b.cost.rounds),
+            turn: (a.turn, b.turn),
+        }
+    }
+}
 
 /// One span across the parties; `offline`: party 2 is the dealer with an offline phase,
 /// whose time goes to [`Span::offline`] rather than `wall`.
 fn span(per_party: &[&Spent], offline: bool) -> Span {
     let mut bytes = [0; 3];
     for (b, s) in bytes.iter_mut().zip(per_party) {
-        *b = s.1.bytes_sent;
+        *b = s.cost.bytes_sent;
     }
-    let after = per_party.iter().map(|s| s.2.1).max().unwrap_or(0);
-    let before = per_party.iter().map(|s| s.2.0).max().unwrap_or(0);
+    let after = per_party.iter().map(|s| s.clock.1).max().unwrap_or(0);
+    let before = per_party.iter().map(|s| s.clock.0).max().unwrap_or(0);
     let online = if offline { &per_party[..per_party.len().min(2)] } else { per_party };
+    // Every party makes the same calls, so their turns agree; party 0's stand for all.
+    let turn = per_party.first().map_or((0, 0), |s| s.turn);
     Span {
-        wall: online.iter().map(|s| s.0).max().unwrap_or_default(),
+        wall: online.iter().map(|s| s.wall).max().unwrap_or_default(),
         bytes,
         rounds: after - before,
-        offline: if offline { per_party.get(2).map(|s| s.0).unwrap_or_default() } else { Duration::ZERO },
+        offline: if offline { per_party.get(2).map(|s| s.wall).unwrap_or_default() } else { Duration::ZERO },
+        turn: turn.0,
+        turns: turn.1 - turn.0,
+    }
+}
+
+/// One step's bytes per party, split so that they scale to any number of layers where the
+/// roles rotate (3PC's helper, [`Protocol::turns`]). The secure model starts layer `l` of a
+/// step at turn `l` ([`Protocol::align_turns`]), so a 3-layer model's layers send `[a, b, c]`,
+/// `[c, a, b]`, `[b, c, a]`, not three times `[a, b, c]`, and the head's vector moves with
+/// the number of layers before it. Where roles never move (every turn 0) this is
+/// `fixed + k·layer` per party.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rotating {
+    /// Before the layers (sharing the input, the embedding) and after the head (the
+    /// reveal): as measured, whatever the layers (the step starts at turn 0).
+    pub pre: [f64; 3],
+    /// The head (final norm, lm head, argmax) as measured.
+    pub head: [f64; 3],
+    /// The turn the head began at in the measured model.
+    pub head_turn: u64,
+    /// One layer, rotated back to turn 0 (`layer[r]` is what party `r` sends in a layer
+    /// that starts at turn 0).
+    pub layer: [f64; 3],
+    /// Turns one layer takes (0: the roles never move).
+    pub layer_turns: u64,
+}
+
+impl Rotating {
+    /// Bytes per party of this step in a model of `k` layers (`k ≥ 1`, or 0 for a split
+    /// measured without layers).
+    pub fn with_layers(&self, k: usize) -> [f64; 3] {
+        // A vector measured at turn t, seen at turn t + d: party q sends what q − d did.
+        let at = |v: &[f64; 3], d: u64, q: usize| v[(q + 3 - (d % 3) as usize) % 3];
+        let rotates = u64::from(self.layer_turns > 0);
+        let start = |l: usize| l as u64 * rotates;
+        // The head starts after the last layer (at its start plus its turns).
+        let head = if k == 0 { self.head_turn } else { start(k - 1) + self.layer_turns };
+        let d = (head % 3 + 3 - self.head_turn % 3) % 3;
+        std::array::from_fn(|q| {
+            let layers: f64 = (0..k).map(|l| at(&self.layer, start(l), q)).sum();
+            self.pre[q] + layers + at(&self.head, d, q)
+        })
+    }
+
+    /// A step's split from its spans: the whole step, its private layers and the head's
+    /// parts in order.
+    pub fn split(whole: &Span, layers: &[Span], head: &[Span]) -> Rotating {
+        let f = |b: [u64; 3]| b.map(|x| x as f64);
+        let sum = |v: &[Span]| v.iter().fold([0.0; 3], |a, s| std::array::from_fn(|q| a[q] + s.bytes[q] as f64));
+        let head_bytes = sum(head);
+        let head_turn = head.first().map_or(whole.turn + whole.turns, |s| s.turn);
+        let (lb, lt) = layers.first().map_or(([0.0; 3], 0), |s| (f(s.bytes), s.turn));
+        // The last layer's turns: an earlier layer's span also holds the realignment at
+        // the next layer's start.
+        let lturns = layers.last().map_or(0, |s| s.turns);
+        let all_layers = sum(layers);
+        let pre = std::array::from_fn(|q| f(whole.bytes)[q] - all_layers[q] - head_bytes[q]);
+        Rotating {
+            pre,
+            head: head_bytes,
+            head_turn,
+            layer: std::array::from_fn(|r| lb[(r + (lt % 3) as usize) % 3]),
+            layer_turns: lturns,
+        }
     }
 }
 
@@ -213,6 +311,7 @@ impl ModelCase {
             bytes: Vec::new(),
             rounds: Vec::new(),
             offline_wall: Vec::new(),
+            turns: Vec::new(),
             tokens: r[0].0.tokens.clone(),
             mismatches: 0,
             layers: Vec::new(),
@@ -228,6 +327,7 @@ impl ModelCase {
             }
             out.bytes.push(whole.bytes);
             out.rounds.push(whole.rounds);
+            out.turns.push((whole.turn, whole.turns));
             let layers = r[0].0.layers[i].len();
             if r.iter().any(|(o, _)| o.layers[i].len() != layers) {
                 return Err("the parties marked different numbers of layers".into());
@@ -248,6 +348,7 @@ impl ModelCase {
                     Some(x) => {
                         x.1.wall += one.wall;
                         x.1.offline += one.offline;
+                        x.1.turns += one.turns;
                         x.1.rounds += one.rounds;
                         for (a, b) in x.1.bytes.iter_mut().zip(one.bytes) {
                             *a += b;
@@ -339,8 +440,7 @@ impl ModelCase {
                     g.pass()?;
                 }
             }
-            let c0 = p.cost().unwrap_or_default();
-            let t0 = Instant::now();
+            let start = super::secure::Mark::now(p);
             let client = (p.party() == CLIENT).then_some((&mut pm, &feed[..]));
             let mut h = model.entry(p, m, client).map_err(|e| failed("the entry", e))?;
             let idx =
@@ -350,28 +450,14 @@ impl ModelCase {
             if dealer_ahead {
                 p.settle()?;
             }
-            let c1 = p.cost().unwrap_or_default();
-            steps.push((t0.elapsed(), c1.since(&c0), (c0.rounds, c1.rounds)));
+            steps.push(Spent::between(&start, &super::secure::Mark::now(p)));
             if dealer_ahead && let Some(g) = gate {
                 g.pass()?;
             }
             let marks = model.take_marks();
-            layers.push(
-                marks
-                    .windows(2)
-                    .map(|w| (w[1].at - w[0].at, w[1].cost.since(&w[0].cost), (w[0].cost.rounds, w[1].cost.rounds)))
-                    .collect(),
-            );
+            layers.push(marks.windows(2).map(|w| Spent::between(&w[0], &w[1])).collect());
             let marks = model.take_parts();
-            parts.push(
-                marks
-                    .windows(2)
-                    .map(|w| {
-                        let (a, b) = (&w[0].1, &w[1].1);
-                        (w[0].0, (b.at - a.at, b.cost.since(&a.cost), (a.cost.rounds, b.cost.rounds)))
-                    })
-                    .collect(),
-            );
+            parts.push(marks.windows(2).map(|w| (w[0].0, Spent::between(&w[0].1, &w[1].1))).collect());
             if p.party() == CLIENT {
                 tokens.push(tok[0] as u32);
                 feed = vec![tok[0] as u32];
@@ -387,6 +473,46 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::model::random::{Shape, Variant, model_shaped};
+
+    /// One layer's bytes per party scale to a deeper model exactly, in every setting: in 3PC
+    /// the helper's role moves on from layer to layer, so the layers' vectors rotate
+    /// ([`Rotating`]), and the split of a 1-layer model predicts each party's bytes of a 2-
+    /// and a 4-layer model step by step; in 3PC a deeper model is more even than k times one
+    /// layer's most (what `marill cost` reported before), in the prefill and in decoding.
+    #[test]
+    fn one_layers_bytes_per_party_predict_a_deeper_models() {
+        let var =
+            Variant { public_layers: 0, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false };
+        let shape = |layers| Shape { layers, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
+        for setting in [Setting::Dealer, Setting::Rep3] {
+            let run = |layers| {
+                let case = ModelCase::new(model_shaped(var, shape(layers), 3).unwrap(), 5, 3).unwrap();
+                case.measure(setting).unwrap()
+            };
+            let one = run(1);
+            for k in [2, 4] {
+                let deep = run(k);
+                for step in 0..3 {
+                    let predicted = one.rotating(step).with_layers(k);
+                    let measured = deep.bytes[step].map(|b| b as f64);
+                    assert_eq!(predicted, measured, "{setting:?}, {k} layers, step {step}");
+                    // The split of the deep model predicts itself and the shallow one.
+                    assert_eq!(deep.rotating(step).with_layers(1), one.bytes[step].map(|b| b as f64));
+                }
+                if setting == Setting::Rep3 && k == 4 {
+                    let naive = |step: usize| {
+                        let r = one.rotating(step);
+                        let layer_max = r.layer.iter().copied().fold(0.0, f64::max);
+                        (0..3).map(|q| r.pre[q] + r.head[q]).fold(0.0, f64::max) + k as f64 * layer_max
+                    };
+                    for step in 0..3 {
+                        let most = deep.bytes[step].iter().copied().max().unwrap() as f64;
+                        assert!(most < naive(step), "step {step}: {most} vs {}", naive(step));
+                    }
+                }
+            }
+        }
+    }
 
     /// A layer's marked span is what one more layer adds: the span of the one layer of a
     /// 1-layer model equals the 2-layer model's step less the 1-layer model's, in bytes

@@ -184,6 +184,15 @@ pub struct Mark {
     pub at: std::time::Instant,
     /// The party's meter there (`Cost::default()` over an unmetered channel).
     pub cost: marill_core::cost::Cost,
+    /// How far the roles had rotated there ([`Protocol::turns`]).
+    pub turn: u64,
+}
+
+impl Mark {
+    /// This party's mark now.
+    pub fn now<P: Protocol>(p: &P) -> Self {
+        Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default(), turn: p.turns() }
+    }
 }
 
 fn encode(fp: FixedPoint, v: &[f32]) -> Vec<u64> {
@@ -657,6 +666,9 @@ impl SecureModel {
         }
         let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
         for li in 0..self.layers.len() {
+            // Layer li's roles start at turn li: the helper's extra bytes go round the
+            // parties from layer to layer, whatever a layer's own turns.
+            p.align_turns(li as u64);
             self.mark(p)?;
             Self::part(&mut self.parts, p, "norms")?;
             // attention
@@ -806,7 +818,7 @@ impl SecureModel {
             if log.settle {
                 p.settle()?;
             }
-            log.marks.push((name, Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default() }));
+            log.marks.push((name, Mark::now(p)));
         }
         Ok(())
     }
@@ -816,7 +828,7 @@ impl SecureModel {
             if self.settle {
                 p.settle()?;
             }
-            m.push(Mark { at: std::time::Instant::now(), cost: p.cost().unwrap_or_default() });
+            m.push(Mark::now(p));
         }
         Ok(())
     }
@@ -840,6 +852,9 @@ impl SecureModel {
         m: usize,
         client: Option<(&mut PlainModel<'_>, &[u32])>,
     ) -> Result<Vec<u64>, StdError> {
+        // Each step starts the helpers' rotation afresh (3PC): a step's roles, and so each
+        // party's bytes, depend on the model's shape, not on the steps before it.
+        p.align_turns(0);
         let (d, v, pl) = (self.arch.d, self.arch.vocab, P::PLANES);
         let mut h = vec![0; m * d * pl];
         match &self.embed {
