@@ -26,6 +26,15 @@ pub enum StdError {
     /// A model could not be written or its metadata decoded.
     #[error("model file: {0}")]
     Model(String),
+    /// A model file's architecture metadata has a value the runtime cannot run: the field
+    /// and why (checked when the file is opened, before any party computes).
+    #[error("model file: metadata {field}: {reason}")]
+    Arch {
+        /// The metadata field (`ModelMeta`'s name for it).
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// A command line that cannot run: a flag unknown to the command, a missing flag or a
     /// bad value (the `marill` binary exits with 2).
     #[error("{0}")]

@@ -48,6 +48,13 @@ pub mod names {
     }
 }
 
+/// RoPE's angle at position `pos` for pair `j` of a block of `rope_dim` (half-split pairs,
+/// as Hugging Face LLaMA): `pos · base^(−2j / rope_dim)`. The one definition every runtime
+/// uses (plaintext, secure, marill-train).
+pub fn rope_angle(pos: usize, j: usize, rope_dim: usize, base: f64) -> f64 {
+    pos as f64 * base.powf(-(2.0 * j as f64) / rope_dim as f64)
+}
+
 /// The projections of a layer, in the order the runtime applies them.
 pub const PROJECTIONS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
 
@@ -93,34 +100,66 @@ pub struct Arch {
 }
 
 impl Arch {
-    /// Check and convert the metadata.
+    /// Check and convert the metadata: every value the runtimes rely on is checked here,
+    /// when a file is opened, and a bad one is refused with its field's name
+    /// ([`StdError::Arch`]) rather than failing mid-inference.
     pub fn from_meta(m: &ModelMeta) -> Result<Self, StdError> {
-        let bad = |what: &str| Err(StdError::Model(format!("metadata: {what}")));
+        let bad = |field: &'static str, reason: String| Err(StdError::Arch { field, reason });
         let n_public = m.public_layers.len();
         if m.public_layers.iter().enumerate().any(|(i, l)| *l as usize != i) {
-            return bad("public layers must be the bottom layers 0..k");
+            return bad("public_layers", format!("{:?}: must be the bottom layers 0..k", m.public_layers));
         }
-        if m.n_heads == 0 || m.n_kv_heads == 0 || !m.n_heads.is_multiple_of(m.n_kv_heads) {
-            return bad("heads must be a multiple of kv heads");
-        }
-        if m.head_merge == 0
-            || !m.head_dim.is_multiple_of(m.head_merge)
-            || !(m.head_dim / m.head_merge).is_multiple_of(2)
+        for (field, v) in [("n_layers", m.n_layers), ("d_model", m.d_model), ("ffn_dim", m.ffn_dim), ("vocab", m.vocab)]
         {
-            return bad("head_dim must split into head_merge even RoPE blocks");
+            if v == 0 {
+                return bad(field, "must be positive".into());
+            }
         }
-        if n_public > m.n_layers as usize || m.d_model == 0 || m.vocab == 0 {
-            return bad("sizes");
+        if n_public > m.n_layers as usize {
+            return bad("public_layers", format!("{n_public} public layers of {} layers", m.n_layers));
+        }
+        if m.n_heads == 0 {
+            return bad("n_heads", "must be positive".into());
+        }
+        if m.n_kv_heads == 0 || !m.n_heads.is_multiple_of(m.n_kv_heads) {
+            return bad("n_kv_heads", format!("{}: must divide n_heads = {}", m.n_kv_heads, m.n_heads));
+        }
+        if m.head_merge == 0 {
+            return bad("head_merge", "must be positive".into());
+        }
+        if m.head_dim == 0 || !m.head_dim.is_multiple_of(m.head_merge) || !(m.head_dim / m.head_merge).is_multiple_of(2)
+        {
+            return bad(
+                "head_dim",
+                format!("{}: must split into head_merge = {} even RoPE blocks", m.head_dim, m.head_merge),
+            );
+        }
+        // The non-linear library's range (marill-core `nonlinear`); 16 is what every test
+        // and table here uses.
+        if !(1..=24).contains(&m.frac_bits) {
+            return bad("frac_bits", format!("{}: secure inference supports 1 to 24 fractional bits", m.frac_bits));
+        }
+        if !(m.rope_base.is_finite() && m.rope_base > 1.0) {
+            return bad("rope_base", format!("{}: must be finite and above 1", m.rope_base));
+        }
+        if !(m.rms_eps.is_finite() && m.rms_eps >= 0.0) {
+            return bad("rms_eps", format!("{}: must be finite and not negative", m.rms_eps));
+        }
+        if let Some(t) = m.lora_targets.iter().find(|t| !PROJECTIONS.contains(&t.as_str())) {
+            return bad("lora_targets", format!("{t:?}: not one of {PROJECTIONS:?}"));
+        }
+        if m.lora_rank > 0 && !m.lora_alpha.is_finite() {
+            return bad("lora_alpha", format!("{}: must be finite", m.lora_alpha));
         }
         let relu = match m.activation.as_str() {
             "silu" => false,
             "relu" => true,
-            _ => return bad("activation must be silu or relu"),
+            other => return bad("activation", format!("{other:?}: must be \"silu\" or \"relu\"")),
         };
         let two_relu = match m.attention.as_str() {
             "softmax" => false,
             "2relu" => true,
-            _ => return bad("attention must be softmax or 2relu"),
+            other => return bad("attention", format!("{other:?}: must be \"softmax\" or \"2relu\"")),
         };
         Ok(Self {
             d: m.d_model as usize,
@@ -314,5 +353,63 @@ pub mod random {
         let g: Vec<f32> = uniform(&mut prg, d, 0.2).into_iter().map(|x| 1.0 + x).collect();
         w.tensor_f32(v.public_layers < layers && v.lora_rank == 0, names::NORM, &[d as u64], &g)?;
         w.to_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::model_file::{ModelMeta, decode_postcard};
+    use marill_core::format::{ModelFile, SectionKind};
+
+    fn meta() -> ModelMeta {
+        let var = random::Variant {
+            public_layers: 1,
+            lora_rank: 2,
+            head_merge: 2,
+            mpc_friendly: false,
+            private_embedding: false,
+        };
+        let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
+        let bytes = random::model_shaped(var, shape, 1).unwrap();
+        let f = ModelFile::parse(&bytes).unwrap();
+        decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap()
+    }
+
+    /// A file's architecture is checked when it is opened: each bad value is refused with
+    /// the name of its metadata field, before any party computes.
+    #[test]
+    fn a_bad_architecture_value_is_refused_naming_its_field() {
+        assert!(Arch::from_meta(&meta()).is_ok());
+        type Spoil = fn(&mut ModelMeta);
+        let cases: [(&str, Spoil); 14] = [
+            ("frac_bits", |m| m.frac_bits = 0),
+            ("frac_bits", |m| m.frac_bits = 40),
+            ("public_layers", |m| m.public_layers = vec![1]),
+            ("public_layers", |m| m.public_layers = vec![0, 1, 2]),
+            ("n_layers", |m| m.n_layers = 0),
+            ("ffn_dim", |m| m.ffn_dim = 0),
+            ("n_kv_heads", |m| m.n_kv_heads = 3),
+            ("head_merge", |m| m.head_merge = 0),
+            ("head_dim", |m| m.head_dim = 6),
+            ("rope_base", |m| m.rope_base = f32::NAN),
+            ("rms_eps", |m| m.rms_eps = -1.0),
+            ("lora_targets", |m| m.lora_targets = vec!["qkv".into()]),
+            ("activation", |m| m.activation = "gelu".into()),
+            ("attention", |m| m.attention = "linear".into()),
+        ];
+        for (field, spoil) in cases {
+            let mut m = meta();
+            spoil(&mut m);
+            match Arch::from_meta(&m) {
+                Err(StdError::Arch { field: f, reason }) => {
+                    assert_eq!(f, field, "{reason}");
+                    let text = StdError::Arch { field: f, reason }.to_string();
+                    assert!(text.contains(field), "{text}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 }

@@ -58,34 +58,18 @@ impl Config {
     }
 }
 
-/// The attention and MLP shape of one layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LayerShape {
-    /// Query heads (merged).
-    pub n_heads: usize,
-    /// Key/value heads (merged).
-    pub n_kv_heads: usize,
-    /// Dimension of a (merged) head.
-    pub head_dim: usize,
-    /// RoPE block: one original head.
-    pub rope_dim: usize,
-    /// ReLU instead of SiLU in the MLP.
-    pub relu: bool,
-    /// 2ReLU instead of softmax in attention.
-    pub two_relu: bool,
-}
+/// The attention and MLP shape of one layer: the runtimes' one definition.
+pub use marill_std::model::plain::LayerShape;
 
-impl LayerShape {
-    /// The pretrained (unmerged, unapproximated) shape of `cfg`'s layers.
-    pub fn of(cfg: &Config) -> Self {
-        Self {
-            n_heads: cfg.n_heads,
-            n_kv_heads: cfg.n_kv_heads,
-            head_dim: cfg.head_dim,
-            rope_dim: cfg.head_dim,
-            relu: false,
-            two_relu: false,
-        }
+/// The pretrained (unmerged, unapproximated) shape of `cfg`'s layers.
+pub fn pretrained_shape(cfg: &Config) -> LayerShape {
+    LayerShape {
+        n_heads: cfg.n_heads,
+        n_kv_heads: cfg.n_kv_heads,
+        head_dim: cfg.head_dim,
+        rope_dim: cfg.head_dim,
+        relu: false,
+        two_relu: false,
     }
 }
 
@@ -194,7 +178,7 @@ impl Model {
         cfg.check()?;
         let mut rng = crate::Rng::new(seed);
         let mut params = BTreeMap::new();
-        let shape = LayerShape::of(cfg);
+        let shape = pretrained_shape(cfg);
         let mut put = |name: String, dims: &[usize], vals: Vec<f32>| -> Result<()> {
             let t = Tensor::from_vec(vals, dims, device)?;
             params.insert(name, Param::Train(Var::from_tensor(&t)?));
@@ -218,7 +202,7 @@ impl Model {
 
     /// A model over given weights (all layers unmerged, no LoRA, nothing public).
     pub fn from_params(cfg: Config, params: BTreeMap<String, Param>, device: &Device) -> Self {
-        let shape = LayerShape::of(&cfg);
+        let shape = pretrained_shape(&cfg);
         Self {
             layers: vec![shape; cfg.n_layers],
             lora: vec![None; cfg.n_layers],
@@ -403,7 +387,7 @@ impl Model {
         let mut s = Vec::with_capacity(t * half);
         for p in 0..t {
             for j in 0..half {
-                let theta = p as f64 * self.cfg.rope_base.powf(-(2.0 * j as f64) / rope_dim as f64);
+                let theta = marill_std::model::rope_angle(p, j, rope_dim, self.cfg.rope_base);
                 c.push(theta.cos() as f32);
                 s.push(theta.sin() as f32);
             }
@@ -447,15 +431,7 @@ pub fn argmax(v: &[f32]) -> u32 {
 
 /// `(out, in)` of a projection for a layer shape.
 pub fn proj_shape(cfg: &Config, s: &LayerShape, proj: &str) -> (usize, usize) {
-    let q = s.n_heads * s.head_dim;
-    let kv = s.n_kv_heads * s.head_dim;
-    match proj {
-        "q" => (q, cfg.d),
-        "k" | "v" => (kv, cfg.d),
-        "o" => (cfg.d, q),
-        "gate" | "up" => (cfg.ffn, cfg.d),
-        _ => (cfg.d, cfg.ffn),
-    }
+    s.proj_dims(cfg.d, cfg.ffn, proj)
 }
 
 /// RMSNorm of the rows of `x` (`[n, d]`) with gain `g`.

@@ -64,8 +64,9 @@ impl Linear<'_> {
     }
 }
 
-/// The attention and MLP shape of one layer. Private layers have the file's (merged) heads
-/// and its approximations; public layers keep the `n_heads·head_merge` original heads of
+/// The attention and MLP shape of one layer, for every runtime (the plaintext and secure
+/// ones here, marill-train's). Private layers have the file's (merged) heads and its
+/// approximations; public layers keep the `n_heads·head_merge` original heads of
 /// `head_dim/head_merge`, with as many kv heads as their k projection has, SiLU and softmax
 /// (MARILL merges and approximates only what runs in MPC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +75,10 @@ pub struct LayerShape {
     pub n_heads: usize,
     /// Key/value heads.
     pub n_kv_heads: usize,
-    /// Head dimension.
+    /// Head dimension (of a merged head where heads are merged).
     pub head_dim: usize,
+    /// RoPE block: one original head (`head_dim / head_merge`).
+    pub rope_dim: usize,
     /// ReLU MLP.
     pub relu: bool,
     /// 2ReLU attention.
@@ -97,7 +100,7 @@ impl LayerShape {
         if rows == 0 || !rows.is_multiple_of(hd) || !n_heads.is_multiple_of(n_kv_heads) {
             return Err(StdError::Model(format!("{name}: {rows} rows do not make kv heads of {hd}")));
         }
-        Ok(Self { n_heads, n_kv_heads, head_dim: hd, relu: false, two_relu: false })
+        Ok(Self { n_heads, n_kv_heads, head_dim: hd, rope_dim: hd, relu: false, two_relu: false })
     }
 
     /// The shape of the file's private layers (merged heads, its approximations).
@@ -106,6 +109,7 @@ impl LayerShape {
             n_heads: arch.n_heads,
             n_kv_heads: arch.n_kv_heads,
             head_dim: arch.head_dim,
+            rope_dim: arch.rope_dim(),
             relu: arch.relu,
             two_relu: arch.two_relu,
         }
@@ -113,13 +117,18 @@ impl LayerShape {
 
     /// `(out, in)` of a projection.
     pub fn proj_shape(&self, arch: &Arch, proj: &str) -> (usize, usize) {
+        self.proj_dims(arch.d, arch.ffn, proj)
+    }
+
+    /// `(out, in)` of a projection in a model of hidden size `d` and MLP size `ffn`.
+    pub fn proj_dims(&self, d: usize, ffn: usize, proj: &str) -> (usize, usize) {
         let (q, kv) = (self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim);
         match proj {
-            "q" => (q, arch.d),
-            "k" | "v" => (kv, arch.d),
-            "o" => (arch.d, q),
-            "gate" | "up" => (arch.ffn, arch.d),
-            _ => (arch.d, arch.ffn),
+            "q" => (q, d),
+            "k" | "v" => (kv, d),
+            "o" => (d, q),
+            "gate" | "up" => (ffn, d),
+            _ => (d, ffn),
         }
     }
 }
@@ -239,10 +248,9 @@ pub fn rms_norm(x: &[f64], g: &[f32], eps: f64) -> Vec<f64> {
 pub fn rope(x: &mut [f64], m: usize, width: usize, rope_dim: usize, pos0: usize, base: f64, scale: f64) {
     let half = rope_dim / 2;
     for i in 0..m {
-        let pos = (pos0 + i) as f64;
         for chunk in x[i * width..(i + 1) * width].chunks_mut(rope_dim) {
             for j in 0..half {
-                let theta = pos * base.powf(-(2.0 * j as f64) / rope_dim as f64);
+                let theta = super::rope_angle(pos0 + i, j, rope_dim, base);
                 let (c, s) = (theta.cos() * scale, theta.sin() * scale);
                 let (a, b) = (chunk[j], chunk[j + half]);
                 chunk[j] = a * c - b * s;

@@ -483,9 +483,8 @@ impl SecureModel {
         let half = rd / 2;
         let mut out = vec![0u64; n * pl];
         for i in 0..m {
-            let pos = (self.pos + i) as f64;
             for j in 0..half {
-                let theta = pos * self.arch.rope_base.powf(-(2.0 * j as f64) / rd as f64);
+                let theta = super::rope_angle(self.pos + i, j, rd, self.arch.rope_base);
                 let c = self.fp.encode(theta.cos() * scale);
                 let s = self.fp.encode(theta.sin() * scale);
                 for chunk in 0..width / rd {
