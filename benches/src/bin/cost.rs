@@ -24,6 +24,11 @@
 //! the party that sends most and rounds; and `peak_heap_per_party`, each party's peak live
 //! heap in bytes over the measured session (set-up, prefill, decode). Its figures are from one run after a warm-up run (`--no-warm-up`: the
 //! first run; plain 2PC's runs take seconds, where a warm scratch makes no difference).
+//! `--offline` (2PC-Dealer; the other settings run as always): the dealer deals each step
+//! and delivers it before the compute parties start (`ModelCase::offline`); every line adds
+//! `offline` (whether it did), `offline_s` and `decode_offline_s` (the dealer's time for the
+//! prefill and a decode step, `null` without), and `wall_s` / `decode_wall_s` are then the
+//! online phase's.
 //!
 //! With `--json`, one JSON line per case:
 //! `{"protocol","op","shape","frac_bits","wall_s","bytes_sent_per_party":[p0,p1,p2],"rounds","max_abs_err"}`.
@@ -49,7 +54,9 @@ use marill_std::model::random::{self, Variant};
 const USAGE: &str = "usage: cost --protocol {dealer|rep3|ot2pc|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
 [--runs R] [--link L] [--threads T] [--json]
        cost --protocol {dealer|rep3|ot2pc|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N]
-            [--no-warm-up] [--link L] [--threads T] [--json]
+            [--no-warm-up] [--offline] [--link L] [--threads T] [--json]
+  --offline (op model, 2PC-Dealer): the dealer deals each step before the others start; JSON offline_s and
+    decode_offline_s give its time, wall_s and decode_wall_s the online phase's
   T: threads per party for matrix products and PRG expansion (default: a third of the cores, as the parties share this process)
   L: lan (16 Gbps, 0.1 ms round trip), wan (400 Mbps, 40 ms) or RTT_MS,MBPS: an emulated network between the parties
   V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline (embedding and every layer in MPC),
@@ -82,6 +89,7 @@ fn run() -> Result<(), String> {
     let mut runs = 3usize;
     let mut json = false;
     let mut warm_up = true;
+    let mut offline = false;
     let mut model: Option<String> = None;
     let mut variants: Vec<&'static str> = Vec::new();
     let mut prompt_len = 16usize;
@@ -125,6 +133,7 @@ fn run() -> Result<(), String> {
             "--runs" => runs = val()?.parse().map_err(|_| "bad --runs".to_string())?,
             "--json" => json = true,
             "--no-warm-up" => warm_up = false,
+            "--offline" => offline = true,
             "--link" => link = Some(marill_std::transport::link::LinkModel::parse(&val()?)?),
             "--threads" => {
                 let v = val()?;
@@ -158,7 +167,8 @@ fn run() -> Result<(), String> {
         if protocols.is_empty() {
             return Err("--protocol is required".into());
         }
-        return run_model(&protocols, model, variants, prompt_len, gen_tokens, json, warm_up, link);
+        let how = HowToRun { json, warm_up, offline, link };
+        return run_model(&protocols, model, variants, prompt_len, gen_tokens, how);
     }
     if protocols.is_empty() || ops.is_empty() {
         return Err("--protocol and --op are required".into());
@@ -214,7 +224,8 @@ fn run() -> Result<(), String> {
         }
     }
     if all_ops {
-        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, json, warm_up, link)?;
+        let how = HowToRun { json, warm_up, offline, link };
+        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, how)?;
     }
     Ok(())
 }
@@ -247,6 +258,16 @@ fn mean_u64(v: &[u64]) -> f64 {
     if v.is_empty() { 0.0 } else { v.iter().sum::<u64>() as f64 / v.len() as f64 }
 }
 
+/// How `--op model` runs and prints.
+struct HowToRun {
+    json: bool,
+    warm_up: bool,
+    /// 2PC-Dealer with an offline phase (`ModelCase::offline`); the other settings run as
+    /// always.
+    offline: bool,
+    link: Option<marill_std::transport::link::LinkModel>,
+}
+
 /// `--op model`: prefill and per-token decode of secure greedy generation.
 fn run_model(
     protocols: &[Setting],
@@ -254,10 +275,9 @@ fn run_model(
     mut variants: Vec<&'static str>,
     prompt_len: usize,
     gen_tokens: usize,
-    json: bool,
-    warm_up: bool,
-    link: Option<marill_std::transport::link::LinkModel>,
+    how: HowToRun,
 ) -> Result<(), String> {
+    let HowToRun { json, warm_up, offline, link } = how;
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
     let ring = marill_core::ring::backend().name();
     let threads = marill_std::threads::threads();
@@ -277,6 +297,8 @@ fn run_model(
     for &setting in protocols {
         for (name, bytes) in &cases {
             let case = ModelCase::new(bytes.clone(), prompt_len, gen_tokens)?.over(link);
+            let ahead = offline && setting == Setting::Dealer;
+            let case = if ahead { case.offline() } else { case };
             if warm_up {
                 case.measure(setting)?;
             }
@@ -290,6 +312,15 @@ fn run_model(
             let dec_bytes: Vec<f64> =
                 (0..3).map(|p| mean_u64(&m.bytes[decode.clone()].iter().map(|b| b[p]).collect::<Vec<_>>())).collect();
             let dec_rounds = mean_u64(&m.rounds[decode.clone()]);
+            // The offline phase's time (the dealer's), `null` without one.
+            let off = |d: &[std::time::Duration]| -> String {
+                if !ahead || d.is_empty() {
+                    return "null".into();
+                }
+                format!("{:.6}", d.iter().map(|x| x.as_secs_f64()).sum::<f64>() / d.len() as f64)
+            };
+            let (off_pre, off_dec) =
+                (off(&m.offline_wall[..m.offline_wall.len().min(1)]), off(m.offline_wall.get(1..).unwrap_or(&[])));
             let shape = format!("prompt={prompt_len},gen={gen_tokens}");
             // Per part of a step (summed over the private layers): the prefill's, and the
             // mean of the decode steps'.
@@ -316,7 +347,7 @@ fn run_model(
             let peak = m.peak_heap.map_or_else(|| "null".to_string(), |p| format!("[{},{},{}]", p[0], p[1], p[2]));
             if json {
                 println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{peak},\"parts\":[{parts_json}]}}",
+                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{peak},\"parts\":[{parts_json}],\"offline\":{ahead},\"offline_s\":{off_pre},\"decode_offline_s\":{off_dec}}}",
                     setting.name(),
                     m.wall[0].as_secs_f64(),
                     m.bytes[0][0],
@@ -347,6 +378,11 @@ fn run_model(
                     dec_rounds,
                     m.mismatches
                 );
+                if ahead {
+                    println!(
+                        "        offline phase (the dealer, before each step): prefill {off_pre} s, decode {off_dec} s a step"
+                    );
+                }
                 let line: Vec<String> = parts.iter().map(|p| format!("{} {}/{:.0}", p.0, p.2, p.3)).collect();
                 println!("        rounds per part (prefill/decode, over the private layers): {}", line.join(", "));
             }
