@@ -352,30 +352,6 @@ fn theta_e(lo: i32, m: usize, per: i32) -> i32 {
     32 * lo + m as i32 * (32 / per)
 }
 
-/// One batched comparison against every threshold `θ_m`: `bits[(m−1)·n + e] = [x_e ≥ θ_m]`
-/// as arithmetic shares (plane-major). `x` lies in interval `i = Σ_m bits_m`, `[θ_i, θ_{i+1})`
-/// with `θ_0 = 2^lo` and `θ_T = 2^hi`.
-fn thermometer<P: Protocol>(
-    p: &mut P,
-    x: &[u64],
-    f: u32,
-    lo: i32,
-    hi: i32,
-    per: i32,
-    offsets: &mut [u64],
-    bits: &mut [u64],
-    tmp: &mut [u64],
-) -> Result<usize> {
-    let t = thresholds(lo, hi, per);
-    let total = t * x.len();
-    for (m, o) in offsets[..t].iter_mut().enumerate() {
-        *o = enc(pow2_32(theta_e(lo, m + 1, per)), f);
-    }
-    p.ltz_many(x, &offsets[..t], &mut tmp[..total])?;
-    rsub_public(p, 1, &tmp[..total], &mut bits[..total])?; // b = 1 − [x < θ_m]
-    Ok(t)
-}
-
 /// `out = g(i)` as shares at `bits` fractional bits, `i` the interval of each of `n`
 /// elements given by a thermometer `b` of `t` thresholds: `g(0) + Σ_m b_m (g(m) − g(m−1))`
 /// (public coefficients: local).
@@ -406,6 +382,19 @@ fn from_thermometer<P: Protocol>(
     add_scalar_in_place(p, out, enc(g(0), bits))
 }
 
+/// The map of [`from_thermometer`] on the comparison bits `[x < θ_m]` instead of the
+/// thermometer's `b_m = 1 − [x < θ_m]`: `g(i) = g(T) − Σ_m (g(m+1) − g(m))·[x < θ_m]` (in
+/// the ring, exactly the same value). Fills `coef` (`t` words) and returns the constant.
+fn lt_map(g: impl Fn(usize) -> f64, bits: u32, t: usize, coef: &mut [u64]) -> u64 {
+    let mut prev = enc(g(0), bits);
+    for (k, c) in coef.iter_mut().take(t).enumerate() {
+        let next = enc(g(k + 1), bits);
+        *c = prev.wrapping_sub(next);
+        prev = next;
+    }
+    enc(g(t), bits)
+}
+
 /// Scratch words for [`reciprocal`] / [`rsqrt`] of `n` elements over `[2^lo, 2^hi)`.
 pub const fn normalised_scratch(n: usize, planes: usize, lo: i32, hi: i32) -> usize {
     inverse_scratch(n, 1, planes, lo, hi, COARSE)
@@ -417,7 +406,7 @@ const fn inverse_scratch(rows: usize, cols: usize, planes: usize, lo: i32, hi: i
     let t = thresholds(lo, hi, per);
     let rl = rows * planes;
     let nl = rows * cols * planes;
-    t + 2 * t * rl + 3 * rl + 4 * (2 * rl + nl) + 2 * nl
+    t + 2 * t * rl + 3 * rl + 4 * (2 * rl + nl) + 2 * nl + 3 * t + 3
 }
 
 fn check_range(lo: i32, hi: i32, f: u32) -> Result<()> {
@@ -596,33 +585,58 @@ fn inverse<P: Protocol>(
         return Err(Error::InvalidArgument);
     }
     let (s_bits, g_bits, nb, sh, w_bits) = (s_bits as u32, g_bits as u32, nb as u32, sh as u32, w_bits as u32);
-    let [offsets, bits, tmp, bs, cs, g, cat_a, cat_b, prod, res, lb, gb] =
-        carve(scratch, [t, t * rl, t * rl, rl, rl, rl, 2 * rl + nl, 2 * rl + nl, 2 * rl + nl, rl + nl, nl, nl]);
+    let [offsets, bits, tmp, bs, cs, g, cat_a, cat_b, prod, res, lb, gb, coefs] = carve(
+        scratch,
+        [t, t * rl, t * rl, rl, rl, rl, 2 * rl + nl, 2 * rl + nl, 2 * rl + nl, rl + nl, nl, nl, 3 * t + 3],
+    );
+    let s = |i: usize| Kind::Recip.factor(lo, i, per);
+    // What the thermometer is read for: the interval's factor g, and the quadratic's b·s
+    // and √c·s (c·u² after a squaring) or the line's b·s; each a public linear map of the
+    // bits.
+    let (a, b, c) = if quadratic {
+        kind.quadratic(per)
+    } else {
+        let (a, b) = kind.line(per);
+        (a, b, 0.0)
+    };
+    let g_of = |i: usize| post * kind.factor(lo, i, per);
+    let bs_of = |i: usize| b * s(i);
+    let cs_of = |i: usize| sqrt_f64(c) * s(i);
     match pre {
         // [x < θ_m] already made (RMSNorm's fused statistics): b = 1 − it
         Some(lt) => {
             ensure_shape(lt.len() == t * rl)?;
             rsub_public(p, 1, lt, &mut bits[..t * rl])?;
+            from_thermometer(p, bits, rows, t, g_of, g_bits, g)?;
+            from_thermometer(p, bits, rows, t, bs_of, s_bits, bs)?;
+            if quadratic {
+                from_thermometer(p, bits, rows, t, cs_of, s_bits, cs)?;
+            }
         }
         None => {
-            thermometer(p, x, f, lo, hi, per, offsets, bits, tmp)?;
+            // One comparison against every threshold, read through the maps: where the
+            // protocol reshares what it reads (3PC), the maps' values only, not each bit.
+            for (m, o) in offsets[..t].iter_mut().enumerate() {
+                *o = enc(pow2_32(theta_e(lo, m + 1, per)), f);
+            }
+            let maps = if quadratic { 3 } else { 2 };
+            let (coef, consts) = coefs.split_at_mut(3 * t);
+            consts[0] = lt_map(g_of, g_bits, t, &mut coef[..t]);
+            consts[1] = lt_map(bs_of, s_bits, t, &mut coef[t..2 * t]);
+            if quadratic {
+                consts[2] = lt_map(cs_of, s_bits, t, &mut coef[2 * t..3 * t]);
+            }
+            let mapped = &mut cat_a[..maps * rl];
+            p.ltz_many_mapped(x, &offsets[..t], &coef[..maps * t], &consts[..maps], mapped, &mut tmp[..t * rl])?;
+            g.copy_from_slice(&mapped[..rl]);
+            bs.copy_from_slice(&mapped[rl..2 * rl]);
+            if quadratic {
+                cs.copy_from_slice(&mapped[2 * rl..3 * rl]);
+            }
         }
     }
-    let s = |i: usize| Kind::Recip.factor(lo, i, per);
-    from_thermometer(p, bits, rows, t, |i| post * kind.factor(lo, i, per), g_bits, g)?;
     let (l, w) = res.split_at_mut(rl);
-    // The quadratic's b·u and √c·u (c·u² after a squaring), or the line's b·u, beside w = v·g.
     let cu = &mut tmp[..rl]; // free once the thermometer is read
-    let a = if quadratic {
-        let (a, b, c) = kind.quadratic(per);
-        from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
-        from_thermometer(p, bits, rows, t, |i| sqrt_f64(c) * s(i), s_bits, cs)?;
-        a
-    } else {
-        let (a, b) = kind.line(per);
-        from_thermometer(p, bits, rows, t, |i| b * s(i), s_bits, bs)?;
-        a
-    };
     match (v, quadratic) {
         (Some(v), true) => {
             gather(pl, g, rows, gb, n, |e| e / cols);

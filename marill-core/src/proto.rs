@@ -27,6 +27,45 @@ pub mod setup;
 /// Offset added before truncation and comparison so that `|x| < 2^62` maps into `[0, 2^63)`.
 pub const RANGE_OFFSET: u64 = 1 << 62;
 
+/// `out[j]` (`len` words, plane-major) `= consts[j] + Σ_m coef[j·k + m]·bits[m]` over shares
+/// `bits` (`planes` planes of `k` offset-major blocks of `n = len / planes` elements), the
+/// constants added on `public` (the plane that absorbs public values; none: not added).
+/// Local.
+pub fn map_bits(
+    planes: usize,
+    public: Option<usize>,
+    bits: &[u64],
+    coef: &[u64],
+    consts: &[u64],
+    out: &mut [u64],
+) -> Result<()> {
+    let maps = consts.len();
+    ensure_shape(planes > 0 && maps > 0 && out.len().is_multiple_of(maps))?;
+    let len = out.len() / maps;
+    ensure_shape(len.is_multiple_of(planes) && coef.len().is_multiple_of(maps))?;
+    let (n, k) = (len / planes, coef.len() / maps);
+    ensure_shape(bits.len() == k * len)?;
+    for (j, o) in out.chunks_exact_mut(len).enumerate() {
+        o.fill(0);
+        for q in 0..planes {
+            let dst = &mut o[q * n..(q + 1) * n];
+            for m in 0..k {
+                let c = coef[j * k + m];
+                let src = &bits[q * k * n + m * n..q * k * n + (m + 1) * n];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = d.wrapping_add(s.wrapping_mul(c));
+                }
+            }
+        }
+        if let Some(q) = public {
+            for d in &mut o[q * n..(q + 1) * n] {
+                *d = d.wrapping_add(consts[j]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The operations of an MPC setting over Z_2^64.
 pub trait Protocol {
     /// Words per shared element: 1 for additive, 2 for replicated shares.
@@ -306,6 +345,29 @@ pub trait Protocol {
     /// offset-major); one comparison's rounds for all offsets, sharing the opening and the
     /// dealt tables across them.
     fn ltz_many(&mut self, x: &[u64], offsets: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// [`ltz_many`](Self::ltz_many) read through public linear maps: with `k` offsets and
+    /// `maps = consts.len()`, map `j`'s shares (`n · PLANES` words, at `out[j·len..]`,
+    /// `len = x.len()`) are of `consts[j] + Σ_m coef[j·k + m]·[x < offsets[m]]`. A
+    /// thermometer's bits are wanted only through a few such sums (an interval's scale
+    /// factors), and where the bits would each be converted back to the protocol's shares
+    /// (3PC's reshare, a word a bit) only the sums are: `maps` words per element instead of
+    /// `k`. `bits` is caller scratch of `k · x.len()` words. The default makes the bits with
+    /// `ltz_many` and maps them locally; the values are the same either way.
+    fn ltz_many_mapped(
+        &mut self,
+        x: &[u64],
+        offsets: &[u64],
+        coef: &[u64],
+        consts: &[u64],
+        out: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<()> {
+        let (k, maps, len) = (offsets.len(), consts.len(), x.len());
+        ensure_shape(k > 0 && coef.len() == maps * k && out.len() == maps * len && bits.len() == k * len)?;
+        self.ltz_many(x, offsets, bits)?;
+        map_bits(Self::PLANES, self.public_plane(), bits, coef, consts, out)
+    }
 
     /// `out = x ∧ y` over packed 2-of-2 boolean shares (`bit_words(n)` words each). One round.
     fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()>;

@@ -28,6 +28,8 @@ enum Op {
     MulTrunc,
     Ltz,
     LtzMany,
+    /// `ltz_many` over 3 offsets read through 2 linear maps.
+    LtzManyMapped,
     And,
     B2a,
 }
@@ -78,6 +80,10 @@ impl Program for One {
             Op::LtzMany => {
                 let mut o3 = vec![0u64; 3 * N * pl];
                 p.ltz_many(&x, &[1, 2, 3], &mut o3)
+            }
+            Op::LtzManyMapped => {
+                let (mut o2, mut bits) = (vec![0u64; 2 * N * pl], vec![0u64; 3 * N * pl]);
+                p.ltz_many_mapped(&x, &[1, 2, 3], &[1, 2, 3, 4, 5, 6], &[7, 8], &mut o2, &mut bits)
             }
             Op::And => {
                 let b = vec![5u64; bit_words(N)];
@@ -133,6 +139,13 @@ fn expected(s: Setting, op: Op) -> ([u64; 3], u64) {
             let w3 = bit_words(3 * N) as u64;
             ([8 * n + 328 * w3 + 24 * n, 8 * n + 328 * w3 + 24 * n, 32 * n + 8 * w + 824 * w3 + 24 * n], 5)
         }
+        // The maps' values are reshared, 2 words an element instead of the 3 bits.
+        (Setting::Rep3, Op::LtzManyMapped) => {
+            let w3 = bit_words(3 * N) as u64;
+            ([8 * n + 328 * w3 + 16 * n, 8 * n + 328 * w3 + 16 * n, 32 * n + 8 * w + 824 * w3 + 24 * n], 5)
+        }
+        // Elsewhere the bits are mapped locally: `ltz_many`'s costs.
+        (s, Op::LtzManyMapped) => expected(s, Op::LtzMany),
         (Setting::Rep3, Op::And) => ([16 * w, 16 * w, 8 * w], 1),
         (Setting::Rep3, Op::B2a) => ([8 * w + 8 * n, 8 * w + 8 * n, 8 * n], 2),
         (Setting::Ot2pc, op) => ot2pc(op),
@@ -177,7 +190,7 @@ fn ot2pc(op: Op) -> ([u64; 3], u64) {
         Op::Trunc => ([iknp(n), 8 * n, 0], 2),
         Op::MulTrunc => ([1284 * n + iknp(n), 1284 * n + 8 * n, 0], 4),
         Op::Ltz => ([64 * n + tree * w + iknp(n), iknp(63 * n) + tree * w + 8 * n, 0], 11),
-        Op::LtzMany => {
+        Op::LtzMany | Op::LtzManyMapped => {
             let w3 = bit_words(3 * N) as u64;
             ([64 * 3 * n + tree * w3 + iknp(3 * n), iknp(63 * n) + tree * w3 + 8 * 3 * n, 0], 11)
         }
@@ -201,6 +214,7 @@ fn bytes_and_rounds_match_the_formulas() {
         Op::MulTrunc,
         Op::Ltz,
         Op::LtzMany,
+        Op::LtzManyMapped,
         Op::And,
         Op::B2a,
     ];

@@ -21,6 +21,9 @@ const D: MatDims = MatDims { m: 7, n: 13, k: 19 };
 /// Columns of `matmul_weight_trunc_ltz`'s output it compares, and the offsets.
 const KC: usize = 5;
 const MWTL_OFFSETS: [u64; 3] = [0, 1 << 40, (-(1i64 << 40)) as u64];
+/// Two public maps of the `OFFSETS` bits for `ltz_many_mapped`, and their constants.
+const MAP_COEF: [u64; 8] = [1, 2, 3, 4, 10, (-20i64) as u64, 30, 1 << 63];
+const MAP_CONSTS: [u64; 2] = [5, (-3i64) as u64];
 
 struct AllOps {
     x: Vec<u64>,
@@ -63,6 +66,8 @@ struct Opened {
     mul_trunc: Vec<u64>,
     ltz: Vec<u64>,
     ltz_many: Vec<u64>,
+    /// `ltz_many_mapped` over `OFFSETS` through `MAP_COEF` / `MAP_CONSTS`, map after map.
+    ltz_mapped: Vec<u64>,
     and: Vec<u64>,
     b2a: Vec<u64>,
     revealed_to_1: Vec<u64>,
@@ -145,6 +150,12 @@ impl Program for AllOps {
         let mut many = vec![0; OFFSETS.len() * n * pl];
         p.ltz_many(&cmp, &OFFSETS, &mut many)?;
         o.ltz_many = open(p, &many)?;
+        let len = n * pl;
+        let (mut mapped, mut bits) = (vec![0; 2 * len], vec![0; OFFSETS.len() * len]);
+        p.ltz_many_mapped(&cmp, &OFFSETS, &MAP_COEF, &MAP_CONSTS, &mut mapped, &mut bits)?;
+        for map in mapped.chunks_exact(len) {
+            o.ltz_mapped.extend(open(p, map)?);
+        }
         let bx = bool_shares(p, &self.bx);
         let by = bool_shares(p, &self.by);
         let mut bz = vec![0; bx.len()];
@@ -246,6 +257,12 @@ fn check(c: &AllOps, results: &[(Opened, marill_core::cost::Cost)], setting: Set
         assert_eq!(o.ltz[i], c.cmp[i] >> 63, "{setting:?} ltz of {:#x}", c.cmp[i]);
         for (k, theta) in OFFSETS.iter().enumerate() {
             assert_eq!(o.ltz_many[k * n + i], c.cmp[i].wrapping_sub(*theta) >> 63, "{setting:?} ltz_many");
+        }
+        for (j, c0) in MAP_CONSTS.iter().enumerate() {
+            let want = OFFSETS.iter().enumerate().fold(*c0, |a, (k, theta)| {
+                a.wrapping_add(MAP_COEF[j * OFFSETS.len() + k].wrapping_mul(c.cmp[i].wrapping_sub(*theta) >> 63))
+            });
+            assert_eq!(o.ltz_mapped[j * n + i], want, "{setting:?} ltz_many_mapped, map {j}");
         }
         assert_eq!(o.b2a[i], get_bit(&c.bx, i) & get_bit(&c.by, i));
     }

@@ -24,6 +24,8 @@
 //! | `mul_trunc` | 2 | 16n / 32n |
 //! | `mul_trunc_scaled` m = rows + n | 3 | 8m + 16n / 32m + 48n |
 //! | `ltz` | 5 | as 2PC-Dealer's `ltz` plus 8n for the reshare (parties 0, 1) |
+//! | `ltz_many` n × k offsets | 5 | as 2PC-Dealer's plus 8kn for the reshare (the two engine parties) |
+//! | `ltz_many_mapped` n × k offsets, `maps` maps | 5 | as 2PC-Dealer's `ltz_many` plus 8·maps·n: the maps are applied to the 2-of-2 bits and only their values reshared |
 //!
 //! (The helper's column is for the first engine op of a session, whose helper is party 2;
 //! later ops rotate the roles.)
@@ -678,6 +680,48 @@ impl<C: Channel, S: Scratch> Protocol for Rep3<C, S> {
         self.st.to_additive(j, x, v)?;
         self.st.engines[j].ltz(&mut self.st.ch, v, offsets, w, eng_buf)?;
         self.st.reshare_additive(j, w, out, tmp)
+    }
+
+    fn ltz_many_mapped(
+        &mut self,
+        x: &[u64],
+        offsets: &[u64],
+        coef: &[u64],
+        consts: &[u64],
+        out: &mut [u64],
+        bits: &mut [u64],
+    ) -> Result<()> {
+        let (k, maps, len) = (offsets.len(), consts.len(), x.len());
+        ensure_shape(k > 0 && maps > 0 && len.is_multiple_of(2))?;
+        ensure_shape(coef.len() == maps * k && out.len() == maps * len && bits.len() == k * len)?;
+        let n = len / 2;
+        let mm = n * maps;
+        let public = self.public_plane();
+        let buf = self.scratch.words(n + 4 * mm + Assist::ltz_scratch(n, k))?;
+        let (v, rest) = buf.split_at_mut(n);
+        let (mapped, rest) = rest.split_at_mut(mm);
+        let (rep, rest) = rest.split_at_mut(2 * mm);
+        let (tmp, eng_buf) = rest.split_at_mut(mm);
+        let j = self.st.next_helper();
+        self.st.to_additive(j, x, v)?;
+        let w = &mut bits[..n * k];
+        self.st.engines[j].ltz(&mut self.st.ch, v, offsets, w, eng_buf)?;
+        // The maps are linear: apply them to the 2-of-2 bits and reshare only their values
+        // (maps words an element instead of k); the constants go in once replicated.
+        super::map_bits(1, None, w, coef, consts, mapped)?;
+        self.st.reshare_additive(j, mapped, rep, tmp)?;
+        for (jj, o) in out.chunks_exact_mut(len).enumerate() {
+            for q in 0..2 {
+                let dst = &mut o[q * n..(q + 1) * n];
+                dst.copy_from_slice(&rep[q * mm + jj * n..q * mm + (jj + 1) * n]);
+                if public == Some(q) {
+                    for d in dst.iter_mut() {
+                        *d = d.wrapping_add(consts[jj]);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn and_bits(&mut self, x: &[u64], y: &[u64], out: &mut [u64]) -> Result<()> {
