@@ -5,7 +5,7 @@
 //! circuits, and converts back (one round). D never sees anything that depends on data
 //! except, in 3PC's fused multiply-truncate, its own masked product share.
 //!
-//! **Correlations.** A shares a ChaCha12 seed with D, B another. Whatever is random is
+//! **Correlations.** A shares a PRG seed (AES-128 in counter mode, [`crate::prg`]) with D, B another. Whatever is random is
 //! drawn by both holders of a seed in the same order; a value D derives from the randoms
 //! (a triple's product, a table) reaches B as a *correction* — B's share of the value —
 //! which is the only data D sends. A gets its share of everything from its seed alone.
