@@ -109,8 +109,9 @@ impl Arch {
         if m.public_layers.iter().enumerate().any(|(i, l)| *l as usize != i) {
             return bad("public_layers", format!("{:?}: must be the bottom layers 0..k", m.public_layers));
         }
-        for (field, v) in [("n_layers", m.n_layers), ("d_model", m.d_model), ("ffn_dim", m.ffn_dim), ("vocab", m.vocab)]
-        {
+        // `n_layers` may be 0: the embedding and head alone (what `marill cost` measures as
+        // the part of a model outside its layers).
+        for (field, v) in [("d_model", m.d_model), ("ffn_dim", m.ffn_dim), ("vocab", m.vocab)] {
             if v == 0 {
                 return bad(field, "must be positive".into());
             }
@@ -388,7 +389,7 @@ mod tests {
             ("frac_bits", |m| m.frac_bits = 40),
             ("public_layers", |m| m.public_layers = vec![1]),
             ("public_layers", |m| m.public_layers = vec![0, 1, 2]),
-            ("n_layers", |m| m.n_layers = 0),
+            ("d_model", |m| m.d_model = 0),
             ("ffn_dim", |m| m.ffn_dim = 0),
             ("n_kv_heads", |m| m.n_kv_heads = 3),
             ("head_merge", |m| m.head_merge = 0),
