@@ -651,10 +651,8 @@ impl SecureModel {
     /// One step: `m` new rows of hidden state `h` (shares) through the private layers, the
     /// head and argmax. Returns this party's shares of the token index.
     pub fn step<P: Protocol>(&mut self, p: &mut P, h: &mut [u64], m: usize) -> Result<Vec<u64>, StdError> {
-        let a = self.arch.clone();
         let pl = P::PLANES;
-        let f = self.fp;
-        if m == 0 || h.len() != m * a.d * pl {
+        if m == 0 || h.len() != m * self.arch.d * pl {
             return Err(StdError::Core(Error::ShapeMismatch));
         }
         if self.pos + m > self.max_seq {
@@ -663,93 +661,121 @@ impl SecureModel {
                 self.max_seq
             )));
         }
-        let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
         for li in 0..self.layers.len() {
             // Layer li's roles start at turn li: the helper's extra bytes go round the
             // parties from layer to layer, whatever a layer's own turns.
             p.align_turns(li as u64);
             self.mark(p)?;
-            Self::part(&mut self.parts, p, "norms")?;
-            // attention
-            let mut x = vec![0; h.len()];
-            let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
-            nl::rms_norm(p, h, m, a.d, self.layers[li].attn_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
-            Self::part(&mut self.parts, p, "q|k|v")?;
-            // q|k|v untruncated (2f bits); RoPE (and q's 1/√d) multiply q and k by
-            // constants at f bits, v is shifted up by f, and one truncation by 2f ends all
-            // three: a truncation's rounds instead of three (q, k, v entries below 2^14).
-            let mut qkv = self.run_group_as(p, &self.layers[li].groups[0], &x, m, false).map_err(core)?.into_iter();
-            let (mut q, mut k, mut v) = match (qkv.next(), qkv.next(), qkv.next()) {
-                (Some(q), Some(k), Some(v)) => (q, k, v),
-                _ => return Err(StdError::Core(Error::Protocol)),
-            };
-            self.rope::<P>(&mut q, m, qd, 1.0 / (hd as f64).sqrt());
-            self.rope::<P>(&mut k, m, kvd, 1.0);
-            for w in v.iter_mut() {
-                *w = w.wrapping_shl(f.frac_bits);
-            }
-            Self::trunc_together(p, [&mut q, &mut k, &mut v], 2 * f.frac_bits).map_err(core)?;
-            let (kc, vc) = &mut self.cache[li];
-            for qq in 0..pl {
-                kc[qq].extend_from_slice(&k[qq * m * kvd..(qq + 1) * m * kvd]);
-                vc[qq].extend_from_slice(&v[qq * m * kvd..(qq + 1) * m * kvd]);
-            }
-            let t = kc[0].len() / kvd;
-            let mut attn = vec![0; m * qd * pl];
-            // Query rows in tiles of at most `attn_tile_scores` scores (all heads): a tile of
-            // rows r0..r1 needs only the keys its last row sees (causal), so memory is
-            // bounded by the tile and the masked upper triangle is never computed. One tile
-            // (every decode step, and prefills up to the budget) is the whole block.
-            let rows_per_tile = (self.attn_tile_scores / (nh * t)).clamp(1, m);
-            for r0 in (0..m).step_by(rows_per_tile) {
-                let r1 = (r0 + rows_per_tile).min(m);
-                self.attention_tile(p, li, &q, &mut attn, (m, r0, r1), t).map_err(core)?;
-            }
-            Self::part(&mut self.parts, p, "o")?;
-            let o = self.run_group(p, &self.layers[li].groups[1], &attn, m).map_err(core)?.remove(0);
-            Self::residual(p, h, &o).map_err(core)?;
-            // MLP
-            Self::part(&mut self.parts, p, "norms")?;
-            let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
-            nl::rms_norm(p, h, m, a.d, self.layers[li].mlp_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
-            Self::part(&mut self.parts, p, "gate|up")?;
-            // SiLU's comparisons on the untruncated gate, opened with gate|up's truncation
-            // where the protocol fuses them (one round fewer).
-            let fused = match (a.relu, self.gate_up_fused(p, li, &x, m).map_err(core)?) {
-                (false, Some(fused)) => Some(fused),
-                _ => None,
-            };
-            let (g, u, lt) = match fused {
-                Some(v) => v,
-                None => {
-                    let mut gu_parts = self.run_group(p, &self.layers[li].groups[2], &x, m).map_err(core)?.into_iter();
-                    match (gu_parts.next(), gu_parts.next()) {
-                        (Some(g), Some(u)) => (g, u, Vec::new()),
-                        _ => return Err(StdError::Core(Error::Protocol)),
-                    }
-                }
-            };
-            Self::part(&mut self.parts, p, "SiLU×up")?;
-            let mut act = vec![0; g.len()];
-            if !lt.is_empty() {
-                let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
-                nl::silu_given(p, &g, &lt, &mut act, &mut s, f).map_err(core)?;
-            } else if a.relu {
-                let mut s = vec![0; nl::relu_scratch(m * a.ffn, pl)];
-                nl::relu(p, &g, &mut act, &mut s).map_err(core)?;
-            } else {
-                let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
-                nl::silu(p, &g, &mut act, &mut s, f).map_err(core)?;
-            }
-            let mut gu = vec![0; g.len()];
-            p.mul_trunc(&act, &u, f.frac_bits, &mut gu).map_err(core)?;
-            Self::part(&mut self.parts, p, "down")?;
-            let dn = self.run_group(p, &self.layers[li].groups[3], &gu, m).map_err(core)?.remove(0);
-            Self::residual(p, h, &dn).map_err(core)?;
+            self.attention(p, li, h, m)?;
+            self.mlp(p, li, h, m)?;
         }
         self.mark(p)?;
-        Self::part(&mut self.parts, p, "head norm")?;
         self.pos += m;
+        self.head(p, h, m)
+    }
+
+    /// Layer `li`'s attention block on the `m` rows of `h` (norm, q|k|v with RoPE, the KV
+    /// cache, attention in tiles, o), added to `h`.
+    fn attention<P: Protocol>(&mut self, p: &mut P, li: usize, h: &mut [u64], m: usize) -> Result<(), StdError> {
+        let a = self.arch.clone();
+        let pl = P::PLANES;
+        let f = self.fp;
+        let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
+        Self::part(&mut self.parts, p, "norms")?;
+        let mut x = vec![0; h.len()];
+        let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
+        nl::rms_norm(p, h, m, a.d, self.layers[li].attn_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
+        Self::part(&mut self.parts, p, "q|k|v")?;
+        // q|k|v untruncated (2f bits); RoPE (and q's 1/√d) multiply q and k by
+        // constants at f bits, v is shifted up by f, and one truncation by 2f ends all
+        // three: a truncation's rounds instead of three (q, k, v entries below 2^14).
+        let mut qkv = self.run_group_as(p, &self.layers[li].groups[0], &x, m, false).map_err(core)?.into_iter();
+        let (mut q, mut k, mut v) = match (qkv.next(), qkv.next(), qkv.next()) {
+            (Some(q), Some(k), Some(v)) => (q, k, v),
+            _ => return Err(StdError::Core(Error::Protocol)),
+        };
+        self.rope::<P>(&mut q, m, qd, 1.0 / (hd as f64).sqrt());
+        self.rope::<P>(&mut k, m, kvd, 1.0);
+        for w in v.iter_mut() {
+            *w = w.wrapping_shl(f.frac_bits);
+        }
+        Self::trunc_together(p, [&mut q, &mut k, &mut v], 2 * f.frac_bits).map_err(core)?;
+        let (kc, vc) = &mut self.cache[li];
+        for qq in 0..pl {
+            kc[qq].extend_from_slice(&k[qq * m * kvd..(qq + 1) * m * kvd]);
+            vc[qq].extend_from_slice(&v[qq * m * kvd..(qq + 1) * m * kvd]);
+        }
+        let t = kc[0].len() / kvd;
+        let mut attn = vec![0; m * qd * pl];
+        // Query rows in tiles of at most `attn_tile_scores` scores (all heads): a tile of
+        // rows r0..r1 needs only the keys its last row sees (causal), so memory is
+        // bounded by the tile and the masked upper triangle is never computed. One tile
+        // (every decode step, and prefills up to the budget) is the whole block.
+        let rows_per_tile = (self.attn_tile_scores / (nh * t)).clamp(1, m);
+        for r0 in (0..m).step_by(rows_per_tile) {
+            let r1 = (r0 + rows_per_tile).min(m);
+            self.attention_tile(p, li, &q, &mut attn, (m, r0, r1), t).map_err(core)?;
+        }
+        Self::part(&mut self.parts, p, "o")?;
+        let o = self.run_group(p, &self.layers[li].groups[1], &attn, m).map_err(core)?.remove(0);
+        Self::residual(p, h, &o).map_err(core)?;
+        Ok(())
+    }
+
+    /// Layer `li`'s MLP block on the `m` rows of `h` (norm, gate|up, SiLU or ReLU, the
+    /// product with up, down), added to `h`.
+    fn mlp<P: Protocol>(&mut self, p: &mut P, li: usize, h: &mut [u64], m: usize) -> Result<(), StdError> {
+        let a = self.arch.clone();
+        let pl = P::PLANES;
+        let f = self.fp;
+        let mut x = vec![0; h.len()];
+        Self::part(&mut self.parts, p, "norms")?;
+        let mut s = vec![0; nl::rms_norm_scratch(m, a.d, pl)];
+        nl::rms_norm(p, h, m, a.d, self.layers[li].mlp_norm.gain(), a.rms_eps, &mut x, &mut s, f).map_err(core)?;
+        Self::part(&mut self.parts, p, "gate|up")?;
+        // SiLU's comparisons on the untruncated gate, opened with gate|up's truncation
+        // where the protocol fuses them (one round fewer).
+        let fused = match (a.relu, self.gate_up_fused(p, li, &x, m).map_err(core)?) {
+            (false, Some(fused)) => Some(fused),
+            _ => None,
+        };
+        let (g, u, lt) = match fused {
+            Some(v) => v,
+            None => {
+                let mut gu_parts = self.run_group(p, &self.layers[li].groups[2], &x, m).map_err(core)?.into_iter();
+                match (gu_parts.next(), gu_parts.next()) {
+                    (Some(g), Some(u)) => (g, u, Vec::new()),
+                    _ => return Err(StdError::Core(Error::Protocol)),
+                }
+            }
+        };
+        Self::part(&mut self.parts, p, "SiLU×up")?;
+        let mut act = vec![0; g.len()];
+        if !lt.is_empty() {
+            let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
+            nl::silu_given(p, &g, &lt, &mut act, &mut s, f).map_err(core)?;
+        } else if a.relu {
+            let mut s = vec![0; nl::relu_scratch(m * a.ffn, pl)];
+            nl::relu(p, &g, &mut act, &mut s).map_err(core)?;
+        } else {
+            let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
+            nl::silu(p, &g, &mut act, &mut s, f).map_err(core)?;
+        }
+        let mut gu = vec![0; g.len()];
+        p.mul_trunc(&act, &u, f.frac_bits, &mut gu).map_err(core)?;
+        Self::part(&mut self.parts, p, "down")?;
+        let dn = self.run_group(p, &self.layers[li].groups[3], &gu, m).map_err(core)?.remove(0);
+        Self::residual(p, h, &dn).map_err(core)?;
+        Ok(())
+    }
+
+    /// The head on the last of the `m` rows of `h`: final norm, lm head, argmax (the
+    /// token's shares).
+    fn head<P: Protocol>(&mut self, p: &mut P, h: &[u64], m: usize) -> Result<Vec<u64>, StdError> {
+        let a = self.arch.clone();
+        let pl = P::PLANES;
+        let f = self.fp;
+        Self::part(&mut self.parts, p, "head norm")?;
         // Head on the last row.
         let mut last = vec![0; a.d * pl];
         for qq in 0..pl {
