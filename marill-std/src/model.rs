@@ -5,14 +5,14 @@
 //! `….lora_a` (`[r, in]`) and `….lora_b` (`[out, r]`) next to the projection they adapt.
 //! Public layers must be a prefix `0..k` (MARILL freezes the bottom layers).
 
+mod arch;
 pub mod check;
 pub mod dense;
 pub mod measure;
 pub mod plain;
 pub mod secure;
 
-use crate::StdError;
-use crate::model_file::ModelMeta;
+pub use arch::{Activation, Arch, Attention, LayerShape, PROJECTIONS, rope_angle};
 
 /// Tensor names.
 pub mod names {
@@ -45,168 +45,6 @@ pub mod names {
     /// MLP norm gain.
     pub fn mlp_norm(l: usize) -> String {
         format!("model.layers.{l}.post_attention_layernorm.weight")
-    }
-}
-
-/// RoPE's angle at position `pos` for pair `j` of a block of `rope_dim` (half-split pairs,
-/// as Hugging Face LLaMA): `pos · base^(−2j / rope_dim)`. The one definition every runtime
-/// uses (plaintext, secure, marill-train).
-pub fn rope_angle(pos: usize, j: usize, rope_dim: usize, base: f64) -> f64 {
-    pos as f64 * base.powf(-(2.0 * j as f64) / rope_dim as f64)
-}
-
-/// The projections of a layer, in the order the runtime applies them.
-pub const PROJECTIONS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
-
-/// The architecture, from the file's metadata.
-#[derive(Debug, Clone)]
-pub struct Arch {
-    /// Hidden size.
-    pub d: usize,
-    /// Layers.
-    pub n_layers: usize,
-    /// Query heads (merged).
-    pub n_heads: usize,
-    /// Key/value heads (merged).
-    pub n_kv_heads: usize,
-    /// Dimension of a (merged) head.
-    pub head_dim: usize,
-    /// Head-merge factor.
-    pub head_merge: usize,
-    /// MLP hidden size.
-    pub ffn: usize,
-    /// Vocabulary.
-    pub vocab: usize,
-    /// RoPE base.
-    pub rope_base: f64,
-    /// RMSNorm epsilon.
-    pub rms_eps: f64,
-    /// Fixed-point fractional bits.
-    pub frac_bits: u32,
-    /// LoRA rank (0: none).
-    pub lora_rank: usize,
-    /// LoRA α.
-    pub lora_alpha: f32,
-    /// Projections with LoRA.
-    pub lora_targets: Vec<String>,
-    /// Layers `0..n_public` are public.
-    pub n_public: usize,
-    /// lm head = embedding.
-    pub tie_embeddings: bool,
-    /// ReLU instead of SiLU.
-    pub relu: bool,
-    /// 2ReLU instead of softmax.
-    pub two_relu: bool,
-}
-
-impl Arch {
-    /// Check and convert the metadata: every value the runtimes rely on is checked here,
-    /// when a file is opened, and a bad one is refused with its field's name
-    /// ([`StdError::Arch`]) rather than failing mid-inference.
-    pub fn from_meta(m: &ModelMeta) -> Result<Self, StdError> {
-        let bad = |field: &'static str, reason: String| Err(StdError::Arch { field, reason });
-        let n_public = m.public_layers.len();
-        if m.public_layers.iter().enumerate().any(|(i, l)| *l as usize != i) {
-            return bad("public_layers", format!("{:?}: must be the bottom layers 0..k", m.public_layers));
-        }
-        // `n_layers` may be 0: the embedding and head alone (what `marill cost` measures as
-        // the part of a model outside its layers).
-        for (field, v) in [("d_model", m.d_model), ("ffn_dim", m.ffn_dim), ("vocab", m.vocab)] {
-            if v == 0 {
-                return bad(field, "must be positive".into());
-            }
-        }
-        if n_public > m.n_layers as usize {
-            return bad("public_layers", format!("{n_public} public layers of {} layers", m.n_layers));
-        }
-        if m.n_heads == 0 {
-            return bad("n_heads", "must be positive".into());
-        }
-        if m.n_kv_heads == 0 || !m.n_heads.is_multiple_of(m.n_kv_heads) {
-            return bad("n_kv_heads", format!("{}: must divide n_heads = {}", m.n_kv_heads, m.n_heads));
-        }
-        if m.head_merge == 0 {
-            return bad("head_merge", "must be positive".into());
-        }
-        if m.head_dim == 0 || !m.head_dim.is_multiple_of(m.head_merge) || !(m.head_dim / m.head_merge).is_multiple_of(2)
-        {
-            return bad(
-                "head_dim",
-                format!("{}: must split into head_merge = {} even RoPE blocks", m.head_dim, m.head_merge),
-            );
-        }
-        // The non-linear library's range (marill-core `nonlinear`); 16 is what every test
-        // and table here uses.
-        if !(1..=24).contains(&m.frac_bits) {
-            return bad("frac_bits", format!("{}: secure inference supports 1 to 24 fractional bits", m.frac_bits));
-        }
-        if !(m.rope_base.is_finite() && m.rope_base > 1.0) {
-            return bad("rope_base", format!("{}: must be finite and above 1", m.rope_base));
-        }
-        if !(m.rms_eps.is_finite() && m.rms_eps >= 0.0) {
-            return bad("rms_eps", format!("{}: must be finite and not negative", m.rms_eps));
-        }
-        if let Some(t) = m.lora_targets.iter().find(|t| !PROJECTIONS.contains(&t.as_str())) {
-            return bad("lora_targets", format!("{t:?}: not one of {PROJECTIONS:?}"));
-        }
-        if m.lora_rank > 0 && !m.lora_alpha.is_finite() {
-            return bad("lora_alpha", format!("{}: must be finite", m.lora_alpha));
-        }
-        let relu = match m.activation.as_str() {
-            "silu" => false,
-            "relu" => true,
-            other => return bad("activation", format!("{other:?}: must be \"silu\" or \"relu\"")),
-        };
-        let two_relu = match m.attention.as_str() {
-            "softmax" => false,
-            "2relu" => true,
-            other => return bad("attention", format!("{other:?}: must be \"softmax\" or \"2relu\"")),
-        };
-        Ok(Self {
-            d: m.d_model as usize,
-            n_layers: m.n_layers as usize,
-            n_heads: m.n_heads as usize,
-            n_kv_heads: m.n_kv_heads as usize,
-            head_dim: m.head_dim as usize,
-            head_merge: m.head_merge as usize,
-            ffn: m.ffn_dim as usize,
-            vocab: m.vocab as usize,
-            rope_base: f64::from(m.rope_base),
-            rms_eps: f64::from(m.rms_eps),
-            frac_bits: m.frac_bits,
-            lora_rank: m.lora_rank as usize,
-            lora_alpha: m.lora_alpha,
-            lora_targets: m.lora_targets.clone(),
-            n_public,
-            tie_embeddings: m.tie_embeddings,
-            relu,
-            two_relu,
-        })
-    }
-
-    /// Query width.
-    pub fn q_dim(&self) -> usize {
-        self.n_heads * self.head_dim
-    }
-    /// Key/value width.
-    pub fn kv_dim(&self) -> usize {
-        self.n_kv_heads * self.head_dim
-    }
-    /// RoPE block: an original (unmerged) head.
-    pub fn rope_dim(&self) -> usize {
-        self.head_dim / self.head_merge
-    }
-    /// `(out, in)` of a projection of a private layer.
-    pub fn proj_shape(&self, proj: &str) -> (usize, usize) {
-        plain::LayerShape::private(self).proj_shape(self, proj)
-    }
-    /// LoRA scale `α/r`.
-    pub fn lora_scale(&self) -> f32 {
-        if self.lora_rank == 0 { 0.0 } else { self.lora_alpha / self.lora_rank as f32 }
-    }
-    /// Whether `proj` of private layers carries LoRA.
-    pub fn has_lora(&self, proj: &str) -> bool {
-        self.lora_rank > 0 && self.lora_targets.iter().any(|t| t == proj)
     }
 }
 
@@ -354,63 +192,5 @@ pub mod random {
         let g: Vec<f32> = uniform(&mut prg, d, 0.2).into_iter().map(|x| 1.0 + x).collect();
         w.tensor_f32(v.public_layers < layers && v.lora_rank == 0, names::NORM, &[d as u64], &g)?;
         w.to_bytes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use crate::model_file::{ModelMeta, decode_postcard};
-    use marill_core::format::{ModelFile, SectionKind};
-
-    fn meta() -> ModelMeta {
-        let var = random::Variant {
-            public_layers: 1,
-            lora_rank: 2,
-            head_merge: 2,
-            mpc_friendly: false,
-            private_embedding: false,
-        };
-        let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
-        let bytes = random::model_shaped(var, shape, 1).unwrap();
-        let f = ModelFile::parse(&bytes).unwrap();
-        decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap()
-    }
-
-    /// A file's architecture is checked when it is opened: each bad value is refused with
-    /// the name of its metadata field, before any party computes.
-    #[test]
-    fn a_bad_architecture_value_is_refused_naming_its_field() {
-        assert!(Arch::from_meta(&meta()).is_ok());
-        type Spoil = fn(&mut ModelMeta);
-        let cases: [(&str, Spoil); 14] = [
-            ("frac_bits", |m| m.frac_bits = 0),
-            ("frac_bits", |m| m.frac_bits = 40),
-            ("public_layers", |m| m.public_layers = vec![1]),
-            ("public_layers", |m| m.public_layers = vec![0, 1, 2]),
-            ("d_model", |m| m.d_model = 0),
-            ("ffn_dim", |m| m.ffn_dim = 0),
-            ("n_kv_heads", |m| m.n_kv_heads = 3),
-            ("head_merge", |m| m.head_merge = 0),
-            ("head_dim", |m| m.head_dim = 6),
-            ("rope_base", |m| m.rope_base = f32::NAN),
-            ("rms_eps", |m| m.rms_eps = -1.0),
-            ("lora_targets", |m| m.lora_targets = vec!["qkv".into()]),
-            ("activation", |m| m.activation = "gelu".into()),
-            ("attention", |m| m.attention = "linear".into()),
-        ];
-        for (field, spoil) in cases {
-            let mut m = meta();
-            spoil(&mut m);
-            match Arch::from_meta(&m) {
-                Err(StdError::Arch { field: f, reason }) => {
-                    assert_eq!(f, field, "{reason}");
-                    let text = StdError::Arch { field: f, reason }.to_string();
-                    assert!(text.contains(field), "{text}");
-                }
-                other => panic!("{field}: {other:?}"),
-            }
-        }
     }
 }

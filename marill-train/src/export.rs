@@ -14,7 +14,7 @@
 //! cannot be expressed and is refused (prune with `f = 1`, or evaluate it in plaintext).
 
 use marill_core::format::SectionKind;
-use marill_std::model::PROJECTIONS;
+use marill_std::model::{Activation, Attention, PROJECTIONS};
 use marill_std::model_file::{ModelMeta, ModelWriter, Recipe as FileRecipe, encode_postcard};
 
 use crate::model::{Model, Param};
@@ -45,7 +45,11 @@ pub fn meta(model: &Model, frac_bits: u32) -> Result<ModelMeta> {
         return Err(Error::Config("private layers must share one head shape".into()));
     }
     for s in &model.layers[..np] {
-        if s.n_heads != reference.n_heads * m || s.head_dim * m != reference.head_dim || s.relu || s.two_relu {
+        if s.n_heads != reference.n_heads * m
+            || s.head_dim * m != reference.head_dim
+            || s.activation != Activation::Silu
+            || s.attention != Attention::Softmax
+        {
             return Err(Error::Config(
                 "public layers must keep the original heads of the private layers (head pruning needs f = 1)".into(),
             ));
@@ -71,8 +75,8 @@ pub fn meta(model: &Model, frac_bits: u32) -> Result<ModelMeta> {
         frac_bits,
         public_layers: (0..np as u32).collect(),
         tie_embeddings: model.cfg.tie_embeddings,
-        activation: if reference.relu && np < n { "relu" } else { "silu" }.into(),
-        attention: if reference.two_relu && np < n { "2relu" } else { "softmax" }.into(),
+        activation: if np < n { reference.activation } else { Activation::Silu }.name().into(),
+        attention: if np < n { reference.attention } else { Attention::Softmax }.name().into(),
     })
 }
 

@@ -59,7 +59,7 @@ impl Config {
 }
 
 /// The attention and MLP shape of one layer: the runtimes' one definition.
-pub use marill_std::model::plain::LayerShape;
+pub use marill_std::model::{Activation, Attention, LayerShape};
 
 /// The pretrained (unmerged, unapproximated) shape of `cfg`'s layers.
 pub fn pretrained_shape(cfg: &Config) -> LayerShape {
@@ -68,8 +68,8 @@ pub fn pretrained_shape(cfg: &Config) -> LayerShape {
         n_kv_heads: cfg.n_kv_heads,
         head_dim: cfg.head_dim,
         rope_dim: cfg.head_dim,
-        relu: false,
-        two_relu: false,
+        activation: Activation::Silu,
+        attention: Attention::Softmax,
     }
 }
 
@@ -364,19 +364,23 @@ impl Model {
         let k = repeat_kv(&k, group)?;
         let v = repeat_kv(&heads(self.linear(&x, l, "v")?, s.n_kv_heads)?, group)?;
         let scores = (q.matmul(&k.t()?)? / (s.head_dim as f64).sqrt())?;
-        let probs = if s.two_relu {
-            let r = scores.relu()?.broadcast_mul(&c.mask_mul)?;
-            let sum = (r.sum_keepdim(D::Minus1)? + 2f64.powi(-8))?;
-            r.broadcast_div(&sum)?
-        } else {
-            candle_nn::ops::softmax(&scores.broadcast_add(&c.mask_add)?, D::Minus1)?
+        let probs = match s.attention {
+            Attention::TwoRelu => {
+                let r = scores.relu()?.broadcast_mul(&c.mask_mul)?;
+                let sum = (r.sum_keepdim(D::Minus1)? + 2f64.powi(-8))?;
+                r.broadcast_div(&sum)?
+            }
+            Attention::Softmax => candle_nn::ops::softmax(&scores.broadcast_add(&c.mask_add)?, D::Minus1)?,
         };
         let a = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, s.n_heads * s.head_dim))?;
         let a = self.linear(&a, l, "o")?;
         let h = (h + &a)?;
         let x = rms_norm(&h, self.get(&names::mlp_norm(l))?, self.cfg.rms_eps)?;
         let g = self.linear(&x, l, "gate")?;
-        let g = if s.relu { g.relu()? } else { g.silu()? };
+        let g = match s.activation {
+            Activation::Relu => g.relu()?,
+            Activation::Silu => g.silu()?,
+        };
         let m = self.linear(&(g * self.linear(&x, l, "up")?)?, l, "down")?;
         Ok(((h + m)?, a, probs))
     }

@@ -19,7 +19,7 @@
 //! and the distillation teacher.
 
 use candle_core::{DType, Tensor};
-use marill_std::model::{PROJECTIONS, names};
+use marill_std::model::{Activation, Attention, PROJECTIONS, names};
 
 use crate::model::{Lora, Model, normal, proj_shape};
 use crate::{Error, Result, Rng, merge};
@@ -208,8 +208,8 @@ impl Recipe {
             if self.head_prune > 0 {
                 prune_heads(&mut m, l, self.head_prune)?;
             }
-            m.layers[l].relu = self.relu;
-            m.layers[l].two_relu = self.two_relu;
+            m.layers[l].activation = if self.relu { Activation::Relu } else { Activation::Silu };
+            m.layers[l].attention = if self.two_relu { Attention::TwoRelu } else { Attention::Softmax };
         }
         m.head_merge = self.head_merge;
         m.head_groups = groups;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use marill_core::format::{ModelFile, TensorView};
 
-use super::{Arch, dense, names};
+use super::{Arch, LayerShape, dense, names};
 use crate::StdError;
 
 /// A tensor as `f32`, borrowed from the file when it already is `f32` and aligned.
@@ -61,75 +61,6 @@ impl Linear<'_> {
             }
         }
         Ok(y)
-    }
-}
-
-/// The attention and MLP shape of one layer, for every runtime (the plaintext and secure
-/// ones here, marill-train's). Private layers have the file's (merged) heads and its
-/// approximations; public layers keep the `n_heads·head_merge` original heads of
-/// `head_dim/head_merge`, with as many kv heads as their k projection has, SiLU and softmax
-/// (MARILL merges and approximates only what runs in MPC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LayerShape {
-    /// Query heads.
-    pub n_heads: usize,
-    /// Key/value heads.
-    pub n_kv_heads: usize,
-    /// Head dimension (of a merged head where heads are merged).
-    pub head_dim: usize,
-    /// RoPE block: one original head (`head_dim / head_merge`).
-    pub rope_dim: usize,
-    /// ReLU MLP.
-    pub relu: bool,
-    /// 2ReLU attention.
-    pub two_relu: bool,
-}
-
-impl LayerShape {
-    /// The shape of layer `l` of `f` (public layers read their kv heads from `k`).
-    pub fn of(f: &ModelFile<'_>, arch: &Arch, l: usize) -> Result<Self, StdError> {
-        if l >= arch.n_public {
-            return Ok(Self::private(arch));
-        }
-        let hd = arch.rope_dim();
-        let n_heads = arch.n_heads * arch.head_merge;
-        let name = names::proj(l, "k");
-        let k = f.tensor(&name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
-        let rows = k.dims().first().copied().unwrap_or(0) as usize;
-        let n_kv_heads = rows / hd;
-        if rows == 0 || !rows.is_multiple_of(hd) || !n_heads.is_multiple_of(n_kv_heads) {
-            return Err(StdError::Model(format!("{name}: {rows} rows do not make kv heads of {hd}")));
-        }
-        Ok(Self { n_heads, n_kv_heads, head_dim: hd, rope_dim: hd, relu: false, two_relu: false })
-    }
-
-    /// The shape of the file's private layers (merged heads, its approximations).
-    pub fn private(arch: &Arch) -> Self {
-        Self {
-            n_heads: arch.n_heads,
-            n_kv_heads: arch.n_kv_heads,
-            head_dim: arch.head_dim,
-            rope_dim: arch.rope_dim(),
-            relu: arch.relu,
-            two_relu: arch.two_relu,
-        }
-    }
-
-    /// `(out, in)` of a projection.
-    pub fn proj_shape(&self, arch: &Arch, proj: &str) -> (usize, usize) {
-        self.proj_dims(arch.d, arch.ffn, proj)
-    }
-
-    /// `(out, in)` of a projection in a model of hidden size `d` and MLP size `ffn`.
-    pub fn proj_dims(&self, d: usize, ffn: usize, proj: &str) -> (usize, usize) {
-        let (q, kv) = (self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim);
-        match proj {
-            "q" => (q, d),
-            "k" | "v" => (kv, d),
-            "o" => (d, q),
-            "gate" | "up" => (ffn, d),
-            _ => (d, ffn),
-        }
     }
 }
 
@@ -300,56 +231,72 @@ impl<'a> PlainModel<'a> {
 
     /// Run the layers on `m` new rows `h`, extending the cache.
     pub fn layers(&mut self, h: &mut [f64], m: usize) -> Result<(), StdError> {
-        let a = self.arch.clone();
-        for (li, layer) in self.layers.iter().enumerate() {
-            let s = layer.shape;
-            let (qd, kvd, hd) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.head_dim);
-            let x = rms_norm(h, &layer.attn_norm, a.rms_eps);
-            let mut q = layer.q.apply(&x, m)?;
-            let mut k = layer.k.apply(&x, m)?;
-            let v = layer.v.apply(&x, m)?;
-            rope(&mut q, m, qd, a.rope_dim(), self.pos, a.rope_base, 1.0 / (hd as f64).sqrt());
-            rope(&mut k, m, kvd, a.rope_dim(), self.pos, a.rope_base, 1.0);
-            let (kc, vc) = &mut self.cache[li];
-            kc.extend_from_slice(&k);
-            vc.extend_from_slice(&v);
-            let t_len = kc.len() / kvd;
-            let mut attn = vec![0.0; m * qd];
-            let group = s.n_heads / s.n_kv_heads;
-            for hh in 0..s.n_heads {
-                let kvh = hh / group;
-                for i in 0..m {
-                    let qrow = &q[i * qd + hh * hd..i * qd + (hh + 1) * hd];
-                    let visible = t_len - m + i + 1;
-                    let scores: Vec<f64> = (0..visible)
-                        .map(|t| {
-                            let krow = &kc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
-                            qrow.iter().zip(krow).map(|(x, y)| x * y).sum()
-                        })
-                        .collect();
-                    let probs = if s.two_relu { normalise_2relu(&scores) } else { softmax(&scores) };
-                    for (t, pr) in probs.iter().enumerate() {
-                        let vrow = &vc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
-                        for (j, vv) in vrow.iter().enumerate() {
-                            attn[i * qd + hh * hd + j] += pr * vv;
-                        }
+        for li in 0..self.layers.len() {
+            self.attention(li, h, m)?;
+            self.mlp(li, h, m)?;
+        }
+        self.pos += m;
+        Ok(())
+    }
+
+    /// Layer `li`'s attention block on the `m` rows of `h` (norm, q, k, v, RoPE, the
+    /// cache, scores, softmax or 2ReLU, `P·V`, o), added to `h`.
+    fn attention(&mut self, li: usize, h: &mut [f64], m: usize) -> Result<(), StdError> {
+        let a = &self.arch;
+        let layer = &self.layers[li];
+        let s = layer.shape;
+        let (qd, kvd, hd) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.head_dim);
+        let x = rms_norm(h, &layer.attn_norm, a.rms_eps);
+        let mut q = layer.q.apply(&x, m)?;
+        let mut k = layer.k.apply(&x, m)?;
+        let v = layer.v.apply(&x, m)?;
+        rope(&mut q, m, qd, a.rope_dim(), self.pos, a.rope_base, 1.0 / (hd as f64).sqrt());
+        rope(&mut k, m, kvd, a.rope_dim(), self.pos, a.rope_base, 1.0);
+        let (kc, vc) = &mut self.cache[li];
+        kc.extend_from_slice(&k);
+        vc.extend_from_slice(&v);
+        let t_len = kc.len() / kvd;
+        let mut attn = vec![0.0; m * qd];
+        let group = s.n_heads / s.n_kv_heads;
+        for hh in 0..s.n_heads {
+            let kvh = hh / group;
+            for i in 0..m {
+                let qrow = &q[i * qd + hh * hd..i * qd + (hh + 1) * hd];
+                let visible = t_len - m + i + 1;
+                let scores: Vec<f64> = (0..visible)
+                    .map(|t| {
+                        let krow = &kc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
+                        qrow.iter().zip(krow).map(|(x, y)| x * y).sum()
+                    })
+                    .collect();
+                let probs = s.attention.normalise(&scores);
+                for (t, pr) in probs.iter().enumerate() {
+                    let vrow = &vc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
+                    for (j, vv) in vrow.iter().enumerate() {
+                        attn[i * qd + hh * hd + j] += pr * vv;
                     }
                 }
             }
-            let o = layer.o.apply(&attn, m)?;
-            for (hv, ov) in h.iter_mut().zip(&o) {
-                *hv += ov;
-            }
-            let x = rms_norm(h, &layer.mlp_norm, a.rms_eps);
-            let g = layer.gate.apply(&x, m)?;
-            let u = layer.up.apply(&x, m)?;
-            let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| activate(s.relu, *g) * u).collect();
-            let dn = layer.down.apply(&act, m)?;
-            for (hv, dv) in h.iter_mut().zip(&dn) {
-                *hv += dv;
-            }
         }
-        self.pos += m;
+        let o = layer.o.apply(&attn, m)?;
+        for (hv, ov) in h.iter_mut().zip(&o) {
+            *hv += ov;
+        }
+        Ok(())
+    }
+
+    /// Layer `li`'s MLP block on the `m` rows of `h` (norm, gate, up, SiLU or ReLU, down),
+    /// added to `h`.
+    fn mlp(&self, li: usize, h: &mut [f64], m: usize) -> Result<(), StdError> {
+        let layer = &self.layers[li];
+        let x = rms_norm(h, &layer.mlp_norm, self.arch.rms_eps);
+        let g = layer.gate.apply(&x, m)?;
+        let u = layer.up.apply(&x, m)?;
+        let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| layer.shape.activation.apply(*g) * u).collect();
+        let dn = layer.down.apply(&act, m)?;
+        for (hv, dv) in h.iter_mut().zip(&dn) {
+            *hv += dv;
+        }
         Ok(())
     }
 
@@ -382,21 +329,7 @@ impl<'a> PlainModel<'a> {
 
 /// Softmax of one row of scores.
 pub fn softmax(s: &[f64]) -> Vec<f64> {
-    let m = s.iter().cloned().fold(f64::MIN, f64::max);
-    let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-    let sum: f64 = e.iter().sum();
-    e.iter().map(|v| v / sum).collect()
-}
-
-/// 2ReLU: `relu(s) / (Σ relu(s) + 2⁻⁸)`.
-pub fn normalise_2relu(s: &[f64]) -> Vec<f64> {
-    let sum: f64 = s.iter().map(|v| v.max(0.0)).sum::<f64>() + 2f64.powi(-8);
-    s.iter().map(|v| v.max(0.0) / sum).collect()
-}
-
-/// SiLU, or ReLU when `relu`.
-pub fn activate(relu: bool, x: f64) -> f64 {
-    if relu { x.max(0.0) } else { x / (1.0 + (-x).exp()) }
+    super::Attention::Softmax.normalise(s)
 }
 
 /// Index of the largest value (lowest index on ties, as the secure argmax).

@@ -24,7 +24,7 @@ use marill_core::ring::MatDims;
 use marill_core::{Error, PartyId};
 
 use super::plain::{PlainModel, weights};
-use super::{Arch, names};
+use super::{Activation, Arch, Attention, names};
 use crate::StdError;
 
 /// Default [`SecureModel::attn_tile_scores`]: 2^20 scores, about 20 words of state each
@@ -626,10 +626,11 @@ impl SecureModel {
             2
         };
         let mut s = vec![0; nl::softmax_scratch_in_groups(rows, tt, max_group, pl)];
-        if a.two_relu {
-            nl::softmax_2relu(p, &scores, rows, tt, Some(mt), &mut probs, &mut s, f)?;
-        } else {
-            nl::softmax_in_groups(p, &scores, rows, tt, Some(mt), max_group, &mut probs, &mut s, f)?;
+        match a.attention {
+            Attention::TwoRelu => nl::softmax_2relu(p, &scores, rows, tt, Some(mt), &mut probs, &mut s, f)?,
+            Attention::Softmax => {
+                nl::softmax_in_groups(p, &scores, rows, tt, Some(mt), max_group, &mut probs, &mut s, f)?
+            }
         }
         drop((s, scores));
         Self::part(&mut self.parts, p, "P·V")?;
@@ -735,9 +736,9 @@ impl SecureModel {
         Self::part(&mut self.parts, p, "gate|up")?;
         // SiLU's comparisons on the untruncated gate, opened with gate|up's truncation
         // where the protocol fuses them (one round fewer).
-        let fused = match (a.relu, self.gate_up_fused(p, li, &x, m).map_err(core)?) {
-            (false, Some(fused)) => Some(fused),
-            _ => None,
+        let fused = match a.activation {
+            Activation::Silu => self.gate_up_fused(p, li, &x, m).map_err(core)?,
+            Activation::Relu => None,
         };
         let (g, u, lt) = match fused {
             Some(v) => v,
@@ -754,7 +755,7 @@ impl SecureModel {
         if !lt.is_empty() {
             let mut s = vec![0; nl::act_scratch(m * a.ffn, pl)];
             nl::silu_given(p, &g, &lt, &mut act, &mut s, f).map_err(core)?;
-        } else if a.relu {
+        } else if a.activation == Activation::Relu {
             let mut s = vec![0; nl::relu_scratch(m * a.ffn, pl)];
             nl::relu(p, &g, &mut act, &mut s).map_err(core)?;
         } else {
