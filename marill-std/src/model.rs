@@ -38,6 +38,10 @@ pub mod names {
     pub fn proj(l: usize, proj: &str) -> String {
         format!("{}.weight", proj_base(l, proj))
     }
+    /// The projection's bias `[out]` (q, k and v in a `qwen2` model).
+    pub fn proj_bias(l: usize, proj: &str) -> String {
+        format!("{}.bias", proj_base(l, proj))
+    }
     /// Attention norm gain.
     pub fn attn_norm(l: usize) -> String {
         format!("model.layers.{l}.input_layernorm.weight")
@@ -106,6 +110,20 @@ pub mod random {
     /// A model of `shape` laid out as variant `v` (merged heads own their keys and values);
     /// returns the server file's bytes.
     pub fn model_shaped(v: Variant, shape: Shape, seed: u8) -> Result<Vec<u8>, StdError> {
+        model_with(v, shape, Family::Llama, seed)
+    }
+
+    /// Which family's layers a random model has.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Family {
+        /// LLaMA: no biases.
+        Llama,
+        /// Qwen2: biases on q, k and v (private where the weights are).
+        Qwen2,
+    }
+
+    /// [`model_shaped`] with the layers of `family`.
+    pub fn model_with(v: Variant, shape: Shape, family: Family, seed: u8) -> Result<Vec<u8>, StdError> {
         let Shape { layers, d, heads: h0, kv_heads: kv0, ffn, vocab } = shape;
         if v.private_embedding && v.public_layers > 0 {
             return Err(StdError::Model("public layers need a public embedding".into()));
@@ -118,7 +136,11 @@ pub mod random {
         let kv_heads = if v.head_merge == 1 { kv0 } else { heads };
         let head_dim = d / h0 * v.head_merge;
         let meta = ModelMeta {
-            arch: "llama".into(),
+            arch: match family {
+                Family::Llama => "llama",
+                Family::Qwen2 => "qwen2",
+            }
+            .into(),
             n_layers: layers as u32,
             d_model: d as u32,
             n_heads: heads as u32,
@@ -161,6 +183,14 @@ pub mod random {
                     &[out as u64, inp as u64],
                     &uniform(&mut prg, out * inp, bound),
                 )?;
+                if arch.has_bias(proj) {
+                    w.tensor_f32(
+                        !weights_public,
+                        &names::proj_bias(l, proj),
+                        &[out as u64],
+                        &uniform(&mut prg, out, 0.5),
+                    )?;
+                }
                 if !public_layer && v.lora_rank > 0 {
                     let r = v.lora_rank;
                     let base = names::proj_base(l, proj);

@@ -367,3 +367,48 @@ fn max_hidden_state_error_is_small() {
         }
     }
 }
+
+/// The architecture seam's first proving feature: q, k and v biases (Qwen2's layout), private
+/// where the weights are (all private; half the layers frozen) and public under LoRA, give
+/// the plaintext model's tokens in every setting.
+#[test]
+fn qwen2_style_qkv_biases() {
+    let shape = random::Shape { layers: 4, d: 32, heads: 4, kv_heads: 2, ffn: 64, vocab: 64 };
+    for (public_layers, lora_rank) in [(0, 0), (2, 0), (2, 4)] {
+        let v = Variant { public_layers, lora_rank, head_merge: 1, mpc_friendly: false, private_embedding: false };
+        let server = random::model_with(v, shape, random::Family::Qwen2, 7).unwrap();
+        let client = extract_public(&server).unwrap();
+        let arch = arch_of(&ModelFile::parse(&server).unwrap());
+        assert!(arch.qkv_bias);
+        // The biases matter: the same weights without them give other logits.
+        let f = ModelFile::parse(&server).unwrap();
+        let mut with = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).unwrap();
+        let mut without = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).unwrap();
+        for layer in without.layers_mut() {
+            for lin in [&mut layer.q, &mut layer.k, &mut layer.v] {
+                lin.bias = None;
+            }
+        }
+        let mut h = with.embed(&[1, 2, 3]).unwrap();
+        let mut h2 = h.clone();
+        with.layers(&mut h, 3).unwrap();
+        without.layers(&mut h2, 3).unwrap();
+        let gap = h.iter().zip(&h2).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(gap > 0.1, "biases change the hidden state by {gap}");
+        let mut ties = 0;
+        for setting in Setting::ALL {
+            let prompts: Vec<Vec<u32>> = match setting {
+                Setting::Ot2pc => vec![vec![5, 9, 1]],
+                _ => (0..6u32).map(|i| (0..=i * 3).map(|j| (i * 13 + j * 7 + 1) % 64).collect()).collect(),
+            };
+            for prompt in prompts {
+                let new_tokens = 6;
+                let s = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens };
+                let r = run_mem(setting, &s).unwrap();
+                assert_eq!(r[0].0.len(), new_tokens);
+                ties += check(&server, &prompt, &r[0].0);
+            }
+        }
+        assert!(ties <= 2, "{ties} near-ties accepted for {v:?}");
+    }
+}

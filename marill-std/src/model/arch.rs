@@ -129,6 +129,8 @@ pub struct Arch {
     pub activation: Activation,
     /// Private layers' attention normaliser.
     pub attention: Attention,
+    /// q, k and v carry biases (`arch = "qwen2"`; `"llama"`: none), in every layer.
+    pub qkv_bias: bool,
 }
 
 impl Arch {
@@ -184,6 +186,11 @@ impl Arch {
         if m.lora_rank > 0 && !m.lora_alpha.is_finite() {
             return bad("lora_alpha", format!("{}: must be finite", m.lora_alpha));
         }
+        let qkv_bias = match m.arch.as_str() {
+            "llama" => false,
+            "qwen2" => true,
+            other => return bad("arch", format!("{other:?}: not one of [\"llama\", \"qwen2\"]")),
+        };
         let Some(activation) = Activation::parse(&m.activation) else {
             let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
             return bad("activation", format!("{:?}: not one of {names:?}", m.activation));
@@ -211,6 +218,7 @@ impl Arch {
             tie_embeddings: m.tie_embeddings,
             activation,
             attention,
+            qkv_bias,
         })
     }
 
@@ -229,6 +237,10 @@ impl Arch {
     /// `(out, in)` of a projection of a private layer.
     pub fn proj_shape(&self, proj: &str) -> (usize, usize) {
         LayerShape::private(self).proj_shape(self, proj)
+    }
+    /// Whether `proj` carries a bias.
+    pub fn has_bias(&self, proj: &str) -> bool {
+        self.qkv_bias && matches!(proj, "q" | "k" | "v")
     }
     /// LoRA scale `α/r`.
     pub fn lora_scale(&self) -> f32 {
@@ -344,7 +356,7 @@ mod tests {
     fn a_bad_architecture_value_is_refused_naming_its_field() {
         assert!(Arch::from_meta(&meta()).is_ok());
         type Spoil = fn(&mut ModelMeta);
-        let cases: [(&str, Spoil); 14] = [
+        let cases: [(&str, Spoil); 15] = [
             ("frac_bits", |m| m.frac_bits = 0),
             ("frac_bits", |m| m.frac_bits = 40),
             ("public_layers", |m| m.public_layers = vec![1]),
@@ -359,6 +371,7 @@ mod tests {
             ("lora_targets", |m| m.lora_targets = vec!["qkv".into()]),
             ("activation", |m| m.activation = "gelu".into()),
             ("attention", |m| m.attention = "linear".into()),
+            ("arch", |m| m.arch = "mistral".into()),
         ];
         for (field, spoil) in cases {
             let mut m = meta();

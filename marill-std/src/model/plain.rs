@@ -36,6 +36,8 @@ pub struct Linear<'a> {
     pub w: Cow<'a, [f32]>,
     /// LoRA `A` `[r, in]` and `B` `[out, r]`, with the scale `α/r`.
     pub lora: Option<LoraPair<'a>>,
+    /// Bias `[out]`.
+    pub bias: Option<Weights<'a>>,
     /// Output features.
     pub out: usize,
     /// Input features.
@@ -58,6 +60,13 @@ impl Linear<'_> {
             dense::matmul_t(&u, b, m, r, self.out, &mut v)?;
             for (yv, vv) in y.iter_mut().zip(&v) {
                 *yv += f64::from(*scale) * f64::from(*vv);
+            }
+        }
+        if let Some(b) = &self.bias {
+            for row in y.chunks_exact_mut(self.out) {
+                for (yv, bv) in row.iter_mut().zip(b.iter()) {
+                    *yv += f64::from(*bv);
+                }
             }
         }
         Ok(y)
@@ -114,7 +123,14 @@ fn linear<'a>(
         }
         _ => None,
     };
-    Ok(Linear { w: weights(&t)?, lora, out, inp })
+    let bias_name = names::proj_bias(layer, proj);
+    let bias = match (arch.has_bias(proj), f.tensor(&bias_name)) {
+        (true, Some(_)) => Some(vector(f, &bias_name, out)?),
+        (false, None) => None,
+        (true, None) => return Err(StdError::Model(format!("missing tensor {bias_name} (a qwen2 layer's bias)"))),
+        (false, Some(_)) => return Err(StdError::Model(format!("{bias_name}: a bias in a llama model"))),
+    };
+    Ok(Linear { w: weights(&t)?, lora, bias, out, inp })
 }
 
 fn vector<'a>(f: &ModelFile<'a>, name: &str, len: usize) -> Result<Cow<'a, [f32]>, StdError> {
@@ -309,6 +325,11 @@ impl<'a> PlainModel<'a> {
         let mut logits = vec![0f32; self.arch.vocab];
         dense::matmul_t(&x, lm, 1, d, self.arch.vocab, &mut logits)?;
         Ok(logits.into_iter().map(f64::from).collect())
+    }
+
+    /// The loaded layers, to edit in place (ablations: a bias or a LoRA removed).
+    pub fn layers_mut(&mut self) -> &mut [Layer<'a>] {
+        &mut self.layers
     }
 
     /// Position of the next token.

@@ -96,6 +96,8 @@ struct Group {
 
 struct SecLayer {
     attn_norm: Vect,
+    /// q, k and v biases (`Arch::qkv_bias`).
+    qkv_bias: Option<[Vect; 3]>,
     /// In [`GROUPS`] order.
     groups: Vec<Group>,
     mlp_norm: Vect,
@@ -128,6 +130,31 @@ fn block_diag(pieces: &[Vec<f32>], r: usize, widths: &[usize]) -> Vec<f32> {
         off += w;
     }
     out
+}
+
+/// `x[r, j] += b[j]·2^shift` over the `m` rows of `x` (width `w`), per share plane: a
+/// public bias on the protocol's public plane, a shared one plane by plane. Local.
+fn add_bias<P: Protocol>(p: &P, x: &mut [u64], m: usize, w: usize, b: &Vect, shift: u32) {
+    let n = m * w;
+    let mut add = |q: usize, b: &[u64]| {
+        for row in x[q * n..(q + 1) * n].chunks_exact_mut(w) {
+            for (xv, bv) in row.iter_mut().zip(b) {
+                *xv = xv.wrapping_add(bv.wrapping_shl(shift));
+            }
+        }
+    };
+    match b {
+        Vect::Public(b) => {
+            if let Some(q) = p.public_plane() {
+                add(q, b);
+            }
+        }
+        Vect::Shared(b) => {
+            for q in 0..P::PLANES {
+                add(q, &b[q * w..(q + 1) * w]);
+            }
+        }
+    }
 }
 
 /// Per plane: rows of `T × kv_dim` shares.
@@ -279,7 +306,12 @@ impl SecureModel {
             }
             let attn_norm = Self::vect(p, fp, public, server, &names::attn_norm(l), arch.d)?;
             let mlp_norm = Self::vect(p, fp, public, server, &names::mlp_norm(l), arch.d)?;
-            layers.push(SecLayer { attn_norm, groups, mlp_norm });
+            let mut qkv_bias = Vec::new();
+            for proj in ["q", "k", "v"].into_iter().filter(|_| arch.qkv_bias) {
+                qkv_bias.push(Self::vect(p, fp, public, server, &names::proj_bias(l, proj), arch.proj_shape(proj).0)?);
+            }
+            let qkv_bias = qkv_bias.try_into().ok();
+            layers.push(SecLayer { attn_norm, qkv_bias, groups, mlp_norm });
         }
         let norm = Self::vect(p, fp, public, server, names::NORM, arch.d)?;
         let head_name = if arch.tie_embeddings { names::EMBED } else { names::LM_HEAD };
@@ -695,6 +727,12 @@ impl SecureModel {
             (Some(q), Some(k), Some(v)) => (q, k, v),
             _ => return Err(StdError::Core(Error::Protocol)),
         };
+        if let Some(b) = &self.layers[li].qkv_bias {
+            // Biases at f bits, raised to the products' 2f (local).
+            for (x, (b, w)) in [&mut q, &mut k, &mut v].into_iter().zip(b.iter().zip([qd, kvd, kvd])) {
+                add_bias(p, x, m, w, b, f.frac_bits);
+            }
+        }
         self.rope::<P>(&mut q, m, qd, 1.0 / (hd as f64).sqrt());
         self.rope::<P>(&mut k, m, kvd, 1.0);
         for w in v.iter_mut() {
