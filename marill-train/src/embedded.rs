@@ -38,6 +38,7 @@ pub fn config() -> Config {
         rope_base: 10000.0,
         rms_eps: 1e-5,
         tie_embeddings: true,
+        qkv_bias: false,
     }
 }
 

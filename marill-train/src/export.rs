@@ -57,7 +57,7 @@ pub fn meta(model: &Model, frac_bits: u32) -> Result<ModelMeta> {
     }
     let lora = model.lora[np..].iter().flatten().next().copied();
     Ok(ModelMeta {
-        arch: "llama".into(),
+        arch: if model.cfg.qkv_bias { "qwen2" } else { "llama" }.into(),
         n_layers: n as u32,
         d_model: model.cfg.d as u32,
         n_heads: reference.n_heads as u32,

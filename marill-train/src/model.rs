@@ -41,6 +41,10 @@ pub struct Config {
     pub rms_eps: f64,
     /// lm head = embedding.
     pub tie_embeddings: bool,
+    /// q, k and v carry biases (Qwen2's layout). Left out of the serialised form when false,
+    /// so that a LLaMA config (and the base cache's key) reads as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qkv_bias: bool,
 }
 
 impl Config {
@@ -190,6 +194,10 @@ impl Model {
                 let (o, i) = proj_shape(cfg, &shape, proj);
                 put(names::proj(l, proj), &[o, i], normal(&mut rng, o * i, 0.02))?;
             }
+            for proj in ["q", "k", "v"].into_iter().filter(|_| cfg.qkv_bias) {
+                let (o, _) = proj_shape(cfg, &shape, proj);
+                put(names::proj_bias(l, proj), &[o], normal(&mut rng, o, 0.02))?;
+            }
             put(names::attn_norm(l), &[cfg.d], vec![1.0; cfg.d])?;
             put(names::mlp_norm(l), &[cfg.d], vec![1.0; cfg.d])?;
         }
@@ -276,6 +284,9 @@ impl Model {
     fn linear(&self, x: &Tensor, l: usize, proj: &str) -> Result<Tensor> {
         let w = self.get(&names::proj(l, proj))?;
         let mut y = x.matmul(&w.t()?)?;
+        if let Some(b) = self.params.get(&names::proj_bias(l, proj)) {
+            y = y.broadcast_add(b.tensor())?;
+        }
         if let Some(lora) = self.lora[l] {
             let base = names::proj_base(l, proj);
             if let (Some(a), Some(b)) =

@@ -280,6 +280,16 @@ fn select(m: &mut Model, name: &str, idx: &[u32], dim: usize) -> Result<()> {
     m.set(name, t, false)
 }
 
+/// Rows `idx` of projection `proj` of layer `l`: its weight's, and its bias's where it has one.
+fn select_rows(m: &mut Model, l: usize, proj: &str, idx: &[u32]) -> Result<()> {
+    select(m, &names::proj(l, proj), idx, 0)?;
+    let bias = names::proj_bias(l, proj);
+    if m.params.contains_key(&bias) {
+        select(m, &bias, idx, 0)?;
+    }
+    Ok(())
+}
+
 /// One kv head per query head in layer `l`.
 pub fn expand_kv(m: &mut Model, l: usize) -> Result<()> {
     let s = m.layers[l];
@@ -289,7 +299,7 @@ pub fn expand_kv(m: &mut Model, l: usize) -> Result<()> {
     let group = s.n_heads / s.n_kv_heads;
     let heads: Vec<usize> = (0..s.n_heads).map(|h| h / group).collect();
     for proj in ["k", "v"] {
-        select(m, &names::proj(l, proj), &rows_of(&heads, s.head_dim), 0)?;
+        select_rows(m, l, proj, &rows_of(&heads, s.head_dim))?;
     }
     m.layers[l].n_kv_heads = s.n_heads;
     Ok(())
@@ -308,7 +318,7 @@ pub fn merge_heads(m: &mut Model, l: usize, groups: &[Vec<u32>]) -> Result<()> {
     }
     let rows = rows_of(&order, s.head_dim);
     for proj in ["q", "k", "v"] {
-        select(m, &names::proj(l, proj), &rows, 0)?;
+        select_rows(m, l, proj, &rows)?;
     }
     select(m, &names::proj(l, "o"), &rows, 1)?;
     let s = &mut m.layers[l];
@@ -337,7 +347,7 @@ pub fn prune_heads(m: &mut Model, l: usize, p: usize) -> Result<()> {
     keep.sort_unstable();
     let rows = rows_of(&keep, s.head_dim);
     for proj in ["q", "k", "v"] {
-        select(m, &names::proj(l, proj), &rows, 0)?;
+        select_rows(m, l, proj, &rows)?;
     }
     select(m, &names::proj(l, "o"), &rows, 1)?;
     m.layers[l].n_heads = keep.len();

@@ -24,6 +24,7 @@ fn tiny() -> Model {
         rope_base: 10000.0,
         rms_eps: 1e-5,
         tie_embeddings: true,
+        qkv_bias: false,
     };
     Model::init(&cfg, 11, &Device::Cpu).unwrap()
 }

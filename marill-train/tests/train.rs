@@ -17,6 +17,11 @@ use marill_train::train::{self, DistillCoeffs, Objective, Opts};
 
 /// A tiny grouped-query model: 4 layers, d 32, 8 query / 4 kv heads of 4, ffn 48.
 fn tiny() -> Model {
+    tiny_family(false)
+}
+
+/// [`tiny`], with q, k and v biases (Qwen2's layout) when `qkv_bias`.
+fn tiny_family(qkv_bias: bool) -> Model {
     let cfg = Config {
         vocab: data::VOCAB,
         d: 32,
@@ -28,6 +33,7 @@ fn tiny() -> Model {
         rope_base: 10000.0,
         rms_eps: 1e-5,
         tie_embeddings: true,
+        qkv_bias,
     };
     Model::init(&cfg, 7, &Device::Cpu).unwrap()
 }
@@ -102,7 +108,13 @@ fn gradients_reach_every_trainable_weight_and_nothing_frozen_moves() {
 
 #[test]
 fn lora_with_zero_b_and_unit_head_merge_change_nothing() {
-    let base = tiny();
+    // With and without q, k and v biases (which must move with their heads' rows).
+    for qkv_bias in [false, true] {
+        zero_lora_and_unit_merge(tiny_family(qkv_bias));
+    }
+}
+
+fn zero_lora_and_unit_merge(base: Model) {
     let b = batch();
     let reference = logits(&base, &b);
     let lora = recipe(0.5, 4, 1).apply(&base, Some(&b.input), 1).unwrap();
@@ -229,6 +241,7 @@ fn attention_and_mlp_gradients_match_finite_differences() {
         rope_base: 10000.0,
         rms_eps: 1e-5,
         tie_embeddings: true,
+        qkv_bias: false,
     };
     let dev = Device::Cpu;
     let m = Model::init(&cfg, 3, &dev).unwrap();
@@ -267,6 +280,53 @@ fn attention_and_mlp_gradients_match_finite_differences() {
                 (analytic - numeric).abs() <= 1e-3 + 0.05 * numeric.abs(),
                 "{name}[{i}]: backprop {analytic}, finite differences {numeric}"
             );
+        }
+    }
+}
+
+/// The architecture seam's first proving feature through marill-train: a base with q, k and
+/// v biases trains them where the recipe trains the layer (full fine-tuning, LF 0.5, head
+/// merging, whose head permutation moves the biases with the rows), freezes them under
+/// LoRA, exports a `qwen2` file whose plaintext logits are candle's (1e-4) and whose secure
+/// generation in 2PC-Dealer and 3PC gives the plaintext model's tokens.
+#[test]
+fn qkv_biases_train_export_and_run_securely() {
+    use marill_std::Setting;
+    use marill_std::model::check::{SecureGeneration, teacher_forced};
+    use marill_std::model::names;
+    use marill_std::model_file::extract_public;
+    use marill_std::run::run_mem;
+    marill_train::progress::set_quiet(true);
+    let base = tiny_family(true);
+    let b = batch();
+    for r in [recipe(1.0, 0, 1), recipe(0.5, 0, 1), recipe(0.5, 4, 1), recipe(0.5, 0, 2)] {
+        let student = r.apply(&base, Some(&b.input), 1).unwrap();
+        let before = student.get(&names::proj_bias(3, "k")).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let opts = Opts { steps: 2, lr: 1e-2, weight_decay: 0.0 };
+        train::train(&student, opts, Objective::Nll, "b", |_| Ok(batch())).unwrap();
+        let after = student.get(&names::proj_bias(3, "k")).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let moved = before.iter().zip(&after).any(|(x, y)| x != y);
+        assert_eq!(moved, r.lora_rank == 0, "{}: a private layer's bias trains unless LoRA", r.label());
+        export_matches(&student, &r);
+        let tok = data::tokenizer_json();
+        let info = ExportInfo {
+            recipe: &r,
+            distilled: false,
+            tokenizer_json: Some(&tok),
+            frac_bits: 16,
+            notes: String::new(),
+        };
+        let server = export(&student, &info).unwrap();
+        let f = ModelFile::parse(&server).unwrap();
+        let meta: ModelMeta = decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+        assert_eq!(meta.arch, "qwen2");
+        let client = extract_public(&server).unwrap();
+        let prompt: Vec<u32> = data::encode("abcd where").unwrap();
+        for setting in [Setting::Dealer, Setting::Rep3] {
+            let g = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 6 };
+            let out = run_mem(setting, &g).unwrap();
+            let ties = teacher_forced(&server, &prompt, &out[0].0, 0.05).unwrap();
+            assert!(ties <= 1, "{} {setting:?}: {ties} near-ties", r.label());
         }
     }
 }
