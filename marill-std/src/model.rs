@@ -120,6 +120,8 @@ pub mod random {
         Llama,
         /// Qwen2: biases on q, k and v (private where the weights are).
         Qwen2,
+        /// Mistral: attention within a sliding window of this many keys.
+        Mistral(u32),
     }
 
     /// [`model_shaped`] with the layers of `family`.
@@ -139,6 +141,7 @@ pub mod random {
             arch: match family {
                 Family::Llama => "llama",
                 Family::Qwen2 => "qwen2",
+                Family::Mistral(_) => "mistral",
             }
             .into(),
             n_layers: layers as u32,
@@ -166,6 +169,10 @@ pub mod random {
             tie_embeddings: true,
             activation: if v.mpc_friendly { "relu" } else { "silu" }.into(),
             attention: if v.mpc_friendly { "2relu" } else { "softmax" }.into(),
+            sliding_window: match family {
+                Family::Mistral(w) => w,
+                _ => 0,
+            },
         };
         let arch = super::Arch::from_meta(&meta)?;
         let mut w = ModelWriter::new();

@@ -73,6 +73,35 @@ pub struct ModelMeta {
     pub activation: String,
     /// Attention normaliser (`"softmax"` or `"2relu"`).
     pub attention: String,
+    /// Sliding attention window in keys (0: none; `arch = "mistral"`). Format 1.1's
+    /// appended field: written after the fields above only when nonzero, so files without a
+    /// window keep 1.0's bytes. Read and write it with [`ModelMeta::decode`] and
+    /// [`ModelMeta::encode`] (plain postcard skips it).
+    #[serde(skip)]
+    pub sliding_window: u32,
+}
+
+impl ModelMeta {
+    /// The metadata section's bytes: the 1.0 fields, then the appended ones where set.
+    pub fn encode(&self) -> Result<Vec<u8>, StdError> {
+        let mut b = encode_postcard(self)?;
+        if self.sliding_window > 0 {
+            b.extend(encode_postcard(&self.sliding_window)?);
+        }
+        Ok(b)
+    }
+
+    /// From a metadata section: the 1.0 fields, then the appended ones if present (a
+    /// section that ends after the 1.0 fields has none). Bytes after the fields this reader
+    /// knows are ignored, as the spec requires of a later minor's.
+    pub fn decode(b: &[u8]) -> Result<Self, StdError> {
+        let (mut meta, rest): (ModelMeta, &[u8]) =
+            postcard::take_from_bytes(b).map_err(|e| StdError::Model(format!("decode: {e}")))?;
+        if !rest.is_empty() {
+            meta.sliding_window = decode_postcard(rest)?;
+        }
+        Ok(meta)
+    }
 }
 
 /// How the model was fine-tuned (the public recipe section).
@@ -171,7 +200,7 @@ impl ModelWriter {
 
     /// Add the metadata (public or private), postcard-encoded.
     pub fn metadata(&mut self, private: bool, meta: &ModelMeta) -> Result<&mut Self, StdError> {
-        let b = encode_postcard(meta)?;
+        let b = meta.encode()?;
         self.section(SectionKind::Metadata, private, "meta", b)
     }
 

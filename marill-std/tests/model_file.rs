@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use marill_core::format::{DType, ModelFile, SectionKind};
 use marill_std::model_file::vectors::{self, Expect};
-use marill_std::model_file::{MappedModel, ModelMeta, ModelWriter, decode_postcard, extract_public, hex};
+use marill_std::model_file::{MappedModel, ModelMeta, ModelWriter, extract_public, hex};
 
 /// Counts heap bytes allocated on threads that asked for it.
 struct Counting;
@@ -122,7 +122,7 @@ fn every_committed_vector_meets_its_json() {
 fn round_trip_values_and_metadata() {
     let b = vectors::tiny_server().unwrap();
     let f = ModelFile::parse(&b).unwrap();
-    let meta: ModelMeta = decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+    let meta = ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
     assert_eq!(meta.n_layers, 2);
     assert_eq!(meta.public_layers, vec![0]);
     // The parsed bytes live at an arbitrary heap address here; element access works

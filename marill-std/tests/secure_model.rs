@@ -412,3 +412,40 @@ fn qwen2_style_qkv_biases() {
         assert!(ties <= 2, "{ties} near-ties accepted for {v:?}");
     }
 }
+
+/// The seam's second proving feature: attention within a sliding window (Mistral's layout,
+/// a window of 5 keys) with prompts longer than the window, as one tile and in tiles of 1
+/// and 3 query rows (a tile's keys start at its first row's window): the plaintext model's
+/// tokens in every setting; the window changes them (the same weights causal give others).
+#[test]
+fn mistral_style_sliding_window() {
+    let shape = random::Shape { layers: 3, d: 32, heads: 4, kv_heads: 2, ffn: 64, vocab: 64 };
+    let v = Variant { public_layers: 1, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false };
+    let server = random::model_with(v, shape, random::Family::Mistral(5), 9).unwrap();
+    let client = extract_public(&server).unwrap();
+    let arch = arch_of(&ModelFile::parse(&client).unwrap());
+    assert_eq!(arch.window, Some(5));
+    let prompt: Vec<u32> = (0..12u32).map(|j| (j * 11 + 5) % 64).collect();
+    // The window matters: the same file read as causal gives another last hidden state.
+    let f = ModelFile::parse(&server).unwrap();
+    let last = |window: Option<usize>| {
+        let a = Arch { window, ..arch.clone() };
+        let mut m = PlainModel::load(&f, a, 0, arch.n_layers, true).unwrap();
+        let mut h = m.embed(&prompt).unwrap();
+        m.layers(&mut h, prompt.len()).unwrap();
+        h[h.len() - arch.d..].to_vec()
+    };
+    let gap = last(Some(5)).iter().zip(&last(None)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(gap > 0.1, "the window changes the hidden state by {gap}");
+    for setting in Setting::ALL {
+        let tiles: &[usize] = if setting == Setting::Ot2pc { &[usize::MAX] } else { &[usize::MAX, 1, 3] };
+        for &rows in tiles {
+            let tile = rows.saturating_mul(arch.n_heads * prompt.len());
+            let g = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 8 };
+            let out = run_mem(setting, &Tiled { inner: g, tile }).unwrap();
+            assert_eq!(out[0].0.len(), 8);
+            let ties = check(&server, &prompt, &out[0].0);
+            assert!(ties <= 1, "{setting:?}, tiles of {rows} rows: {ties} near-ties");
+        }
+    }
+}

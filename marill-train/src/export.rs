@@ -77,6 +77,7 @@ pub fn meta(model: &Model, frac_bits: u32) -> Result<ModelMeta> {
         tie_embeddings: model.cfg.tie_embeddings,
         activation: if np < n { reference.activation } else { Activation::Silu }.name().into(),
         attention: if np < n { reference.attention } else { Attention::Softmax }.name().into(),
+        sliding_window: 0,
     })
 }
 

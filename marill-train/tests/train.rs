@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use marill_core::format::{ModelFile, SectionKind};
 use marill_std::model::Arch;
 use marill_std::model::plain::PlainModel;
-use marill_std::model_file::{ModelMeta, decode_postcard};
+use marill_std::model_file::ModelMeta;
 use marill_train::data;
 use marill_train::export::{ExportInfo, export};
 use marill_train::model::{Config, Model, Param};
@@ -175,7 +175,7 @@ fn export_matches(student: &Model, r: &Recipe) {
     let bytes = export(student, &info).unwrap();
     let f = ModelFile::parse(&bytes).unwrap();
     let sec = f.find_section(SectionKind::Metadata, false).unwrap();
-    let meta: ModelMeta = decode_postcard(sec.bytes).unwrap();
+    let meta = ModelMeta::decode(sec.bytes).unwrap();
     let arch = Arch::from_meta(&meta).unwrap();
     assert_eq!(arch.n_public, r.n_public(student.cfg.n_layers + r.layer_prune));
     let tokens: Vec<u32> = data::encode("abcd where = q.").unwrap();
@@ -318,7 +318,7 @@ fn qkv_biases_train_export_and_run_securely() {
         };
         let server = export(&student, &info).unwrap();
         let f = ModelFile::parse(&server).unwrap();
-        let meta: ModelMeta = decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+        let meta = ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
         assert_eq!(meta.arch, "qwen2");
         let client = extract_public(&server).unwrap();
         let prompt: Vec<u32> = data::encode("abcd where").unwrap();

@@ -29,7 +29,7 @@ enum Op {
     Exp,
     Recip,
     Rsqrt,
-    Softmax { rows: usize, cols: usize, causal: Option<usize>, group: usize },
+    Softmax { rows: usize, cols: usize, causal: nl::Mask, group: usize },
     Softmax2Relu { rows: usize, cols: usize },
     Silu,
     Gelu,
@@ -88,7 +88,7 @@ impl Program for Case {
             }
             Op::Softmax2Relu { rows, cols } => {
                 let mut s = vec![0; nl::softmax_scratch(rows, cols, pl)];
-                nl::softmax_2relu(p, &x, rows, cols, None, &mut out, &mut s, FP)?
+                nl::softmax_2relu(p, &x, rows, cols, nl::Mask::All, &mut out, &mut s, FP)?
             }
             Op::Silu => nl::silu(p, &x, &mut out, &mut vec![0; nl::act_scratch(n, pl)], FP)?,
             Op::Gelu => nl::gelu(p, &x, &mut out, &mut vec![0; nl::act_scratch(n, pl)], FP)?,
@@ -188,10 +188,18 @@ fn rsqrt_on_hundredth_to_100() {
     }
 }
 
-fn softmax_ref(x: &[f64], rows: usize, cols: usize, causal: Option<usize>) -> Vec<f64> {
+fn softmax_ref(x: &[f64], rows: usize, cols: usize, causal: nl::Mask) -> Vec<f64> {
     let mut out = vec![0.0; x.len()];
     for r in 0..rows {
-        let vis = |j: usize| causal.is_none_or(|q| j + q <= r % q + cols);
+        // The query's own position among the keys, and the first key it sees.
+        let (me, first) = match causal {
+            nl::Mask::All => (cols - 1, 0),
+            nl::Mask::Causal(q) => (cols - q + r % q, 0),
+            nl::Mask::Window { queries: q, window } => {
+                (cols - q + r % q, (cols - q + r % q + 1).saturating_sub(window))
+            }
+        };
+        let vis = |j: usize| (first..=me).contains(&j);
         let row = &x[r * cols..(r + 1) * cols];
         let m = (0..cols).filter(|j| vis(*j)).map(|j| row[j]).fold(f64::MIN, f64::max);
         let s: f64 = (0..cols).filter(|j| vis(*j)).map(|j| (row[j] - m).exp()).sum();
@@ -214,9 +222,11 @@ fn softmax_of_widely_spread_rows() {
             if j == r { 40.0 } else { FP.decode(FP.encode(10.0 - ((j * 37 + r * 11) % 61) as f64 * 10.0)) }
         })
         .collect();
-    let want = softmax_ref(&x, rows, cols, None);
+    let want = softmax_ref(&x, rows, cols, nl::Mask::All);
     for group in [2, 4] {
-        for got in both(&Case { op: Op::Softmax { rows, cols, causal: None, group }, x: x.clone(), gain: vec![] }) {
+        for got in
+            both(&Case { op: Op::Softmax { rows, cols, causal: nl::Mask::All, group }, x: x.clone(), gain: vec![] })
+        {
             let e = max_abs(&got, &want);
             eprintln!("softmax (spread rows, row max in groups of {group}) error: measured {e:.2e} (bound 5e-3)");
             assert!(e <= 5e-3, "softmax of spread rows: error {e}");
@@ -228,8 +238,14 @@ fn softmax_of_widely_spread_rows() {
 fn softmax_rows_of_128() {
     let (rows, cols) = (6, 128);
     let x: Vec<f64> = normal(rows * cols, 2.0, 5).iter().map(|v| FP.decode(FP.encode(*v))).collect();
-    // The row maximum pairwise, and in groups of 4 (the runtime's decode), 3 and 8.
-    for (causal, group) in [(None, 2), (Some(6), 2), (None, 4), (Some(6), 4), (Some(6), 3), (None, 8)] {
+    // The row maximum pairwise, and in groups of 4 (the runtime's decode), 3 and 8; causal,
+    // and within sliding windows of 40 keys and of 1 (each query sees only itself).
+    use nl::Mask::{All, Causal, Window};
+    let w40 = Window { queries: 6, window: 40 };
+    let w1 = Window { queries: 6, window: 1 };
+    for (causal, group) in
+        [(All, 2), (Causal(6), 2), (All, 4), (Causal(6), 4), (Causal(6), 3), (All, 8), (w40, 2), (w40, 4), (w1, 2)]
+    {
         let want = softmax_ref(&x, rows, cols, causal);
         for got in both(&Case { op: Op::Softmax { rows, cols, causal, group }, x: x.clone(), gain: vec![] }) {
             let e = max_abs(&got, &want);
@@ -440,7 +456,9 @@ fn argmax_and_row_max_in_few_rounds() {
 /// Odd widths (a prompt of 5 tokens) in every grouping.
 #[test]
 fn softmax_of_odd_widths() {
-    for (cols, causal) in [(1, None), (3, None), (5, None), (6, Some(1)), (7, Some(1)), (9, None)] {
+    use nl::Mask::{All, Causal, Window};
+    let w3 = Window { queries: 1, window: 3 };
+    for (cols, causal) in [(1, All), (3, All), (5, All), (6, Causal(1)), (7, Causal(1)), (9, All), (7, w3), (3, w3)] {
         let rows = 4;
         let x: Vec<f64> = normal(rows * cols, 2.0, 7).iter().map(|v| FP.decode(FP.encode(*v))).collect();
         let want = softmax_ref(&x, rows, cols, causal);

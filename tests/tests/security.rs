@@ -98,12 +98,15 @@ fn nonlinear_buffer_errors_come_before_any_byte() {
     let need = nl::softmax_scratch(4, 32, 1);
     let mut scratch = vec![0u64; need - 1];
     assert_eq!(
-        nl::softmax(&mut p, &x, 4, 32, None, &mut out, &mut scratch, fp),
+        nl::softmax(&mut p, &x, 4, 32, nl::Mask::All, &mut out, &mut scratch, fp),
         Err(Error::BufferTooSmall { required: need })
     );
     let mut scratch = vec![0u64; need];
-    assert_eq!(nl::softmax(&mut p, &x, 4, 31, None, &mut out, &mut scratch, fp), Err(Error::ShapeMismatch));
-    assert_eq!(nl::softmax(&mut p, &x, 4, 32, Some(5), &mut out, &mut scratch, fp), Err(Error::ShapeMismatch));
+    assert_eq!(nl::softmax(&mut p, &x, 4, 31, nl::Mask::All, &mut out, &mut scratch, fp), Err(Error::ShapeMismatch));
+    assert_eq!(
+        nl::softmax(&mut p, &x, 4, 32, nl::Mask::Causal(5), &mut out, &mut scratch, fp),
+        Err(Error::ShapeMismatch)
+    );
     let mut small = vec![0u64; nl::exp_scratch(128, 1) - 1];
     assert_eq!(
         nl::exp(&mut p, &x, &mut out, &mut small, fp),

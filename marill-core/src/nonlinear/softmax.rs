@@ -84,16 +84,37 @@ pub const fn softmax_scratch_in_groups(rows: usize, cols: usize, group: usize, p
         + rows_inverse_scratch(rows, cols, planes)
 }
 
-/// Whether entry `(r, j)` is visible: with `causal = Some(q)`, rows come in blocks of `q`
-/// queries that are the last `q` of the `cols` positions, and a query sees keys up to itself.
-fn visible(r: usize, j: usize, cols: usize, causal: Option<usize>) -> bool {
-    match causal {
-        None => true,
-        Some(q) => j + q <= r % q + cols,
+/// Which entries of a `rows × cols` block of scores each row sees (public).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// Every entry.
+    All,
+    /// Rows come in blocks of `q` queries that are the last `q` of the `cols` positions, and
+    /// a query sees the keys up to itself.
+    Causal(usize),
+    /// [`Mask::Causal`] within a sliding window (Mistral's): a query sees itself and the
+    /// `window − 1` keys before it.
+    Window {
+        /// Queries per block, as in [`Mask::Causal`].
+        queries: usize,
+        /// Keys a query sees, itself included (≥ 1).
+        window: usize,
+    },
+}
+
+/// Whether entry `(r, j)` is visible under `mask`.
+fn visible(r: usize, j: usize, cols: usize, mask: Mask) -> bool {
+    match mask {
+        Mask::All => true,
+        Mask::Causal(q) => j + q <= r % q + cols,
+        Mask::Window { queries: q, window } => {
+            let me = r % q + cols - q;
+            j <= me && j + window > me
+        }
     }
 }
 
-fn mask_vectors(rows: usize, cols: usize, causal: Option<usize>, f: u32, mask: &mut [u64], fill: &mut [u64]) {
+fn mask_vectors(rows: usize, cols: usize, causal: Mask, f: u32, mask: &mut [u64], fill: &mut [u64]) {
     for r in 0..rows {
         for j in 0..cols {
             let v = visible(r, j, cols, causal);
@@ -109,7 +130,7 @@ fn check_rows<P: Protocol>(
     x: &[u64],
     rows: usize,
     cols: usize,
-    causal: Option<usize>,
+    causal: Mask,
     out: &[u64],
     scratch: &[u64],
     fp: FixedPoint,
@@ -124,10 +145,11 @@ fn check_rows<P: Protocol>(
     Ok((f, n, len))
 }
 
-fn check_causal(rows: usize, cols: usize, causal: Option<usize>) -> Result<()> {
+fn check_causal(rows: usize, cols: usize, causal: Mask) -> Result<()> {
     match causal {
-        Some(q) => ensure_shape(q > 0 && q <= cols && rows.is_multiple_of(q)),
-        None => Ok(()),
+        Mask::Causal(q) => ensure_shape(q > 0 && q <= cols && rows.is_multiple_of(q)),
+        Mask::Window { queries: q, window } => ensure_shape(q > 0 && q <= cols && rows.is_multiple_of(q) && window > 0),
+        Mask::All => Ok(()),
     }
 }
 
@@ -147,7 +169,7 @@ pub fn softmax<P: Protocol>(
     x: &[u64],
     rows: usize,
     cols: usize,
-    causal: Option<usize>,
+    causal: Mask,
     out: &mut [u64],
     scratch: &mut [u64],
     fp: FixedPoint,
@@ -165,7 +187,7 @@ pub fn softmax_in_groups<P: Protocol>(
     x: &[u64],
     rows: usize,
     cols: usize,
-    causal: Option<usize>,
+    causal: Mask,
     group: usize,
     out: &mut [u64],
     scratch: &mut [u64],
@@ -259,7 +281,7 @@ pub fn softmax_2relu<P: Protocol>(
     x: &[u64],
     rows: usize,
     cols: usize,
-    causal: Option<usize>,
+    causal: Mask,
     out: &mut [u64],
     scratch: &mut [u64],
     fp: FixedPoint,

@@ -141,7 +141,7 @@ fn inspect(path: PathBuf) -> Result<(), StdError> {
     }
     for s in f.sections() {
         match s.kind {
-            SectionKind::Metadata => match decode_postcard::<ModelMeta>(s.bytes) {
+            SectionKind::Metadata => match ModelMeta::decode(s.bytes) {
                 Ok(meta) => {
                     let _ = writeln!(o, "\n{} metadata\n  {meta:?}", if s.private { "private" } else { "public" });
                 }

@@ -131,6 +131,9 @@ pub struct Arch {
     pub attention: Attention,
     /// q, k and v carry biases (`arch = "qwen2"`; `"llama"`: none), in every layer.
     pub qkv_bias: bool,
+    /// Sliding attention window in keys, a query itself included (`arch = "mistral"`), in
+    /// every layer; `None`: causal over the whole sequence.
+    pub window: Option<usize>,
 }
 
 impl Arch {
@@ -187,9 +190,15 @@ impl Arch {
             return bad("lora_alpha", format!("{}: must be finite", m.lora_alpha));
         }
         let qkv_bias = match m.arch.as_str() {
-            "llama" => false,
+            "llama" | "mistral" => false,
             "qwen2" => true,
-            other => return bad("arch", format!("{other:?}: not one of [\"llama\", \"qwen2\"]")),
+            other => return bad("arch", format!("{other:?}: not one of [\"llama\", \"qwen2\", \"mistral\"]")),
+        };
+        let window = match (m.arch.as_str(), m.sliding_window) {
+            ("mistral", 0) => return bad("sliding_window", "a mistral model needs a window of 1 key or more".into()),
+            ("mistral", w) => Some(w as usize),
+            (_, 0) => None,
+            (a, w) => return bad("sliding_window", format!("{w}: a window in a {a} model (only mistral has one)")),
         };
         let Some(activation) = Activation::parse(&m.activation) else {
             let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
@@ -219,6 +228,7 @@ impl Arch {
             activation,
             attention,
             qkv_bias,
+            window,
         })
     }
 
@@ -333,7 +343,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::model::random;
-    use crate::model_file::{ModelMeta, decode_postcard};
+    use crate::model_file::{ModelMeta, decode_postcard, encode_postcard};
     use marill_core::format::{ModelFile, SectionKind};
 
     fn meta() -> ModelMeta {
@@ -347,7 +357,7 @@ mod tests {
         let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
         let bytes = random::model_shaped(var, shape, 1).unwrap();
         let f = ModelFile::parse(&bytes).unwrap();
-        decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap()
+        ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap()
     }
 
     /// A file's architecture is checked when it is opened: each bad value is refused with
@@ -356,7 +366,7 @@ mod tests {
     fn a_bad_architecture_value_is_refused_naming_its_field() {
         assert!(Arch::from_meta(&meta()).is_ok());
         type Spoil = fn(&mut ModelMeta);
-        let cases: [(&str, Spoil); 15] = [
+        let cases: [(&str, Spoil); 17] = [
             ("frac_bits", |m| m.frac_bits = 0),
             ("frac_bits", |m| m.frac_bits = 40),
             ("public_layers", |m| m.public_layers = vec![1]),
@@ -371,7 +381,9 @@ mod tests {
             ("lora_targets", |m| m.lora_targets = vec!["qkv".into()]),
             ("activation", |m| m.activation = "gelu".into()),
             ("attention", |m| m.attention = "linear".into()),
-            ("arch", |m| m.arch = "mistral".into()),
+            ("arch", |m| m.arch = "gemma".into()),
+            ("sliding_window", |m| m.arch = "mistral".into()),
+            ("sliding_window", |m| m.sliding_window = 8),
         ];
         for (field, spoil) in cases {
             let mut m = meta();
@@ -385,5 +397,22 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+    }
+
+    /// The window is format 1.1's appended metadata field: absent from a file without one
+    /// (1.0's bytes), read back where present, and skipped by a 1.0 reader.
+    #[test]
+    fn a_window_is_appended_to_the_metadata_and_read_back() {
+        let mut m = meta();
+        let plain = m.encode().unwrap();
+        assert_eq!(plain, encode_postcard(&m).unwrap());
+        m.arch = "mistral".into();
+        m.sliding_window = 4096;
+        let b = m.encode().unwrap();
+        assert!(b.len() > plain.len());
+        assert_eq!(ModelMeta::decode(&b).unwrap(), m);
+        let old: ModelMeta = decode_postcard(&b).unwrap();
+        assert_eq!(old.sliding_window, 0);
+        assert_eq!(Arch::from_meta(&m).unwrap().window, Some(4096));
     }
 }

@@ -15,14 +15,14 @@ use super::Arch;
 use super::plain::{PlainModel, argmax};
 use super::secure::{SecureModel, generate};
 use crate::StdError;
-use crate::model_file::{ModelMeta, decode_postcard};
+use crate::model_file::ModelMeta;
 use crate::run::Program;
 
 /// The architecture in a file's public metadata.
 pub fn arch_of(f: &ModelFile<'_>) -> Result<Arch, StdError> {
     let sec =
         f.find_section(SectionKind::Metadata, false).ok_or_else(|| StdError::Model("no public metadata".into()))?;
-    let meta: ModelMeta = decode_postcard(sec.bytes)?;
+    let meta = ModelMeta::decode(sec.bytes)?;
     Arch::from_meta(&meta)
 }
 

@@ -278,15 +278,17 @@ impl<'a> PlainModel<'a> {
             let kvh = hh / group;
             for i in 0..m {
                 let qrow = &q[i * qd + hh * hd..i * qd + (hh + 1) * hd];
-                let visible = t_len - m + i + 1;
-                let scores: Vec<f64> = (0..visible)
+                // Keys first..=me: up to the query itself, within the window if any.
+                let me = t_len - m + i;
+                let first = a.window.map_or(0, |w| (me + 1).saturating_sub(w));
+                let scores: Vec<f64> = (first..=me)
                     .map(|t| {
                         let krow = &kc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
                         qrow.iter().zip(krow).map(|(x, y)| x * y).sum()
                     })
                     .collect();
                 let probs = s.attention.normalise(&scores);
-                for (t, pr) in probs.iter().enumerate() {
+                for (t, pr) in (first..).zip(&probs) {
                     let vrow = &vc[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
                     for (j, vv) in vrow.iter().enumerate() {
                         attn[i * qd + hh * hd + j] += pr * vv;

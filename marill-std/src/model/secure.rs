@@ -606,8 +606,9 @@ impl SecureModel {
     }
 
     /// One tile of attention: query rows `r0..r1` of the step's `m` (shares in `q`, all
-    /// heads) against the first `t − m + r1` keys and values of layer `li`'s cache (the
-    /// keys row `r1 − 1` sees), written into rows `r0..r1` of `attn`.
+    /// heads) against the keys and values of layer `li`'s cache that its rows see (the first
+    /// `t − m + r1`; under a sliding window, from the first key row `r0` sees), written into
+    /// rows `r0..r1` of `attn`.
     fn attention_tile<P: Protocol>(
         &mut self,
         p: &mut P,
@@ -621,7 +622,14 @@ impl SecureModel {
         let (pl, f) = (P::PLANES, self.fp);
         let (qd, kvd, hd, nh) = (a.q_dim(), a.kv_dim(), a.head_dim, a.n_heads);
         let group = a.n_heads / a.n_kv_heads;
-        let (mt, tt) = (r1 - r0, t - m + r1);
+        let (mt, end) = (r1 - r0, t - m + r1);
+        // Keys k0..end: a sliding window starts at the first key row r0 sees, and the mask
+        // hides the keys before each later row's window (public positions).
+        let (k0, mask) = match a.window {
+            Some(w) => ((t - m + r0 + 1).saturating_sub(w), nl::Mask::Window { queries: mt, window: w }),
+            None => (0, nl::Mask::Causal(mt)),
+        };
+        let tt = end - k0;
         // All heads' Q (mt × hd) blocks; Kᵀ and V blocks come from the cache.
         let qb = mt * hd;
         let mut qs = vec![0; nh * qb * pl];
@@ -635,7 +643,7 @@ impl SecureModel {
             }
         }
         let (kc, vc) = &self.cache[li];
-        let ks = cache_blocks(kc, tt, kvd, hd, nh, group, true);
+        let ks = cache_blocks(kc, k0..end, kvd, hd, nh, group, true);
         Self::part(&mut self.parts, p, "scores")?;
         let mut scores = vec![0; nh * mt * tt * pl];
         p.matmul_many_trunc(&qs, &ks, &mut scores, MatDims::new(mt, hd, tt), nh, f.frac_bits)?;
@@ -659,14 +667,12 @@ impl SecureModel {
         };
         let mut s = vec![0; nl::softmax_scratch_in_groups(rows, tt, max_group, pl)];
         match a.attention {
-            Attention::TwoRelu => nl::softmax_2relu(p, &scores, rows, tt, Some(mt), &mut probs, &mut s, f)?,
-            Attention::Softmax => {
-                nl::softmax_in_groups(p, &scores, rows, tt, Some(mt), max_group, &mut probs, &mut s, f)?
-            }
+            Attention::TwoRelu => nl::softmax_2relu(p, &scores, rows, tt, mask, &mut probs, &mut s, f)?,
+            Attention::Softmax => nl::softmax_in_groups(p, &scores, rows, tt, mask, max_group, &mut probs, &mut s, f)?,
         }
         drop((s, scores));
         Self::part(&mut self.parts, p, "P·V")?;
-        let vs = cache_blocks(vc, tt, kvd, hd, nh, group, false);
+        let vs = cache_blocks(vc, k0..end, kvd, hd, nh, group, false);
         let mut heads = vec![0; nh * mt * hd * pl];
         p.matmul_many_trunc(&probs, &vs, &mut heads, MatDims::new(mt, tt, hd), nh, f.frac_bits)?;
         for qq in 0..pl {
@@ -962,22 +968,23 @@ impl SecureModel {
 /// (`T × hd`) without.
 fn cache_blocks(
     c: &[Vec<u64>],
-    t: usize,
+    keys: std::ops::Range<usize>,
     kvd: usize,
     hd: usize,
     nh: usize,
     group: usize,
     transposed: bool,
 ) -> Vec<u64> {
+    let t = keys.len();
     let b = t * hd;
     let mut out = vec![0; c.len() * nh * b];
     for (qq, plane) in c.iter().enumerate() {
         for hh in 0..nh {
             let kvh = hh / group;
-            for tt in 0..t {
+            for (tt, key) in keys.clone().enumerate() {
                 for j in 0..hd {
                     let at = if transposed { j * t + tt } else { tt * hd + j };
-                    out[qq * nh * b + hh * b + at] = plane[tt * kvd + kvh * hd + j];
+                    out[qq * nh * b + hh * b + at] = plane[key * kvd + kvh * hd + j];
                 }
             }
         }

@@ -54,6 +54,7 @@ pub fn tiny_server() -> Result<Vec<u8>, StdError> {
         tie_embeddings: true,
         activation: "silu".into(),
         attention: "softmax".into(),
+        sliding_window: 0,
     };
     let recipe = Recipe {
         trained_fraction: 0.5,

@@ -9,7 +9,7 @@ use marill_core::format::{ModelFile, SectionKind};
 use marill_std::model::Arch;
 use marill_std::model::plain::{PlainModel, argmax};
 use marill_std::model::random::{self, Variant};
-use marill_std::model_file::{ModelMeta, decode_postcard, extract_public};
+use marill_std::model_file::{ModelMeta, extract_public};
 
 /// Kills the child if the test ends early.
 pub struct Guard(pub Child);
@@ -120,7 +120,7 @@ pub fn client_cmd(
 
 pub fn check_tokens(server_file: &[u8], prompt: &[u32], got: &[u32]) {
     let f = ModelFile::parse(server_file).unwrap();
-    let meta: ModelMeta = decode_postcard(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+    let meta = ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
     let arch = Arch::from_meta(&meta).unwrap();
     let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).unwrap();
     let mut feed = prompt.to_vec();
