@@ -7,7 +7,7 @@ use std::path::Path;
 
 use marill_core::format::{
     self, DType, FLAG_PRIVATE, FormatError, HEADER_LEN, MAGIC, ModelFile, RawHeader, RawSection, RawTensor,
-    SECTION_ENTRY_LEN, SectionKind, VERSION_MAJOR, VERSION_MINOR,
+    SECTION_ENTRY_LEN, SectionKind, VERSION_MAJOR,
 };
 use serde::{Deserialize, Serialize};
 use zerocopy_shim::{u16le, u32le, u64le};
@@ -156,6 +156,9 @@ struct PendingSection {
 /// name within their index. Output is deterministic.
 #[derive(Default)]
 pub struct ModelWriter {
+    /// The header's minor version: `format::VERSION_MINOR` (0), or 1 where the metadata carries
+    /// 1.1's appended field.
+    minor: u16,
     sections: Vec<PendingSection>,
     public_tensors: Vec<PendingTensor>,
     private_tensors: Vec<PendingTensor>,
@@ -201,6 +204,9 @@ impl ModelWriter {
     /// Add the metadata (public or private), postcard-encoded.
     pub fn metadata(&mut self, private: bool, meta: &ModelMeta) -> Result<&mut Self, StdError> {
         let b = meta.encode()?;
+        if meta.sliding_window > 0 {
+            self.minor = self.minor.max(1);
+        }
         self.section(SectionKind::Metadata, private, "meta", b)
     }
 
@@ -339,7 +345,7 @@ impl ModelWriter {
         let header = RawHeader {
             magic: MAGIC,
             version_major: u16le(VERSION_MAJOR),
-            version_minor: u16le(VERSION_MINOR),
+            version_minor: u16le(self.minor),
             header_len: u32le(HEADER_LEN as u32),
             section_count: u32le(outs.len() as u32),
             flags: u32le(0),

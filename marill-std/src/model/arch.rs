@@ -414,5 +414,18 @@ mod tests {
         let old: ModelMeta = decode_postcard(&b).unwrap();
         assert_eq!(old.sliding_window, 0);
         assert_eq!(Arch::from_meta(&m).unwrap().window, Some(4096));
+        // A file with the window says minor 1 in its header; one without keeps minor 0.
+        let v = random::Variant {
+            public_layers: 1,
+            lora_rank: 0,
+            head_merge: 1,
+            mpc_friendly: false,
+            private_embedding: false,
+        };
+        let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
+        for (family, minor) in [(random::Family::Llama, 0), (random::Family::Mistral(8), 1)] {
+            let bytes = random::model_with(v, shape, family, 1).unwrap();
+            assert_eq!(ModelFile::parse(&bytes).unwrap().header().version_minor.get(), minor);
+        }
     }
 }
