@@ -39,6 +39,7 @@ pub fn config() -> Config {
         rms_eps: 1e-5,
         tie_embeddings: true,
         qkv_bias: false,
+        sliding_window: None,
     }
 }
 

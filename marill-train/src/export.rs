@@ -57,7 +57,13 @@ pub fn meta(model: &Model, frac_bits: u32) -> Result<ModelMeta> {
     }
     let lora = model.lora[np..].iter().flatten().next().copied();
     Ok(ModelMeta {
-        arch: if model.cfg.qkv_bias { "qwen2" } else { "llama" }.into(),
+        arch: match (model.cfg.qkv_bias, model.cfg.sliding_window) {
+            (false, None) => "llama",
+            (true, None) => "qwen2",
+            (false, Some(_)) => "mistral",
+            (true, Some(_)) => return Err(Error::Config("q/k/v biases and a sliding window in one model".into())),
+        }
+        .into(),
         n_layers: n as u32,
         d_model: model.cfg.d as u32,
         n_heads: reference.n_heads as u32,
@@ -77,7 +83,10 @@ pub fn meta(model: &Model, frac_bits: u32) -> Result<ModelMeta> {
         tie_embeddings: model.cfg.tie_embeddings,
         activation: if np < n { reference.activation } else { Activation::Silu }.name().into(),
         attention: if np < n { reference.attention } else { Attention::Softmax }.name().into(),
-        sliding_window: 0,
+        sliding_window: match model.cfg.sliding_window {
+            Some(w) => u32::try_from(w).map_err(|_| Error::Config(format!("sliding window {w}")))?,
+            None => 0,
+        },
     })
 }
 

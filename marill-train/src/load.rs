@@ -89,6 +89,7 @@ pub fn load_hf(dir: &Path, dev: &Device) -> Result<Loaded> {
         rms_eps: j.get("rms_norm_eps").and_then(serde_json::Value::as_f64).unwrap_or(1e-5),
         tie_embeddings: j.get("tie_word_embeddings").and_then(serde_json::Value::as_bool).unwrap_or(false),
         qkv_bias: false,
+        sliding_window: None,
     };
     let mut tensors = HashMap::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)?
@@ -182,6 +183,7 @@ pub fn load_gguf(path: &Path, dev: &Device) -> Result<Loaded> {
         rms_eps: fl("attention.layer_norm_rms_epsilon", 1e-5),
         tie_embeddings: !has_output,
         qkv_bias: false,
+        sliding_window: None,
     };
     let mut tensors = HashMap::new();
     let mut get = |gg: &str| -> Result<Tensor> {

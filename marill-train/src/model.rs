@@ -45,6 +45,10 @@ pub struct Config {
     /// so that a LLaMA config (and the base cache's key) reads as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub qkv_bias: bool,
+    /// Attention within a sliding window of this many keys, a query itself included
+    /// (Mistral's); `None`: causal over the whole sequence. Omitted when `None`, as above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<usize>,
 }
 
 impl Config {
@@ -356,7 +360,7 @@ impl Model {
         let (b, t) = tokens.dims2()?;
         let h = self.get(names::EMBED)?.index_select(&tokens.flatten_all()?, 0)?;
         let (cos, sin) = self.rope_tables(t, self.cfg.head_dim)?;
-        let (mask_add, mask_mul) = causal_mask(t, &self.device)?;
+        let (mask_add, mask_mul) = causal_mask(t, self.cfg.sliding_window, &self.device)?;
         Ok((h, Pass { b, t, cos, sin, mask_add, mask_mul }))
     }
 
@@ -479,13 +483,17 @@ pub fn repeat_kv(x: &Tensor, group: usize) -> Result<Tensor> {
 
 /// The causal mask as an additive `[t, t]` (−1e9 above the diagonal) and a multiplicative
 /// 0/1 one.
-fn causal_mask(t: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
+/// Additive and multiplicative masks of `t` positions: query `i` sees keys `j ≤ i`, and
+/// within a sliding `window` only `j > i − window`.
+fn causal_mask(t: usize, window: Option<usize>, dev: &Device) -> Result<(Tensor, Tensor)> {
     let mut add = vec![0f32; t * t];
     let mut mul = vec![1f32; t * t];
     for i in 0..t {
-        for j in i + 1..t {
-            add[i * t + j] = -1e9;
-            mul[i * t + j] = 0.0;
+        for j in 0..t {
+            if j > i || window.is_some_and(|w| j + w <= i) {
+                add[i * t + j] = -1e9;
+                mul[i * t + j] = 0.0;
+            }
         }
     }
     Ok((Tensor::from_vec(add, (t, t), dev)?, Tensor::from_vec(mul, (t, t), dev)?))

@@ -25,6 +25,7 @@ fn tiny() -> Model {
         rms_eps: 1e-5,
         tie_embeddings: true,
         qkv_bias: false,
+        sliding_window: None,
     };
     Model::init(&cfg, 11, &Device::Cpu).unwrap()
 }
