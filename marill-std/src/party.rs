@@ -204,7 +204,7 @@ fn secure(
 
 /// A model file's public digest, fixed-point bits and architecture.
 fn model_info(f: &ModelFile<'_>) -> Result<([u8; 32], Arch), StdError> {
-    Ok((f.verify_digest()?, crate::model::check::arch_of(f)?))
+    Ok((f.verify_digest()?, crate::model::Arch::of_file(f)?))
 }
 
 /// The client's request: prompt length and new tokens (public to every party).
@@ -351,6 +351,16 @@ pub fn serve(
     log: impl FnMut(&str) + Send,
 ) -> Result<(), StdError> {
     let file = model.file()?;
+    // Refused at start, not at the first session: a client file (public sections only)
+    // cannot serve, and a bad architecture is the file's fault, not a peer's.
+    if !file.has_private() {
+        return Err(StdError::Model(
+            "this is a client file (public sections only): the server needs the provider's file with its private \
+             weights"
+                .into(),
+        ));
+    }
+    model_info(&file)?;
     let log = Mutex::new(log);
     accepting(&listener, cfg, &[CLIENT, HELPER], |next| {
         Slots::run(cfg, &log, |slots| serve_accepted(next, &file, cfg, sessions, slots))

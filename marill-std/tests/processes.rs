@@ -374,3 +374,19 @@ fn one_address_holds_at_most_eight_handshakes() {
     drop(silent);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A client file (public sections only) cannot serve: `marill serve` refuses at start,
+/// naming the file's kind, instead of listening and failing each session.
+#[test]
+fn serve_refuses_a_client_file_at_start() {
+    let dir = std::env::temp_dir().join(format!("marill-proc-clientfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, _, cp) = files(&dir, 24);
+    let mut cmd = std::process::Command::new(common::exe());
+    cmd.args(["serve", "--model", cp.to_str().unwrap(), "--setting", "rep3", "--listen", "127.0.0.1:0"]);
+    cmd.arg("--insecure-plaintext");
+    let (ok, _, err) = output(cmd);
+    assert!(!ok);
+    assert!(err.contains("client file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

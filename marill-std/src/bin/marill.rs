@@ -489,7 +489,7 @@ fn plain(args: &[String]) -> Result<(), StdError> {
     let (tokenizer, prompt) = prompt_of(&f, &model)?;
     let n = num(&f, "gen", 16)?;
     let file = model.file()?;
-    let arch = marill_std::model::check::arch_of(&file)?;
+    let arch = marill_std::model::Arch::of_file(&file)?;
     if prompt.is_empty() {
         return Err(StdError::Model("empty prompt".into()));
     }

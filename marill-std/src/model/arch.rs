@@ -137,6 +137,14 @@ pub struct Arch {
 }
 
 impl Arch {
+    /// The architecture of a split-model file (its public metadata), checked.
+    pub fn of_file(f: &ModelFile<'_>) -> Result<Self, StdError> {
+        let sec = f
+            .find_section(marill_core::format::SectionKind::Metadata, false)
+            .ok_or_else(|| StdError::Model("no public metadata".into()))?;
+        Self::from_meta(&ModelMeta::decode(sec.bytes)?)
+    }
+
     /// Check and convert the metadata: every value the runtimes rely on is checked here,
     /// when a file is opened, and a bad one is refused with its field's name
     /// ([`StdError::Arch`]) rather than failing mid-inference.

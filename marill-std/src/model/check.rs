@@ -8,22 +8,18 @@
 //! does not derail the rest. Both argmaxes take the lowest index on exact ties.
 
 use marill_core::Error;
-use marill_core::format::{ModelFile, SectionKind};
+use marill_core::format::ModelFile;
 use marill_core::proto::Protocol;
 
 use super::Arch;
 use super::plain::{PlainModel, argmax};
 use super::secure::{SecureModel, generate};
 use crate::StdError;
-use crate::model_file::ModelMeta;
 use crate::run::Program;
 
 /// The architecture in a file's public metadata.
 pub fn arch_of(f: &ModelFile<'_>) -> Result<Arch, StdError> {
-    let sec =
-        f.find_section(SectionKind::Metadata, false).ok_or_else(|| StdError::Model("no public metadata".into()))?;
-    let meta = ModelMeta::decode(sec.bytes)?;
-    Arch::from_meta(&meta)
+    Arch::of_file(f)
 }
 
 /// One secure generation: the server holds `server` (its full file), the client `client`
