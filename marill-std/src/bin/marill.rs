@@ -733,7 +733,7 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
     if let Some(o) = &only {
         let known = cases.iter().any(|c| c.0 == o) || table2.iter().any(|t| format!("f={t}/26") == *o);
         if !known {
-            return Err(StdError::Model(format!(
+            return Err(StdError::Usage(format!(
                 "--variant {o}: one of baseline lf0.5 hm4 lora64 lf0.5+hm4 lf0.5+lora64 f=13/26 f=9/26 f=6/26 f=5/26 f=4/26"
             )));
         }
