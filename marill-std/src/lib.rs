@@ -66,6 +66,7 @@ pub mod alloc_meter;
 pub mod error;
 pub mod model;
 pub mod model_file;
+pub mod openai;
 pub mod ot2pc;
 pub mod party;
 pub mod run;

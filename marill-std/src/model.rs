@@ -110,7 +110,7 @@ pub mod random {
     /// A model of `shape` laid out as variant `v` (merged heads own their keys and values);
     /// returns the server file's bytes.
     pub fn model_shaped(v: Variant, shape: Shape, seed: u8) -> Result<Vec<u8>, StdError> {
-        model_with(v, shape, Family::Llama, seed)
+        model_with(v, shape, Family::Llama, seed, None)
     }
 
     /// Which family's layers a random model has.
@@ -124,8 +124,15 @@ pub mod random {
         Mistral(u32),
     }
 
-    /// [`model_shaped`] with the layers of `family`.
-    pub fn model_with(v: Variant, shape: Shape, family: Family, seed: u8) -> Result<Vec<u8>, StdError> {
+    /// [`model_shaped`] with the layers of `family`, and a tokenizer section (a Hugging
+    /// Face `tokenizer.json` over the model's vocabulary) when given.
+    pub fn model_with(
+        v: Variant,
+        shape: Shape,
+        family: Family,
+        seed: u8,
+        tokenizer: Option<&str>,
+    ) -> Result<Vec<u8>, StdError> {
         let Shape { layers, d, heads: h0, kv_heads: kv0, ffn, vocab } = shape;
         if v.private_embedding && v.public_layers > 0 {
             return Err(StdError::Model("public layers need a public embedding".into()));
@@ -177,6 +184,9 @@ pub mod random {
         let arch = super::Arch::from_meta(&meta)?;
         let mut w = ModelWriter::new();
         w.metadata(false, &meta)?;
+        if let Some(t) = tokenizer {
+            w.section(marill_core::format::SectionKind::Tokenizer, false, "tokenizer", t.as_bytes().to_vec())?;
+        }
         w.tensor_f32(v.private_embedding, names::EMBED, &[vocab as u64, d as u64], &uniform(&mut prg, vocab * d, 1.0))?;
         for l in 0..layers {
             let public_layer = l < v.public_layers;

@@ -376,7 +376,7 @@ fn qwen2_style_qkv_biases() {
     let shape = random::Shape { layers: 4, d: 32, heads: 4, kv_heads: 2, ffn: 64, vocab: 64 };
     for (public_layers, lora_rank) in [(0, 0), (2, 0), (2, 4)] {
         let v = Variant { public_layers, lora_rank, head_merge: 1, mpc_friendly: false, private_embedding: false };
-        let server = random::model_with(v, shape, random::Family::Qwen2, 7).unwrap();
+        let server = random::model_with(v, shape, random::Family::Qwen2, 7, None).unwrap();
         let client = extract_public(&server).unwrap();
         let arch = arch_of(&ModelFile::parse(&server).unwrap());
         assert!(arch.qkv_bias);
@@ -421,7 +421,7 @@ fn qwen2_style_qkv_biases() {
 fn mistral_style_sliding_window() {
     let shape = random::Shape { layers: 3, d: 32, heads: 4, kv_heads: 2, ffn: 64, vocab: 64 };
     let v = Variant { public_layers: 1, lora_rank: 0, head_merge: 1, mpc_friendly: false, private_embedding: false };
-    let server = random::model_with(v, shape, random::Family::Mistral(5), 9).unwrap();
+    let server = random::model_with(v, shape, random::Family::Mistral(5), 9, None).unwrap();
     let client = extract_public(&server).unwrap();
     let arch = arch_of(&ModelFile::parse(&client).unwrap());
     assert_eq!(arch.window, Some(5));

@@ -21,6 +21,11 @@ const USAGE: &str = "usage:
   marill helper --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (3PC)
   marill dealer --model CLIENT_FILE --listen ADDR --server ADDR [--sessions N] [--max-sessions K] [--ahead-mb M] [--max-seq N] [--timeout S] [--link L] [--threads T] SECURITY   (2PC-Dealer)
   marill client --model CLIENT_FILE --server ADDR [--helper ADDR] --setting dealer|rep3|ot2pc (--prompt \"ID ID ...\" | --text TEXT) --gen N [--offline-mb M] [--timeout S] [--link L] [--threads T] SECURITY
+  marill client --openai ADDR --model CLIENT_FILE --server ADDR [--helper ADDR] --setting S [--gen N] [--requests N] ... SECURITY
+                                           a local OpenAI-compatible endpoint (/v1/chat/completions,
+                                           streaming or not; /v1/models): each request is one secure
+                                           session, its messages in the file's chat template; --gen caps
+                                           max_tokens (default 64); bind it to 127.0.0.1
   marill plain  --model SERVER_FILE (--prompt \"ID ID ...\" | --text TEXT) --gen N
                                            the plaintext model's greedy output, for comparison
   marill cost   [--setting dealer|rep3|ot2pc|all] [--prompt-len B] [--shape paper|tiny] [--runs N] [--json]
@@ -242,7 +247,7 @@ fn party_flags(role: &str) -> Vec<&'static str> {
         "serve" => vec!["model", "listen", "setting", "sessions", "max-sessions", "offline-mb"],
         "helper" => vec!["model", "listen", "server", "sessions", "max-sessions"],
         "dealer" => vec!["model", "listen", "server", "sessions", "max-sessions", "ahead-mb"],
-        _ => vec!["model", "server", "helper", "setting", "prompt", "text", "gen", "offline-mb"],
+        _ => vec!["model", "server", "helper", "setting", "prompt", "text", "gen", "offline-mb", "openai", "requests"],
     };
     f.extend(["max-seq", "timeout", "link", "threads"]);
     f.extend(SECURITY_FLAGS);
@@ -406,6 +411,40 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             } else {
                 party::helper(listener, addr(need(&f, "server")?)?, &model, &cfg, sessions, log)
             }
+        }
+        _ if f.contains_key("openai") => {
+            let server = addr(need(&f, "server")?)?;
+            let helper = match (setting, f.get("helper")) {
+                (Setting::Ot2pc, None) => None,
+                _ => Some(addr(need(&f, "helper")?)?),
+            };
+            let file = model.file()?;
+            let tok = file
+                .find_section(SectionKind::Tokenizer, false)
+                .ok_or_else(|| StdError::Usage("--openai: the model file has no tokenizer".into()))?;
+            let json =
+                std::str::from_utf8(tok.bytes).map_err(|_| StdError::Model("tokenizer section is not UTF-8".into()))?;
+            let tokenizer = marill_std::tokenizer::Tokenizer::from_hf_json(json)?;
+            let model_id = std::path::Path::new(need(&f, "model")?)
+                .file_stem()
+                .map_or_else(|| "marill".into(), |s| s.to_string_lossy().into_owned());
+            let listener =
+                std::net::TcpListener::bind(addr(need(&f, "openai")?)?).map_err(|e| StdError::io("bind", e))?;
+            let local = listener.local_addr().map_err(|e| StdError::io("local address", e))?;
+            println!("listening on {local}");
+            std::io::stdout().flush().map_err(|e| StdError::io("stdout", e))?;
+            eprintln!("marill client: OpenAI-compatible endpoint at http://{local}/v1 (model {model_id:?})");
+            let mut generate = |prompt: &[u32], n: usize, on_token: &mut dyn FnMut(u32)| {
+                party::client(server, helper, &model, &cfg, prompt, n, on_token).map(|r| r.0)
+            };
+            let mut ep = marill_std::openai::Endpoint {
+                model_id,
+                tokenizer,
+                max_tokens: num(&f, "gen", 64)?,
+                generate: &mut generate,
+            };
+            let requests = f.get("requests").map(|_| num(&f, "requests", 0)).transpose()?;
+            marill_std::openai::serve(&listener, &mut ep, requests, |m| eprintln!("marill client: {m}"))
         }
         _ => {
             let (tokenizer, prompt) = prompt_of(&f, &model)?;

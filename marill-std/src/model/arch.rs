@@ -432,7 +432,7 @@ mod tests {
         };
         let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
         for (family, minor) in [(random::Family::Llama, 0), (random::Family::Mistral(8), 1)] {
-            let bytes = random::model_with(v, shape, family, 1).unwrap();
+            let bytes = random::model_with(v, shape, family, 1, None).unwrap();
             assert_eq!(ModelFile::parse(&bytes).unwrap().header().version_minor.get(), minor);
         }
     }
