@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh >/dev/null
+# The `openai` Python package (PyPI, pinned, cached) for the OpenAI-compatible endpoint's test.
+MARILL_OPENAI_PYTHONPATH="$(scripts/fetch-openai.sh)"
+export MARILL_OPENAI_PYTHONPATH
 MARILL_REQUIRE_SMOLLM2=1 cargo test --workspace "$@"
 # The transports' concurrency (writer thread, shared TLS state), model-checked with loom:
 # a build of its own with `--cfg loom`, kept apart in target/loom.
