@@ -35,6 +35,22 @@ pub enum StdError {
         /// What is wrong with its value.
         reason: String,
     },
+    /// A tensor the architecture needs is not in the file.
+    #[error("model file: missing tensor {name}")]
+    MissingTensor {
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor's shape is not what the architecture says.
+    #[error("model file: tensor {name}: shape {got:?}, expected {want:?}")]
+    TensorShape {
+        /// The tensor's name.
+        name: String,
+        /// Its dimensions in the file.
+        got: Vec<u64>,
+        /// What the architecture needs.
+        want: Vec<u64>,
+    },
     /// A command line that cannot run: a flag unknown to the command, a missing flag or a
     /// bad value (the `marill` binary exits with 2).
     #[error("{0}")]

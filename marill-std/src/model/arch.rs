@@ -300,7 +300,7 @@ impl LayerShape {
         let hd = arch.rope_dim();
         let n_heads = arch.n_heads * arch.head_merge;
         let name = names::proj(l, "k");
-        let k = f.tensor(&name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
+        let k = f.tensor(&name).ok_or_else(|| StdError::MissingTensor { name: name.clone() })?;
         let rows = k.dims().first().copied().unwrap_or(0) as usize;
         let n_kv_heads = rows / hd;
         if rows == 0 || !rows.is_multiple_of(hd) || !n_heads.is_multiple_of(n_kv_heads) {
@@ -434,6 +434,27 @@ mod tests {
         for (family, minor) in [(random::Family::Llama, 0), (random::Family::Mistral(8), 1)] {
             let bytes = random::model_with(v, shape, family, 1, None).unwrap();
             assert_eq!(ModelFile::parse(&bytes).unwrap().header().version_minor.get(), minor);
+        }
+    }
+
+    /// A tensor the architecture needs and the file lacks is named in a typed error.
+    #[test]
+    fn a_missing_bias_is_named() {
+        let v = random::Variant {
+            public_layers: 1,
+            lora_rank: 0,
+            head_merge: 1,
+            mpc_friendly: false,
+            private_embedding: false,
+        };
+        let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
+        let bytes = random::model_with(v, shape, random::Family::Llama, 1, None).unwrap();
+        let f = ModelFile::parse(&bytes).unwrap();
+        let arch = Arch { qkv_bias: true, ..Arch::of_file(&f).unwrap() };
+        match crate::model::plain::PlainModel::load(&f, arch, 0, 2, true) {
+            Err(StdError::MissingTensor { name }) => assert_eq!(name, "model.layers.0.self_attn.q_proj.bias"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("loaded without its biases"),
         }
     }
 }

@@ -105,10 +105,10 @@ fn linear<'a>(
     proj: &str,
 ) -> Result<Linear<'a>, StdError> {
     let name = names::proj(layer, proj);
-    let t = f.tensor(&name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
+    let t = f.tensor(&name).ok_or_else(|| StdError::MissingTensor { name: name.clone() })?;
     let (out, inp) = shape.proj_shape(arch, proj);
     if t.dims() != [out as u64, inp as u64] {
-        return Err(StdError::Model(format!("{name}: shape {:?}, expected [{out}, {inp}]", t.dims())));
+        return Err(StdError::TensorShape { name, got: t.dims().to_vec(), want: vec![out as u64, inp as u64] });
     }
     let lora = match (
         f.tensor(&format!("{}.lora_a", names::proj_base(layer, proj))),
@@ -127,16 +127,16 @@ fn linear<'a>(
     let bias = match (arch.has_bias(proj), f.tensor(&bias_name)) {
         (true, Some(_)) => Some(vector(f, &bias_name, out)?),
         (false, None) => None,
-        (true, None) => return Err(StdError::Model(format!("missing tensor {bias_name} (a qwen2 layer's bias)"))),
+        (true, None) => return Err(StdError::MissingTensor { name: bias_name }),
         (false, Some(_)) => return Err(StdError::Model(format!("{bias_name}: a bias in a llama model"))),
     };
     Ok(Linear { w: weights(&t)?, lora, bias, out, inp })
 }
 
 fn vector<'a>(f: &ModelFile<'a>, name: &str, len: usize) -> Result<Cow<'a, [f32]>, StdError> {
-    let t = f.tensor(name).ok_or_else(|| StdError::Model(format!("missing tensor {name}")))?;
+    let t = f.tensor(name).ok_or_else(|| StdError::MissingTensor { name: name.into() })?;
     if t.numel() != len as u64 {
-        return Err(StdError::Model(format!("{name}: {} elements, expected {len}", t.numel())));
+        return Err(StdError::TensorShape { name: name.into(), got: t.dims().to_vec(), want: vec![len as u64] });
     }
     weights(&t)
 }

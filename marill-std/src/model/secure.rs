@@ -249,9 +249,9 @@ fn core(e: Error) -> StdError {
 /// The server's plaintext for a private tensor, or `None` at other parties.
 fn server_values(server: Option<&ModelFile<'_>>, name: &str, len: usize) -> Result<Option<Vec<f32>>, StdError> {
     let Some(f) = server else { return Ok(None) };
-    let t = f.tensor(name).ok_or_else(|| StdError::Model(format!("server file lacks {name}")))?;
+    let t = f.tensor(name).ok_or_else(|| StdError::MissingTensor { name: name.into() })?;
     if t.numel() != len as u64 {
-        return Err(StdError::Model(format!("{name}: {} elements, expected {len}", t.numel())));
+        return Err(StdError::TensorShape { name: name.into(), got: t.dims().to_vec(), want: vec![len as u64] });
     }
     Ok(Some(weights(&t)?.into_owned()))
 }
