@@ -669,13 +669,23 @@ fn scaled(fixed: &[Metric; 2], per: &[Metric; 2], rot: &[Rotating], k: f64) -> [
 
 /// Bytes each party sent, as a JSON array (parties 0, 1, 2; in 2PC-Dealer the dealer is 2
 /// and the others' bytes are the online phase's).
-fn per_party_json(b: [f64; 3]) -> String {
-    format!("[{:.0},{:.0},{:.0}]", b[0], b[1], b[2])
+fn per_party_json(b: [f64; 3]) -> serde_json::Value {
+    serde_json::json!(b.map(whole))
+}
+
+/// A byte or round count (scaled figures are whole numbers up to rounding).
+fn whole(x: f64) -> u64 {
+    x.round() as u64
+}
+
+/// Seconds to 0.1 ms, as the table prints them.
+fn secs(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 /// The offline phase's seconds as JSON: `null` when the run had none.
-fn offline_json(offline: bool, s: f64) -> String {
-    if offline { format!("{s:.4}") } else { "null".into() }
+fn offline_json(offline: bool, s: f64) -> serde_json::Value {
+    if offline { serde_json::json!(secs(s)) } else { serde_json::Value::Null }
 }
 
 /// Bytes of the party that sends most in the online phase: in 2PC-Dealer the compute
@@ -687,28 +697,22 @@ fn online_bytes(setting: marill_std::Setting, m: &Metric) -> f64 {
 }
 
 /// Peak heap per party as JSON (`null` where the allocator is not metered).
-fn peak_json(p: Option<[u64; 3]>) -> String {
-    p.map_or_else(|| "null".into(), |p| format!("[{},{},{}]", p[0], p[1], p[2]))
+fn peak_json(p: Option<[u64; 3]>) -> serde_json::Value {
+    serde_json::json!(p)
 }
 
 /// A step's parts as JSON: each with `scope` `layer` (one private layer's part) or `step`
 /// (the head's, once per step), and its prefill and decode time, bytes and rounds.
-fn parts_json(layer: &Parts, head: &Parts) -> String {
+fn parts_json(layer: &Parts, head: &Parts) -> serde_json::Value {
     let one = |scope: &str, (name, m): &(&str, [Metric; 2])| {
-        format!(
-            "{{\"part\":\"{name}\",\"scope\":\"{scope}\",\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"prefill_bytes_per_party\":{},\"decode_bytes_per_party\":{}}}",
-            m[0].0,
-            m[0].1,
-            m[0].2,
-            m[1].0,
-            m[1].1,
-            m[1].2,
-            per_party_json(m[0].3),
-            per_party_json(m[1].3)
-        )
+        serde_json::json!({
+            "part": name, "scope": scope,
+            "prefill_s": secs(m[0].0), "prefill_bytes": whole(m[0].1), "prefill_rounds": whole(m[0].2),
+            "decode_s": secs(m[1].0), "decode_bytes": whole(m[1].1), "decode_rounds": whole(m[1].2),
+            "prefill_bytes_per_party": per_party_json(m[0].3), "decode_bytes_per_party": per_party_json(m[1].3),
+        })
     };
-    let all: Vec<String> = layer.iter().map(|p| one("layer", p)).chain(head.iter().map(|p| one("step", p))).collect();
-    format!("[{}]", all.join(","))
+    layer.iter().map(|p| one("layer", p)).chain(head.iter().map(|p| one("step", p))).collect()
 }
 
 fn paper_cost(args: &[String]) -> Result<(), StdError> {
@@ -899,23 +903,21 @@ fn paper_cost(args: &[String]) -> Result<(), StdError> {
                 format!("{:.2}", if c > 0.0 { a / c } else { 0.0 })
             };
             if json {
-                println!(
-                    "{{\"setting\":\"{}\",\"variant\":\"{name}\",\"prompt_len\":{b},\"runs\":{runs},\"prefill_s\":{:.4},\"prefill_bytes\":{:.0},\"prefill_rounds\":{:.0},\"decode_s\":{:.4},\"decode_bytes\":{:.0},\"decode_rounds\":{:.0},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{},\"parts\":{parts},\"prefill_bytes_per_party\":{},\"decode_bytes_per_party\":{},\"offline\":{offline},\"prefill_offline_s\":{},\"decode_offline_s\":{},\"prefill_online_bytes\":{:.0},\"decode_online_bytes\":{:.0}}}",
-                    setting.name(),
-                    r[0].0,
-                    r[0].1,
-                    r[0].2,
-                    r[1].0,
-                    r[1].1,
-                    r[1].2,
-                    peak_json(*peak),
-                    per_party_json(r[0].3),
-                    per_party_json(r[1].3),
-                    offline_json(offline, r[0].4),
-                    offline_json(offline, r[1].4),
-                    online_bytes(setting, &r[0]),
-                    online_bytes(setting, &r[1])
-                );
+                let line = serde_json::json!({
+                    "setting": setting.name(), "variant": name, "prompt_len": b, "runs": runs,
+                    "prefill_s": secs(r[0].0), "prefill_bytes": whole(r[0].1), "prefill_rounds": whole(r[0].2),
+                    "decode_s": secs(r[1].0), "decode_bytes": whole(r[1].1), "decode_rounds": whole(r[1].2),
+                    "link": link_name, "ring": ring, "threads": threads,
+                    "peak_heap_per_party": peak_json(*peak), "parts": parts,
+                    "prefill_bytes_per_party": per_party_json(r[0].3),
+                    "decode_bytes_per_party": per_party_json(r[1].3),
+                    "offline": offline,
+                    "prefill_offline_s": offline_json(offline, r[0].4),
+                    "decode_offline_s": offline_json(offline, r[1].4),
+                    "prefill_online_bytes": whole(online_bytes(setting, &r[0])),
+                    "decode_online_bytes": whole(online_bytes(setting, &r[1])),
+                });
+                println!("{line}");
             } else {
                 println!(
                     "{:<13} {:>10.2} {:>10.1} {:>7.0} {:>6} {:>6} {:>6} | {:>9.3} {:>9.2} {:>7.0} {:>6} {:>6} {:>6}",
