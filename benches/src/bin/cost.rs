@@ -193,19 +193,12 @@ fn run() -> Result<(), String> {
             let last = &samples[samples.len() - 1];
             let err = samples.iter().map(|m| m.max_abs_err).fold(0.0, f64::max);
             if json {
-                println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"{}\",\"shape\":\"{}\",\"frac_bits\":{},\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{:e},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads}}}",
-                    setting.name(),
-                    op.name(),
-                    sh.text(),
-                    frac_bits,
-                    median,
-                    last.bytes_sent[0],
-                    last.bytes_sent[1],
-                    last.bytes_sent[2],
-                    last.rounds,
-                    err
-                );
+                let line = serde_json::json!({
+                    "protocol": setting.name(), "op": op.name(), "shape": sh.text(), "frac_bits": frac_bits,
+                    "wall_s": micros(median), "bytes_sent_per_party": last.bytes_sent, "rounds": last.rounds,
+                    "max_abs_err": err, "link": link_name, "ring": ring, "threads": threads,
+                });
+                println!("{line}");
             } else {
                 let mb = |b: u64| b as f64 / 1e6;
                 println!(
@@ -313,11 +306,11 @@ fn run_model(
                 (0..3).map(|p| mean_u64(&m.bytes[decode.clone()].iter().map(|b| b[p]).collect::<Vec<_>>())).collect();
             let dec_rounds = mean_u64(&m.rounds[decode.clone()]);
             // The offline phase's time (the dealer's), `null` without one.
-            let off = |d: &[std::time::Duration]| -> String {
+            let off = |d: &[std::time::Duration]| -> serde_json::Value {
                 if !ahead || d.is_empty() {
-                    return "null".into();
+                    return serde_json::Value::Null;
                 }
-                format!("{:.6}", d.iter().map(|x| x.as_secs_f64()).sum::<f64>() / d.len() as f64)
+                serde_json::json!(micros(d.iter().map(|x| x.as_secs_f64()).sum::<f64>() / d.len() as f64))
             };
             let (off_pre, off_dec) =
                 (off(&m.offline_wall[..m.offline_wall.len().min(1)]), off(m.offline_wall.get(1..).unwrap_or(&[])));
@@ -333,33 +326,30 @@ fn run_model(
                 let drounds = dec.iter().map(|s| s.rounds as f64).sum::<f64>() / n;
                 parts.push((
                     *name,
-                    format!(
-                        "{{\"part\":\"{name}\",\"prefill_s\":{:.6},\"prefill_bytes\":{},\"prefill_rounds\":{},\"decode_s\":{dwall:.6},\"decode_bytes\":{dbytes:.0},\"decode_rounds\":{drounds:.1}}}",
-                        pre.wall.as_secs_f64(),
-                        pre.bytes.iter().max().unwrap_or(&0),
-                        pre.rounds
-                    ),
+                    serde_json::json!({
+                        "part": name, "prefill_s": micros(pre.wall.as_secs_f64()),
+                        "prefill_bytes": pre.bytes.iter().max().unwrap_or(&0), "prefill_rounds": pre.rounds,
+                        "decode_s": micros(dwall), "decode_bytes": dbytes.round() as u64,
+                        "decode_rounds": (drounds * 10.0).round() / 10.0,
+                    }),
                     pre.rounds,
                     drounds,
                 ));
             }
-            let parts_json = parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join(",");
-            let peak = m.peak_heap.map_or_else(|| "null".to_string(), |p| format!("[{},{},{}]", p[0], p[1], p[2]));
+            let parts_json: Vec<serde_json::Value> = parts.iter().map(|p| p.1.clone()).collect();
             if json {
-                println!(
-                    "{{\"protocol\":\"{}\",\"op\":\"model\",\"shape\":\"{shape}\",\"frac_bits\":16,\"wall_s\":{:.6},\"bytes_sent_per_party\":[{},{},{}],\"rounds\":{},\"max_abs_err\":{},\"model\":\"{name}\",\"decode_wall_s\":{dec_wall:.6},\"decode_bytes_sent_per_party\":[{:.0},{:.0},{:.0}],\"decode_rounds\":{dec_rounds:.1},\"token_mismatches\":{},\"link\":\"{link_name}\",\"ring\":\"{ring}\",\"threads\":{threads},\"peak_heap_per_party\":{peak},\"parts\":[{parts_json}],\"offline\":{ahead},\"offline_s\":{off_pre},\"decode_offline_s\":{off_dec}}}",
-                    setting.name(),
-                    m.wall[0].as_secs_f64(),
-                    m.bytes[0][0],
-                    m.bytes[0][1],
-                    m.bytes[0][2],
-                    m.rounds[0],
-                    m.mismatches,
-                    dec_bytes[0],
-                    dec_bytes[1],
-                    dec_bytes[2],
-                    m.mismatches
-                );
+                // `max_abs_err` is the token mismatches here (the model's error is its tokens).
+                let line = serde_json::json!({
+                    "protocol": setting.name(), "op": "model", "shape": shape, "frac_bits": 16,
+                    "wall_s": micros(m.wall[0].as_secs_f64()), "bytes_sent_per_party": m.bytes[0],
+                    "rounds": m.rounds[0], "max_abs_err": m.mismatches, "model": name,
+                    "decode_wall_s": micros(dec_wall),
+                    "decode_bytes_sent_per_party": dec_bytes.iter().map(|b| b.round() as u64).collect::<Vec<_>>(),
+                    "decode_rounds": (dec_rounds * 10.0).round() / 10.0, "token_mismatches": m.mismatches,
+                    "link": link_name, "ring": ring, "threads": threads, "peak_heap_per_party": m.peak_heap,
+                    "parts": parts_json, "offline": ahead, "offline_s": off_pre, "decode_offline_s": off_dec,
+                });
+                println!("{line}");
             } else {
                 let mb = |b: f64| b / 1e6;
                 println!(
@@ -389,4 +379,9 @@ fn run_model(
         }
     }
     Ok(())
+}
+
+/// Seconds to the microsecond, as the harness has always printed them.
+fn micros(s: f64) -> f64 {
+    (s * 1e6).round() / 1e6
 }
