@@ -6,9 +6,10 @@
 //!
 //! The endpoint is meant for `127.0.0.1`: it has no authentication of its own (whoever can
 //! reach it can spend the server's work). Every byte a caller sends is untrusted: the request
-//! head is at most [`MAX_HEAD`] bytes, the body at most [`MAX_BODY`], each read has a
-//! deadline, a malformed request is a 4xx answer and never ends the endpoint, and `max_tokens`
-//! is capped by the client's `--gen`. Requests are served one after another.
+//! head is at most [`MAX_HEAD`] bytes, the body at most [`MAX_BODY`], the whole request must
+//! arrive within [`READ_DEADLINE`] (408 otherwise), a malformed request is a 4xx answer and
+//! never ends the endpoint, and `max_tokens` is capped by the client's `--gen`. Requests are
+//! served one after another.
 //!
 //! A secure session generates the number of tokens it was asked for (the count is public to
 //! every party); the reply is cut at the template's end-of-turn token (`finish_reason`
@@ -16,7 +17,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::json;
@@ -28,8 +29,36 @@ use crate::tokenizer::Tokenizer;
 pub const MAX_HEAD: usize = 16 << 10;
 /// Largest request body.
 pub const MAX_BODY: usize = 1 << 20;
-/// How long a caller may take to send its request.
+/// How long a caller may take to send its whole request.
 pub const READ_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A socket read against one deadline for the whole request: each read waits at most the
+/// time left, so a caller that trickles bytes cannot hold the endpoint past it.
+struct Deadline<'a> {
+    sock: &'a mut TcpStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.sock.set_read_timeout(Some(left))?;
+        self.sock.read(buf)
+    }
+}
+
+/// 408 for a caller that ran out of time, 400 for anything else unreadable.
+fn unreadable(e: &std::io::Error) -> Reject {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            Reject(408, format!("request not received within {} s", READ_DEADLINE.as_secs()))
+        }
+        _ => Reject(400, "unreadable request".into()),
+    }
+}
 
 /// One chat message.
 #[derive(Debug, Clone, Deserialize)]
@@ -107,7 +136,6 @@ pub fn serve(
     while requests.is_none_or(|n| served < n) {
         let (mut sock, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
         served += 1;
-        let _ = sock.set_read_timeout(Some(READ_DEADLINE));
         let _ = sock.set_write_timeout(Some(READ_DEADLINE));
         match handle(&mut sock, ep) {
             Ok(what) => log(&format!("{peer}: {what}")),
@@ -127,6 +155,7 @@ fn reason(code: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         413 => "Payload Too Large",
         _ => "Bad Gateway",
     }
@@ -146,12 +175,13 @@ fn respond(sock: &mut TcpStream, code: u16, ctype: &str, body: &[u8]) -> std::io
 /// Read one request: method, path and body, within the limits.
 fn read_request(sock: &mut TcpStream) -> Result<(String, String, Vec<u8>), Reject> {
     let bad = |m: &str| Reject(400, m.to_string());
-    let mut r = BufReader::new(sock.take((MAX_HEAD + MAX_BODY) as u64));
+    let deadline = Deadline { sock, until: Instant::now() + READ_DEADLINE };
+    let mut r = BufReader::new(deadline.take((MAX_HEAD + MAX_BODY) as u64));
     let mut head = 0;
     let mut line = String::new();
     let mut next_line = |r: &mut BufReader<_>, line: &mut String| -> Result<(), Reject> {
         line.clear();
-        let n = r.by_ref().take((MAX_HEAD - head) as u64).read_line(line).map_err(|_| bad("unreadable request"))?;
+        let n = r.by_ref().take((MAX_HEAD - head) as u64).read_line(line).map_err(|e| unreadable(&e))?;
         head += n;
         if n == 0 || !line.ends_with('\n') {
             return Err(Reject(413, format!("request head over {MAX_HEAD} bytes or cut short")));
@@ -183,7 +213,10 @@ fn read_request(sock: &mut TcpStream) -> Result<(String, String, Vec<u8>), Rejec
         return Err(Reject(413, format!("body over {MAX_BODY} bytes")));
     }
     let mut body = vec![0; len];
-    r.read_exact(&mut body).map_err(|_| bad("body shorter than its Content-Length"))?;
+    r.read_exact(&mut body).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => bad("body shorter than its Content-Length"),
+        _ => unreadable(&e),
+    })?;
     Ok((method, path, body))
 }
 
