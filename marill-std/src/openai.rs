@@ -29,7 +29,7 @@ use crate::tokenizer::Tokenizer;
 pub const MAX_HEAD: usize = 16 << 10;
 /// Largest request body.
 pub const MAX_BODY: usize = 1 << 20;
-/// How long a caller may take to send its whole request.
+/// How long a caller may take to send its whole request, by default.
 pub const READ_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A socket read against one deadline for the whole request: each read waits at most the
@@ -54,7 +54,7 @@ impl Read for Deadline<'_> {
 fn unreadable(e: &std::io::Error) -> Reject {
     match e.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-            Reject(408, format!("request not received within {} s", READ_DEADLINE.as_secs()))
+            Reject(408, "request not received in time".into())
         }
         _ => Reject(400, "unreadable request".into()),
     }
@@ -107,6 +107,8 @@ pub struct Endpoint<'a> {
     pub tokenizer: Tokenizer,
     /// The most tokens one request may generate (`--gen`).
     pub max_tokens: usize,
+    /// How long a caller may take to send a whole request ([`READ_DEADLINE`]).
+    pub read_deadline: Duration,
     /// Runs one secure session per request.
     pub generate: &'a mut Generate<'a>,
 }
@@ -136,7 +138,7 @@ pub fn serve(
     while requests.is_none_or(|n| served < n) {
         let (mut sock, peer) = listener.accept().map_err(|e| StdError::io("accept", e))?;
         served += 1;
-        let _ = sock.set_write_timeout(Some(READ_DEADLINE));
+        let _ = sock.set_write_timeout(Some(ep.read_deadline));
         match handle(&mut sock, ep) {
             Ok(what) => log(&format!("{peer}: {what}")),
             Err(Reject(code, msg)) => {
@@ -173,9 +175,9 @@ fn respond(sock: &mut TcpStream, code: u16, ctype: &str, body: &[u8]) -> std::io
 }
 
 /// Read one request: method, path and body, within the limits.
-fn read_request(sock: &mut TcpStream) -> Result<(String, String, Vec<u8>), Reject> {
+fn read_request(sock: &mut TcpStream, within: Duration) -> Result<(String, String, Vec<u8>), Reject> {
     let bad = |m: &str| Reject(400, m.to_string());
-    let deadline = Deadline { sock, until: Instant::now() + READ_DEADLINE };
+    let deadline = Deadline { sock, until: Instant::now() + within };
     let mut r = BufReader::new(deadline.take((MAX_HEAD + MAX_BODY) as u64));
     let mut head = 0;
     let mut line = String::new();
@@ -221,7 +223,7 @@ fn read_request(sock: &mut TcpStream) -> Result<(String, String, Vec<u8>), Rejec
 }
 
 fn handle(sock: &mut TcpStream, ep: &mut Endpoint<'_>) -> Result<String, Reject> {
-    let (method, path, body) = read_request(sock)?;
+    let (method, path, body) = read_request(sock, ep.read_deadline)?;
     let path = path.split('?').next().unwrap_or_default();
     match (method.as_str(), path) {
         ("GET", "/v1/models") => {
@@ -313,4 +315,68 @@ fn chat(sock: &mut TcpStream, ep: &mut Endpoint<'_>, body: &[u8]) -> Result<Stri
     });
     respond(sock, 200, "application/json", body.to_string().as_bytes()).map_err(io)?;
     Ok(format!("POST /v1/chat/completions: {} prompt tokens, {n} generated", prompt.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn get(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// A caller that trickles its request gets 408 once the whole request's deadline
+    /// passes (not a per-read timeout it could renew byte by byte), and the endpoint serves
+    /// the next caller; a failed secure session is a 502.
+    #[test]
+    fn a_trickling_caller_is_answered_408_and_the_next_is_served() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tokenizer =
+            Tokenizer::from_parts(vec!["a".into(), "b".into(), "\n".into()], &[], &[], false, false).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut generate = |_: &[u32], _: usize, _: &mut dyn FnMut(u32)| -> Result<Vec<u32>, StdError> {
+                Err(StdError::Usage("no sessions in this test".into()))
+            };
+            let mut ep = Endpoint {
+                model_id: "m".into(),
+                tokenizer,
+                max_tokens: 4,
+                read_deadline: Duration::from_millis(300),
+                generate: &mut generate,
+            };
+            serve(&listener, &mut ep, Some(3), |_| {}).unwrap();
+        });
+        // One byte every 50 ms: each read gets a byte well within 300 ms, the whole request
+        // (2.5 s at this pace) does not.
+        let t0 = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let trickle = std::thread::spawn(move || {
+            for b in b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: yes\r\n\r\n" {
+                std::thread::sleep(Duration::from_millis(50));
+                if w.write_all(&[*b]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut slow = String::new();
+        let _ = s.read_to_string(&mut slow);
+        assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "answered after {:?}", t0.elapsed());
+        trickle.join().unwrap();
+        let ok = get(addr, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("\"id\":\"m\""), "{ok}");
+        let body = r#"{"messages":[{"role":"user","content":"ab"}]}"#;
+        let post = format!("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let failed = get(addr, post.as_bytes());
+        assert!(failed.starts_with("HTTP/1.1 502"), "a failed session is a 502: {failed}");
+        server.join().unwrap();
+    }
 }

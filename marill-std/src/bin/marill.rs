@@ -441,6 +441,7 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
                 model_id,
                 tokenizer,
                 max_tokens: num(&f, "gen", 64)?,
+                read_deadline: marill_std::openai::READ_DEADLINE,
                 generate: &mut generate,
             };
             let requests = f.get("requests").map(|_| num(&f, "requests", 0)).transpose()?;
