@@ -58,6 +58,14 @@ pub fn validate(m: &Model) -> Result<()> {
         }
         want.push((names::attn_norm(l), vec![c.d]));
         want.push((names::mlp_norm(l), vec![c.d]));
+        for p in ["q", "k", "v"].into_iter().filter(|_| c.qkv_bias) {
+            want.push((names::proj_bias(l, p), vec![crate::model::proj_shape(c, &m.layers[l], p).0]));
+        }
+    }
+    if !c.qkv_bias
+        && let Some(n) = m.params.keys().find(|n| n.ends_with(".bias"))
+    {
+        return Err(bad(format!("{n}: a bias, but the config is not qwen2's")));
     }
     for (n, dims) in want {
         let t = m.get(&n)?;
@@ -68,8 +76,8 @@ pub fn validate(m: &Model) -> Result<()> {
     Ok(())
 }
 
-/// Load a Hugging Face LLaMA directory (`config.json`, one or more `*.safetensors`,
-/// optional `tokenizer.json`).
+/// Load a Hugging Face LLaMA, Qwen2 or Mistral directory (`config.json`, one or more
+/// `*.safetensors`, optional `tokenizer.json`).
 pub fn load_hf(dir: &Path, dev: &Device) -> Result<Loaded> {
     let text = std::fs::read_to_string(dir.join("config.json"))?;
     let j: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("config.json: {e}")))?;
@@ -77,6 +85,15 @@ pub fn load_hf(dir: &Path, dev: &Device) -> Result<Loaded> {
     let need = |k: &str| get(k).ok_or_else(|| bad(format!("config.json: missing {k}")));
     let d = need("hidden_size")?;
     let n_heads = need("num_attention_heads")?;
+    // LLaMA, and the two families the architecture seam adds: Qwen2 (q, k and v biases)
+    // and Mistral (a sliding attention window).
+    let family = j.get("model_type").and_then(serde_json::Value::as_str).unwrap_or("llama");
+    let (qkv_bias, sliding_window) = match family {
+        "llama" => (false, None),
+        "qwen2" => (true, None),
+        "mistral" => (false, get("sliding_window")),
+        other => return Err(bad(format!("config.json: model_type {other:?}: llama, qwen2 or mistral"))),
+    };
     let cfg = Config {
         vocab: need("vocab_size")?,
         d,
@@ -88,8 +105,8 @@ pub fn load_hf(dir: &Path, dev: &Device) -> Result<Loaded> {
         rope_base: j.get("rope_theta").and_then(serde_json::Value::as_f64).unwrap_or(10000.0),
         rms_eps: j.get("rms_norm_eps").and_then(serde_json::Value::as_f64).unwrap_or(1e-5),
         tie_embeddings: j.get("tie_word_embeddings").and_then(serde_json::Value::as_bool).unwrap_or(false),
-        qkv_bias: false,
-        sliding_window: None,
+        qkv_bias,
+        sliding_window,
     };
     let mut tensors = HashMap::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)?
@@ -115,14 +132,23 @@ pub fn save_hf(model: &Model, dir: &Path, tokenizer_json: Option<&str>) -> Resul
     }
     std::fs::create_dir_all(dir)?;
     let c = &model.cfg;
-    let config = serde_json::json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+    let (arch, family) = match (c.qkv_bias, c.sliding_window) {
+        (false, None) => ("LlamaForCausalLM", "llama"),
+        (true, None) => ("Qwen2ForCausalLM", "qwen2"),
+        (false, Some(_)) => ("MistralForCausalLM", "mistral"),
+        (true, Some(_)) => return Err(Error::Config("q/k/v biases and a sliding window in one model".into())),
+    };
+    let mut config = serde_json::json!({
+        "architectures": [arch],
+        "model_type": family,
         "vocab_size": c.vocab, "hidden_size": c.d, "num_hidden_layers": c.n_layers,
         "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": c.head_dim,
         "intermediate_size": c.ffn, "rope_theta": c.rope_base, "rms_norm_eps": c.rms_eps,
         "tie_word_embeddings": c.tie_embeddings, "hidden_act": "silu",
     });
+    if let Some(w) = c.sliding_window {
+        config["sliding_window"] = serde_json::json!(w);
+    }
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap_or_default())?;
     let tensors: HashMap<String, Tensor> = model.params.iter().map(|(k, p)| (k.clone(), p.tensor().clone())).collect();
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;

@@ -376,3 +376,33 @@ fn a_sliding_window_trains_exports_and_runs_securely() {
         }
     }
 }
+
+/// Hugging Face checkpoints of the three families round-trip: a base with q/k/v biases is
+/// saved as `qwen2`, one with a sliding window as `mistral` (its window in `config.json`),
+/// and each loads back to the same config and the same logits; a bias under a `llama`
+/// config is refused.
+#[test]
+fn hf_checkpoints_of_each_family_round_trip() {
+    use marill_train::load::{load_hf, save_hf};
+    let b = batch();
+    for (bias, window, family) in [(false, None, "llama"), (true, None, "qwen2"), (false, Some(5), "mistral")] {
+        let m = tiny_with(bias, window);
+        let dir = std::env::temp_dir().join(format!("marill-hf-{family}-{}", std::process::id()));
+        save_hf(&m, &dir, None).unwrap();
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(j["model_type"], family);
+        let back = load_hf(&dir, &Device::Cpu).unwrap().model;
+        assert_eq!(back.cfg, m.cfg, "{family}");
+        assert_eq!(max_diff(&logits(&back, &b), &logits(&m, &b)), 0.0, "{family}");
+        if bias {
+            // The same tensors under a llama config: the biases are refused, not ignored.
+            let mut j = j.clone();
+            j["model_type"] = "llama".into();
+            std::fs::write(dir.join("config.json"), j.to_string()).unwrap();
+            let e = load_hf(&dir, &Device::Cpu).err().unwrap().to_string();
+            assert!(e.contains("bias"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
