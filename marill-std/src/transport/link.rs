@@ -268,26 +268,31 @@ mod tests {
     }
 
     /// 100 MB take size / bandwidth (plus one latency), within 10 %, whether sent as one
-    /// message or as a hundred.
+    /// message or as a hundred (the fastest of three runs each).
     #[test]
     fn a_bulk_transfer_takes_size_over_bandwidth() {
         let link = LinkModel::new(2.0, 1000.0).unwrap();
         for pieces in [1usize, 100] {
-            let (mut a, mut b) = pair(link);
-            let n = 100_000_000 / pieces;
-            // Buffers first: only the transfer is timed.
-            let (out, mut buf) = (vec![1u8; n], vec![0u8; n]);
-            let t = Instant::now();
-            let sender = std::thread::spawn(move || {
+            // The fastest of three: the link never delivers early, but on a loaded machine
+            // (the other tests of this binary run beside it) a thread can run late.
+            let mut took = f64::MAX;
+            for _ in 0..3 {
+                let (mut a, mut b) = pair(link);
+                let n = 100_000_000 / pieces;
+                // Buffers first: only the transfer is timed.
+                let (out, mut buf) = (vec![1u8; n], vec![0u8; n]);
+                let t = Instant::now();
+                let sender = std::thread::spawn(move || {
+                    for _ in 0..pieces {
+                        a.send(1, &out).unwrap();
+                    }
+                });
                 for _ in 0..pieces {
-                    a.send(1, &out).unwrap();
+                    b.recv(0, &mut buf).unwrap();
                 }
-            });
-            for _ in 0..pieces {
-                b.recv(0, &mut buf).unwrap();
+                took = took.min(t.elapsed().as_secs_f64());
+                sender.join().unwrap();
             }
-            let took = t.elapsed().as_secs_f64();
-            sender.join().unwrap();
             let want = 0.8 + 0.001;
             assert!((took - want).abs() < 0.1 * want, "{pieces} pieces: {took} s, want {want} s");
         }
@@ -296,12 +301,16 @@ mod tests {
     /// `settle` returns once everything sent has been delivered: 10 MB at 100 Mbit/s.
     #[test]
     fn settle_waits_for_the_queue_to_drain() {
-        let (mut a, _b) = pair(LinkModel::new(10.0, 100.0).unwrap());
-        let buf = vec![0u8; 10_000_000];
-        let t = Instant::now();
-        a.send(1, &buf).unwrap();
-        a.settle().unwrap();
-        let took = t.elapsed().as_secs_f64();
+        // The fastest of three, as above: a loaded machine can only make it later.
+        let mut took = f64::MAX;
+        for _ in 0..3 {
+            let (mut a, _b) = pair(LinkModel::new(10.0, 100.0).unwrap());
+            let buf = vec![0u8; 10_000_000];
+            let t = Instant::now();
+            a.send(1, &buf).unwrap();
+            a.settle().unwrap();
+            took = took.min(t.elapsed().as_secs_f64());
+        }
         assert!((took - 0.805).abs() < 0.08, "{took} s");
     }
 
