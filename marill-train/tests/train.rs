@@ -298,11 +298,7 @@ fn attention_and_mlp_gradients_match_finite_differences() {
 /// generation in 2PC-Dealer and 3PC gives the plaintext model's tokens.
 #[test]
 fn qkv_biases_train_export_and_run_securely() {
-    use marill_std::Setting;
-    use marill_std::model::check::{SecureGeneration, teacher_forced};
     use marill_std::model::names;
-    use marill_std::model_file::extract_public;
-    use marill_std::run::run_mem;
     marill_train::progress::set_quiet(true);
     let base = tiny_family(true);
     let b = batch();
@@ -315,26 +311,8 @@ fn qkv_biases_train_export_and_run_securely() {
         let moved = before.iter().zip(&after).any(|(x, y)| x != y);
         assert_eq!(moved, r.lora_rank == 0, "{}: a private layer's bias trains unless LoRA", r.label());
         export_matches(&student, &r);
-        let tok = data::tokenizer_json();
-        let info = ExportInfo {
-            recipe: &r,
-            distilled: false,
-            tokenizer_json: Some(&tok),
-            frac_bits: 16,
-            notes: String::new(),
-        };
-        let server = export(&student, &info).unwrap();
-        let f = ModelFile::parse(&server).unwrap();
-        let meta = ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+        let meta = export_and_run_securely(&student, &r, "abcd where");
         assert_eq!(meta.arch, "qwen2");
-        let client = extract_public(&server).unwrap();
-        let prompt: Vec<u32> = data::encode("abcd where").unwrap();
-        for setting in [Setting::Dealer, Setting::Rep3] {
-            let g = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 6 };
-            let out = run_mem(setting, &g).unwrap();
-            let ties = teacher_forced(&server, &prompt, &out[0].0, 0.05).unwrap();
-            assert!(ties <= 1, "{} {setting:?}: {ties} near-ties", r.label());
-        }
     }
 }
 
@@ -344,10 +322,6 @@ fn qkv_biases_train_export_and_run_securely() {
 /// whose secure generation gives the plaintext model's tokens in 2PC-Dealer and 3PC.
 #[test]
 fn a_sliding_window_trains_exports_and_runs_securely() {
-    use marill_std::Setting;
-    use marill_std::model::check::{SecureGeneration, teacher_forced};
-    use marill_std::model_file::extract_public;
-    use marill_std::run::run_mem;
     marill_train::progress::set_quiet(true);
     let base = tiny_with(false, Some(5));
     let b = batch();
@@ -359,21 +333,9 @@ fn a_sliding_window_trains_exports_and_runs_securely() {
         let opts = Opts { steps: 2, lr: 1e-2, weight_decay: 0.0 };
         train::train(&student, opts, Objective::Nll, "w", |_| Ok(batch())).unwrap();
         export_matches(&student, &r);
-        let info =
-            ExportInfo { recipe: &r, distilled: false, tokenizer_json: None, frac_bits: 16, notes: String::new() };
-        let server = export(&student, &info).unwrap();
-        let f = ModelFile::parse(&server).unwrap();
-        let meta = ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+        assert!(data::encode("abcd where = q").unwrap().len() > 5);
+        let meta = export_and_run_securely(&student, &r, "abcd where = q");
         assert_eq!((meta.arch.as_str(), meta.sliding_window), ("mistral", 5));
-        let client = extract_public(&server).unwrap();
-        let prompt: Vec<u32> = data::encode("abcd where = q").unwrap();
-        assert!(prompt.len() > 5);
-        for setting in [Setting::Dealer, Setting::Rep3] {
-            let g = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 6 };
-            let out = run_mem(setting, &g).unwrap();
-            let ties = teacher_forced(&server, &prompt, &out[0].0, 0.05).unwrap();
-            assert!(ties <= 1, "{} {setting:?}: {ties} near-ties", r.label());
-        }
     }
 }
 
@@ -405,4 +367,26 @@ fn hf_checkpoints_of_each_family_round_trip() {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Export `student` (recipe `r`), then generate 6 tokens after `prompt` in 2PC-Dealer and
+/// 3PC: the plaintext model's tokens (at most one near-tie each). Returns the metadata.
+fn export_and_run_securely(student: &Model, r: &Recipe, prompt: &str) -> ModelMeta {
+    use marill_std::Setting;
+    use marill_std::model::check::{SecureGeneration, teacher_forced};
+    use marill_std::model_file::extract_public;
+    use marill_std::run::run_mem;
+    let info = ExportInfo { recipe: r, distilled: false, tokenizer_json: None, frac_bits: 16, notes: String::new() };
+    let server = export(student, &info).unwrap();
+    let f = ModelFile::parse(&server).unwrap();
+    let meta = ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+    let client = extract_public(&server).unwrap();
+    let prompt: Vec<u32> = data::encode(prompt).unwrap();
+    for setting in [Setting::Dealer, Setting::Rep3] {
+        let g = SecureGeneration { server: &server, client: &client, prompt: prompt.clone(), new_tokens: 6 };
+        let out = run_mem(setting, &g).unwrap();
+        let ties = teacher_forced(&server, &prompt, &out[0].0, 0.05).unwrap();
+        assert!(ties <= 1, "{} {setting:?}: {ties} near-ties", r.label());
+    }
+    meta
 }

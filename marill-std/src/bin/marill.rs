@@ -413,18 +413,8 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
             }
         }
         _ if f.contains_key("openai") => {
-            let server = addr(need(&f, "server")?)?;
-            let helper = match (setting, f.get("helper")) {
-                (Setting::Ot2pc, None) => None,
-                _ => Some(addr(need(&f, "helper")?)?),
-            };
-            let file = model.file()?;
-            let tok = file
-                .find_section(SectionKind::Tokenizer, false)
-                .ok_or_else(|| StdError::Usage("--openai: the model file has no tokenizer".into()))?;
-            let json =
-                std::str::from_utf8(tok.bytes).map_err(|_| StdError::Model("tokenizer section is not UTF-8".into()))?;
-            let tokenizer = marill_std::tokenizer::Tokenizer::from_hf_json(json)?;
+            let (server, helper) = peers(&f, setting)?;
+            let tokenizer = tokenizer_of(&model, "--openai")?;
             let model_id = std::path::Path::new(need(&f, "model")?)
                 .file_stem()
                 .map_or_else(|| "marill".into(), |s| s.to_string_lossy().into_owned());
@@ -473,18 +463,8 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
                 }
                 let _ = out.flush();
             };
-            let (_, cost) = party::client(
-                addr(need(&f, "server")?)?,
-                match (setting, f.get("helper")) {
-                    (Setting::Ot2pc, None) => None,
-                    _ => Some(addr(need(&f, "helper")?)?),
-                },
-                &model,
-                &cfg,
-                &prompt,
-                n,
-                &mut on_token,
-            )?;
+            let (server, helper) = peers(&f, setting)?;
+            let (_, cost) = party::client(server, helper, &model, &cfg, &prompt, n, &mut on_token)?;
             println!();
             eprintln!(
                 "marill client: {n} tokens in {:.3} s (the first after {:.3} s); this party sent {} bytes, {} rounds",
@@ -498,19 +478,35 @@ fn party(role: &str, args: &[String]) -> Result<(), StdError> {
     }
 }
 
+/// The model file's tokenizer; `flag` names what needed it when the file has none.
+fn tokenizer_of(model: &MappedModel, flag: &str) -> Result<marill_std::tokenizer::Tokenizer, StdError> {
+    let file = model.file()?;
+    let sec = file
+        .find_section(SectionKind::Tokenizer, false)
+        .ok_or_else(|| StdError::Usage(format!("{flag}: the model file has no tokenizer")))?;
+    let json = std::str::from_utf8(sec.bytes).map_err(|_| StdError::Model("tokenizer section is not UTF-8".into()))?;
+    marill_std::tokenizer::Tokenizer::from_hf_json(json)
+}
+
+/// The client's peers: the server, and the helper or dealer (none in plain 2PC).
+fn peers(
+    f: &std::collections::HashMap<String, String>,
+    setting: marill_std::Setting,
+) -> Result<(std::net::SocketAddr, Option<std::net::SocketAddr>), StdError> {
+    let helper = match (setting, f.get("helper")) {
+        (marill_std::Setting::Ot2pc, None) => None,
+        _ => Some(addr(need(f, "helper")?)?),
+    };
+    Ok((addr(need(f, "server")?)?, helper))
+}
+
 /// The prompt (`--prompt` ids or `--text` through the file's tokenizer) and the tokenizer.
 fn prompt_of(
     f: &std::collections::HashMap<String, String>,
     model: &MappedModel,
 ) -> Result<(Option<marill_std::tokenizer::Tokenizer>, Vec<u32>), StdError> {
     if let Some(text) = f.get("text") {
-        let file = model.file()?;
-        let sec = file
-            .find_section(SectionKind::Tokenizer, false)
-            .ok_or_else(|| StdError::Model("--text: the model file has no tokenizer".into()))?;
-        let json =
-            std::str::from_utf8(sec.bytes).map_err(|_| StdError::Model("tokenizer section is not UTF-8".into()))?;
-        let tok = marill_std::tokenizer::Tokenizer::from_hf_json(json)?;
+        let tok = tokenizer_of(model, "--text")?;
         let ids = tok.encode(text)?;
         return Ok((Some(tok), ids));
     }

@@ -368,6 +368,19 @@ mod tests {
         ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap()
     }
 
+    /// A 2-layer random model of `family`, its bottom layer public, no LoRA.
+    fn small(family: random::Family) -> Vec<u8> {
+        let v = random::Variant {
+            public_layers: 1,
+            lora_rank: 0,
+            head_merge: 1,
+            mpc_friendly: false,
+            private_embedding: false,
+        };
+        let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
+        random::model_with(v, shape, family, 1, None).unwrap()
+    }
+
     /// A file's architecture is checked when it is opened: each bad value is refused with
     /// the name of its metadata field, before any party computes.
     #[test]
@@ -423,16 +436,8 @@ mod tests {
         assert_eq!(old.sliding_window, 0);
         assert_eq!(Arch::from_meta(&m).unwrap().window, Some(4096));
         // A file with the window says minor 1 in its header; one without keeps minor 0.
-        let v = random::Variant {
-            public_layers: 1,
-            lora_rank: 0,
-            head_merge: 1,
-            mpc_friendly: false,
-            private_embedding: false,
-        };
-        let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
         for (family, minor) in [(random::Family::Llama, 0), (random::Family::Mistral(8), 1)] {
-            let bytes = random::model_with(v, shape, family, 1, None).unwrap();
+            let bytes = small(family);
             assert_eq!(ModelFile::parse(&bytes).unwrap().header().version_minor.get(), minor);
         }
     }
@@ -440,15 +445,7 @@ mod tests {
     /// A tensor the architecture needs and the file lacks is named in a typed error.
     #[test]
     fn a_missing_bias_is_named() {
-        let v = random::Variant {
-            public_layers: 1,
-            lora_rank: 0,
-            head_merge: 1,
-            mpc_friendly: false,
-            private_embedding: false,
-        };
-        let shape = random::Shape { layers: 2, d: 32, heads: 4, kv_heads: 4, ffn: 48, vocab: 64 };
-        let bytes = random::model_with(v, shape, random::Family::Llama, 1, None).unwrap();
+        let bytes = small(random::Family::Llama);
         let f = ModelFile::parse(&bytes).unwrap();
         let arch = Arch { qkv_bias: true, ..Arch::of_file(&f).unwrap() };
         match crate::model::plain::PlainModel::load(&f, arch, 0, 2, true) {

@@ -128,7 +128,9 @@ fn linear<'a>(
         (true, Some(_)) => Some(vector(f, &bias_name, out)?),
         (false, None) => None,
         (true, None) => return Err(StdError::MissingTensor { name: bias_name }),
-        (false, Some(_)) => return Err(StdError::Model(format!("{bias_name}: a bias in a llama model"))),
+        (false, Some(_)) => {
+            return Err(StdError::Model(format!("{bias_name}: a bias, but only a qwen2 file's q, k and v have one")));
+        }
     };
     Ok(Linear { w: weights(&t)?, lora, bias, out, inp })
 }
