@@ -62,7 +62,7 @@ fn one_variant_over_an_emulated_link() {
     }
     let out = Command::new(env!("CARGO_BIN_EXE_marill")).args(["cost", "--variant", "nope"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--variant nope"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'nope' for '--variant"));
 }
 
 /// `--offline` (2PC-Dealer): the dealer deals each step and its corrections are delivered
@@ -145,9 +145,10 @@ fn run_lf_with(link: Option<&str>, ring: Option<&str>, threads: usize, more: &[&
     rows[0].clone()
 }
 
-/// Usage errors exit with 2 and name what is wrong: an unknown flag (with the command's
-/// flags), a bad value (with the choices), a flag without its value, and a client file
-/// given to `marill serve` (refused before it listens).
+/// Usage errors exit with 2 and name what is wrong (clap's messages): an unknown flag (with
+/// the command's usage line), a bad value (with the choices), a flag without its value, and a
+/// client file given to `marill serve` (refused before it listens); `--help` exits with 0 and
+/// lists every flag of the command.
 #[test]
 fn usage_errors_name_the_flag_or_the_value() {
     let run = |args: &[&str]| {
@@ -160,13 +161,20 @@ fn usage_errors_name_the_flag_or_the_value() {
     };
     let (code, err, _) = run(&["cost", "--bogus", "1"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("unknown flag --bogus") && err.contains("--prompt-len"), "{err}");
+    assert!(err.contains("unexpected argument '--bogus'") && err.contains("marill cost"), "{err}");
     let (code, err, _) = run(&["cost", "--setting", "rep4"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("--setting rep4") && err.contains("dealer, rep3, ot2pc"), "{err}");
+    assert!(err.contains("'rep4' for '--setting") && err.contains("dealer, rep3, ot2pc"), "{err}");
     let (code, err, _) = run(&["cost", "--setting"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("--setting needs a value") && !err.contains("handshake"), "{err}");
+    assert!(err.contains("a value is required for '--setting") && !err.contains("handshake"), "{err}");
+    let (code, _, help) = run(&["cost", "--help"]);
+    assert_eq!(code, Some(0));
+    for flag in
+        ["--setting", "--prompt-len", "--shape", "--runs", "--json", "--link", "--variant", "--threads", "--offline"]
+    {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
     let dir = std::env::temp_dir().join(format!("marill-usage-{}", std::process::id()));
     let d = dir.to_str().unwrap();
     assert_eq!(run(&["random-model", "--variant", "lf", "--out", d]).0, Some(0));
@@ -185,6 +193,6 @@ fn usage_errors_name_the_flag_or_the_value() {
     assert!(err.contains("is a client file") && !out.contains("listening"), "{err}");
     let (code, err, _) = run(&["random-model", "--variant", "lf9", "--out", d]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("--variant lf9") && err.contains("lf+lora"), "{err}");
+    assert!(err.contains("'lf9' for '--variant") && err.contains("lf+lora"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

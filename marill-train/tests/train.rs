@@ -390,3 +390,61 @@ fn export_and_run_securely(student: &Model, r: &Recipe, prompt: &str) -> ModelMe
     }
     meta
 }
+
+/// The command line (clap): `marill-train export` writes a split file of a checkpoint with the
+/// asked-for public layers, whose plaintext model gives candle's logits; usage errors (no
+/// checkpoint, both checkpoints, a bad value) exit with 2 and name the flag; `--help` lists
+/// the recipe flags.
+#[test]
+fn the_command_line_exports_a_checkpoint_and_refuses_bad_usage() {
+    use std::process::Command;
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_marill-train")).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let m = tiny();
+    let dir = std::env::temp_dir().join(format!("marill-train-cli-{}", std::process::id()));
+    marill_train::load::save_hf(&m, &dir, None).unwrap();
+    let file = dir.join("split.marill");
+    let (d, f) = (dir.to_str().unwrap(), file.to_str().unwrap());
+    let (code, out, err) = run(&["export", "--base", d, "--out", f, "--lf", "0.5"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("2 public layers of 4"), "{out}");
+    let bytes = std::fs::read(&file).unwrap();
+    let mf = ModelFile::parse(&bytes).unwrap();
+    let meta = ModelMeta::decode(mf.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+    let arch = Arch::from_meta(&meta).unwrap();
+    assert_eq!(arch.n_public, 2);
+    let tokens: Vec<u32> = data::encode("abcd where = q.").unwrap();
+    let x = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let want = m.forward(&x, false).unwrap().logits.to_dtype(DType::F32).unwrap();
+    let want = want.get(0).unwrap().to_vec2::<f32>().unwrap();
+    let mut plain = PlainModel::load(&mf, arch.clone(), 0, arch.n_layers, true).unwrap();
+    let mut h = plain.embed(&tokens).unwrap();
+    plain.layers(&mut h, tokens.len()).unwrap();
+    let got = plain.logits(&h).unwrap();
+    let err = got.iter().zip(want.last().unwrap()).map(|(a, b)| (a - f64::from(*b)).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-4, "max logit error {err}");
+
+    let (code, _, err) = run(&["export", "--out", f]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--gguf") && err.contains("--base"), "{err}");
+    let (code, _, err) = run(&["export", "--base", d, "--gguf", f, "--out", f]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (code, _, err) = run(&["finetune", "--grouping", "random"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("'random' for '--grouping") && err.contains("adjacent"), "{err}");
+    let (code, help, _) = run(&["finetune", "--help"]);
+    assert_eq!(code, Some(0));
+    for flag in
+        ["--lf", "--lora", "--alpha", "--hm", "--grouping", "--head-prune", "--layer-prune", "--relu", "--2relu"]
+    {
+        assert!(help.contains(flag), "{flag} missing:\n{help}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

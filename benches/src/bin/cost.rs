@@ -46,136 +46,149 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 use marill_benches::{Case, Op, Shape};
 use marill_std::Setting;
 use marill_std::model::measure::ModelCase;
 use marill_std::model::random::{self, Variant};
 
-const USAGE: &str = "usage: cost --protocol {dealer|rep3|ot2pc|all} --op OP [--shape n=COUNT|MxNxK|HxRxC] [--frac-bits F] \
-[--runs R] [--link L] [--threads T] [--json]
-       cost --protocol {dealer|rep3|ot2pc|all} --op model [--model SERVER_FILE | --variant V] [--prompt-len B] [--gen N]
-            [--no-warm-up] [--offline] [--link L] [--threads T] [--json]
-  --offline (op model, 2PC-Dealer): the dealer deals each step before the others start; JSON offline_s and
-    decode_offline_s give its time, wall_s and decode_wall_s the online phase's
-  T: threads per party for matrix products and PRG expansion (default: a third of the cores, as the parties share this process)
-  L: lan (16 Gbps, 0.1 ms round trip), wan (400 Mbps, 40 ms) or RTT_MS,MBPS: an emulated network between the parties
-  V (a random model, 4 layers, d 64, vocab 256, 4 heads): baseline (embedding and every layer in MPC),
-    private (every layer in MPC, public embedding), lf lora hm lf+hm lf+lora friendly, or all
-  --op all runs every op at its default shape, then --op model over every variant
-  OP: mul matmul matmul_public matmul_weight trunc ltz exp reciprocal rsqrt rmsnorm softmax softmax_2relu silu gelu relu argmax,
-      or all (every op at its default shape), or base (the first six), or nonlinear (the last ten)
-  --protocol all is dealer and rep3; plain 2PC (ot2pc) is named: its OT-based ops take far longer";
+/// Time, bytes per party and rounds of one protocol op, or of secure generation (`--op model`).
+#[derive(Parser)]
+#[command(name = "cost", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// The settings: dealer, rep3, ot2pc, or all (dealer and rep3; plain 2PC is named, its
+    /// OT-based ops take far longer)
+    #[arg(long, value_name = "PROTOCOL", value_parser = protocols)]
+    protocol: Protocols,
+    /// An op (mul matmul matmul_public matmul_weight trunc ltz exp reciprocal rsqrt rmsnorm
+    /// softmax softmax_2relu silu gelu relu argmax), all (every op at its default shape, then
+    /// --op model over every variant), base (the first six), nonlinear (the last ten) or model
+    /// (secure greedy generation)
+    #[arg(long, value_name = "OP", value_parser = ops)]
+    op: Ops,
+    /// n=COUNT for elementwise ops, MxNxK for matrix products, HxRxC for row-wise ops (H
+    /// blocks of R rows of length C); default: the op's own
+    #[arg(long, value_name = "SHAPE", value_parser = shape)]
+    shape: Option<Shape>,
+    /// Fraction bits of the fixed-point encoding
+    #[arg(long, value_name = "F", default_value_t = marill_core::fixed::DEFAULT_FRAC_BITS)]
+    frac_bits: u32,
+    /// Runs after the warm-up (wall_s is their median)
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..))]
+    runs: u64,
+    /// One JSON line per case
+    #[arg(long)]
+    json: bool,
+    /// (op model) measure the first run (no warm-up run)
+    #[arg(long)]
+    no_warm_up: bool,
+    /// (op model, 2PC-Dealer) the dealer deals each step before the others start; offline_s
+    /// and decode_offline_s give its time, wall_s and decode_wall_s the online phase's
+    #[arg(long)]
+    offline: bool,
+    /// An emulated network between the parties: lan (16 Gbps, 0.1 ms round trip), wan (400
+    /// Mbps, 40 ms) or RTT_MS,MBPS
+    #[arg(long, value_name = "L", value_parser = marill_std::transport::link::LinkModel::parse)]
+    link: Option<marill_std::transport::link::LinkModel>,
+    /// Threads per party for matrix products and PRG expansion (default: a third of the
+    /// cores, as the parties share this process)
+    #[arg(long, value_name = "T")]
+    threads: Option<usize>,
+    /// (op model) a server file to run
+    #[arg(long, value_name = "SERVER_FILE", conflicts_with = "variant")]
+    model: Option<String>,
+    /// (op model) a random model (4 layers, d 64, vocab 256, 4 heads): baseline (embedding and
+    /// every layer in MPC), private (every layer in MPC, public embedding), lf lora hm lf+hm
+    /// lf+lora friendly, or all (the default)
+    #[arg(long, value_name = "V", value_parser = variants)]
+    variant: Option<Vec<&'static str>>,
+    /// (op model) the prompt's length in tokens
+    #[arg(long, value_name = "B", default_value_t = 16)]
+    prompt_len: usize,
+    /// (op model) tokens to generate
+    #[arg(long = "gen", value_name = "N", default_value_t = 4)]
+    tokens: usize,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  cost --protocol all --op all --json
+  cost --protocol dealer --op matmul --shape 64x3200x3200 --link wan
+  cost --protocol all --op model --variant lf --prompt-len 16 --gen 4 --json
+Field names of the JSON lines are a contract: extended, never renamed or dropped.";
+
+/// `--protocol`: the settings to run.
+type Protocols = Vec<Setting>;
+
+fn protocols(s: &str) -> Result<Protocols, String> {
+    match s {
+        "all" => Ok(vec![Setting::Dealer, Setting::Rep3]),
+        s => Setting::parse(s).map(|p| vec![p]).ok_or_else(|| format!("{s}: one of dealer, rep3, ot2pc, all")),
+    }
+}
+
+/// `--op`: ops at their shapes, or secure generation.
+#[derive(Clone)]
+enum Ops {
+    /// `model`.
+    Model,
+    /// Ops; `true` for `all` (then `--op model` over every variant).
+    Ops(Vec<Op>, bool),
+}
+
+fn ops(s: &str) -> Result<Ops, String> {
+    Ok(match s {
+        "model" => Ops::Model,
+        "all" => Ops::Ops(Op::ALL.to_vec(), true),
+        "base" => Ops::Ops(Op::ALL[..6].to_vec(), false),
+        "nonlinear" => Ops::Ops(Op::ALL[6..].to_vec(), false),
+        s => Ops::Ops(vec![Op::parse(s).ok_or_else(|| format!("unknown op {s} (see --help)"))?], false),
+    })
+}
+
+fn shape(s: &str) -> Result<Shape, String> {
+    Shape::parse(s).ok_or_else(|| format!("bad shape {s}: n=COUNT, MxNxK or HxRxC"))
+}
+
+fn variants(s: &str) -> Result<Vec<&'static str>, String> {
+    match s {
+        "all" => Ok(VARIANTS.iter().map(|(n, _)| *n).collect()),
+        s => VARIANTS.iter().find(|(n, _)| *n == s).map(|(n, _)| vec![*n]).ok_or_else(|| {
+            let names: Vec<&str> = VARIANTS.iter().map(|(n, _)| *n).collect();
+            format!("unknown variant {s}: one of {} or all", names.join(" "))
+        }),
+    }
+}
 
 /// Per-party heap figures for `--op model` (see `marill_std::alloc_meter`).
 #[global_allocator]
 static GLOBAL: marill_std::alloc_meter::PartyAlloc = marill_std::alloc_meter::PartyAlloc;
 
 fn main() -> ExitCode {
-    match run() {
+    // Usage errors print clap's message and exit with 2.
+    let cli = Cli::parse();
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cost: {e}\n{USAGE}");
-            ExitCode::from(2)
+            eprintln!("cost: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), String> {
     marill_std::pin_ring_from_env()?;
-    let mut protocols = Vec::new();
-    let mut ops = Vec::new();
-    let mut shape = None;
-    let mut frac_bits = marill_core::fixed::DEFAULT_FRAC_BITS;
-    let mut runs = 3usize;
-    let mut json = false;
-    let mut warm_up = true;
-    let mut offline = false;
-    let mut model: Option<String> = None;
-    let mut variants: Vec<&'static str> = Vec::new();
-    let mut prompt_len = 16usize;
-    let mut gen_tokens = 4usize;
-    let mut model_op = false;
-    let mut all_ops = false;
-    let mut link = None;
-    let mut threads = marill_std::threads::shared_default_threads();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--protocol" => {
-                let v = val()?;
-                protocols = match v.as_str() {
-                    "all" => vec![Setting::Dealer, Setting::Rep3],
-                    s => vec![Setting::parse(s).ok_or_else(|| format!("unknown protocol {s}"))?],
-                };
-            }
-            "--op" => {
-                let v = val()?;
-                if v == "model" {
-                    model_op = true;
-                    continue;
-                }
-                if v == "all" {
-                    all_ops = true;
-                }
-                ops = match v.as_str() {
-                    "all" => Op::ALL.to_vec(),
-                    "base" => Op::ALL[..6].to_vec(),
-                    "nonlinear" => Op::ALL[6..].to_vec(),
-                    s => vec![Op::parse(s).ok_or_else(|| format!("unknown op {s}"))?],
-                };
-            }
-            "--shape" => {
-                let v = val()?;
-                shape = Some(Shape::parse(&v).ok_or_else(|| format!("bad shape {v}"))?);
-            }
-            "--frac-bits" => frac_bits = val()?.parse().map_err(|_| "bad --frac-bits".to_string())?,
-            "--runs" => runs = val()?.parse().map_err(|_| "bad --runs".to_string())?,
-            "--json" => json = true,
-            "--no-warm-up" => warm_up = false,
-            "--offline" => offline = true,
-            "--link" => link = Some(marill_std::transport::link::LinkModel::parse(&val()?)?),
-            "--threads" => {
-                let v = val()?;
-                threads = v.parse().map_err(|_| format!("--threads: not a number: {v}"))?;
-            }
-            "--model" => model = Some(val()?),
-            "--variant" => {
-                let v = val()?;
-                variants = match v.as_str() {
-                    "all" => VARIANTS.iter().map(|(n, _)| *n).collect(),
-                    s => vec![
-                        VARIANTS
-                            .iter()
-                            .find(|(n, _)| *n == s)
-                            .map(|(n, _)| *n)
-                            .ok_or_else(|| format!("unknown variant {s}"))?,
-                    ],
-                };
-            }
-            "--prompt-len" => prompt_len = val()?.parse().map_err(|_| "bad --prompt-len".to_string())?,
-            "--gen" => gen_tokens = val()?.parse().map_err(|_| "bad --gen".to_string())?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument {other}")),
+    let Cli { protocol: protocols, op, shape, frac_bits, runs, json, no_warm_up, offline, link, threads, .. } = cli;
+    let (warm_up, runs) = (!no_warm_up, runs as usize);
+    marill_std::threads::set_threads(threads.unwrap_or_else(marill_std::threads::shared_default_threads));
+    let (ops, all_ops) = match op {
+        Ops::Model => {
+            let how = HowToRun { json, warm_up, offline, link };
+            return run_model(&protocols, cli.model, cli.variant.unwrap_or_default(), cli.prompt_len, cli.tokens, how);
         }
-    }
-    marill_std::threads::set_threads(threads);
-    if model_op {
-        if protocols.is_empty() {
-            return Err("--protocol is required".into());
-        }
-        let how = HowToRun { json, warm_up, offline, link };
-        return run_model(&protocols, model, variants, prompt_len, gen_tokens, how);
-    }
-    if protocols.is_empty() || ops.is_empty() {
-        return Err("--protocol and --op are required".into());
-    }
-    if runs < 3 {
-        return Err("--runs must be at least 3".into());
-    }
+        Ops::Ops(ops, all) => (ops, all),
+    };
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
     let ring = marill_core::ring::backend().name();
     let threads = marill_std::threads::threads();
@@ -218,7 +231,7 @@ fn run() -> Result<(), String> {
     }
     if all_ops {
         let how = HowToRun { json, warm_up, offline, link };
-        run_model(&protocols, None, Vec::new(), prompt_len, gen_tokens, how)?;
+        run_model(&protocols, None, Vec::new(), cli.prompt_len, cli.tokens, how)?;
     }
     Ok(())
 }

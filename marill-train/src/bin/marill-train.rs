@@ -6,138 +6,384 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use candle_core::Device;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use marill_train::embedded::{self, Budget};
 use marill_train::export::{ExportInfo, export, split_pretrained};
 use marill_train::recipe::{Grouping, Recipe};
+use marill_train::study::StudyOpts;
 use marill_train::{Error, Result, chat, data, load, train};
 
-const HELP: &str = "\
-marill-train: MARILL fine-tuning on candle
+/// MARILL fine-tuning on candle: pretrain the embedded default, fine-tune with MARILL
+/// recipes, evaluate, export split-model files, import checkpoints.
+#[derive(Parser)]
+#[command(name = "marill-train", version, arg_required_else_help = true, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE:
-  marill-train pretrain  [--out DIR] [--steps N] [--seed S]
-      Pretrain the embedded default base on the facts of its invented world and generic
-      skills (Hugging Face layout); report its fact recall and zero-shot task accuracy.
-  marill-train finetune  [--base DIR] [--out FILE] [RECIPE] [--max-steps N] [--no-distill]
-                         [--seed S]
-      Fine-tune the base (default: the embedded base, pretrained or cached in
-      .cache/marill/base) on the embedded private task (seed S splits the entities),
-      training until the validation loss stops improving; report exact-match accuracy and
-      answer NLL on the test entities and write the server's split-model file. Recipes
-      follow the paper's App. G: non-full recipes distil from a fully fine-tuned teacher
-      unless --no-distill; head merging and pruning start from the teacher (or the LF
-      student) and add distillation stage I (with --public-transfer, half of each stage-I
-      batch is public pretraining lines instead of private prompts).
-  marill-train pipeline  [--out DIR] [--base DIR] [--seeds N] [--seed S] [--max-steps N]
-                         [--patience P] [--pretrain-steps N] [--min-recall R]
-                         [--public-transfer]
-      The demo's training half: the base (cached; refused when it recalls under R of its
-      facts, default 0.9), then for seeds S..S+N: zero-shot, a model trained from scratch
-      on the private data, full fine-tuning (teacher), LoRA 8, LF 0.75/0.5/0.25, LF+LoRA,
-      HM 4, LF+HM and the ablations (adjacent HM, head pruning, layer pruning), each to
-      convergence; prints the quality table (mean ± sd over seeds), writes the first
-      seed's DIR/<variant>.marill and DIR/quality.json.
-  marill-train finetune-chat (--gguf FILE | --base DIR) --data FILE.jsonl [--category C] [RECIPE]
-                         [--steps N] [--batch B] [--max-len L] [--lr LR] [--distill]
-                         [--teacher-lr LR] [--teacher-cache DIR] [--out FILE]
-      The real-data recipe: fine-tune a checkpoint on ChatML pairs (JSON lines with prompt,
-      answer and conversation; scripts/fetch-chatterbot.sh writes the chatterbot corpus so;
-      duplicates dropped, a tenth of the conversations held out whole), report the held-out
-      answer NLL before and after, write the split-model file. --lr defaults by recipe
-      (1e-3 with LoRA, else 1e-4); the --distill teacher (full fine-tuning at --teacher-lr,
-      default 1e-4) is cached in DIR (default .cache/marill/chat-teacher).
-  marill-train study     (--gguf FILE | --base DIR) --data FILE.jsonl [--category C] [--pairs N]
-                         [--max-steps N] [--every N] [--patience P] [--batch B] [--lr LR]
-                         [--hm M] [--max-len L] [--out DIR]
-      The real-model quality study: zero-shot, full fine-tuning (the teacher, cached in
-      .cache/marill/study-teacher), LF 0.5, LoRA 8, HM M, LF+HM, LF+LoRA, adjacent HM, head
-      pruning and layer pruning (App. G recipes), each until the validation answer NLL
-      stops improving; conversations split 80/10/10; held-out answer NLL, token accuracy
-      and the share of full fine-tuning's gain; writes DIR/study.json and split files.
-  marill-train eval      --base DIR [--prompt TEXT] [--max-new N] [--chat] [--seed S]
-      Greedy generation from a checkpoint; without --prompt, the embedded task's accuracy
-      on the test entities of split S (world of the default base).
-  marill-train export    (--base DIR | --gguf FILE) --out FILE [--lf F] [--frac-bits B]
-      A pretrained checkpoint as a split-model file: the bottom (1-F) of the layers and the
-      embedding public, the rest private (no training).
-  marill-train import    --gguf FILE --out DIR
-      A GGUF checkpoint (llama, any candle-supported quantisation) as a Hugging Face
-      directory (dequantized f32 safetensors, config.json, tokenizer.json).
+const AFTER_HELP: &str = "\
+Progress goes to stderr (MARILL_QUIET=1 silences it). Runs on the CPU; build with
+--features cuda for a GPU.";
 
-RECIPE flags (combinable):
-  --lf F            train the top fraction F of the layers (default 1: all)
-  --lora R          unmerged LoRA of rank R on q,k,v,o,gate,up,down (--alpha A, default 2R)
-  --hm M            merge heads by M (--grouping similarity|adjacent, default similarity)
-  --head-prune P    prune P heads per private layer (ablation)
-  --layer-prune L   drop the top L layers (ablation)
-  --relu            ReLU instead of SiLU in private layers
-  --2relu           2ReLU instead of softmax in private layers
+#[derive(Subcommand)]
+enum Command {
+    /// Pretrain the embedded default base
+    ///
+    /// Pretrain the embedded default base on the facts of its invented world and generic
+    /// skills (Hugging Face layout); report its fact recall and zero-shot task accuracy
+    Pretrain {
+        /// The checkpoint directory to write
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_BASE)]
+        out: PathBuf,
+        /// Pretraining steps
+        #[arg(long, value_name = "N", default_value_t = Budget::demo().pretrain)]
+        steps: usize,
+        /// The world's and the initialisation's seed
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+    },
+    /// Fine-tune the embedded base with one MARILL recipe
+    ///
+    /// Fine-tune the base on the embedded private task (seed S splits the entities) until the
+    /// validation loss stops improving; report exact-match accuracy and answer NLL on the test
+    /// entities and write the server's split-model file. Non-full recipes distil from a fully
+    /// fine-tuned teacher (App. G) unless --no-distill; head merging and pruning start from
+    /// the teacher (or the LF student) and add distillation stage I
+    Finetune {
+        /// The base checkpoint (pretrained and cached there when missing)
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_BASE)]
+        base: PathBuf,
+        /// The split-model file to write
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        /// The most steps a stage trains
+        #[arg(long, value_name = "N", default_value_t = Budget::demo().stop.max_steps)]
+        max_steps: usize,
+        /// Pretraining steps when the base is not cached
+        #[arg(long, value_name = "N", default_value_t = Budget::demo().pretrain)]
+        pretrain_steps: usize,
+        /// Half of each distillation stage-I batch is public pretraining lines instead of
+        /// private prompts
+        #[arg(long)]
+        public_transfer: bool,
+        /// Train on the labels alone, without a teacher
+        #[arg(long)]
+        no_distill: bool,
+        /// The seed that splits the entities
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+    },
+    /// The demo's training half: every variant over seeds, the quality table
+    ///
+    /// The demo's training half: the base (cached; refused when it recalls under R of its
+    /// facts), then for each seed: zero-shot, trained from scratch, full fine-tuning
+    /// (teacher), LoRA 8, LF 0.75/0.5/0.25, LF+LoRA, HM 4, LF+HM and the ablations, each to
+    /// convergence; prints the quality table (mean ± sd over seeds), writes the first seed's
+    /// DIR/<variant>.marill and DIR/quality.json
+    Pipeline {
+        /// The output directory
+        #[arg(long, value_name = "DIR", default_value = ".cache/marill/demo")]
+        out: PathBuf,
+        /// The base checkpoint (pretrained and cached there when missing)
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_BASE)]
+        base: PathBuf,
+        /// Seeds S..S+N
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// The first seed
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// The most steps a stage trains
+        #[arg(long, value_name = "N", default_value_t = Budget::demo().stop.max_steps)]
+        max_steps: usize,
+        /// Evaluations without improvement before a stage stops
+        #[arg(long, value_name = "P", default_value_t = Budget::demo().stop.patience)]
+        patience: usize,
+        /// Pretraining steps when the base is not cached
+        #[arg(long, value_name = "N", default_value_t = Budget::demo().pretrain)]
+        pretrain_steps: usize,
+        /// The base's least fact recall
+        #[arg(long, value_name = "R", default_value_t = Budget::demo().min_recall)]
+        min_recall: f64,
+        /// Half of each distillation stage-I batch is public pretraining lines
+        #[arg(long)]
+        public_transfer: bool,
+    },
+    /// Fine-tune a checkpoint on ChatML pairs (the real-data recipe)
+    ///
+    /// The real-data recipe: fine-tune a checkpoint on ChatML pairs (JSON lines with prompt,
+    /// answer and conversation, as scripts/fetch-chatterbot.sh writes the chatterbot corpus;
+    /// duplicates dropped, a tenth of the conversations held out whole), report the held-out
+    /// answer NLL before and after, write the split-model file
+    FinetuneChat {
+        #[command(flatten)]
+        checkpoint: Checkpoint,
+        /// The pairs (JSON lines)
+        #[arg(long, value_name = "FILE.jsonl")]
+        data: PathBuf,
+        /// Only the pairs of this category
+        #[arg(long, value_name = "C")]
+        category: Option<String>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        /// Training steps
+        #[arg(long, value_name = "N", default_value_t = 40)]
+        steps: usize,
+        /// Pairs per batch
+        #[arg(long, value_name = "B", default_value_t = 4)]
+        batch: usize,
+        /// The longest pair in tokens (longer ones are dropped)
+        #[arg(long, value_name = "L", default_value_t = 96)]
+        max_len: usize,
+        /// The learning rate (default 1e-3 with LoRA, else 1e-4)
+        #[arg(long, value_name = "LR")]
+        lr: Option<f64>,
+        /// Distil from a fully fine-tuned teacher (cached in --teacher-cache)
+        #[arg(long)]
+        distill: bool,
+        /// The teacher's learning rate
+        #[arg(long, value_name = "LR", default_value_t = 1e-4)]
+        teacher_lr: f64,
+        /// Where teachers are cached
+        #[arg(long, value_name = "DIR", default_value = ".cache/marill/chat-teacher")]
+        teacher_cache: PathBuf,
+        /// The batches' seed
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// The split-model file to write
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The real-model quality study: every variant on ChatML pairs
+    ///
+    /// The real-model quality study: zero-shot, full fine-tuning (the teacher, cached in
+    /// .cache/marill/study-teacher), LF 0.5, LoRA 8, HM M, LF+HM, LF+LoRA, adjacent HM, head
+    /// pruning and layer pruning (App. G recipes), each until the validation answer NLL stops
+    /// improving; conversations split 80/10/10; held-out answer NLL, token accuracy and the
+    /// share of full fine-tuning's gain; writes DIR/study.json and split files
+    Study {
+        #[command(flatten)]
+        checkpoint: Checkpoint,
+        /// The pairs (JSON lines)
+        #[arg(long, value_name = "FILE.jsonl")]
+        data: PathBuf,
+        /// Only the pairs of this category
+        #[arg(long, value_name = "C")]
+        category: Option<String>,
+        /// Use at most N pairs
+        #[arg(long, value_name = "N")]
+        pairs: Option<usize>,
+        /// The most steps a stage trains
+        #[arg(long, value_name = "N", default_value_t = StudyOpts::default().stop.max_steps)]
+        max_steps: usize,
+        /// Steps between validations
+        #[arg(long, value_name = "N", default_value_t = StudyOpts::default().stop.every)]
+        every: usize,
+        /// Validations without improvement before a stage stops
+        #[arg(long, value_name = "P", default_value_t = StudyOpts::default().stop.patience)]
+        patience: usize,
+        /// Pairs per batch
+        #[arg(long, value_name = "B", default_value_t = StudyOpts::default().batch)]
+        batch: usize,
+        /// The learning rate
+        #[arg(long, value_name = "LR", default_value_t = StudyOpts::default().lr)]
+        lr: f64,
+        /// The head-merge factor
+        #[arg(long, value_name = "M", default_value_t = StudyOpts::default().hm)]
+        hm: usize,
+        /// The seed
+        #[arg(long, value_name = "S", default_value_t = StudyOpts::default().seed)]
+        seed: u64,
+        /// The longest pair in tokens
+        #[arg(long, value_name = "L", default_value_t = 96)]
+        max_len: usize,
+        /// The output directory
+        #[arg(long, value_name = "DIR", default_value = ".cache/marill/study")]
+        out: PathBuf,
+    },
+    /// Greedy generation from a checkpoint, or the embedded task's accuracy
+    ///
+    /// Greedy generation from a checkpoint; without --prompt, the embedded task's accuracy on
+    /// the test entities of split S (world of the default base)
+    Eval {
+        /// The checkpoint
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_BASE)]
+        base: PathBuf,
+        /// The text to continue
+        #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+        prompt: Option<String>,
+        /// Tokens to generate
+        #[arg(long, value_name = "N", default_value_t = 32)]
+        max_new: usize,
+        /// Wrap the prompt in the ChatML template
+        #[arg(long)]
+        chat: bool,
+        /// The world's seed
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        world_seed: u64,
+        /// The seed that splits the entities
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+    },
+    /// A pretrained checkpoint as a split-model file, without training
+    ///
+    /// A pretrained checkpoint as a split-model file: the bottom (1-F) of the layers and the
+    /// embedding public, the rest private (no training)
+    Export {
+        #[command(flatten)]
+        checkpoint: Checkpoint,
+        /// The split-model file to write
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The fraction of the layers (from the top) that is private
+        #[arg(long, value_name = "F", default_value_t = 1.0)]
+        lf: f64,
+        /// Fraction bits of the fixed-point encoding
+        #[arg(long, value_name = "B", default_value_t = 16)]
+        frac_bits: u32,
+    },
+    /// A GGUF checkpoint as a Hugging Face directory
+    ///
+    /// A GGUF checkpoint (llama, any candle-supported quantisation) as a Hugging Face
+    /// directory (dequantized f32 safetensors, config.json, tokenizer.json)
+    Import {
+        /// The GGUF file
+        #[arg(long, value_name = "FILE")]
+        gguf: PathBuf,
+        /// The directory to write
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
 
-Progress goes to stderr (set MARILL_QUIET=1 to silence it). Runs on the CPU; build with
---features cuda for a GPU.
-";
+const DEFAULT_BASE: &str = ".cache/marill/base";
 
-struct Args(Vec<String>);
+/// A checkpoint: exactly one of `--gguf FILE`, `--base DIR`.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Checkpoint {
+    /// A GGUF file (llama, any candle-supported quantisation)
+    #[arg(long, value_name = "FILE")]
+    gguf: Option<PathBuf>,
+    /// A Hugging Face directory (config.json, model.safetensors, tokenizer.json)
+    #[arg(long, value_name = "DIR")]
+    base: Option<PathBuf>,
+}
 
-impl Args {
-    fn flag(&mut self, name: &str) -> bool {
-        match self.0.iter().position(|a| a == name) {
-            Some(i) => {
-                self.0.remove(i);
-                true
-            }
-            None => false,
+impl Checkpoint {
+    fn load(&self, dev: &Device) -> Result<load::Loaded> {
+        match (&self.gguf, &self.base) {
+            (Some(g), _) => load::load_gguf(g, dev),
+            (None, Some(b)) => load::load_hf(b, dev),
+            (None, None) => Err(Error::Config("one of --gguf FILE, --base DIR is required".into())),
         }
     }
-    fn value(&mut self, name: &str) -> Result<Option<String>> {
-        match self.0.iter().position(|a| a == name) {
-            Some(i) if i + 1 < self.0.len() => {
-                let v = self.0.remove(i + 1);
-                self.0.remove(i);
-                Ok(Some(v))
-            }
-            Some(_) => Err(Error::Config(format!("{name} needs a value"))),
-            None => Ok(None),
-        }
-    }
-    fn parse<T: std::str::FromStr>(&mut self, name: &str, default: T) -> Result<T> {
-        match self.value(name)? {
-            Some(v) => v.parse().map_err(|_| Error::Config(format!("{name}: cannot parse {v:?}"))),
-            None => Ok(default),
-        }
-    }
-    fn done(&self) -> Result<()> {
-        match self.0.first() {
-            Some(a) => Err(Error::Config(format!("unexpected argument {a:?} (see --help)"))),
-            None => Ok(()),
+    /// The flag and its value as given, for the teacher caches' keys.
+    fn key(&self) -> Vec<String> {
+        match (&self.gguf, &self.base) {
+            (Some(g), _) => vec!["--gguf".into(), g.display().to_string()],
+            (None, Some(b)) => vec!["--base".into(), b.display().to_string()],
+            (None, None) => Vec::new(),
         }
     }
 }
 
-fn recipe(a: &mut Args) -> Result<Recipe> {
-    let mut r = Recipe::full();
-    r.trained_fraction = a.parse("--lf", 1.0)?;
-    r.lora_rank = a.parse("--lora", 0)?;
-    r.lora_alpha = a.parse("--alpha", 2.0 * r.lora_rank as f32)?;
-    r.head_merge = a.parse("--hm", 1)?;
-    r.grouping = match a.value("--grouping")?.as_deref() {
-        None | Some("similarity") => Grouping::Similarity,
-        Some("adjacent") => Grouping::Adjacent,
-        Some(g) => return Err(Error::Config(format!("--grouping {g}: similarity or adjacent"))),
-    };
-    r.head_prune = a.parse("--head-prune", 0)?;
-    r.layer_prune = a.parse("--layer-prune", 0)?;
-    r.relu = a.flag("--relu");
-    r.two_relu = a.flag("--2relu");
-    Ok(r)
+/// The MARILL recipe's flags (combinable).
+#[derive(Args)]
+#[command(next_help_heading = "Recipe")]
+struct RecipeArgs {
+    /// Train the top fraction F of the layers
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    lf: f64,
+    /// Unmerged LoRA of rank R on q, k, v, o, gate, up, down
+    #[arg(long, value_name = "R", default_value_t = 0)]
+    lora: usize,
+    /// LoRA's alpha (default 2R)
+    #[arg(long, value_name = "A")]
+    alpha: Option<f32>,
+    /// Merge heads by M
+    #[arg(long, value_name = "M", default_value_t = 1)]
+    hm: usize,
+    /// How heads are grouped for merging
+    #[arg(long, value_enum, default_value = "similarity")]
+    grouping: GroupingArg,
+    /// Prune P heads per private layer (ablation)
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    head_prune: usize,
+    /// Drop the top L layers (ablation)
+    #[arg(long, value_name = "L", default_value_t = 0)]
+    layer_prune: usize,
+    /// ReLU instead of SiLU in private layers
+    #[arg(long)]
+    relu: bool,
+    /// 2ReLU instead of softmax in private layers
+    #[arg(long = "2relu")]
+    two_relu: bool,
 }
 
-/// The checkpoint named by `--gguf FILE` or `--base DIR` (exactly one).
-fn checkpoint(a: &mut Args, cmd: &str, dev: &Device) -> Result<load::Loaded> {
-    match (a.value("--gguf")?, a.value("--base")?) {
-        (Some(g), None) => load::load_gguf(std::path::Path::new(&g), dev),
-        (None, Some(b)) => load::load_hf(std::path::Path::new(&b), dev),
-        _ => Err(Error::Config(format!("{cmd} needs exactly one of --gguf FILE, --base DIR"))),
+#[derive(Clone, Copy, ValueEnum)]
+enum GroupingArg {
+    /// Heads whose attention is most alike
+    Similarity,
+    /// Consecutive heads
+    Adjacent,
+}
+
+impl RecipeArgs {
+    fn recipe(&self) -> Recipe {
+        Recipe {
+            trained_fraction: self.lf,
+            lora_rank: self.lora,
+            lora_alpha: self.alpha.unwrap_or(2.0 * self.lora as f32),
+            head_merge: self.hm,
+            grouping: match self.grouping {
+                GroupingArg::Similarity => Grouping::Similarity,
+                GroupingArg::Adjacent => Grouping::Adjacent,
+            },
+            head_prune: self.head_prune,
+            layer_prune: self.layer_prune,
+            relu: self.relu,
+            two_relu: self.two_relu,
+        }
+    }
+    /// The flags as given, for the chat teacher cache's key.
+    fn key(&self) -> Vec<String> {
+        let mut k = Vec::new();
+        let mut push = |flag: &str, v: String| {
+            k.push(flag.to_string());
+            k.push(v);
+        };
+        if self.lf != 1.0 {
+            push("--lf", self.lf.to_string());
+        }
+        if self.lora != 0 {
+            push("--lora", self.lora.to_string());
+        }
+        if let Some(a) = self.alpha {
+            push("--alpha", a.to_string());
+        }
+        if self.hm != 1 {
+            push("--hm", self.hm.to_string());
+        }
+        if self.head_prune != 0 {
+            push("--head-prune", self.head_prune.to_string());
+        }
+        if self.layer_prune != 0 {
+            push("--layer-prune", self.layer_prune.to_string());
+        }
+        if matches!(self.grouping, GroupingArg::Adjacent) {
+            push("--grouping", "adjacent".into());
+        }
+        if self.relu {
+            k.push("--relu".into());
+        }
+        if self.two_relu {
+            k.push("--2relu".into());
+        }
+        k
     }
 }
 
@@ -150,24 +396,11 @@ fn device() -> Result<Device> {
     Ok(Device::Cpu)
 }
 
-fn default_base_dir() -> PathBuf {
-    PathBuf::from(".cache/marill/base")
-}
-
-fn run(mut a: Args) -> Result<()> {
-    let cmd = if a.0.is_empty() { String::from("--help") } else { a.0.remove(0) };
+fn run(cli: Cli) -> Result<()> {
     let dev = device()?;
-    match cmd.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{HELP}");
-            Ok(())
-        }
-        "pretrain" => {
-            let out = a.value("--out")?.map_or_else(default_base_dir, PathBuf::from);
-            let mut budget = Budget::demo();
-            budget.pretrain = a.parse("--steps", budget.pretrain)?;
-            let seed = a.parse("--seed", 1u64)?;
-            a.done()?;
+    match cli.command {
+        Command::Pretrain { out, steps, seed } => {
+            let budget = Budget { pretrain: steps, ..Budget::demo() };
             let t = Instant::now();
             let m = embedded::pretrain(seed, budget, &dev)?;
             load::save_hf(&m, &out, Some(&data::tokenizer_json()))?;
@@ -184,25 +417,27 @@ fn run(mut a: Args) -> Result<()> {
             );
             Ok(())
         }
-        "pipeline" => {
-            let out = PathBuf::from(a.value("--out")?.unwrap_or_else(|| ".cache/marill/demo".into()));
-            let base_dir = a.value("--base")?.map_or_else(default_base_dir, PathBuf::from);
+        Command::Pipeline {
+            out,
+            base,
+            seeds: n_seeds,
+            seed,
+            max_steps,
+            patience,
+            pretrain_steps,
+            min_recall,
+            public_transfer,
+        } => {
             let mut budget = Budget::demo();
-            budget.stop.max_steps = a.parse("--max-steps", budget.stop.max_steps)?;
-            budget.stop.patience = a.parse("--patience", budget.stop.patience)?;
-            budget.pretrain = a.parse("--pretrain-steps", budget.pretrain)?;
-            budget.min_recall = a.parse("--min-recall", budget.min_recall)?;
-            budget.public_transfer = a.flag("--public-transfer");
-            let seed = a.parse("--seed", 1u64)?;
-            let n_seeds = a.parse("--seeds", 1u64)?;
-            a.done()?;
-            if n_seeds == 0 {
-                return Err(Error::Config("--seeds must be at least 1".into()));
-            }
+            budget.stop.max_steps = max_steps;
+            budget.stop.patience = patience;
+            budget.pretrain = pretrain_steps;
+            budget.min_recall = min_recall;
+            budget.public_transfer = public_transfer;
             let seeds: Vec<u64> = (0..n_seeds).map(|i| seed + i).collect();
             let opts = embedded::PipelineOpts {
                 out_dir: &out,
-                base_dir: &base_dir,
+                base_dir: &base,
                 base_seed: 1,
                 seeds: &seeds,
                 budget,
@@ -212,23 +447,26 @@ fn run(mut a: Args) -> Result<()> {
             println!("wrote {}/*.marill and quality.json", out.display());
             Ok(())
         }
-        "finetune-chat" => {
-            let data = a.value("--data")?.ok_or_else(|| Error::Config("finetune-chat needs --data FILE".into()))?;
-            let out = a.value("--out")?.map(PathBuf::from);
-            let category = a.value("--category")?;
-            let steps = a.parse("--steps", 40usize)?;
-            let bs = a.parse("--batch", 4usize)?;
-            let max_len = a.parse("--max-len", 96usize)?;
-            let lr = a.parse("--lr", 0f64)?;
-            let teacher_lr = a.parse("--teacher-lr", 1e-4f64)?;
-            let seed = a.parse("--seed", 1u64)?;
-            let distill = a.flag("--distill");
-            let teacher_cache =
-                a.value("--teacher-cache")?.map_or_else(|| PathBuf::from(".cache/marill/chat-teacher"), PathBuf::from);
-            let source = format!("{:?}", a.0);
-            let l = checkpoint(&mut a, "finetune-chat", &dev)?;
-            let r = recipe(&mut a)?;
-            a.done()?;
+        Command::FinetuneChat {
+            checkpoint,
+            data,
+            category,
+            recipe,
+            steps,
+            batch: bs,
+            max_len,
+            lr,
+            distill,
+            teacher_lr,
+            teacher_cache,
+            seed,
+            out,
+        } => {
+            let source = format!("{:?}", [checkpoint.key(), recipe.key()].concat());
+            let data = data.display().to_string();
+            let l = checkpoint.load(&dev)?;
+            let r = recipe.recipe();
+            let lr = lr.unwrap_or(0.0);
             // Per-recipe learning rates: LoRA factors take a larger one than full weights.
             let lr = if lr > 0.0 {
                 lr
@@ -284,23 +522,29 @@ fn run(mut a: Args) -> Result<()> {
             }
             Ok(())
         }
-        "study" => {
-            let data = a.value("--data")?.ok_or_else(|| Error::Config("study needs --data FILE".into()))?;
-            let out = PathBuf::from(a.value("--out")?.unwrap_or_else(|| ".cache/marill/study".into()));
-            let category = a.value("--category")?;
-            let max_len = a.parse("--max-len", 96usize)?;
-            let limit = a.parse("--pairs", usize::MAX)?;
-            let mut o = marill_train::study::StudyOpts::default();
-            o.stop.max_steps = a.parse("--max-steps", o.stop.max_steps)?;
-            o.stop.every = a.parse("--every", o.stop.every)?;
-            o.stop.patience = a.parse("--patience", o.stop.patience)?;
-            o.batch = a.parse("--batch", o.batch)?;
-            o.lr = a.parse("--lr", o.lr)?;
-            o.hm = a.parse("--hm", o.hm)?;
-            o.seed = a.parse("--seed", o.seed)?;
-            let source = format!("{:?}", a.0);
-            let l = checkpoint(&mut a, "study", &dev)?;
-            a.done()?;
+        Command::Study {
+            checkpoint,
+            data,
+            category,
+            pairs,
+            max_steps,
+            every,
+            patience,
+            batch,
+            lr,
+            hm,
+            seed,
+            max_len,
+            out,
+        } => {
+            let data = data.display().to_string();
+            let limit = pairs.unwrap_or(usize::MAX);
+            let mut o = marill_train::study::StudyOpts { batch, lr, hm, seed, ..Default::default() };
+            o.stop.max_steps = max_steps;
+            o.stop.every = every;
+            o.stop.patience = patience;
+            let source = format!("{:?}", checkpoint.key());
+            let l = checkpoint.load(&dev)?;
             let tok = l.tokenizer.ok_or_else(|| Error::Config("the checkpoint has no tokenizer".into()))?;
             let mut pairs = chat::load_pairs(std::path::Path::new(&data), &tok, max_len, category.as_deref())?;
             pairs.truncate(limit);
@@ -318,17 +562,22 @@ fn run(mut a: Args) -> Result<()> {
             );
             Ok(())
         }
-        "finetune" => {
-            let base_dir = a.value("--base")?.map_or_else(default_base_dir, PathBuf::from);
-            let out = a.value("--out")?.map(PathBuf::from);
+        Command::Finetune {
+            base: base_dir,
+            out,
+            recipe,
+            max_steps,
+            pretrain_steps,
+            public_transfer,
+            no_distill,
+            seed,
+        } => {
             let mut budget = Budget::demo();
-            budget.stop.max_steps = a.parse("--max-steps", budget.stop.max_steps)?;
-            budget.pretrain = a.parse("--pretrain-steps", budget.pretrain)?;
-            budget.public_transfer = a.flag("--public-transfer");
-            let distill = !a.flag("--no-distill");
-            let seed = a.parse("--seed", 1u64)?;
-            let r = recipe(&mut a)?;
-            a.done()?;
+            budget.stop.max_steps = max_steps;
+            budget.pretrain = pretrain_steps;
+            budget.public_transfer = public_transfer;
+            let distill = !no_distill;
+            let r = recipe.recipe();
             let base = embedded::cached_base(&base_dir, 1, budget, &dev)?;
             let task = embedded::task(1, seed);
             let teacher = if (distill && !r.is_full()) || r.starts_from().is_some() {
@@ -369,14 +618,7 @@ fn run(mut a: Args) -> Result<()> {
             }
             Ok(())
         }
-        "eval" => {
-            let base_dir = a.value("--base")?.map_or_else(default_base_dir, PathBuf::from);
-            let prompt = a.value("--prompt")?;
-            let max_new = a.parse("--max-new", 32usize)?;
-            let chat = a.flag("--chat");
-            let base_seed = a.parse("--world-seed", 1u64)?;
-            let split_seed = a.parse("--seed", 1u64)?;
-            a.done()?;
+        Command::Eval { base: base_dir, prompt, max_new, chat, world_seed: base_seed, seed: split_seed } => {
             let l = load::load_hf(&base_dir, &dev)?;
             match (prompt, l.tokenizer) {
                 (Some(p), Some(tok)) => {
@@ -397,33 +639,26 @@ fn run(mut a: Args) -> Result<()> {
                 }
             }
         }
-        "import" => {
-            let gguf = a.value("--gguf")?.ok_or_else(|| Error::Config("import needs --gguf FILE".into()))?;
-            let out = a.value("--out")?.ok_or_else(|| Error::Config("import needs --out DIR".into()))?;
-            a.done()?;
-            let l = load::load_gguf(std::path::Path::new(&gguf), &dev)?;
-            load::save_hf(&l.model, std::path::Path::new(&out), l.tokenizer_json.as_deref())?;
-            println!("wrote {out}");
+        Command::Import { gguf, out } => {
+            let l = load::load_gguf(&gguf, &dev)?;
+            load::save_hf(&l.model, &out, l.tokenizer_json.as_deref())?;
+            println!("wrote {}", out.display());
             Ok(())
         }
-        "export" => {
-            let out = a.value("--out")?.ok_or_else(|| Error::Config("export needs --out FILE".into()))?;
-            let lf: f64 = a.parse("--lf", 1.0)?;
-            let frac_bits = a.parse("--frac-bits", 16u32)?;
-            let l = checkpoint(&mut a, "export", &dev)?;
-            a.done()?;
+        Command::Export { checkpoint, out, lf, frac_bits } => {
+            let l = checkpoint.load(&dev)?;
             let n = l.model.cfg.n_layers;
             std::fs::write(&out, split_pretrained(&l.model, lf, l.tokenizer_json.as_deref(), frac_bits)?)?;
             let np = Recipe { trained_fraction: lf, ..Recipe::full() }.n_public(n);
-            println!("wrote {out}: {np} public layers of {n}");
+            println!("wrote {}: {np} public layers of {n}", out.display());
             Ok(())
         }
-        other => Err(Error::Config(format!("unknown command {other:?} (see --help)"))),
     }
 }
 
 fn main() -> ExitCode {
-    match run(Args(std::env::args().skip(1).collect())) {
+    // Usage errors print clap's message and exit with 2; --help and --version exit with 0.
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("marill-train: {e}");
