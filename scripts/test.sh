@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh >/dev/null
+# The chatterbot corpus (PyPI, checksummed, cached in .cache/data) for the tokenizer test.
+scripts/fetch-chatterbot.sh >/dev/null
 # The `openai` Python package (PyPI, pinned, cached) for the OpenAI-compatible endpoint's test.
 MARILL_OPENAI_PYTHONPATH="$(scripts/fetch-openai.sh)"
 export MARILL_OPENAI_PYTHONPATH

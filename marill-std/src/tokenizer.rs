@@ -149,22 +149,41 @@ impl Tokenizer {
             .filter(|(i, t)| self.vocab.get(*t) == Some(&(*i as u32)))
             .map(|(i, t)| (t.clone(), i.into()))
             .collect();
-        let added: Vec<serde_json::Value> =
-            self.specials.iter().map(|(t, id)| serde_json::json!({"id": id, "content": t, "special": true})).collect();
+        let added: Vec<serde_json::Value> = self
+            .specials
+            .iter()
+            .map(|(t, id)| {
+                serde_json::json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                        "normalized": false, "special": true})
+            })
+            .collect();
         let merges: Vec<String> = self.merge_list.iter().map(|(a, b)| format!("{a} {b}")).collect();
         let mut pre = Vec::new();
         if self.digits {
             pre.push(serde_json::json!({"type": "Digits", "individual_digits": true}));
         }
         if self.byte_level {
-            pre.push(serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}));
+            pre.push(
+                serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}),
+            );
         }
         serde_json::json!({
             "version": "1.0",
             "added_tokens": added,
             "pre_tokenizer": if pre.is_empty() { serde_json::Value::Null } else { serde_json::json!({"type": "Sequence", "pretokenizers": pre}) },
-            "decoder": if self.byte_level { serde_json::json!({"type": "ByteLevel"}) } else { serde_json::Value::Null },
-            "model": {"type": "BPE", "vocab": vocab, "merges": merges},
+            "truncation": null,
+            "padding": null,
+            "normalizer": null,
+            "post_processor": null,
+            "decoder": if self.byte_level {
+                serde_json::json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true})
+            } else {
+                // Characters joined as they are (without a decoder, tokens are joined by spaces).
+                serde_json::json!({"type": "Fuse"})
+            },
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": merges},
         })
         .to_string()
     }
