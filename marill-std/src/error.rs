@@ -51,6 +51,40 @@ pub enum StdError {
         /// What the architecture needs.
         want: Vec<u64>,
     },
+    /// A token id at or beyond the vocabulary (a prompt's, or one fed back).
+    #[error("token {token} outside the vocabulary of {vocab}")]
+    TokenOutsideVocab {
+        /// The id.
+        token: u64,
+        /// The vocabulary's size.
+        vocab: usize,
+    },
+    /// A session's request the model cannot serve: `prompt` tokens and `new` to generate
+    /// against the longest sequence allowed (`max_seq`), or an empty prompt.
+    #[error("request of {prompt} + {new} tokens outside 1..={max_seq}")]
+    RequestLength {
+        /// Prompt tokens.
+        prompt: usize,
+        /// Tokens to generate.
+        new: usize,
+        /// The longest sequence this party serves.
+        max_seq: usize,
+    },
+    /// A `tokenizer.json` (or a GGUF's vocabulary) that cannot be read, or text it cannot
+    /// encode.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A postcard section (metadata, recipe) that does not encode or decode.
+    #[error("model file: {what}: {reason}")]
+    Codec {
+        /// `encode` or `decode`.
+        what: &'static str,
+        /// The codec's message.
+        reason: String,
+    },
+    /// A split-model file the writer refuses to build (a name, a rank, a duplicate).
+    #[error("model file writer: {0}")]
+    Writer(String),
     /// A command line that cannot run: a flag unknown to the command, a missing flag or a
     /// bad value (the `marill` binary exits with 2).
     #[error("{0}")]

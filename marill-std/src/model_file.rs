@@ -96,7 +96,7 @@ impl ModelMeta {
     /// knows are ignored, as the spec requires of a later minor's.
     pub fn decode(b: &[u8]) -> Result<Self, StdError> {
         let (mut meta, rest): (ModelMeta, &[u8]) =
-            postcard::take_from_bytes(b).map_err(|e| StdError::Model(format!("decode: {e}")))?;
+            postcard::take_from_bytes(b).map_err(|e| StdError::Codec { what: "decode", reason: e.to_string() })?;
         if !rest.is_empty() {
             meta.sliding_window = decode_postcard(rest)?;
         }
@@ -123,12 +123,12 @@ pub struct Recipe {
 
 /// Encode with postcard.
 pub fn encode_postcard<T: Serialize>(v: &T) -> Result<Vec<u8>, StdError> {
-    postcard::to_allocvec(v).map_err(|e| StdError::Model(format!("encode: {e}")))
+    postcard::to_allocvec(v).map_err(|e| StdError::Codec { what: "encode", reason: e.to_string() })
 }
 
 /// Decode with postcard.
 pub fn decode_postcard<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, StdError> {
-    postcard::from_bytes(b).map_err(|e| StdError::Model(format!("decode: {e}")))
+    postcard::from_bytes(b).map_err(|e| StdError::Codec { what: "decode", reason: e.to_string() })
 }
 
 struct PendingTensor {
@@ -173,7 +173,7 @@ fn pad_to(v: &mut Vec<u8>, align: usize) {
 fn name16(s: &str) -> Result<[u8; 16], StdError> {
     let mut n = [0u8; 16];
     if s.len() > 16 || s.contains('\0') {
-        return Err(StdError::Model(format!("section name {s:?} longer than 16 bytes")));
+        return Err(StdError::Writer(format!("section name {s:?} longer than 16 bytes")));
     }
     n[..s.len()].copy_from_slice(s.as_bytes());
     Ok(n)
@@ -194,7 +194,7 @@ impl ModelWriter {
         bytes: Vec<u8>,
     ) -> Result<&mut Self, StdError> {
         if matches!(kind, SectionKind::TensorIndex | SectionKind::TensorData) {
-            return Err(StdError::Model("tensor sections are built from tensors".into()));
+            return Err(StdError::Writer("tensor sections are built from tensors".into()));
         }
         name16(name)?;
         self.sections.push(PendingSection { kind, private, name: name.into(), payload: Payload::Bytes(bytes) });
@@ -220,14 +220,14 @@ impl ModelWriter {
         data: Vec<u8>,
     ) -> Result<&mut Self, StdError> {
         if name.is_empty() || name.len() > format::MAX_NAME_LEN || name.contains('\0') {
-            return Err(StdError::Model(format!("tensor name {name:?}: 1 to 64 bytes, no NUL")));
+            return Err(StdError::Writer(format!("tensor name {name:?}: 1 to 64 bytes, no NUL")));
         }
         if shape.len() > format::MAX_RANK {
-            return Err(StdError::Model(format!("tensor {name}: rank {} above 4", shape.len())));
+            return Err(StdError::Writer(format!("tensor {name}: rank {} above 4", shape.len())));
         }
         let numel = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
         if numel.and_then(|n| n.checked_mul(dtype.size())) != Some(data.len() as u64) {
-            return Err(StdError::Model(format!(
+            return Err(StdError::Writer(format!(
                 "tensor {name}: {} bytes for shape {shape:?} of {}",
                 data.len(),
                 dtype.name()
@@ -235,7 +235,7 @@ impl ModelWriter {
         }
         let list = if private { &mut self.private_tensors } else { &mut self.public_tensors };
         if list.iter().any(|t| t.name == name) {
-            return Err(StdError::Model(format!("tensor {name} added twice")));
+            return Err(StdError::Writer(format!("tensor {name} added twice")));
         }
         if list.is_empty() {
             let label = if private { "private" } else { "public" };

@@ -225,7 +225,7 @@ fn recv_request<C: Channel>(ch: &mut C, max_seq: usize) -> Result<(usize, usize)
     let p = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
     let n = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
     if p == 0 || n == 0 || p.saturating_add(n) > max_seq {
-        return Err(StdError::Model(format!("request of {p} + {n} tokens outside 1..={max_seq}")));
+        return Err(StdError::RequestLength { prompt: p, new: n, max_seq });
     }
     Ok((p, n))
 }

@@ -28,7 +28,7 @@ pub struct Tokenizer {
 }
 
 fn bad(m: impl Into<String>) -> StdError {
-    StdError::Model(format!("tokenizer: {}", m.into()))
+    StdError::Tokenizer(m.into())
 }
 
 /// GPT-2's map from bytes to printable characters.

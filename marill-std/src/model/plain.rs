@@ -240,7 +240,7 @@ impl<'a> PlainModel<'a> {
         for t in tokens {
             let t = *t as usize;
             if t >= self.arch.vocab {
-                return Err(StdError::Model(format!("token {t} outside the vocabulary")));
+                return Err(StdError::TokenOutsideVocab { token: t as u64, vocab: self.arch.vocab });
             }
             h.extend(embed[t * d..(t + 1) * d].iter().map(|v| f64::from(*v)));
         }

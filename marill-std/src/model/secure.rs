@@ -946,7 +946,7 @@ impl SecureModel {
                         for (i, t) in feed.iter().enumerate() {
                             let t = *t as usize;
                             if t >= v {
-                                return Err(StdError::Model(format!("token {t} outside the vocabulary")));
+                                return Err(StdError::TokenOutsideVocab { token: t as u64, vocab: v });
                             }
                             o[i * v + t] = 1;
                         }
@@ -1031,7 +1031,8 @@ pub fn generate_streaming<P: Protocol>(
         let mut tok = [0u64];
         p.reveal_to(CLIENT, &idx, &mut tok).map_err(core)?;
         if is_client {
-            let t = u32::try_from(tok[0]).map_err(|_| StdError::Model("token out of range".into()))?;
+            let t = u32::try_from(tok[0])
+                .map_err(|_| StdError::TokenOutsideVocab { token: tok[0], vocab: model.arch.vocab })?;
             out.push(t);
             on_token(t);
             feed = vec![t];

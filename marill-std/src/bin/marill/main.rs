@@ -657,7 +657,7 @@ fn tokenizer_of(model: &MappedModel, flag: &str) -> Result<marill_std::tokenizer
     let sec = file
         .find_section(SectionKind::Tokenizer, false)
         .ok_or_else(|| StdError::Usage(format!("{flag}: the model file has no tokenizer")))?;
-    let json = std::str::from_utf8(sec.bytes).map_err(|_| StdError::Model("tokenizer section is not UTF-8".into()))?;
+    let json = std::str::from_utf8(sec.bytes).map_err(|_| StdError::Tokenizer("the section is not UTF-8".into()))?;
     marill_std::tokenizer::Tokenizer::from_hf_json(json)
 }
 
@@ -689,7 +689,7 @@ fn plain(a: PlainArgs) -> Result<(), StdError> {
     let file = model.file()?;
     let arch = marill_std::model::Arch::of_file(&file)?;
     if prompt.is_empty() {
-        return Err(StdError::Model("empty prompt".into()));
+        return Err(StdError::Usage("the prompt is empty".into()));
     }
     let mut pm = PlainModel::load(&file, arch.clone(), 0, arch.n_layers, true)?;
     let mut feed = prompt;

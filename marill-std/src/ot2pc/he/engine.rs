@@ -222,7 +222,14 @@ impl Engine {
 
     /// M: multiply the peer's ciphertexts by `y`, re-randomise, flood, mask, switch and
     /// return them; this party's shares (`−R`) go into `out`.
-    pub(super) fn multiply<C: Channel>(&self, ch: &mut C, rng: &mut Prg, y: &[u64], job: &Job, out: &mut [u64]) -> Result<()> {
+    pub(super) fn multiply<C: Channel>(
+        &self,
+        ch: &mut C,
+        rng: &mut Prg,
+        y: &[u64],
+        job: &Job,
+        out: &mut [u64],
+    ) -> Result<()> {
         let Job { m, n, k, count, digits, plan, im, in_, ik } = *job;
         let peer = ch.id() ^ 1;
         let n_in = count * im * in_ * digits;
