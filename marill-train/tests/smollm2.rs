@@ -129,7 +129,7 @@ fn smollm2_secure_generation_with_half_the_layers_frozen_matches_plaintext() {
     assert!(ties <= 2, "{ties} near-ties");
 }
 
-/// The study's smoke version: every row, a couple of steps each, on a few conversations of
+/// The study's smoke version: every row, one step a stage, on a few conversations of
 /// invented facts; the teacher is cached and reused, every row's NLL is finite, the
 /// teacher (full fine-tuning) improves on zero-shot, and LF 0.5's split file runs securely
 /// with the plaintext model's tokens.
@@ -140,8 +140,8 @@ fn smollm2_study_smoke_runs_every_row() {
     let end = tok.token_id("<|im_end|>").unwrap();
     let names = ["Zorvia", "Quelmar", "Brastune", "Ondivar", "Telkessa", "Vormund", "Ishkarel", "Pallatine"];
     let cities = ["Fenwick", "Arlo", "Munsey", "Tolt", "Crane", "Oxley", "Dunmore", "Hask"];
-    // 60 "conversations" so that the hash split leaves each part some pairs.
-    let pairs: Vec<Pair> = (0..60)
+    // 24 "conversations": the hash split leaves 18 to train on, 3 to validate and 3 to test.
+    let pairs: Vec<Pair> = (0..24)
         .map(|i| {
             let (n, c) = (names[i % 8], cities[(i / 8) % 8]);
             let mut answer = tok.encode(&format!("The capital of {n} {i} is {c}.")).unwrap();
@@ -158,7 +158,7 @@ fn smollm2_study_smoke_runs_every_row() {
     let teacher = dir.join("teacher");
     let o = marill_train::study::StudyOpts {
         batch: 2,
-        stop: marill_train::train::Stop { max_steps: 2, every: 1, patience: 1 },
+        stop: marill_train::train::Stop { max_steps: 1, every: 1, patience: 1 },
         lr: 1e-4,
         hm: 3,
         seed: 1,
