@@ -4,7 +4,9 @@
 //! the target replays to the same party (checked here: the replay runs every op to `Ok`).
 //! The fuzzer then mutates real traffic.
 //!
-//! `cargo run --release --bin record_transcripts -- corpus/party_peer_bytes` (in `fuzz/`).
+//! In `fuzz/`: `RUSTC_BOOTSTRAP=1 cargo fuzz build`, then
+//! `target/<host triple>/release/record_transcripts corpus/party_peer_bytes` (the fuzz build
+//! makes it with the targets, so no second build of the workspace is needed).
 
 use std::sync::{Arc, Mutex};
 
