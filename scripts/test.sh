@@ -13,4 +13,4 @@ export MARILL_OPENAI_PYTHONPATH
 MARILL_REQUIRE_SMOLLM2=1 cargo test --workspace "$@"
 # The transports' concurrency (writer thread, shared TLS state), model-checked with loom:
 # a build of its own with `--cfg loom`, kept apart in target/loom.
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p marill-std --lib --profile loom transport::split
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p marill-std --no-default-features --lib --profile loom transport::split

@@ -69,6 +69,7 @@ pub mod model_file;
 pub mod openai;
 pub mod ot2pc;
 pub mod party;
+#[cfg(feature = "harness")]
 pub mod run;
 pub mod scratch;
 pub mod session;

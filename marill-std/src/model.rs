@@ -6,8 +6,10 @@
 //! Public layers must be a prefix `0..k` (MARILL freezes the bottom layers).
 
 mod arch;
+#[cfg(feature = "harness")]
 pub mod check;
 pub mod dense;
+#[cfg(feature = "harness")]
 pub mod measure;
 pub mod plain;
 pub mod secure;
@@ -54,6 +56,7 @@ pub mod names {
 
 /// Random models in the split-model layout, for tests and benchmarks until marill-train's
 /// embedded default exists. Deterministic in `seed`.
+#[cfg(feature = "harness")]
 pub mod random {
     use marill_core::format::DType;
     use marill_core::prg::{Prg, Stream};

@@ -346,7 +346,8 @@ impl LayerShape {
     }
 }
 
-#[cfg(test)]
+// The tests build random models (the `harness` feature).
+#[cfg(all(test, feature = "harness"))]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
