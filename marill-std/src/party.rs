@@ -46,7 +46,7 @@ use crate::model::Arch;
 use crate::model::plain::PlainModel;
 use crate::model::secure::{CLIENT, SERVER, SecureModel, generate_streaming};
 use crate::model_file::MappedModel;
-use crate::session::{dealer_party, entropy, ot2pc_party, rep3_party};
+use crate::session::{PartyBody, entropy, run_party};
 use crate::transport::link::{LinkModel, MaybeLinked};
 use crate::transport::tcp::{self, Link, TcpChannel, TcpConfig};
 use crate::transport::tls::Tls;
@@ -309,11 +309,26 @@ fn run_session(
         }
         None => recv_request(&mut ch, cfg.max_seq)?,
     };
-    let limit = cfg.max_seq;
-    match cfg.setting {
-        Setting::Dealer => drive(&mut dealer_party(ch)?, file, arch, client, prompt_len, new_tokens, limit),
-        Setting::Rep3 => drive(&mut rep3_party(ch)?, file, arch, client, prompt_len, new_tokens, limit),
-        Setting::Ot2pc => drive(&mut ot2pc_party(ch)?, file, arch, client, prompt_len, new_tokens, limit),
+    let body = Drive { file, arch, client, prompt_len, new_tokens, max_seq: cfg.max_seq };
+    run_party(cfg.setting, ch, body)
+}
+
+/// A session's model work at one party, once the protocol is set up.
+struct Drive<'a, 'f, 'c> {
+    file: &'a ModelFile<'f>,
+    arch: Arch,
+    client: Option<ClientRequest<'c>>,
+    prompt_len: usize,
+    new_tokens: usize,
+    max_seq: usize,
+}
+
+impl PartyBody for Drive<'_, '_, '_> {
+    type Output = (Vec<u32>, marill_core::cost::Cost);
+    type Error = StdError;
+    fn run<P: Protocol>(self, p: &mut P) -> Result<Self::Output, StdError> {
+        let Drive { file, arch, client, prompt_len, new_tokens, max_seq } = self;
+        drive(p, file, arch, client, prompt_len, new_tokens, max_seq)
     }
 }
 

@@ -10,7 +10,7 @@ use marill_core::cost::{Cost, Metered};
 use marill_core::proto::Protocol;
 use marill_core::{Channel, Error};
 
-use crate::session::{dealer_party, ot2pc_party, rep3_party};
+use crate::session::{PartyBody, run_party};
 use crate::transport::link::{LinkModel, MaybeLinked};
 use crate::transport::{mem, tcp};
 use crate::{Setting, StdError};
@@ -27,19 +27,20 @@ pub trait Program: Sync {
 pub type PartyResult<T> = (T, Cost);
 
 fn party<C: Channel, G: Program>(setting: Setting, ch: C, prog: &G) -> Result<PartyResult<G::Output>, Error> {
-    let ch = Metered::new(ch);
-    match setting {
-        Setting::Dealer => measured(dealer_party(ch)?, prog),
-        Setting::Rep3 => measured(rep3_party(ch)?, prog),
-        Setting::Ot2pc => measured(ot2pc_party(ch)?, prog),
-    }
+    run_party(setting, Metered::new(ch), Measured(prog))
 }
 
-/// Run `prog` at a party over a metered channel; its output and what it cost after set-up.
-fn measured<P: Protocol, G: Program>(mut p: P, prog: &G) -> Result<PartyResult<G::Output>, Error> {
-    let before = p.cost().unwrap_or_default();
-    let out = prog.run(&mut p)?;
-    Ok((out, p.cost().unwrap_or_default().since(&before)))
+/// `prog` at a party: its output and what it cost after set-up.
+struct Measured<'a, G>(&'a G);
+
+impl<G: Program> PartyBody for Measured<'_, G> {
+    type Output = PartyResult<G::Output>;
+    type Error = Error;
+    fn run<P: Protocol>(self, p: &mut P) -> Result<Self::Output, Error> {
+        let before = p.cost().unwrap_or_default();
+        let out = self.0.run(p)?;
+        Ok((out, p.cost().unwrap_or_default().since(&before)))
+    }
 }
 
 fn join_all<T: Send, F>(n: usize, f: F) -> Result<Vec<Result<T, Error>>, StdError>

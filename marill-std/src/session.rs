@@ -1,6 +1,7 @@
 //! Building a party of a session: OS entropy, seed distribution, the protocol object.
 
 use marill_core::cost::Metered;
+use marill_core::proto::Protocol;
 use marill_core::proto::dealer::Dealer2pc;
 use marill_core::proto::rep3::Rep3;
 use marill_core::proto::setup::{dealer_setup, rep3_setup};
@@ -63,6 +64,27 @@ pub fn dealer_party<C: Channel>(mut ch: Metered<C>) -> Result<Dealer2pc<Metered<
 /// A plain-2PC party over `ch` (input seed, base OTs and HE keys set up over `ch` first).
 pub fn ot2pc_party<C: Channel>(ch: Metered<C>) -> Result<Ot2pc<Metered<C>>, Error> {
     Ot2pc::new(ch, entropy()?)
+}
+
+/// Code a party runs once its protocol is set up: generic over the protocol, so one
+/// implementation serves every setting (Rust has no generic closures).
+pub trait PartyBody {
+    /// What the party returns.
+    type Output;
+    /// The error it fails with (a set-up failure converts into it).
+    type Error: From<Error>;
+    /// Run at this party.
+    fn run<P: Protocol>(self, p: &mut P) -> Result<Self::Output, Self::Error>;
+}
+
+/// Set up `setting`'s protocol for this party over `ch` (seeds, base OTs and keys as the
+/// setting needs) and run `body` on it: the one place a [`Setting`] picks its protocol.
+pub fn run_party<C: Channel, B: PartyBody>(setting: Setting, ch: Metered<C>, body: B) -> Result<B::Output, B::Error> {
+    match setting {
+        Setting::Dealer => body.run(&mut dealer_party(ch)?),
+        Setting::Rep3 => body.run(&mut rep3_party(ch)?),
+        Setting::Ot2pc => body.run(&mut ot2pc_party(ch)?),
+    }
 }
 
 /// A 3PC party over `ch` (seeds distributed over `ch` first).
