@@ -6,6 +6,7 @@
 //! has no place in a deployment: it is only sound here because all parties are threads of
 //! one process measuring themselves.
 
+use marill_std::StdError;
 use std::time::{Duration, Instant};
 
 use marill_core::cost::Cost;
@@ -487,7 +488,7 @@ impl Program for Repeat<'_> {
     /// after), and the revealed last result.
     type Output = (Vec<(Duration, Cost, (u64, u64))>, Vec<u64>);
 
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
         let c = self.case;
         let pl = P::PLANES;
         let x = local_shares(p, &c.xe, 1);

@@ -89,6 +89,16 @@ pub enum StdError {
     /// bad value (the `marill` binary exits with 2).
     #[error("{0}")]
     Usage(String),
+    /// An error at one party of an in-process session, with the stage it happened in.
+    #[error("party {party} in {stage}: {source}")]
+    AtParty {
+        /// The party.
+        party: usize,
+        /// What it was doing (`set-up`, `the prefill`, …).
+        stage: &'static str,
+        /// The error.
+        source: Box<StdError>,
+    },
     /// A party thread panicked (a bug; reported instead of propagating the panic).
     #[error("party {0} panicked")]
     Panicked(usize),

@@ -13,8 +13,8 @@
 //!
 //! ```
 //! use marill_core::proto::Protocol;
-//! use marill_core::{Error, FixedPoint};
-//! use marill_std::Setting;
+//! use marill_core::FixedPoint;
+//! use marill_std::{Setting, StdError};
 //! use marill_std::run::{Program, run_mem};
 //!
 //! /// Party 0 inputs 1.5, party 1 inputs -2.25; everyone learns the fixed-point product.
@@ -22,7 +22,7 @@
 //!
 //! impl Program for Product {
 //!     type Output = f64;
-//!     fn run<P: Protocol>(&self, p: &mut P) -> Result<f64, Error> {
+//!     fn run<P: Protocol>(&self, p: &mut P) -> Result<f64, StdError> {
 //!         let fp = FixedPoint::default();
 //!         let (mut x, mut y, mut z) = (vec![0; P::PLANES], vec![0; P::PLANES], vec![0; P::PLANES]);
 //!         let mine = |v: f64| [fp.encode(v)];

@@ -20,13 +20,13 @@ pub trait Program: Sync {
     /// What each party returns.
     type Output: Send;
     /// Run at one party.
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error>;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError>;
 }
 
 /// One party's result: its output and its costs after set-up.
 pub type PartyResult<T> = (T, Cost);
 
-fn party<C: Channel, G: Program>(setting: Setting, ch: C, prog: &G) -> Result<PartyResult<G::Output>, Error> {
+fn party<C: Channel, G: Program>(setting: Setting, ch: C, prog: &G) -> Result<PartyResult<G::Output>, StdError> {
     run_party(setting, Metered::new(ch), Measured(prog))
 }
 
@@ -35,17 +35,17 @@ struct Measured<'a, G>(&'a G);
 
 impl<G: Program> PartyBody for Measured<'_, G> {
     type Output = PartyResult<G::Output>;
-    type Error = Error;
-    fn run<P: Protocol>(self, p: &mut P) -> Result<Self::Output, Error> {
+    type Error = StdError;
+    fn run<P: Protocol>(self, p: &mut P) -> Result<Self::Output, StdError> {
         let before = p.cost().unwrap_or_default();
         let out = self.0.run(p)?;
         Ok((out, p.cost().unwrap_or_default().since(&before)))
     }
 }
 
-fn join_all<T: Send, F>(n: usize, f: F) -> Result<Vec<Result<T, Error>>, StdError>
+fn join_all<T: Send, F>(n: usize, f: F) -> Result<Vec<Result<T, StdError>>, StdError>
 where
-    F: Fn(usize) -> Result<T, Error> + Sync,
+    F: Fn(usize) -> Result<T, StdError> + Sync,
 {
     std::thread::scope(|s| {
         let f = &f;
@@ -108,6 +108,52 @@ pub fn run_tcp<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult
     collect(results)
 }
 
-fn collect<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, StdError> {
-    results.into_iter().map(|r| r.map_err(StdError::Core)).collect()
+/// Every party's output, or the error that explains the failure: the first that is not a
+/// consequence of another party's (a peer that closed, a wait that timed out), else the first.
+fn collect<T>(results: Vec<Result<T, StdError>>) -> Result<Vec<T>, StdError> {
+    let consequence = |e: &StdError| {
+        let mut e = e;
+        while let StdError::AtParty { source, .. } = e {
+            e = source;
+        }
+        matches!(e, StdError::Core(Error::PeerClosed | Error::Timeout))
+    };
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(out);
+    }
+    let i = errors.iter().position(|e| !consequence(e)).unwrap_or(0);
+    Err(errors.swap_remove(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error that explains a failed session is the one that is not a consequence of
+    /// another party's: a peer that closed or timed out yields to the cause, whatever the
+    /// party order; with consequences only, the first.
+    #[test]
+    fn the_cause_is_reported_not_its_consequences() {
+        let cause = || StdError::AtParty {
+            party: 1,
+            stage: "set-up",
+            source: Box::new(StdError::MissingTensor { name: "lm_head.weight".into() }),
+        };
+        let closed =
+            || StdError::AtParty { party: 0, stage: "the prefill", source: Box::new(Error::PeerClosed.into()) };
+        let r = collect::<()>(vec![Err(closed()), Err(cause()), Err(Error::Timeout.into())]);
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(e, "party 1 in set-up: model file: missing tensor lm_head.weight");
+        let r = collect::<()>(vec![Ok(()), Err(Error::Timeout.into()), Err(closed())]);
+        assert!(matches!(r, Err(StdError::Core(Error::Timeout))));
+        assert_eq!(collect(vec![Ok(1), Ok(2)]).ok(), Some(vec![1, 2]));
+    }
 }

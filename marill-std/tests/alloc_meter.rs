@@ -4,9 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use marill_core::Error;
 use marill_core::proto::Protocol;
 use marill_std::Setting;
+use marill_std::StdError;
 use marill_std::alloc_meter::{PartyAlloc, peaks, reset_peaks};
 use marill_std::run::{Program, run_mem};
 
@@ -21,7 +21,7 @@ struct Grow;
 
 impl Program for Grow {
     type Output = ();
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<(), StdError> {
         let i = p.party();
         let mut v = vec![0u8; (i + 1) * 8 * MB];
         v[i] = 1;

@@ -16,6 +16,7 @@ use marill_core::Error;
 use marill_core::format::ModelFile;
 use marill_core::proto::Protocol;
 use marill_std::Setting;
+use marill_std::StdError;
 use marill_std::model::Arch;
 use marill_std::model::check::{self, SecureGeneration};
 use marill_std::model::plain::PlainModel;
@@ -182,12 +183,12 @@ fn rounding_decides_a_token_only_at_near_ties() {
 }
 
 /// This party's secure model of `g`'s files (the server reads the private weights).
-fn set_up<P: Protocol>(p: &mut P, g: &SecureGeneration<'_>) -> Result<SecureModel, Error> {
-    let cf = ModelFile::parse(g.client).map_err(|_| Error::Malformed)?;
-    let sf = ModelFile::parse(g.server).map_err(|_| Error::Malformed)?;
+fn set_up<P: Protocol>(p: &mut P, g: &SecureGeneration<'_>) -> Result<SecureModel, StdError> {
+    let cf = ModelFile::parse(g.client)?;
+    let sf = ModelFile::parse(g.server)?;
     let server = (p.party() == 1).then_some(&sf);
     let public = if p.party() == 1 { &sf } else { &cf };
-    SecureModel::setup(p, public, server, arch_of(&cf)).map_err(|_| Error::Protocol)
+    SecureModel::setup(p, public, server, arch_of(&cf))
 }
 
 /// Generation with the prefill's attention in tiles of at most `tile` scores.
@@ -198,16 +199,15 @@ struct Tiled<'a> {
 
 impl Program for Tiled<'_> {
     type Output = Vec<u32>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, StdError> {
         let g = &self.inner;
         let mut model = set_up(p, g)?;
         model.attn_tile_scores = self.tile;
-        let cf = ModelFile::parse(g.client).map_err(|_| Error::Malformed)?;
+        let cf = ModelFile::parse(g.client)?;
         let arch = arch_of(&cf);
-        let mut plain = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false).map_err(|_| Error::Protocol)?;
+        let mut plain = PlainModel::load(&cf, arch.clone(), 0, arch.n_public, false)?;
         let client = (p.party() == 0).then_some((&mut plain, &g.prompt[..]));
         marill_std::model::secure::generate(p, &mut model, client, g.prompt.len(), g.new_tokens)
-            .map_err(|_| Error::Protocol)
     }
 }
 
@@ -259,11 +259,11 @@ struct Dies<'a> {
 
 impl Program for Dies<'_> {
     type Output = Vec<u32>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, StdError> {
         if p.party() == self.party {
             // Set up, then vanish before generating: the others are mid-prefill.
             set_up(p, &self.inner)?;
-            return Err(Error::Protocol);
+            return Err(Error::Protocol.into());
         }
         self.inner.run(p)
     }
@@ -296,7 +296,7 @@ fn the_sequence_limit_is_enforced_before_any_work() {
     struct Long<'a>(&'a [u8], &'a [u8]);
     impl Program for Long<'_> {
         type Output = String;
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<String, Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<String, StdError> {
             let cf = ModelFile::parse(self.1).map_err(|_| Error::Malformed)?;
             let sf = ModelFile::parse(self.0).map_err(|_| Error::Malformed)?;
             let server = (p.party() == 1).then_some(&sf);
@@ -320,7 +320,7 @@ struct Hidden<'a>(&'a [u8], &'a [u8], Vec<u32>);
 
 impl Program for Hidden<'_> {
     type Output = Vec<u64>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, StdError> {
         let cf = ModelFile::parse(self.1).map_err(|_| Error::Malformed)?;
         let sf = ModelFile::parse(self.0).map_err(|_| Error::Malformed)?;
         let arch = arch_of(&cf);

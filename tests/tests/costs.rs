@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use marill_core::Error;
 use marill_core::proto::Protocol;
 use marill_core::ring::MatDims;
 use marill_core::share::bit_words;
 use marill_std::Setting;
+use marill_std::StdError;
 use marill_std::run::{Program, run_mem};
 
 const N: usize = 1000;
@@ -38,12 +38,12 @@ struct One(Op);
 
 impl Program for One {
     type Output = ();
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<(), StdError> {
         let pl = P::PLANES;
         let x = vec![3u64; N * pl];
         let mut o = vec![0u64; N * pl];
         let mut plain = vec![0u64; N];
-        match self.0 {
+        let r = match self.0 {
             Op::Input => {
                 let v = vec![1u64; N];
                 p.input(0, (p.party() == 0).then_some(&v[..]), &mut o)
@@ -94,7 +94,8 @@ impl Program for One {
                 let b = vec![5u64; bit_words(N)];
                 p.b2a(&b, &mut o)
             }
-        }
+        };
+        Ok(r?)
     }
 }
 
@@ -233,12 +234,12 @@ fn rep3_matmul_traffic_is_independent_of_the_inner_dimension() {
     struct Mm(usize);
     impl Program for Mm {
         type Output = ();
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<(), StdError> {
             let d = MatDims::new(4, self.0, 6);
             let a = vec![1u64; 4 * self.0 * P::PLANES];
             let b = vec![1u64; self.0 * 6 * P::PLANES];
             let mut c = vec![0u64; 24 * P::PLANES];
-            p.matmul(&a, &b, &mut c, d)
+            Ok(p.matmul(&a, &b, &mut c, d)?)
         }
     }
     let small = run_mem(Setting::Rep3, &Mm(3)).unwrap();
@@ -258,12 +259,12 @@ fn fused_matmul_and_truncation_match_the_formulas() {
     struct Fused;
     impl Program for Fused {
         type Output = ();
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<(), StdError> {
             let pl = P::PLANES;
             let a = vec![1u64; 3 * D.m * D.n * pl];
             let b = vec![2u64; 3 * D.n * D.k * pl];
             let mut c = vec![0u64; 3 * D.m * D.k * pl];
-            p.matmul_many_trunc(&a, &b, &mut c, D, 3, 16)
+            Ok(p.matmul_many_trunc(&a, &b, &mut c, D, 3, 16)?)
         }
     }
     let (mn, nk, mk) = ((D.m * D.n) as u64, (D.n * D.k) as u64, (D.m * D.k) as u64);

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use marill_core::Error;
 use marill_core::proto::Protocol;
 use marill_core::ring::MatDims;
 use marill_std::Setting;
+use marill_std::StdError;
 use marill_std::run::{Program, run_mem};
 use marill_tests::{matmul_plain, signed, words};
 use proptest::prelude::*;
@@ -20,7 +20,7 @@ struct Mm {
 
 impl Program for Mm {
     type Output = Vec<u64>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, StdError> {
         let pl = P::PLANES;
         let (mut a, mut b) = (vec![0; self.a.len() * pl], vec![0; self.b.len() * pl]);
         p.input(0, (p.party() == 0).then_some(&self.a[..]), &mut a)?;
@@ -41,7 +41,7 @@ struct MulTrunc {
 
 impl Program for MulTrunc {
     type Output = Vec<u64>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, StdError> {
         let n = self.x.len();
         let (mut x, mut y, mut z) = (vec![0; n * P::PLANES], vec![0; n * P::PLANES], vec![0; n * P::PLANES]);
         p.input(0, (p.party() == 0).then_some(&self.x[..]), &mut x)?;
@@ -87,7 +87,7 @@ struct MmMany {
 
 impl Program for MmMany {
     type Output = Vec<u64>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, StdError> {
         let pl = P::PLANES;
         let (mut a, mut b) = (vec![0; self.a.len() * pl], vec![0; self.b.len() * pl]);
         p.input(0, (p.party() == 0).then_some(&self.a[..]), &mut a)?;
@@ -125,7 +125,7 @@ struct WeightProduct {
 
 impl Program for WeightProduct {
     type Output = Vec<Vec<u64>>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<Vec<u64>>, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<Vec<u64>>, StdError> {
         let pl = P::PLANES;
         let mine = (p.party() == 1).then_some(&self.w[..]);
         let spec = p.share_weight(1, mine, self.d.n, self.d.k)?;

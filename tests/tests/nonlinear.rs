@@ -10,6 +10,7 @@ use marill_core::nonlinear::{self as nl, Gain};
 use marill_core::proto::Protocol;
 use marill_core::{Error, FixedPoint};
 use marill_std::Setting;
+use marill_std::StdError;
 use marill_std::run::{Program, run_mem};
 use marill_tests::words;
 
@@ -60,7 +61,7 @@ fn input<P: Protocol>(p: &mut P, v: &[u64]) -> Result<Vec<u64>, Error> {
 impl Program for Case {
     /// Opened outputs as (ring words, the fractional bits they are at).
     type Output = (Vec<u64>, u32);
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
         let pl = P::PLANES;
         let enc: Vec<u64> = self.x.iter().map(|v| FP.encode(*v)).collect();
         let x = input(p, &enc)?;
@@ -418,7 +419,7 @@ fn argmax_and_row_max_in_few_rounds() {
     struct Rounds(usize, usize);
     impl Program for Rounds {
         type Output = (u64, u64, u64);
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
             let pl = P::PLANES;
             let v: Vec<u64> = (0..self.0).map(|i| FP.encode(((i * 7919) % 1000) as f64 / 8.0)).collect();
             let x = input(p, &v)?;
@@ -491,7 +492,7 @@ fn square_chain_matches_its_steps() {
     struct Chain<'a>(&'a [u64], &'a [(u64, u32)], Option<&'a [u64]>);
     impl Program for Chain<'_> {
         type Output = (bool, (u64, u64), Vec<u64>);
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
             let x = input(p, self.0)?;
             let beta = self.2.map(|b| input(p, b)).transpose()?;
             let mut out = vec![0; x.len()];
@@ -560,7 +561,7 @@ fn mul_trunc_scaled_matches_its_steps() {
     struct Scaled<'a>(&'a [u64], &'a [u64], usize, usize, u64);
     impl Program for Scaled<'_> {
         type Output = (bool, (u64, u64), u64, Vec<u64>);
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
             let (x, y) = (input(p, self.0)?, input(p, self.1)?);
             let mut out = vec![0; self.2 * self.3 * P::PLANES];
             let before = p.cost().unwrap();
@@ -624,7 +625,7 @@ fn poly_chain_matches_the_polynomial() {
     struct Poly<'a>(&'a [u64], &'a [u64], &'a [u64]);
     impl Program for Poly<'_> {
         type Output = (bool, (u64, u64), u64, Vec<u64>);
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
             let (u, w) = (input(p, self.0)?, input(p, self.1)?);
             let mut out = vec![0; u.len()];
             let before = p.cost().unwrap();
@@ -672,7 +673,7 @@ fn rms_norm_in_eight_rounds() {
     struct Norm(Vec<u64>, Vec<u64>);
     impl Program for Norm {
         type Output = (u64, u64);
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
             let (rows, d) = (3, self.1.len());
             let x = input(p, &self.0)?;
             let g = input(p, &self.1)?;

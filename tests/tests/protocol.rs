@@ -11,6 +11,7 @@ use marill_core::ring::MatDims;
 use marill_core::share::{bit_words, get_bit};
 use marill_core::{Error, fixed};
 use marill_std::Setting;
+use marill_std::StdError;
 use marill_std::run::{Program, run_mem, run_tcp};
 use marill_tests::{matmul_plain, signed, words};
 
@@ -94,7 +95,7 @@ fn bool_shares<P: Protocol>(p: &P, bits: &[u64]) -> Vec<u64> {
 
 impl Program for AllOps {
     type Output = Opened;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Opened, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Opened, StdError> {
         let n = self.x.len();
         let pl = P::PLANES;
         let x = shares(p, 0, &self.x)?;

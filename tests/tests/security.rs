@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use marill_std::StdError;
 use std::time::{Duration, Instant};
 
 use marill_core::cost::Metered;
@@ -20,7 +21,7 @@ struct MulView(usize);
 
 impl Program for MulView {
     type Output = (Vec<u64>, Vec<u64>, Vec<u64>);
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
         let n = self.0;
         let zeros = vec![0u64; n];
         let mut x = vec![0; 2 * n];
@@ -138,14 +139,14 @@ struct Quitter;
 
 impl Program for Quitter {
     type Output = ();
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<(), Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<(), StdError> {
         if p.party() == 1 {
-            return Err(Error::Protocol);
+            return Err(Error::Protocol.into());
         }
         let x = vec![1u64; 1000 * P::PLANES];
         let mut o = vec![0u64; 1000 * P::PLANES];
         p.mul(&x, &x, &mut o)?;
-        p.ltz(&x, &mut o)
+        Ok(p.ltz(&x, &mut o)?)
     }
 }
 
@@ -166,7 +167,7 @@ fn the_clients_copy_of_a_server_weight_is_masked() {
     struct Setup;
     impl Program for Setup {
         type Output = Vec<u64>;
-        fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, Error> {
+        fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u64>, StdError> {
             let w = vec![0u64; 200 * 100];
             let mine = (p.party() == 1).then_some(&w[..]);
             let spec = p.share_weight(1, mine, 200, 100)?;

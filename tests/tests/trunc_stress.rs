@@ -7,9 +7,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+use marill_core::fixed;
 use marill_core::proto::Protocol;
-use marill_core::{Error, fixed};
 use marill_std::Setting;
+use marill_std::StdError;
 use marill_std::run::{Program, run_mem};
 use marill_tests::signed;
 
@@ -20,7 +21,7 @@ struct Stress;
 
 impl Program for Stress {
     type Output = u64;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<u64, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<u64, StdError> {
         let mut gross = 0u64;
         let mut x = vec![0; CHUNK * P::PLANES];
         let mut t = vec![0; CHUNK * P::PLANES];

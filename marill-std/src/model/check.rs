@@ -7,7 +7,6 @@
 //! teacher-forced (the plaintext model is fed the secure run's tokens), so one accepted tie
 //! does not derail the rest. Both argmaxes take the lowest index on exact ties.
 
-use marill_core::Error;
 use marill_core::format::ModelFile;
 use marill_core::proto::Protocol;
 
@@ -37,18 +36,17 @@ pub struct SecureGeneration<'a> {
 
 impl Program for SecureGeneration<'_> {
     type Output = Vec<u32>;
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, Error> {
-        // Errors are reported by kind only: a message could carry private values.
-        let io = |_: StdError| Error::Protocol;
-        let client_file = ModelFile::parse(self.client).map_err(|_| Error::Malformed)?;
-        let server_file = ModelFile::parse(self.server).map_err(|_| Error::Malformed)?;
-        let arch = arch_of(&client_file).map_err(io)?;
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Vec<u32>, StdError> {
+        // Errors stay at the party that met them, whole (no error carries a share).
+        let client_file = ModelFile::parse(self.client)?;
+        let server_file = ModelFile::parse(self.server)?;
+        let arch = arch_of(&client_file)?;
         let server = (p.party() == super::secure::SERVER).then_some(&server_file);
         let public = if server.is_some() { &server_file } else { &client_file };
-        let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(io)?;
-        let mut public_model = PlainModel::load(&client_file, arch.clone(), 0, arch.n_public, false).map_err(io)?;
+        let mut model = SecureModel::setup(p, public, server, arch.clone())?;
+        let mut public_model = PlainModel::load(&client_file, arch.clone(), 0, arch.n_public, false)?;
         let client = (p.party() == super::secure::CLIENT).then_some((&mut public_model, &self.prompt[..]));
-        generate(p, &mut model, client, self.prompt.len(), self.new_tokens).map_err(io)
+        generate(p, &mut model, client, self.prompt.len(), self.new_tokens)
     }
 }
 

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use super::plain::PlainModel;
 use super::secure::{CLIENT, SecureModel};
 use super::{Arch, check};
-use crate::Setting;
 use crate::model_file::extract_public;
 use crate::run::{Program, run_mem_over};
 use crate::transport::link::LinkModel;
+use crate::{Setting, StdError};
 use marill_core::Error;
 use marill_core::cost::Cost;
 use marill_core::format::ModelFile;
@@ -24,8 +24,6 @@ pub struct ModelCase {
     new_tokens: usize,
     /// The emulated link between the parties (none: memory, as fast as it goes).
     link: Option<LinkModel>,
-    /// What failed where, at each party that failed (a `Program` returns core errors only).
-    failures: std::sync::Mutex<Vec<String>>,
     /// 2PC-Dealer with an offline phase ([`ModelCase::offline`]): the gate the parties pass
     /// twice a step.
     offline: Option<Gate>,
@@ -267,7 +265,7 @@ impl ModelCase {
         if prompt_len == 0 || new_tokens == 0 {
             return Err("--prompt-len and --gen must be positive".into());
         }
-        Ok(Self { server, client, prompt_len, new_tokens, link: None, failures: Default::default(), offline: None })
+        Ok(Self { server, client, prompt_len, new_tokens, link: None, offline: None })
     }
 
     /// Measure 2PC-Dealer with an offline phase: before each step the dealer deals the
@@ -301,10 +299,7 @@ impl ModelCase {
             ));
         }
         crate::alloc_meter::reset_peaks();
-        let r = run_mem_over(setting, self.link, self).map_err(|e| {
-            let notes = self.failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
-            if notes.is_empty() { e.to_string() } else { format!("{e} ({})", notes.join("; ")) }
-        })?;
+        let r = run_mem_over(setting, self.link, self).map_err(|e| e.to_string())?;
         let steps = r[0].0.steps.len();
         let mut out = Steps {
             wall: Vec::new(),
@@ -382,7 +377,7 @@ pub struct PartySteps {
 impl Program for ModelCase {
     type Output = PartySteps;
 
-    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, Error> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<Self::Output, StdError> {
         let r = self.run_party(p);
         if r.is_err()
             && let Some(g) = &self.offline
@@ -394,25 +389,17 @@ impl Program for ModelCase {
 }
 
 impl ModelCase {
-    fn run_party<P: Protocol>(&self, p: &mut P) -> Result<PartySteps, Error> {
+    fn run_party<P: Protocol>(&self, p: &mut P) -> Result<PartySteps, StdError> {
         let party = p.party();
         // With an offline phase the dealer deals each step whole, then the compute parties
         // run it (see `ModelCase::offline`).
         let gate = self.offline.as_ref();
         let dealer_ahead = gate.is_some() && party == 2;
-        // Keep the whole error and where it happened; the core error goes on.
-        let failed = |stage: &str, e: crate::StdError| {
-            if let Ok(mut f) = self.failures.lock() {
-                f.push(format!("party {party} in {stage}: {e}"));
-            }
-            match e {
-                crate::StdError::Core(c) => c,
-                _ => Error::Protocol,
-            }
-        };
-        let cf = ModelFile::parse(&self.client).map_err(|_| Error::Malformed)?;
-        let sf = ModelFile::parse(&self.server).map_err(|_| Error::Malformed)?;
-        let arch = arch_of(&cf).map_err(|_| Error::Malformed)?;
+        // The whole error and where it happened.
+        let failed = |stage: &'static str, e: StdError| StdError::AtParty { party, stage, source: Box::new(e) };
+        let cf = ModelFile::parse(&self.client)?;
+        let sf = ModelFile::parse(&self.server)?;
+        let arch = check::arch_of(&cf)?;
         let server = (p.party() == 1).then_some(&sf);
         let public = if p.party() == 1 { &sf } else { &cf };
         let mut model = SecureModel::setup(p, public, server, arch.clone()).map_err(|e| failed("set-up", e))?;
