@@ -174,26 +174,32 @@ fn distillation_lowers_its_losses() {
 }
 
 /// candle's logits vs marill-std's plaintext model on the exported file.
+/// A split file's public layer count, and the largest difference between the last
+/// position's logits of its plaintext model (marill-std) and of `model` (candle) on a fixed
+/// prompt.
+fn file_against_candle(f: &ModelFile<'_>, model: &Model) -> (usize, f64) {
+    let meta = ModelMeta::decode(f.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
+    let arch = Arch::from_meta(&meta).unwrap();
+    let tokens: Vec<u32> = data::encode("abcd where = q.").unwrap();
+    let x = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let want = model.forward(&x, false).unwrap().logits.to_dtype(DType::F32).unwrap();
+    let want = want.get(0).unwrap().to_vec2::<f32>().unwrap();
+    let mut plain = PlainModel::load(f, arch.clone(), 0, arch.n_layers, true).unwrap();
+    let mut h = plain.embed(&tokens).unwrap();
+    plain.layers(&mut h, tokens.len()).unwrap();
+    let got = plain.logits(&h).unwrap();
+    let err = got.iter().zip(want.last().unwrap()).map(|(a, b)| (a - f64::from(*b)).abs()).fold(0.0, f64::max);
+    (arch.n_public, err)
+}
+
 fn export_matches(student: &Model, r: &Recipe) {
     let tok = data::tokenizer_json();
     let info =
         ExportInfo { recipe: r, distilled: false, tokenizer_json: Some(&tok), frac_bits: 16, notes: String::new() };
     let bytes = export(student, &info).unwrap();
     let f = ModelFile::parse(&bytes).unwrap();
-    let sec = f.find_section(SectionKind::Metadata, false).unwrap();
-    let meta = ModelMeta::decode(sec.bytes).unwrap();
-    let arch = Arch::from_meta(&meta).unwrap();
-    assert_eq!(arch.n_public, r.n_public(student.cfg.n_layers + r.layer_prune));
-    let tokens: Vec<u32> = data::encode("abcd where = q.").unwrap();
-    let x = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let want = student.forward(&x, false).unwrap().logits.to_dtype(DType::F32).unwrap();
-    let want = want.get(0).unwrap().to_vec2::<f32>().unwrap();
-    let mut plain = PlainModel::load(&f, arch.clone(), 0, arch.n_layers, true).unwrap();
-    let mut h = plain.embed(&tokens).unwrap();
-    plain.layers(&mut h, tokens.len()).unwrap();
-    let got = plain.logits(&h).unwrap();
-    let last = want.last().unwrap();
-    let err = got.iter().zip(last).map(|(a, b)| (a - f64::from(*b)).abs()).fold(0.0, f64::max);
+    let (n_public, err) = file_against_candle(&f, student);
+    assert_eq!(n_public, r.n_public(student.cfg.n_layers + r.layer_prune));
     assert!(err < 1e-4, "{}: max logit error {err}", r.label());
     // Private exactly what trained: the client's part never holds a trained tensor.
     for (name, p) in &student.params {
@@ -415,19 +421,8 @@ fn the_command_line_exports_a_checkpoint_and_refuses_bad_usage() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("2 public layers of 4"), "{out}");
     let bytes = std::fs::read(&file).unwrap();
-    let mf = ModelFile::parse(&bytes).unwrap();
-    let meta = ModelMeta::decode(mf.find_section(SectionKind::Metadata, false).unwrap().bytes).unwrap();
-    let arch = Arch::from_meta(&meta).unwrap();
-    assert_eq!(arch.n_public, 2);
-    let tokens: Vec<u32> = data::encode("abcd where = q.").unwrap();
-    let x = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let want = m.forward(&x, false).unwrap().logits.to_dtype(DType::F32).unwrap();
-    let want = want.get(0).unwrap().to_vec2::<f32>().unwrap();
-    let mut plain = PlainModel::load(&mf, arch.clone(), 0, arch.n_layers, true).unwrap();
-    let mut h = plain.embed(&tokens).unwrap();
-    plain.layers(&mut h, tokens.len()).unwrap();
-    let got = plain.logits(&h).unwrap();
-    let err = got.iter().zip(want.last().unwrap()).map(|(a, b)| (a - f64::from(*b)).abs()).fold(0.0, f64::max);
+    let (n_public, err) = file_against_candle(&ModelFile::parse(&bytes).unwrap(), &m);
+    assert_eq!(n_public, 2);
     assert!(err < 1e-4, "max logit error {err}");
 
     let (code, _, err) = run(&["export", "--out", f]);
