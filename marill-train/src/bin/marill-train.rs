@@ -120,13 +120,7 @@ enum Command {
     /// answer NLL before and after, write the split-model file
     FinetuneChat {
         #[command(flatten)]
-        checkpoint: Checkpoint,
-        /// The pairs (JSON lines)
-        #[arg(long, value_name = "FILE.jsonl")]
-        data: PathBuf,
-        /// Only the pairs of this category
-        #[arg(long, value_name = "C")]
-        category: Option<String>,
+        input: ChatInput,
         #[command(flatten)]
         recipe: RecipeArgs,
         /// Training steps
@@ -166,13 +160,7 @@ enum Command {
     /// share of full fine-tuning's gain; writes DIR/study.json and split files
     Study {
         #[command(flatten)]
-        checkpoint: Checkpoint,
-        /// The pairs (JSON lines)
-        #[arg(long, value_name = "FILE.jsonl")]
-        data: PathBuf,
-        /// Only the pairs of this category
-        #[arg(long, value_name = "C")]
-        category: Option<String>,
+        input: ChatInput,
         /// Use at most N pairs
         #[arg(long, value_name = "N")]
         pairs: Option<usize>,
@@ -260,6 +248,19 @@ enum Command {
 }
 
 const DEFAULT_BASE: &str = ".cache/marill/base";
+
+/// A checkpoint and the ChatML pairs to fine-tune it on.
+#[derive(Args)]
+struct ChatInput {
+    #[command(flatten)]
+    checkpoint: Checkpoint,
+    /// The pairs (JSON lines)
+    #[arg(long, value_name = "FILE.jsonl")]
+    data: PathBuf,
+    /// Only the pairs of this category
+    #[arg(long, value_name = "C")]
+    category: Option<String>,
+}
 
 /// A checkpoint: exactly one of `--gguf FILE`, `--base DIR`.
 #[derive(Args)]
@@ -448,9 +449,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::FinetuneChat {
-            checkpoint,
-            data,
-            category,
+            input: ChatInput { checkpoint, data, category },
             recipe,
             steps,
             batch: bs,
@@ -523,9 +522,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Study {
-            checkpoint,
-            data,
-            category,
+            input: ChatInput { checkpoint, data, category },
             pairs,
             max_steps,
             every,
