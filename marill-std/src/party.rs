@@ -46,7 +46,8 @@ use crate::model::Arch;
 use crate::model::plain::PlainModel;
 use crate::model::secure::{CLIENT, SERVER, SecureModel, generate_streaming};
 use crate::model_file::MappedModel;
-use crate::session::{PartyBody, entropy, run_party};
+use crate::ot2pc::ot;
+use crate::session::{PartyBody, entropy, run_party_with};
 use crate::transport::link::{LinkModel, MaybeLinked};
 use crate::transport::tcp::{self, Link, TcpChannel, TcpConfig};
 use crate::transport::tls::Tls;
@@ -55,7 +56,7 @@ use crate::{Setting, StdError};
 /// The helper's (or dealer's) party id.
 pub const HELPER: PartyId = 2;
 /// Version of the session protocol (hello, handshake, request).
-pub const SESSION_VERSION: u32 = 1;
+pub const SESSION_VERSION: u32 = 2;
 const HELLO_MAGIC: [u8; 8] = *b"MARILLP1";
 
 /// What every pair of parties must agree on.
@@ -270,6 +271,11 @@ pub struct PartyConfig {
     /// ahead of need ([`TcpChannel::prefetch`]; 0: none): the offline phase's transfer and
     /// its memory bound per session ([`crate::transport::OFFLINE_AHEAD`] by default).
     pub offline_ahead: usize,
+    /// In plain 2PC, the most OTs one extension makes (`64..=`[`ot::MAX_BATCH`], the
+    /// default): it bounds an op's memory at tens of bytes per OT. The parties tell each
+    /// other theirs after the handshake and the session uses the smaller, so each party's
+    /// own cap holds.
+    pub ot_batch: usize,
 }
 
 fn run_session(
@@ -309,8 +315,28 @@ fn run_session(
         }
         None => recv_request(&mut ch, cfg.max_seq)?,
     };
+    let ot_batch = if cfg.setting == Setting::Ot2pc { agree_ot_batch(&mut ch, cfg.ot_batch)? } else { cfg.ot_batch };
     let body = Drive { file, arch, client, prompt_len, new_tokens, max_seq: cfg.max_seq };
-    run_party(cfg.setting, ch, body)
+    run_party_with(cfg.setting, ch, ot_batch, body)
+}
+
+/// Plain 2PC: send this party's OT batch cap, read the peer's, and take the smaller (a cap
+/// outside `64..=`[`ot::MAX_BATCH`] is refused).
+fn agree_ot_batch<C: Channel>(ch: &mut C, mine: usize) -> Result<usize, StdError> {
+    let ok = |b: usize| (64..=ot::MAX_BATCH).contains(&b);
+    if !ok(mine) {
+        return Err(StdError::Usage(format!("OT batch {mine}: 64 to {}", ot::MAX_BATCH)));
+    }
+    let peer = 1 - ch.id();
+    ch.send(peer, &(mine as u32).to_le_bytes())?;
+    ch.flush()?;
+    let mut b = [0u8; 4];
+    ch.recv(peer, &mut b)?;
+    let theirs = u32::from_le_bytes(b) as usize;
+    if !ok(theirs) {
+        return Err(StdError::Handshake(format!("party {peer} asks for an OT batch of {theirs}")));
+    }
+    Ok(mine.min(theirs))
 }
 
 /// A session's model work at one party, once the protocol is set up.

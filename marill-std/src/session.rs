@@ -80,10 +80,25 @@ pub trait PartyBody {
 /// Set up `setting`'s protocol for this party over `ch` (seeds, base OTs and keys as the
 /// setting needs) and run `body` on it: the one place a [`Setting`] picks its protocol.
 pub fn run_party<C: Channel, B: PartyBody>(setting: Setting, ch: Metered<C>, body: B) -> Result<B::Output, B::Error> {
+    run_party_with(setting, ch, crate::ot2pc::ot::MAX_BATCH, body)
+}
+
+/// [`run_party`] with plain 2PC's extensions capped at `ot_batch` OTs
+/// ([`Ot2pc::set_ot_batch`]: every party of the session must use the same cap).
+pub fn run_party_with<C: Channel, B: PartyBody>(
+    setting: Setting,
+    ch: Metered<C>,
+    ot_batch: usize,
+    body: B,
+) -> Result<B::Output, B::Error> {
     match setting {
         Setting::Dealer => body.run(&mut dealer_party(ch)?),
         Setting::Rep3 => body.run(&mut rep3_party(ch)?),
-        Setting::Ot2pc => body.run(&mut ot2pc_party(ch)?),
+        Setting::Ot2pc => {
+            let mut p = ot2pc_party(ch)?;
+            p.set_ot_batch(ot_batch)?;
+            body.run(&mut p)
+        }
     }
 }
 

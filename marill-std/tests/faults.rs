@@ -34,6 +34,7 @@ fn with_security(timeout: Duration, security: Security) -> PartyConfig {
         max_sessions: 1,
         dealer_ahead: None,
         offline_ahead: marill_std::transport::OFFLINE_AHEAD,
+        ot_batch: marill_std::ot2pc::ot::MAX_BATCH,
     }
 }
 

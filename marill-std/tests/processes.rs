@@ -390,3 +390,40 @@ fn serve_refuses_a_client_file_at_start() {
     assert!(err.contains("client file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--ot-batch` (plain 2PC): the parties exchange their caps after the handshake and use the
+/// smaller. A client capped at 4096 OTs against an uncapped server gets the plaintext
+/// model's tokens in more rounds (its comparisons run in chunks one after another), so the
+/// server adopted the client's cap (had it not, the parties would disagree on every
+/// extension's size); a cap out of range, or in another setting, is a usage error.
+#[test]
+fn plain_2pc_parties_agree_on_the_smaller_ot_batch() {
+    let dir = std::env::temp_dir().join(format!("marill-proc-otbatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server_bytes, sp, cp) = files(&dir, 26);
+    let (sp, cp) = (sp.to_str().unwrap(), cp.to_str().unwrap());
+    let plain = vec!["--insecure-plaintext".to_string()];
+    let (mut srv, saddr) = serve(sp, "ot2pc", "2", &plain);
+    let rounds = |err: &str| -> u64 {
+        let r = err.split(" bytes, ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok());
+        r.unwrap_or_else(|| panic!("no rounds in {err:?}"))
+    };
+    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 2, &plain));
+    assert!(ok, "{err}");
+    check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
+    let uncapped = rounds(&err);
+    let capped_args = [plain.clone(), vec!["--ot-batch".into(), "4096".into()]].concat();
+    let (ok, out, err) = output(client_cmd(Path::new(cp), &saddr, "", "ot2pc", "5 6 7", 2, &capped_args));
+    assert!(ok, "{err}");
+    check_tokens(&server_bytes, &[5, 6, 7], &tokens(&out));
+    assert!(rounds(&err) > uncapped, "{} rounds capped, {uncapped} uncapped", rounds(&err));
+    assert!(srv.0.wait().unwrap().success());
+    for (setting, batch) in [("ot2pc", "10"), ("rep3", "4096")] {
+        let args = [plain.clone(), vec!["--ot-batch".into(), batch.into()]].concat();
+        let mut cmd = client_cmd(Path::new(cp), "127.0.0.1:9", "127.0.0.1:9", setting, "5", 1, &args);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{setting} {batch}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--ot-batch"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

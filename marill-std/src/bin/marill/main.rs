@@ -205,6 +205,11 @@ struct ServeArgs {
     /// phase's transfer and its memory bound per session (default 256; 0: none)
     #[arg(long, value_name = "M")]
     offline_mb: Option<usize>,
+    /// (Plain 2PC) the most OTs one extension makes, 64 to 67108864 (the default): bounds an
+    /// op's memory at tens of bytes per OT; the session uses the smaller of the server's and
+    /// the client's
+    #[arg(long, value_name = "N")]
+    ot_batch: Option<usize>,
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
@@ -260,6 +265,11 @@ struct ClientArgs {
     /// 0: none)
     #[arg(long, value_name = "M")]
     offline_mb: Option<usize>,
+    /// (Plain 2PC) the most OTs one extension makes, 64 to 67108864 (the default): bounds an
+    /// op's memory at tens of bytes per OT; the session uses the smaller of the server's and
+    /// the client's
+    #[arg(long, value_name = "N")]
+    ot_batch: Option<usize>,
     /// Serve a local OpenAI-compatible endpoint at ADDR instead (/v1/chat/completions,
     /// streaming or not; /v1/models): each request is one secure session, its messages in the
     /// file's chat template. Bind it to 127.0.0.1
@@ -509,6 +519,7 @@ fn config(
     security_args: &SecurityArgs,
     offline_mb: Option<usize>,
     ahead_mb: Option<usize>,
+    ot_batch: Option<usize>,
 ) -> Result<marill_std::party::PartyConfig, StdError> {
     marill_std::threads::set_threads(common.threads.unwrap_or_else(marill_std::threads::default_threads));
     let timeout = std::time::Duration::from_secs(common.timeout);
@@ -522,6 +533,19 @@ fn config(
         Some(mb) => mb << 20,
         None => marill_std::transport::OFFLINE_AHEAD,
     };
+    let ot_batch = match ot_batch {
+        Some(_) if setting != Setting::Ot2pc => {
+            return Err(StdError::Usage(format!(
+                "--ot-batch: for plain 2PC (--setting ot2pc), not {}",
+                setting.name()
+            )));
+        }
+        Some(b) if !(64..=marill_std::ot2pc::ot::MAX_BATCH).contains(&b) => {
+            return Err(StdError::Usage(format!("--ot-batch {b}: 64 to {}", marill_std::ot2pc::ot::MAX_BATCH)));
+        }
+        Some(b) => b,
+        None => marill_std::ot2pc::ot::MAX_BATCH,
+    };
     Ok(marill_std::party::PartyConfig {
         setting,
         tcp: marill_std::transport::tcp::TcpConfig { connect_timeout: timeout, io_timeout: timeout },
@@ -531,6 +555,7 @@ fn config(
         max_sessions: 1,
         dealer_ahead: ahead_mb.map(|m| m << 20),
         offline_ahead,
+        ot_batch,
     })
 }
 
@@ -558,7 +583,7 @@ fn serve(a: ServeArgs) -> Result<(), StdError> {
             a.model.display()
         )));
     }
-    let mut cfg = config("server", a.setting.into(), &a.common, &a.security, a.offline_mb, None)?;
+    let mut cfg = config("server", a.setting.into(), &a.common, &a.security, a.offline_mb, None, a.ot_batch)?;
     cfg.max_sessions = a.listening.max_sessions;
     let listener = listen(a.listening.listen)?;
     marill_std::party::serve(listener, &model, &cfg, a.listening.sessions, |m| eprintln!("marill serve: {m}"))
@@ -568,7 +593,7 @@ fn serve(a: ServeArgs) -> Result<(), StdError> {
 fn third_party(setting: Setting, a: HelperArgs, ahead_mb: Option<usize>) -> Result<(), StdError> {
     let role = if setting == Setting::Dealer { "dealer" } else { "helper" };
     let model = open(&a.model)?;
-    let mut cfg = config("helper", setting, &a.common, &a.security, None, ahead_mb)?;
+    let mut cfg = config("helper", setting, &a.common, &a.security, None, ahead_mb, None)?;
     cfg.max_sessions = a.listening.max_sessions;
     let listener = listen(a.listening.listen)?;
     marill_std::party::helper(listener, a.server, &model, &cfg, a.listening.sessions, |m| {
@@ -582,7 +607,7 @@ fn client(a: ClientArgs) -> Result<(), StdError> {
     use std::io::Write;
     let setting: Setting = a.setting.into();
     let model = open(&a.model)?;
-    let cfg = config("client", setting, &a.common, &a.security, a.offline_mb, None)?;
+    let cfg = config("client", setting, &a.common, &a.security, a.offline_mb, None, a.ot_batch)?;
     let helper = match (setting, a.helper) {
         // Plain 2PC has no helper: one given is refused by the session (`no helper`).
         (Setting::Ot2pc, h) => h,
