@@ -109,10 +109,10 @@ fn faults_are_refused_and_the_server_keeps_serving() {
         s.write_all(&frame(&[0; 10], 64)).unwrap();
     }
     // 4. A client whose handshake names another session than its hello: every field right
-    //    but the session id (version 1, 3PC, the model's fixed-point bits, party 0).
+    //    but the session id (this version, 3PC, the model's fixed-point bits, party 0).
     let frac = marill_std::model::check::arch_of(&MappedModel::open(&cp).unwrap().file().unwrap()).unwrap().frac_bits;
     let mut hs = [0u8; 64];
-    for (i, v) in [1u32, 2, frac, 0].into_iter().enumerate() {
+    for (i, v) in [party::SESSION_VERSION, 2, frac, 0].into_iter().enumerate() {
         hs[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
     hs[48..].copy_from_slice(&[0xee; 16]);
