@@ -354,31 +354,19 @@ impl PartyBody for Drive<'_, '_, '_> {
     type Error = StdError;
     fn run<P: Protocol>(self, p: &mut P) -> Result<Self::Output, StdError> {
         let Drive { file, arch, client, prompt_len, new_tokens, max_seq } = self;
-        drive(p, file, arch, client, prompt_len, new_tokens, max_seq)
+        let server = (p.party() == SERVER).then_some(file);
+        let mut model = SecureModel::setup(p, file, server, arch.clone())?;
+        model.max_seq = max_seq;
+        let tokens = match client {
+            Some((prompt, _, on_token)) => {
+                let mut public = PlainModel::load(file, arch.clone(), 0, arch.n_public, false)?;
+                generate_streaming(p, &mut model, Some((&mut public, prompt)), prompt_len, new_tokens, on_token)?
+            }
+            None => generate_streaming(p, &mut model, None, prompt_len, new_tokens, |_| {})?,
+        };
+        // What the session's channel metered, set-up included.
+        Ok((tokens, p.cost().unwrap_or_default()))
     }
-}
-
-fn drive<P: Protocol>(
-    p: &mut P,
-    file: &ModelFile<'_>,
-    arch: Arch,
-    client: Option<ClientRequest<'_>>,
-    prompt_len: usize,
-    new_tokens: usize,
-    max_seq: usize,
-) -> Result<(Vec<u32>, marill_core::cost::Cost), StdError> {
-    let server = (p.party() == SERVER).then_some(file);
-    let mut model = SecureModel::setup(p, file, server, arch.clone())?;
-    model.max_seq = max_seq;
-    let tokens = match client {
-        Some((prompt, _, on_token)) => {
-            let mut public = PlainModel::load(file, arch.clone(), 0, arch.n_public, false)?;
-            generate_streaming(p, &mut model, Some((&mut public, prompt)), prompt_len, new_tokens, on_token)?
-        }
-        None => generate_streaming(p, &mut model, None, prompt_len, new_tokens, |_| {})?,
-    };
-    // What the session's channel metered, set-up included.
-    Ok((tokens, p.cost().unwrap_or_default()))
 }
 
 /// `marill serve`: serve sessions on `listener`, up to `cfg.max_sessions` at once, with the

@@ -48,7 +48,7 @@ pub(crate) struct CostArgs {
     json: bool,
     /// Emulate a network between the parties: lan (16 Gbps, 0.1 ms round trip), wan (400 Mbps,
     /// 40 ms) or RTT_MS,MBPS
-    #[arg(long, value_name = "L", value_parser = super::link)]
+    #[arg(long, value_name = "L", value_parser = LinkModel::parse)]
     link: Option<LinkModel>,
     /// Measure one row only
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(VARIANTS))]

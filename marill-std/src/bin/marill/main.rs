@@ -7,7 +7,7 @@
 mod cost;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -163,7 +163,7 @@ struct Common {
     timeout: u64,
     /// Emulate a network on every session message: lan (16 Gbps, 0.1 ms round trip), wan
     /// (400 Mbps, 40 ms) or RTT_MS,MBPS; every party of a session must be given the same
-    #[arg(long, value_name = "L", value_parser = link)]
+    #[arg(long, value_name = "L", value_parser = LinkModel::parse)]
     link: Option<LinkModel>,
     /// Threads for this party's matrix products and PRG expansion (default: the machine's
     /// cores); results are the same for every T
@@ -311,11 +311,6 @@ struct PlainArgs {
 fn addr(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| format!("bad address {s}"))
-}
-
-/// `--link`: lan, wan or RTT_MS,MBPS.
-fn link(s: &str) -> Result<LinkModel, String> {
-    LinkModel::parse(s)
 }
 
 /// A count of at least one.
@@ -569,13 +564,9 @@ fn listen(addr: SocketAddr) -> Result<std::net::TcpListener, StdError> {
     Ok(listener)
 }
 
-fn open(path: &Path) -> Result<MappedModel, StdError> {
-    MappedModel::open(path)
-}
-
 /// `marill serve`.
 fn serve(a: ServeArgs) -> Result<(), StdError> {
-    let model = open(&a.model)?;
+    let model = MappedModel::open(&a.model)?;
     if model.file()?.find_section(SectionKind::TensorIndex, true).is_none() {
         return Err(StdError::Usage(format!(
             "marill serve: --model {} is a client file (its public part only): the server needs the server file, \
@@ -592,7 +583,7 @@ fn serve(a: ServeArgs) -> Result<(), StdError> {
 /// `marill helper` (3PC) and `marill dealer` (2PC-Dealer).
 fn third_party(setting: Setting, a: HelperArgs, ahead_mb: Option<usize>) -> Result<(), StdError> {
     let role = if setting == Setting::Dealer { "dealer" } else { "helper" };
-    let model = open(&a.model)?;
+    let model = MappedModel::open(&a.model)?;
     let mut cfg = config("helper", setting, &a.common, &a.security, None, ahead_mb, None)?;
     cfg.max_sessions = a.listening.max_sessions;
     let listener = listen(a.listening.listen)?;
@@ -606,7 +597,7 @@ fn client(a: ClientArgs) -> Result<(), StdError> {
     use marill_std::party;
     use std::io::Write;
     let setting: Setting = a.setting.into();
-    let model = open(&a.model)?;
+    let model = MappedModel::open(&a.model)?;
     let cfg = config("client", setting, &a.common, &a.security, a.offline_mb, None, a.ot_batch)?;
     let helper = match (setting, a.helper) {
         // Plain 2PC has no helper: one given is refused by the session (`no helper`).
@@ -709,7 +700,7 @@ fn prompt_of(
 /// `marill plain`: greedy generation with the plaintext model of a server file.
 fn plain(a: PlainArgs) -> Result<(), StdError> {
     use marill_std::model::plain::{PlainModel, argmax};
-    let model = open(&a.model)?;
+    let model = MappedModel::open(&a.model)?;
     let (tokenizer, prompt) = prompt_of(&a.input, &model)?;
     let file = model.file()?;
     let arch = marill_std::model::Arch::of_file(&file)?;
