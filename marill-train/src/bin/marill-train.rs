@@ -465,15 +465,8 @@ fn run(cli: Cli) -> Result<()> {
             let data = data.display().to_string();
             let l = checkpoint.load(&dev)?;
             let r = recipe.recipe();
-            let lr = lr.unwrap_or(0.0);
             // Per-recipe learning rates: LoRA factors take a larger one than full weights.
-            let lr = if lr > 0.0 {
-                lr
-            } else if r.lora_rank > 0 {
-                1e-3
-            } else {
-                1e-4
-            };
+            let lr = lr.unwrap_or(if r.lora_rank > 0 { 1e-3 } else { 1e-4 });
             let tok = l.tokenizer.ok_or_else(|| Error::Config("the checkpoint has no tokenizer".into()))?;
             let pairs = chat::load_pairs(std::path::Path::new(&data), &tok, max_len, category.as_deref())?;
             // A tenth of the conversations is held out whole.
