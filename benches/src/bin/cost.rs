@@ -55,7 +55,7 @@ use marill_std::model::random::{self, Variant};
 
 /// Time, bytes per party and rounds of one protocol op, or of secure generation (`--op model`).
 #[derive(Parser)]
-#[command(name = "cost", version, after_help = AFTER_HELP)]
+#[command(name = "cost", version, after_help = AFTER_HELP, args_override_self = true)]
 struct Cli {
     /// The settings: dealer, rep3, ot2pc, or all (dealer and rep3; plain 2PC is named, its
     /// OT-based ops take far longer)
@@ -102,7 +102,7 @@ struct Cli {
     /// every layer in MPC), private (every layer in MPC, public embedding), lf lora hm lf+hm
     /// lf+lora friendly, or all (the default)
     #[arg(long, value_name = "V", value_parser = variants)]
-    variant: Option<Vec<&'static str>>,
+    variant: Option<Variants>,
     /// (op model) the prompt's length in tokens
     #[arg(long, value_name = "B", default_value_t = 16)]
     prompt_len: usize,
@@ -151,10 +151,15 @@ fn shape(s: &str) -> Result<Shape, String> {
     Shape::parse(s).ok_or_else(|| format!("bad shape {s}: n=COUNT, MxNxK or HxRxC"))
 }
 
-fn variants(s: &str) -> Result<Vec<&'static str>, String> {
+/// `--variant`: the random-model variants to run (a type of its own: clap would take an
+/// `Option<Vec<_>>` field for a flag of many values, each one parsed alone).
+#[derive(Clone)]
+struct Variants(Vec<&'static str>);
+
+fn variants(s: &str) -> Result<Variants, String> {
     match s {
-        "all" => Ok(VARIANTS.iter().map(|(n, _)| *n).collect()),
-        s => VARIANTS.iter().find(|(n, _)| *n == s).map(|(n, _)| vec![*n]).ok_or_else(|| {
+        "all" => Ok(Variants(VARIANTS.iter().map(|(n, _)| *n).collect())),
+        s => VARIANTS.iter().find(|(n, _)| *n == s).map(|(n, _)| Variants(vec![*n])).ok_or_else(|| {
             let names: Vec<&str> = VARIANTS.iter().map(|(n, _)| *n).collect();
             format!("unknown variant {s}: one of {} or all", names.join(" "))
         }),
@@ -185,7 +190,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let (ops, all_ops) = match op {
         Ops::Model => {
             let how = HowToRun { json, warm_up, offline, link };
-            return run_model(&protocols, cli.model, cli.variant.unwrap_or_default(), cli.prompt_len, cli.tokens, how);
+            return run_model(&protocols, cli.model, cli.variant.map(|v| v.0).unwrap_or_default(), cli.prompt_len, cli.tokens, how);
         }
         Ops::Ops(ops, all) => (ops, all),
     };

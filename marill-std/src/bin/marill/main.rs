@@ -24,11 +24,13 @@ is the helper role). --insecure-plaintext runs without TLS, for loopback tests o
 serve, helper and dealer print `listening on ADDR` first; the client prints token ids as they
 arrive, or text when the prompt is given with --text (through the file's tokenizer).
 
+A flag given twice takes its last value (scripts can append overrides to a set of defaults).
+
 MARILL_RING=portable|avx2|avx512 pins the ring kernels (default: the best this CPU has).";
 
 /// The command line of marill: secure inference of MARILL-fine-tuned models.
 #[derive(Parser)]
-#[command(name = "marill", version, after_help = AFTER_HELP, arg_required_else_help = true)]
+#[command(name = "marill", version, after_help = AFTER_HELP, arg_required_else_help = true, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
