@@ -63,6 +63,14 @@ pub fn reset_peaks() {
     }
 }
 
+/// Start a new peak for party `id` alone (0, 1 or 2): its peak becomes its live heap. A party
+/// that measures one op of its own calls it from its thread, whatever the others are doing.
+pub fn reset_peak(id: usize) {
+    if let Some(s) = SLOT.get(id.min(OTHER as usize)) {
+        s.peak.store(s.live.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
 /// Live heap of the whole process in bytes (every party and "other"), or `None` when
 /// [`PartyAlloc`] is not installed. The serving parties log it after each session, so a
 /// leak shows as a rising floor.

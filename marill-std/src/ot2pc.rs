@@ -53,7 +53,10 @@
 //! | `matmul_weight` | 2 | client 32 + 24N·(inputs) / server 10·(N + bm·bk)·(outputs) |
 //!
 //! with `N = 8192` and the block shape of [`he::Plan`]. Set-up: 2 × 128 base OTs
-//! (4 KiB each way) and one public key (192 KiB each way).
+//! (4 KiB each way) and one public key (192 KiB each way). The rounds are those of one
+//! window: an op of more OTs than the batch ([`Ot2pc::set_ot_batch`]) runs in windows of it,
+//! one after another, each with the rounds above (the bytes do not change), so that at most a
+//! batch of OT state is live at a time.
 
 pub mod he;
 pub mod ot;
@@ -122,12 +125,12 @@ impl<C: Channel> Ot2pc<C> {
         })
     }
 
-    /// The most OTs one extension makes, `64..=`[`ot::MAX_BATCH`] (the default). Longer
-    /// products and conversions run as chunks of it in the same rounds; a comparison of more
-    /// than `batch / 63` elements runs its chunks one after another, in more rounds. A
-    /// smaller batch bounds the memory of one op (tens of bytes per OT at each party: the
-    /// extension's rows, pads and corrections).
-    /// Both parties must set the same value.
+    /// The most OTs in flight at once, `64..=`[`ot::MAX_BATCH`] (the default). A longer
+    /// product, AND, conversion or comparison runs as windows of at most `batch` OTs, one
+    /// after another: each window's OT state is dropped before the next starts, so the batch
+    /// bounds the memory of one op (about 100 bytes per OT at each party, measured in
+    /// `tests/ot_memory.rs`, beside the op's inputs and outputs), and the op's rounds are the
+    /// windows' sum. Both parties must set the same value.
     pub fn set_ot_batch(&mut self, batch: usize) -> Result<()> {
         if !(64..=ot::MAX_BATCH).contains(&batch) {
             return Err(Error::InvalidArgument);
@@ -178,93 +181,92 @@ impl<C: Channel> Ot2pc<C> {
     /// Both parties must pass matching `Some`/`None` (one's `u` with the other's `v`) and
     /// the same `n` and `bits`.
     ///
-    /// An extension makes at most `ot_batch` OTs, so a longer product runs as chunks:
-    /// every chunk's message of a phase goes before any of the next phase, so the rounds
-    /// are those of one batch.
+    /// At most `ot_batch` OTs are in flight: a longer product runs as windows of whole
+    /// elements, one after another (each window's OT state is dropped before the next
+    /// starts), so its memory is bounded by the batch and its rounds are the windows' sum.
     fn cross(&mut self, u: Option<&[u64]>, v: Option<&[u64]>, n: usize, bits: usize) -> Result<Vec<u64>> {
         ensure_shape(u.is_none_or(|u| u.len() == n) && v.is_none_or(|v| v.len() == n))?;
         ensure_shape((1..=64).contains(&bits))?;
         n.checked_mul(bits).ok_or(Error::ShapeMismatch)?;
-        let chunks = chunks(n, self.ot_batch / bits);
-        let peer = self.peer();
-        // OT `j` carries bit `b = j mod bits` of `u` (chunks start at whole elements, so
-        // this holds within a chunk). Its shares are taken mod 2^(64−b) and shifted left by
-        // `b` at the end (`(a mod 2^(64−b))·2^b = a·2^b mod 2^64`), so its correction needs
-        // only 64 − b bits: 260 bytes per 64-bit product instead of 512.
-        let width = |j: usize| 64 - (j % bits) as u32;
-        let tau_words = |m: usize| (0..m).map(|j| width(j) as usize).sum::<usize>().div_ceil(64);
-        // 1. As receiver: our choice bits, the IKNP matrix to the peer.
-        let mut recv_batches = Vec::new();
-        if let Some(u) = u {
-            for r in &chunks {
-                let choices = pack_low_bits(&u[r.clone()], bits);
-                let (batch, msg) = self.rcv.start(&choices, r.len() * bits)?;
-                send_words(&mut self.ch, peer, &msg)?;
-                recv_batches.push(batch);
-            }
-            self.ch.flush()?;
-        }
         let mut out = vec![0u64; n];
-        // 2. As sender: finish the peer's OTs, send the corrections for v.
-        if let Some(v) = v {
-            for r in &chunks {
-                let m = r.len() * bits;
-                let mut umat = vec![0u64; ot::KAPPA * m.div_ceil(64)];
-                recv_words(&mut self.ch, peer, &mut umat)?;
-                let batch = self.snd.finish(&umat, m)?;
-                let delta: Vec<u64> = (0..m).map(|j| v[r.start + j / bits]).collect();
-                let (x, tau) = self.snd.cot_send(&batch, &delta)?;
-                send_words(&mut self.ch, peer, &pack_widths(&tau, width, tau_words(m)))?;
-                let o = &mut out[r.clone()];
-                for (j, xj) in x.iter().enumerate() {
-                    o[j / bits] = o[j / bits].wrapping_sub(xj << (j % bits));
-                }
-            }
-            self.ch.flush()?;
-        }
-        // 3. As receiver: the outputs.
-        for (r, batch) in chunks.iter().zip(&recv_batches) {
-            let m = r.len() * bits;
-            let mut packed = vec![0u64; tau_words(m)];
-            recv_words(&mut self.ch, peer, &mut packed)?;
-            let y = self.rcv.cot_recv(batch, &unpack_widths(&packed, m, width))?;
+        for r in chunks(n, self.ot_batch / bits) {
             let o = &mut out[r.clone()];
-            for (j, yj) in y.iter().enumerate() {
-                o[j / bits] = o[j / bits].wrapping_add(yj << (j % bits));
-            }
+            self.cross_window(u.map(|u| &u[r.clone()]), v.map(|v| &v[r.clone()]), bits, o)?;
         }
         Ok(out)
     }
 
-    /// XOR shares of `u_0 ∧ v_1 ⊕ u_1 ∧ v_0` over packed bits (`l` words each), in chunks
-    /// of at most `ot_batch` OTs as in [`Self::cross`].
+    /// One window of [`Self::cross`]: `out.len() · bits ≤ ot_batch` OTs, two rounds.
+    fn cross_window(&mut self, u: Option<&[u64]>, v: Option<&[u64]>, bits: usize, out: &mut [u64]) -> Result<()> {
+        let peer = self.peer();
+        let m = out.len() * bits;
+        // OT `j` carries bit `b = j mod bits` of `u` (windows start at whole elements, so
+        // this holds within a window). Its shares are taken mod 2^(64−b) and shifted left by
+        // `b` at the end (`(a mod 2^(64−b))·2^b = a·2^b mod 2^64`), so its correction needs
+        // only 64 − b bits: 260 bytes per 64-bit product instead of 512.
+        let width = |j: usize| 64 - (j % bits) as u32;
+        let tau_words = (0..m).map(|j| width(j) as usize).sum::<usize>().div_ceil(64);
+        // 1. As receiver: our choice bits, the IKNP matrix to the peer.
+        let recv_batch = match u {
+            Some(u) => {
+                let (batch, msg) = self.rcv.start(&pack_low_bits(u, bits), m)?;
+                send_words(&mut self.ch, peer, &msg)?;
+                self.ch.flush()?;
+                Some(batch)
+            }
+            None => None,
+        };
+        // 2. As sender: finish the peer's OTs, send the corrections for v.
+        if let Some(v) = v {
+            let mut umat = vec![0u64; ot::KAPPA * m.div_ceil(64)];
+            recv_words(&mut self.ch, peer, &mut umat)?;
+            let batch = self.snd.finish(&umat, m)?;
+            drop(umat);
+            let delta: Vec<u64> = (0..m).map(|j| v[j / bits]).collect();
+            let (x, tau) = self.snd.cot_send(&batch, &delta)?;
+            drop((batch, delta));
+            send_words(&mut self.ch, peer, &pack_widths(&tau, width, tau_words))?;
+            self.ch.flush()?;
+            for (j, xj) in x.iter().enumerate() {
+                out[j / bits] = out[j / bits].wrapping_sub(xj << (j % bits));
+            }
+        }
+        // 3. As receiver: the outputs.
+        if let Some(batch) = recv_batch {
+            let mut packed = vec![0u64; tau_words];
+            recv_words(&mut self.ch, peer, &mut packed)?;
+            let y = self.rcv.cot_recv(&batch, &unpack_widths(&packed, m, width))?;
+            for (j, yj) in y.iter().enumerate() {
+                out[j / bits] = out[j / bits].wrapping_add(yj << (j % bits));
+            }
+        }
+        Ok(())
+    }
+
+    /// XOR shares of `u_0 ∧ v_1 ⊕ u_1 ∧ v_0` over packed bits (`l` words each), in windows
+    /// of at most `ot_batch` OTs, one after another, as in [`Self::cross`].
     fn cross_bits(&mut self, u: &[u64], v: &[u64]) -> Result<Vec<u64>> {
         let l = u.len();
         ensure_shape(v.len() == l)?;
-        let chunks = chunks(l, self.ot_batch / 64);
         let peer = self.peer();
-        let mut batches = Vec::with_capacity(chunks.len());
-        for r in &chunks {
+        let mut out = vec![0u64; l];
+        for r in chunks(l, self.ot_batch / 64) {
             let (batch, msg) = self.rcv.start(&u[r.clone()], 64 * r.len())?;
             send_words(&mut self.ch, peer, &msg)?;
-            batches.push(batch);
-        }
-        self.ch.flush()?;
-        let mut out = vec![0u64; l];
-        for r in &chunks {
+            self.ch.flush()?;
+            drop(msg);
             let mut umat = vec![0u64; ot::KAPPA * r.len()];
             recv_words(&mut self.ch, peer, &mut umat)?;
             let sb = self.snd.finish(&umat, 64 * r.len())?;
+            drop(umat);
             let (x, tau) = self.snd.bcot_send(&sb, &v[r.clone()])?;
             send_words(&mut self.ch, peer, &tau)?;
+            self.ch.flush()?;
             out[r.clone()].copy_from_slice(&x);
-        }
-        self.ch.flush()?;
-        for (r, batch) in chunks.iter().zip(&batches) {
             let mut tau_in = vec![0u64; r.len()];
             recv_words(&mut self.ch, peer, &mut tau_in)?;
-            let y = self.rcv.bcot_recv(batch, &tau_in)?;
-            for (o, b) in out[r.clone()].iter_mut().zip(&y) {
+            let y = self.rcv.bcot_recv(&batch, &tau_in)?;
+            for (o, b) in out[r].iter_mut().zip(&y) {
                 *o ^= b;
             }
         }
@@ -736,9 +738,9 @@ mod tests {
         (opened, rounds)
     }
 
-    /// Ops longer than one OT extension run in chunks and give the plaintext results exactly
-    /// (bound 0: products, comparisons and bits are exact in the ring); products, ANDs and
-    /// conversions take the rounds of one batch, comparisons at most one batch's per chunk.
+    /// Ops longer than one OT batch run in windows and give the plaintext results exactly
+    /// (bound 0: products, comparisons and bits are exact in the ring); the windows run one
+    /// after another, so each op takes more rounds, at most one batch's per window.
     #[test]
     fn ops_longer_than_a_batch_run_in_chunks() {
         let mut prg = Prg::new([9; 32], Stream::Local);
@@ -771,11 +773,14 @@ mod tests {
         assert_eq!(small[2], bits);
         assert_eq!(small[3], a.iter().zip(&b).map(|(p, q)| p & q).collect::<Vec<_>>());
         assert_eq!(small, whole);
-        assert_eq!(small_rounds[0], whole_rounds[0]);
-        assert_eq!(small_rounds[2..], whole_rounds[2..]);
-        // Comparison chunks run one after another: more rounds, at most one batch's per chunk.
-        let chunks = n.div_ceil(128 / 63) as u64;
-        assert!(small_rounds[1] > whole_rounds[1] && small_rounds[1] <= chunks * whole_rounds[1], "{small_rounds:?}");
+        // Windows of 128 OTs: a product of 40 elements in 20, an AND of 3 words in 2, a
+        // conversion of 192 bits in 2; a comparison in 20 chunks of 2 elements, each of whose
+        // borrow-tree ANDs (up to 4 words a level) runs in windows of 2 words: at most 4
+        // windows where one batch takes a round.
+        for (op, windows) in [20u64, 20 * 4, 2, 2].into_iter().enumerate() {
+            let (s, w) = (small_rounds[op], whole_rounds[op]);
+            assert!(s > w && s <= windows * w, "op {op}: {small_rounds:?} against {whole_rounds:?}");
+        }
     }
 
     #[test]

@@ -271,12 +271,19 @@ pub struct PartyConfig {
     /// ahead of need ([`TcpChannel::prefetch`]; 0: none): the offline phase's transfer and
     /// its memory bound per session ([`crate::transport::OFFLINE_AHEAD`] by default).
     pub offline_ahead: usize,
-    /// In plain 2PC, the most OTs one extension makes (`64..=`[`ot::MAX_BATCH`], the
-    /// default): it bounds an op's memory at tens of bytes per OT. The parties tell each
-    /// other theirs after the handshake and the session uses the smaller, so each party's
-    /// own cap holds.
+    /// In plain 2PC, the most OTs in flight at once (`64..=`[`ot::MAX_BATCH`];
+    /// [`DEFAULT_OT_BATCH`] from the command line): longer ops run in windows of it, one after
+    /// another, so it bounds an op's OT state at about 90 bytes per OT (`tests/ot_memory.rs`).
+    /// The parties tell each other theirs after the handshake and the session uses the
+    /// smaller, so each party's own cap holds.
     pub ot_batch: usize,
 }
+
+/// The OT batch of `marill serve` and `marill client` in plain 2PC when none is given: 2^22
+/// OTs, at most about 370 MB of OT state per op and party (measured at about 90 bytes per
+/// OT), where [`ot::MAX_BATCH`] would allow about 6 GB. An op of more OTs (a product of more
+/// than 65 536 elements) takes two rounds more per window.
+pub const DEFAULT_OT_BATCH: usize = 1 << 22;
 
 fn run_session(
     ch: TcpChannel,

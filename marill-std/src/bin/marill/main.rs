@@ -207,9 +207,9 @@ struct ServeArgs {
     /// phase's transfer and its memory bound per session (default 256; 0: none)
     #[arg(long, value_name = "M")]
     offline_mb: Option<usize>,
-    /// (Plain 2PC) the most OTs one extension makes, 64 to 67108864 (the default): bounds an
-    /// op's memory at tens of bytes per OT; the session uses the smaller of the server's and
-    /// the client's
+    /// (Plain 2PC) the most OTs in flight, 64 to 67108864 (default 4194304): longer ops run
+    /// in windows of N, one after another (two rounds each), so N bounds an op's OT state at
+    /// about 90 bytes per OT; the session uses the smaller of the server's and the client's
     #[arg(long, value_name = "N")]
     ot_batch: Option<usize>,
     #[command(flatten)]
@@ -267,9 +267,9 @@ struct ClientArgs {
     /// 0: none)
     #[arg(long, value_name = "M")]
     offline_mb: Option<usize>,
-    /// (Plain 2PC) the most OTs one extension makes, 64 to 67108864 (the default): bounds an
-    /// op's memory at tens of bytes per OT; the session uses the smaller of the server's and
-    /// the client's
+    /// (Plain 2PC) the most OTs in flight, 64 to 67108864 (default 4194304): longer ops run
+    /// in windows of N, one after another (two rounds each), so N bounds an op's OT state at
+    /// about 90 bytes per OT; the session uses the smaller of the server's and the client's
     #[arg(long, value_name = "N")]
     ot_batch: Option<usize>,
     /// Serve a local OpenAI-compatible endpoint at ADDR instead (/v1/chat/completions,
@@ -541,7 +541,7 @@ fn config(
             return Err(StdError::Usage(format!("--ot-batch {b}: 64 to {}", marill_std::ot2pc::ot::MAX_BATCH)));
         }
         Some(b) => b,
-        None => marill_std::ot2pc::ot::MAX_BATCH,
+        None => marill_std::party::DEFAULT_OT_BATCH,
     };
     Ok(marill_std::party::PartyConfig {
         setting,
