@@ -190,7 +190,14 @@ fn run(cli: Cli) -> Result<(), String> {
     let (ops, all_ops) = match op {
         Ops::Model => {
             let how = HowToRun { json, warm_up, offline, link };
-            return run_model(&protocols, cli.model, cli.variant.map(|v| v.0).unwrap_or_default(), cli.prompt_len, cli.tokens, how);
+            return run_model(
+                &protocols,
+                cli.model,
+                cli.variant.map(|v| v.0).unwrap_or_default(),
+                cli.prompt_len,
+                cli.tokens,
+                how,
+            );
         }
         Ops::Ops(ops, all) => (ops, all),
     };
