@@ -55,8 +55,9 @@
 //! with `N = 8192` and the block shape of [`he::Plan`]. Set-up: 2 × 128 base OTs
 //! (4 KiB each way) and one public key (192 KiB each way). The rounds are those of one
 //! window: an op of more OTs than the batch ([`Ot2pc::set_ot_batch`]) runs in windows of it,
-//! one after another, each with the rounds above (the bytes do not change), so that at most a
-//! batch of OT state is live at a time.
+//! one after another, each with the rounds above (and its IKNP matrix and packed bits rounded
+//! up to 64 OTs, the only bytes windows add), so that at most a batch of OT state is live at a
+//! time.
 
 pub mod he;
 pub mod ot;

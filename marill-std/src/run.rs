@@ -10,7 +10,8 @@ use marill_core::cost::{Cost, Metered};
 use marill_core::proto::Protocol;
 use marill_core::{Channel, Error};
 
-use crate::session::{PartyBody, run_party};
+use crate::ot2pc::ot::MAX_BATCH;
+use crate::session::{PartyBody, run_party_with};
 use crate::transport::link::{LinkModel, MaybeLinked};
 use crate::transport::{mem, tcp};
 use crate::{Setting, StdError};
@@ -26,8 +27,13 @@ pub trait Program: Sync {
 /// One party's result: its output and its costs after set-up.
 pub type PartyResult<T> = (T, Cost);
 
-fn party<C: Channel, G: Program>(setting: Setting, ch: C, prog: &G) -> Result<PartyResult<G::Output>, StdError> {
-    run_party(setting, Metered::new(ch), Measured(prog))
+fn party<C: Channel, G: Program>(
+    setting: Setting,
+    ch: C,
+    ot_batch: usize,
+    prog: &G,
+) -> Result<PartyResult<G::Output>, StdError> {
+    run_party_with(setting, Metered::new(ch), ot_batch, Measured(prog))
 }
 
 /// `prog` at a party: its output and what it cost after set-up.
@@ -79,11 +85,22 @@ pub fn run_mem_over<G: Program>(
     link: Option<LinkModel>,
     prog: &G,
 ) -> Result<Vec<PartyResult<G::Output>>, StdError> {
+    run_mem_with(setting, link, MAX_BATCH, prog)
+}
+
+/// [`run_mem_over`] with plain 2PC's OT batch set to `ot_batch`
+/// ([`crate::ot2pc::Ot2pc::set_ot_batch`]; the other settings ignore it).
+pub fn run_mem_with<G: Program>(
+    setting: Setting,
+    link: Option<LinkModel>,
+    ot_batch: usize,
+    prog: &G,
+) -> Result<Vec<PartyResult<G::Output>>, StdError> {
     let n = setting.parties();
     let chans = std::sync::Mutex::new(mem::mesh(n).into_iter().map(Some).collect::<Vec<_>>());
     let results = join_all(n, |i| {
         let ch = chans.lock().map_err(|_| Error::Protocol)?[i].take().ok_or(Error::Protocol)?;
-        party(setting, MaybeLinked::new(ch, link), prog)
+        party(setting, MaybeLinked::new(ch, link), ot_batch, prog)
     })?;
     collect(results)
 }
@@ -103,7 +120,7 @@ pub fn run_tcp<G: Program>(setting: Setting, prog: &G) -> Result<Vec<PartyResult
     let results = join_all(n, |i| {
         let l = if i + 1 < n { listeners.lock().map_err(|_| Error::Protocol)?[i].take() } else { None };
         let ch = tcp::establish(i, l, &addrs, tcp::TcpConfig::default()).map_err(|_| Error::Io)?;
-        party(setting, ch, prog)
+        party(setting, ch, MAX_BATCH, prog)
     })?;
     collect(results)
 }

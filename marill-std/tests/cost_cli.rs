@@ -122,6 +122,49 @@ fn marill_ring_pins_the_kernels_and_threads_split_them() {
     assert!(err.contains("MARILL_RING=sse9") && err.contains("portable"), "{err}");
 }
 
+/// `--ot-batch` (plain 2PC): a small batch runs the same step in windows, so about the same
+/// bytes in more rounds, with a smaller peak heap at each party (the ops' OT state is bounded by the
+/// batch); the JSON line names the batch; another setting refuses the flag.
+#[test]
+fn the_ot_batch_trades_rounds_for_memory_in_plain_2pc() {
+    let run = |batch: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_marill"));
+        cmd.args(["cost", "--shape", "tiny", "--prompt-len", "8", "--setting", "ot2pc", "--variant", "lf0.5"]);
+        cmd.args(["--threads", "1", "--json"]);
+        if let Some(b) = batch {
+            cmd.args(["--ot-batch", b]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line
+    };
+    let (whole, small) = (run(None), run(Some("1024")));
+    assert_eq!(whole["ot_batch"], marill_std::ot2pc::ot::MAX_BATCH);
+    assert_eq!(small["ot_batch"], 1024);
+    // Each window rounds its IKNP matrix and its packed bits up to 64 OTs: a few per cent more.
+    for key in ["prefill_bytes", "decode_bytes"] {
+        let (w, s) = (field(&whole, key), field(&small, key));
+        assert!(s >= w && s <= 1.1 * w, "{key}: {s} at 1024 OTs, {w} in one batch");
+    }
+    assert!(field(&small, "prefill_rounds") > field(&whole, "prefill_rounds"));
+    let peak = |l: &serde_json::Value, p: usize| l["peak_heap_per_party"][p].as_f64().unwrap();
+    for p in 0..2 {
+        assert!(
+            peak(&small, p) < peak(&whole, p),
+            "party {p}: {} B at 1024 OTs, {} B in one batch",
+            peak(&small, p),
+            peak(&whole, p)
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(["cost", "--shape", "tiny", "--setting", "dealer", "--ot-batch", "1024"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ot-batch"));
+}
+
 fn run_lf(link: Option<&str>, ring: Option<&str>, threads: usize) -> serde_json::Value {
     run_lf_with(link, ring, threads, &[])
 }

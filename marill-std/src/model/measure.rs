@@ -8,7 +8,8 @@ use super::plain::PlainModel;
 use super::secure::{CLIENT, SecureModel};
 use super::{Arch, check};
 use crate::model_file::extract_public;
-use crate::run::{Program, run_mem_over};
+use crate::ot2pc::ot::MAX_BATCH;
+use crate::run::{Program, run_mem_with};
 use crate::transport::link::LinkModel;
 use crate::{Setting, StdError};
 use marill_core::Error;
@@ -27,6 +28,8 @@ pub struct ModelCase {
     /// 2PC-Dealer with an offline phase ([`ModelCase::offline`]): the gate the parties pass
     /// twice a step.
     offline: Option<Gate>,
+    /// Plain 2PC's OT batch ([`ModelCase::ot_batch`]).
+    ot_batch: usize,
 }
 
 /// A cyclic barrier of the three party threads of an in-process run, with a deadline and a
@@ -265,7 +268,7 @@ impl ModelCase {
         if prompt_len == 0 || new_tokens == 0 {
             return Err("--prompt-len and --gen must be positive".into());
         }
-        Ok(Self { server, client, prompt_len, new_tokens, link: None, offline: None })
+        Ok(Self { server, client, prompt_len, new_tokens, link: None, offline: None, ot_batch: MAX_BATCH })
     }
 
     /// Measure 2PC-Dealer with an offline phase: before each step the dealer deals the
@@ -276,6 +279,14 @@ impl ModelCase {
     /// [`Setting::Dealer`] can be measured so ([`ModelCase::measure`] refuses the others).
     pub fn offline(mut self) -> Self {
         self.offline = Some(Gate::new(3));
+        self
+    }
+
+    /// In plain 2PC, at most `batch` OTs in flight ([`crate::ot2pc::Ot2pc::set_ot_batch`];
+    /// default [`MAX_BATCH`]): it bounds each op's OT state, and an op of more OTs runs in
+    /// windows, in more rounds. The other settings ignore it.
+    pub fn ot_batch(mut self, batch: usize) -> Self {
+        self.ot_batch = batch;
         self
     }
 
@@ -299,7 +310,7 @@ impl ModelCase {
             ));
         }
         crate::alloc_meter::reset_peaks();
-        let r = run_mem_over(setting, self.link, self).map_err(|e| e.to_string())?;
+        let r = run_mem_with(setting, self.link, self.ot_batch, self).map_err(|e| e.to_string())?;
         let steps = r[0].0.steps.len();
         let mut out = Steps {
             wall: Vec::new(),

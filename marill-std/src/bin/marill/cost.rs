@@ -60,6 +60,11 @@ pub(crate) struct CostArgs {
     /// others start; times split into the offline and the online phase
     #[arg(long)]
     offline: bool,
+    /// (Plain 2PC) the most OTs in flight, 64 to 67108864 (the default, one window for
+    /// nearly every op): longer ops run in windows of N, in more rounds, with at most N OTs'
+    /// state (about 90 bytes each) live per party
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(64..=marill_std::ot2pc::ot::MAX_BATCH as u64))]
+    ot_batch: Option<u64>,
 }
 
 /// `marill cost --setting`: one setting or all.
@@ -102,11 +107,12 @@ fn measure_case(
     layers: usize,
     link: Option<marill_std::transport::link::LinkModel>,
     offline: bool,
+    ot_batch: usize,
 ) -> Result<Measured, StdError> {
     use marill_std::model::measure::{ModelCase, Span, Steps};
     let bad = |e: String| StdError::Model(format!("cost: {e}"));
     // The prefill, then four decode steps (averaged: one step is short and noisy).
-    let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?.over(link);
+    let case = ModelCase::new(server, prompt_len, 5).map_err(bad)?.over(link).ot_batch(ot_batch);
     let case = if offline { case.offline() } else { case };
     // `runs` runs; the fastest time of each span (bytes and rounds do not vary).
     let mut all = Vec::with_capacity(runs);
@@ -268,6 +274,10 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
         }
         Some(CostSetting::One(s)) => vec![s],
     };
+    if a.ot_batch.is_some() && !settings.contains(&Setting::Ot2pc) {
+        return Err(StdError::Usage("--ot-batch: for plain 2PC (--setting ot2pc or all)".into()));
+    }
+    let ot_batch = a.ot_batch.map_or(marill_std::ot2pc::ot::MAX_BATCH, |n| n as usize);
     let b = a.prompt_len;
     let link = a.link;
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());
@@ -335,6 +345,7 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
                 layers,
                 link,
                 offline,
+                ot_batch,
             )?;
             let heap = peak.map_or_else(String::new, |p| {
                 let mb = |i: usize| p[i] as f64 / 1e6;
@@ -431,6 +442,7 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
                     "prefill_bytes_per_party": per_party_json(r[0].3),
                     "decode_bytes_per_party": per_party_json(r[1].3),
                     "offline": offline,
+                    "ot_batch": (setting == Setting::Ot2pc).then_some(ot_batch),
                     "prefill_offline_s": offline_json(offline, r[0].4),
                     "decode_offline_s": offline_json(offline, r[1].4),
                     "prefill_online_bytes": whole(online_bytes(setting, &r[0])),
