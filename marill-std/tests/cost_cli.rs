@@ -165,6 +165,24 @@ fn the_ot_batch_trades_rounds_for_memory_in_plain_2pc() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ot-batch"));
 }
 
+/// A closed standard output (`marill … | head -0`) ends the command with a clear error, not a
+/// panic and its backtrace.
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(["cost", "--shape", "tiny", "--prompt-len", "4", "--setting", "dealer", "--variant", "lf0.5", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed long before the measurement prints its line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("marill: writing to standard output") && !err.contains("panicked"), "{err}");
+}
+
 fn run_lf(link: Option<&str>, ring: Option<&str>, threads: usize) -> serde_json::Value {
     run_lf_with(link, ring, threads, &[])
 }

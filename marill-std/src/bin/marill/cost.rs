@@ -311,7 +311,7 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
     let table2 = [13.0, 9.0, 6.0, 5.0, 4.0];
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if !json {
-        println!(
+        outln!(
             "{} shapes, prompt {b} tokens, link {link_name}, ring kernels {ring}, {threads} thread(s) per party; one private layer's cost measured in a 1-layer random \
          model and scaled to the layers in MPC out of 26 (public layers run in plaintext at the client and are not counted)",
             if base_shape.d == 3200 { "openllama-3b-v2" } else { "tiny" }
@@ -402,8 +402,8 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
         // Ratios against the baseline (none when --variant leaves it out).
         let base = rows.iter().find(|r| r.0 == "baseline").map(|r| r.1);
         if !json {
-            println!("\n{} (× = baseline / variant)", setting.name());
-            println!(
+            outln!("\n{} (× = baseline / variant)", setting.name());
+            outln!(
                 "{:<13} {:>10} {:>10} {:>7} {:>6} {:>6} {:>6} | {:>9} {:>9} {:>7} {:>6} {:>6} {:>6}",
                 "variant",
                 "prefill s",
@@ -448,9 +448,9 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
                     "prefill_online_bytes": whole(online_bytes(setting, &r[0])),
                     "decode_online_bytes": whole(online_bytes(setting, &r[1])),
                 });
-                println!("{line}");
+                outln!("{line}");
             } else {
-                println!(
+                outln!(
                     "{:<13} {:>10.2} {:>10.1} {:>7.0} {:>6} {:>6} {:>6} | {:>9.3} {:>9.2} {:>7.0} {:>6} {:>6} {:>6}",
                     name,
                     r[0].0,
@@ -467,7 +467,7 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
                     x(1, 2)
                 );
                 if offline {
-                    println!(
+                    outln!(
                         "{:<13} offline phase (the dealer, ahead): prefill {:.2} s, {:.1} MB; decode {:.3} s, {:.2} MB | online MB (compute party that sends most): prefill {:.1}, decode {:.2}",
                         "",
                         r[0].4,
@@ -508,7 +508,7 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
                         &format!("{} per part: {what}, then the head (once per step){heap}", setting.name()),
                         lp,
                         hp,
-                    );
+                    )?;
                 }
             }
         }
@@ -518,15 +518,22 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
 
 /// The per-part table of `marill cost` (bytes of the party that sends most, and each
 /// party's in the prefill).
-fn print_parts(title: &str, layer: &Parts, head: &Parts) {
-    println!("\n{title}");
-    println!(
+fn print_parts(title: &str, layer: &Parts, head: &Parts) -> Result<(), StdError> {
+    outln!("\n{title}");
+    outln!(
         "{:<11} {:>10} {:>9} {:>7} | {:>9} {:>9} {:>7} | {:>26}",
-        "part", "prefill s", "MB", "rounds", "decode s", "MB", "rounds", "prefill MB by party 0/1/2"
+        "part",
+        "prefill s",
+        "MB",
+        "rounds",
+        "decode s",
+        "MB",
+        "rounds",
+        "prefill MB by party 0/1/2"
     );
-    let row = |name: &str, m: &[Metric; 2]| {
+    let row = |name: &str, m: &[Metric; 2]| -> Result<(), StdError> {
         let by = m[0].3.map(|b| format!("{:.2}", b / 1e6)).join(" / ");
-        println!(
+        outln!(
             "{:<11} {:>10.4} {:>9.2} {:>7.0} | {:>9.4} {:>9.3} {:>7.0} | {:>26}",
             name,
             m[0].0,
@@ -536,11 +543,12 @@ fn print_parts(title: &str, layer: &Parts, head: &Parts) {
             m[1].1 / 1e6,
             m[1].2,
             by
-        )
+        );
+        Ok(())
     };
     let mut sum = [(0.0, 0.0, 0.0, [0.0; 3], 0.0); 2];
     for (name, m) in layer {
-        row(name, m);
+        row(name, m)?;
         for i in 0..2 {
             let pp = std::array::from_fn(|q| sum[i].3[q] + m[i].3[q]);
             sum[i] = (sum[i].0 + m[i].0, sum[i].1 + m[i].1, sum[i].2 + m[i].2, pp, sum[i].4 + m[i].4);
@@ -551,8 +559,9 @@ fn print_parts(title: &str, layer: &Parts, head: &Parts) {
     for m in &mut sum {
         m.1 = m.3.iter().copied().fold(0.0, f64::max);
     }
-    row("layer", &sum);
+    row("layer", &sum)?;
     for (name, m) in head {
-        row(name, m);
+        row(name, m)?;
     }
+    Ok(())
 }

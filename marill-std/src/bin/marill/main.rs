@@ -4,6 +4,16 @@
 //! (`cost`, in `cost.rs`). Arguments are parsed by clap; `marill help COMMAND` or
 //! `marill COMMAND --help` lists a command's flags.
 
+/// `println!` that reports a closed standard output (`marill … | head -1`) as an error, where
+/// `println!` would panic with a backtrace.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| marill_std::StdError::io("writing to standard output", e))?
+    }};
+}
+
 mod cost;
 
 use std::net::SocketAddr;
@@ -453,7 +463,7 @@ fn extract(input: PathBuf, output: PathBuf) -> Result<(), StdError> {
     let client = extract_public(m.bytes())?;
     std::fs::write(&output, &client).map_err(|e| StdError::io(format!("write {}", output.display()), e))?;
     let f = ModelFile::parse(&client)?;
-    println!(
+    outln!(
         "wrote {} ({} bytes, {} sections, digest {})",
         output.display(),
         client.len(),
@@ -561,7 +571,7 @@ fn listen(addr: SocketAddr) -> Result<std::net::TcpListener, StdError> {
     use std::io::Write;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| StdError::io(format!("bind {addr}"), e))?;
     let local = listener.local_addr().map_err(|e| StdError::io("local address", e))?;
-    println!("listening on {local}");
+    outln!("listening on {local}");
     std::io::stdout().flush().map_err(|e| StdError::io("stdout", e))?;
     Ok(listener)
 }
@@ -658,7 +668,7 @@ fn client(a: ClientArgs) -> Result<(), StdError> {
         let _ = out.flush();
     };
     let (_, cost) = party::client(server, helper, &model, &cfg, &prompt, n, &mut on_token)?;
-    println!();
+    outln!();
     eprintln!(
         "marill client: {n} tokens in {:.3} s (the first after {:.3} s); this party sent {} bytes, {} rounds",
         t0.elapsed().as_secs_f64(),
@@ -720,8 +730,8 @@ fn plain(a: PlainArgs) -> Result<(), StdError> {
         feed = vec![t];
     }
     match tokenizer {
-        Some(tok) => println!("{}", tok.decode(&out, false)?),
-        None => println!("{}", out.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")),
+        Some(tok) => outln!("{}", tok.decode(&out, false)?),
+        None => outln!("{}", out.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")),
     }
     Ok(())
 }
@@ -741,7 +751,7 @@ fn keygen(out: PathBuf) -> Result<(), StdError> {
     public.push(".pub");
     std::fs::write(&public, format!("{}\n", id.public()))
         .map_err(|e| StdError::io(format!("write {}", PathBuf::from(&public).display()), e))?;
-    println!("{}", id.public());
+    outln!("{}", id.public());
     Ok(())
 }
 
@@ -771,7 +781,7 @@ fn random_model(variant: RandomVariant, dir: PathBuf, seed: u8) -> Result<(), St
     for (name, bytes) in [("server.marill", &server), ("client.marill", &client)] {
         let p = dir.join(name);
         std::fs::write(&p, bytes).map_err(|e| StdError::io(format!("write {}", p.display()), e))?;
-        println!("wrote {} ({} bytes)", p.display(), bytes.len());
+        outln!("wrote {} ({} bytes)", p.display(), bytes.len());
     }
     Ok(())
 }
