@@ -129,7 +129,7 @@ impl<C: Channel> Ot2pc<C> {
     /// The most OTs in flight at once, `64..=`[`ot::MAX_BATCH`] (the default). A longer
     /// product, AND, conversion or comparison runs as windows of at most `batch` OTs, one
     /// after another: each window's OT state is dropped before the next starts, so the batch
-    /// bounds the memory of one op (about 100 bytes per OT at each party, measured in
+    /// bounds the memory of one op (about 90 bytes per OT at each party, measured in
     /// `tests/ot_memory.rs`, beside the op's inputs and outputs), and the op's rounds are the
     /// windows' sum. Both parties must set the same value.
     pub fn set_ot_batch(&mut self, batch: usize) -> Result<()> {
