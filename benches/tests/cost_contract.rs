@@ -93,3 +93,21 @@ fn model_lines_keep_their_fields_and_the_plaintext_tokens() {
     assert_eq!(l["offline"], false);
     assert!(l["parts"].as_array().is_some_and(|p| !p.is_empty()), "{l}");
 }
+
+/// A closed standard output (`cost … --json | head -0`) ends the harness with a clear error,
+/// not a panic and its backtrace.
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cost"))
+        .args(["--protocol", "dealer", "--op", "mul", "--shape", "n=4096", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the first case is measured and printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cost: writing to standard output") && !err.contains("panicked"), "{err}");
+}

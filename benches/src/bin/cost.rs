@@ -46,6 +46,15 @@
 
 use std::process::ExitCode;
 
+/// `println!` that reports a closed standard output (`cost … --json | head -1`) as an error,
+/// where `println!` would panic with a backtrace.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|e| format!("writing to standard output: {e}"))?
+    }};
+}
+
 use clap::Parser;
 
 use marill_benches::{Case, Op, Shape};
@@ -223,10 +232,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     "wall_s": micros(median), "bytes_sent_per_party": last.bytes_sent, "rounds": last.rounds,
                     "max_abs_err": err, "link": link_name, "ring": ring, "threads": threads,
                 });
-                println!("{line}");
+                outln!("{line}");
             } else {
                 let mb = |b: u64| b as f64 / 1e6;
-                println!(
+                outln!(
                     "{:<7} {:<14} {:<14} {:>9.4} s  {:>9.2} / {:>9.2} / {:>9.2} MB  {:>3} rounds  err {:.2e}",
                     setting.name(),
                     op.name(),
@@ -374,10 +383,10 @@ fn run_model(
                     "link": link_name, "ring": ring, "threads": threads, "peak_heap_per_party": m.peak_heap,
                     "parts": parts_json, "offline": ahead, "offline_s": off_pre, "decode_offline_s": off_dec,
                 });
-                println!("{line}");
+                outln!("{line}");
             } else {
                 let mb = |b: f64| b / 1e6;
-                println!(
+                outln!(
                     "{:<7} {:<18} prefill {:>8.4} s {:>8.2} / {:>8.2} / {:>8.2} MB {:>5} rounds | decode {:>8.4} s {:>7.2} / {:>7.2} / {:>7.2} MB {:>5.0} rounds | mismatches {}",
                     setting.name(),
                     name,
@@ -394,12 +403,12 @@ fn run_model(
                     m.mismatches
                 );
                 if ahead {
-                    println!(
+                    outln!(
                         "        offline phase (the dealer, before each step): prefill {off_pre} s, decode {off_dec} s a step"
                     );
                 }
                 let line: Vec<String> = parts.iter().map(|p| format!("{} {}/{:.0}", p.0, p.2, p.3)).collect();
-                println!("        rounds per part (prefill/decode, over the private layers): {}", line.join(", "));
+                outln!("        rounds per part (prefill/decode, over the private layers): {}", line.join(", "));
             }
         }
     }
