@@ -10,12 +10,10 @@
 //! fails if the windows stop releasing their state, or if nothing is metered).
 #![allow(clippy::unwrap_used)]
 
-use marill_core::cost::Metered;
 use marill_core::proto::Protocol;
 use marill_std::alloc_meter::{self, PartyAlloc};
 use marill_std::ot2pc::ot::MAX_BATCH;
-use marill_std::session::{PartyBody, run_party_with};
-use marill_std::transport::mem;
+use marill_std::run::{Program, run_mem_with};
 use marill_std::{Setting, StdError};
 
 #[global_allocator]
@@ -60,10 +58,9 @@ struct Measure {
     n: usize,
 }
 
-impl PartyBody for Measure {
+impl Program for Measure {
     type Output = u64;
-    type Error = StdError;
-    fn run<P: Protocol>(self, p: &mut P) -> Result<u64, StdError> {
+    fn run<P: Protocol>(&self, p: &mut P) -> Result<u64, StdError> {
         let me = p.party();
         let n = self.n;
         let x: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
@@ -88,17 +85,8 @@ impl PartyBody for Measure {
 
 /// Each party's peak heap above its starting point during one `op` over `n` elements.
 fn peak_above(op: Op, n: usize, batch: usize) -> [u64; 2] {
-    let mut chans = mem::mesh(2).into_iter();
-    let (c0, c1) = (chans.next().unwrap(), chans.next().unwrap());
-    let party = |ch, id| {
-        alloc_meter::tag_thread(id);
-        run_party_with(Setting::Ot2pc, Metered::new(ch), batch, Measure { op, n }).unwrap()
-    };
-    std::thread::scope(|s| {
-        let h = s.spawn(|| party(c1, 1));
-        let a = party(c0, 0);
-        [a, h.join().unwrap()]
-    })
+    let r = run_mem_with(Setting::Ot2pc, None, batch, &Measure { op, n }).unwrap();
+    [r[0].0, r[1].0]
 }
 
 #[test]

@@ -393,7 +393,7 @@ fn serve_refuses_a_client_file_at_start() {
 
 /// `--ot-batch` (plain 2PC): the parties exchange their caps after the handshake and use the
 /// smaller. A client capped at 4096 OTs against an uncapped server gets the plaintext
-/// model's tokens in more rounds (its comparisons run in chunks one after another), so the
+/// model's tokens in more rounds (its ops run in windows of the cap, one after another), so the
 /// server adopted the client's cap (had it not, the parties would disagree on every
 /// extension's size); a cap out of range, or in another setting, is a usage error.
 #[test]

@@ -63,8 +63,8 @@ pub(crate) struct CostArgs {
     /// (Plain 2PC) the most OTs in flight, 64 to 67108864 (the default, one window for
     /// nearly every op): longer ops run in windows of N, in more rounds, with at most N OTs'
     /// state (about 90 bytes each) live per party
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(64..=marill_std::ot2pc::ot::MAX_BATCH as u64))]
-    ot_batch: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = super::ot_batch)]
+    ot_batch: Option<usize>,
 }
 
 /// `marill cost --setting`: one setting or all.
@@ -277,7 +277,7 @@ pub(crate) fn paper_cost(a: CostArgs) -> Result<(), StdError> {
     if a.ot_batch.is_some() && !settings.contains(&Setting::Ot2pc) {
         return Err(StdError::Usage("--ot-batch: for plain 2PC (--setting ot2pc or all)".into()));
     }
-    let ot_batch = a.ot_batch.map_or(marill_std::ot2pc::ot::MAX_BATCH, |n| n as usize);
+    let ot_batch = a.ot_batch.unwrap_or(marill_std::ot2pc::ot::MAX_BATCH);
     let b = a.prompt_len;
     let link = a.link;
     let link_name = link.map_or_else(|| "none".to_string(), |l| l.label());

@@ -220,7 +220,7 @@ struct ServeArgs {
     /// (Plain 2PC) the most OTs in flight, 64 to 67108864 (default 4194304): longer ops run
     /// in windows of N, one after another (two rounds each), so N bounds an op's OT state at
     /// about 90 bytes per OT; the session uses the smaller of the server's and the client's
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = ot_batch)]
     ot_batch: Option<usize>,
     #[command(flatten)]
     common: Common,
@@ -280,7 +280,7 @@ struct ClientArgs {
     /// (Plain 2PC) the most OTs in flight, 64 to 67108864 (default 4194304): longer ops run
     /// in windows of N, one after another (two rounds each), so N bounds an op's OT state at
     /// about 90 bytes per OT; the session uses the smaller of the server's and the client's
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = ot_batch)]
     ot_batch: Option<usize>,
     /// Serve a local OpenAI-compatible endpoint at ADDR instead (/v1/chat/completions,
     /// streaming or not; /v1/models): each request is one secure session, its messages in the
@@ -323,6 +323,16 @@ struct PlainArgs {
 fn addr(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| format!("bad address {s}"))
+}
+
+/// `--ot-batch N` (serve, client, cost): `64..=`[`marill_std::ot2pc::ot::MAX_BATCH`].
+fn ot_batch(s: &str) -> Result<usize, String> {
+    let max = marill_std::ot2pc::ot::MAX_BATCH;
+    match s.parse::<usize>() {
+        Ok(n) if (64..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("64 to {max}")),
+        Err(_) => Err(format!("not a number: {s}")),
+    }
 }
 
 /// A count of at least one.
@@ -546,9 +556,6 @@ fn config(
                 "--ot-batch: for plain 2PC (--setting ot2pc), not {}",
                 setting.name()
             )));
-        }
-        Some(b) if !(64..=marill_std::ot2pc::ot::MAX_BATCH).contains(&b) => {
-            return Err(StdError::Usage(format!("--ot-batch {b}: 64 to {}", marill_std::ot2pc::ot::MAX_BATCH)));
         }
         Some(b) => b,
         None => marill_std::party::DEFAULT_OT_BATCH,
